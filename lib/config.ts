@@ -1,0 +1,856 @@
+/**
+ * Configuration: flags, environment and `.env` (loaded by `deno run --env-file`) become one
+ * typed object per entry script. Flags win over the environment. Bad input throws
+ * {@linkcode ConfigError}, which entry scripts turn into exit code 2.
+ *
+ * Every setting is declared once in {@linkcode SETTINGS}; `--help` text and `.env.example`
+ * are checked against that table by the tests.
+ */
+import { parseArgs } from "node:util";
+
+/** Exit codes shared by every entry script (DESIGN.md). */
+export const EXIT = {
+  OK: 0,
+  FAILURE: 1,
+  USAGE: 2,
+  AUTH_FAILED: 3,
+  MAX_CONNECTIONS: 4,
+  KAFKA_UNREACHABLE: 5,
+} as const;
+
+/** A usage or configuration error: names the flag or variable. Exit code 2. */
+export class ConfigError extends Error {
+  /** The exit code an entry script should use. */
+  readonly exitCode: number = EXIT.USAGE;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** The kind of value a setting holds. */
+export type SettingType = "string" | "int" | "seconds" | "boolean" | "list" | "secret";
+
+/** One setting: its flag, its environment variable, its default and its help line. */
+export interface Setting {
+  /** Key in the parsed settings object. */
+  key: string;
+  /** Long flag name without dashes, if the setting has a flag. */
+  flag?: string;
+  /** Environment variable, if the setting can come from the environment. */
+  env?: string;
+  type: SettingType;
+  /** Default as text, parsed like user input; undefined means unset. */
+  default?: string;
+  /** One line for `--help` and `.env.example`. */
+  help: string;
+  /** Which entry scripts accept it. */
+  scripts: readonly Script[];
+}
+
+/** The entry scripts. */
+export type Script = "producer" | "consumer" | "replay" | "demo";
+
+const P: readonly Script[] = ["producer"];
+const PC: readonly Script[] = ["producer", "consumer"];
+const PCR: readonly Script[] = ["producer", "consumer", "replay"];
+const PR: readonly Script[] = ["producer", "replay"];
+const C: readonly Script[] = ["consumer"];
+const R: readonly Script[] = ["replay"];
+
+/** Every setting of every entry script. */
+export const SETTINGS: readonly Setting[] = [
+  // Polygon
+  {
+    key: "polygonApiKey",
+    env: "POLYGON_API_KEY",
+    type: "secret",
+    help: "Polygon/Massive API key (required by produce; never logged)",
+    scripts: P,
+  },
+  {
+    key: "polygonUrl",
+    flag: "url",
+    env: "POLYGON_URL",
+    type: "string",
+    default: "wss://socket.polygon.io/crypto",
+    help: "crypto WebSocket URL (also wss://socket.massive.com/crypto)",
+    scripts: P,
+  },
+  {
+    key: "pairs",
+    flag: "pairs",
+    env: "POLYGON_PAIRS",
+    type: "list",
+    default: "BTC-USD",
+    help: "comma-separated pairs to subscribe to on channel XQ; * means all pairs",
+    scripts: P,
+  },
+  {
+    key: "staleAfter",
+    flag: "stale-after",
+    env: "STALE_AFTER",
+    type: "seconds",
+    default: "30",
+    help: "reconnect when no frame arrived for this many seconds; /healthz uses it too",
+    scripts: P,
+  },
+  {
+    key: "backoffMax",
+    flag: "backoff-max",
+    env: "BACKOFF_MAX",
+    type: "seconds",
+    default: "30",
+    help: "cap of the reconnect backoff (exponential, full jitter), in seconds",
+    scripts: P,
+  },
+  {
+    key: "record",
+    flag: "record",
+    env: "RECORD_FILE",
+    type: "string",
+    help: "append every frame received, verbatim, to this JSON Lines recording",
+    scripts: P,
+  },
+  {
+    key: "queueMax",
+    flag: "queue-max",
+    env: "QUEUE_MAX",
+    type: "int",
+    default: "100000",
+    help: "bound of the frame queue between the socket and the transform",
+    scripts: P,
+  },
+  {
+    key: "queuePolicy",
+    flag: "queue-policy",
+    env: "QUEUE_POLICY",
+    type: "string",
+    default: "drop-oldest",
+    help: "when the queue is full: drop-oldest or drop-newest (both counted)",
+    scripts: P,
+  },
+  // Kafka
+  {
+    key: "brokers",
+    flag: "brokers",
+    env: "KAFKA_BROKERS",
+    type: "list",
+    help: "Kafka bootstrap servers host:port, comma-separated (the Aiven service URI)",
+    scripts: PCR,
+  },
+  {
+    key: "topic",
+    flag: "topic",
+    env: "KAFKA_TOPIC",
+    type: "string",
+    default: "crypto-topic",
+    help: "topic for spread records",
+    scripts: PCR,
+  },
+  {
+    key: "gapsTopic",
+    flag: "gaps-topic",
+    env: "KAFKA_GAPS_TOPIC",
+    type: "string",
+    help: "topic for gap records (default: <topic>.gaps)",
+    scripts: P,
+  },
+  {
+    key: "security",
+    flag: "security",
+    env: "KAFKA_SECURITY",
+    type: "string",
+    help: "plaintext, ssl or sasl_ssl (default: sasl_ssl if a SASL mechanism is set, " +
+      "ssl if the client certificate exists, else plaintext)",
+    scripts: PCR,
+  },
+  {
+    key: "sslCa",
+    flag: "ssl-ca",
+    env: "KAFKA_SSL_CA",
+    type: "string",
+    default: "certs/ca.pem",
+    help: "CA certificate (PEM) for ssl and sasl_ssl",
+    scripts: PCR,
+  },
+  {
+    key: "sslCert",
+    flag: "ssl-cert",
+    env: "KAFKA_SSL_CERT",
+    type: "string",
+    default: "certs/service.cert",
+    help: "client certificate (PEM) for ssl",
+    scripts: PCR,
+  },
+  {
+    key: "sslKey",
+    flag: "ssl-key",
+    env: "KAFKA_SSL_KEY",
+    type: "string",
+    default: "certs/service.key",
+    help: "client private key (PEM) for ssl",
+    scripts: PCR,
+  },
+  {
+    key: "saslMechanism",
+    flag: "sasl-mechanism",
+    env: "KAFKA_SASL_MECHANISM",
+    type: "string",
+    help: "scram-sha-256, scram-sha-512 or plain",
+    scripts: PCR,
+  },
+  {
+    key: "saslUsername",
+    env: "KAFKA_SASL_USERNAME",
+    type: "string",
+    help: "SASL user name",
+    scripts: PCR,
+  },
+  {
+    key: "saslPassword",
+    env: "KAFKA_SASL_PASSWORD",
+    type: "secret",
+    help: "SASL password (never logged)",
+    scripts: PCR,
+  },
+  {
+    key: "partitions",
+    flag: "partitions",
+    env: "KAFKA_PARTITIONS",
+    type: "int",
+    default: "6",
+    help: "partitions when the topic is created (an existing topic is left as it is)",
+    scripts: PR,
+  },
+  {
+    key: "replicationFactor",
+    flag: "replication-factor",
+    env: "KAFKA_REPLICATION_FACTOR",
+    type: "int",
+    default: "-1",
+    help: "replication factor when the topic is created; -1 means the broker default",
+    scripts: PR,
+  },
+  {
+    key: "batchMax",
+    flag: "batch-max",
+    env: "KAFKA_BATCH_MAX",
+    type: "int",
+    default: "1000",
+    help: "most records in one produce request",
+    scripts: PR,
+  },
+  {
+    key: "lingerMs",
+    flag: "linger-ms",
+    env: "KAFKA_LINGER_MS",
+    type: "int",
+    default: "5",
+    help: "longest wait, in ms, to fill a batch before sending it",
+    scripts: PR,
+  },
+  {
+    key: "compression",
+    flag: "compression",
+    env: "KAFKA_COMPRESSION",
+    type: "string",
+    default: "none",
+    help: "none or gzip",
+    scripts: PR,
+  },
+  {
+    key: "connectTimeout",
+    flag: "connect-timeout",
+    env: "KAFKA_CONNECT_TIMEOUT",
+    type: "seconds",
+    default: "15",
+    help: "how long to try reaching Kafka at start-up before exiting with code 5",
+    scripts: PCR,
+  },
+  {
+    key: "shutdownTimeout",
+    flag: "shutdown-timeout",
+    env: "SHUTDOWN_TIMEOUT",
+    type: "seconds",
+    default: "10",
+    help: "on SIGINT/SIGTERM, how long to flush and wait for acks before exiting",
+    scripts: PR,
+  },
+  {
+    key: "insecureSkipVerify",
+    flag: "insecure-skip-verify",
+    env: "KAFKA_INSECURE_SKIP_VERIFY",
+    type: "boolean",
+    default: "false",
+    help: "DANGEROUS: do not verify the broker certificate (prints a warning)",
+    scripts: PCR,
+  },
+  // Consumer
+  {
+    key: "groupId",
+    flag: "group",
+    env: "KAFKA_GROUP_ID",
+    type: "string",
+    default: "crypto-consumer",
+    help: "consumer group",
+    scripts: C,
+  },
+  {
+    key: "from",
+    flag: "from",
+    type: "string",
+    default: "latest",
+    help: "where a new group starts: latest, earliest, or an ISO 8601 time",
+    scripts: C,
+  },
+  {
+    key: "format",
+    flag: "format",
+    type: "string",
+    default: "json",
+    help: "json (one record per line) or table (live per-symbol view)",
+    scripts: C,
+  },
+  {
+    key: "maxMessages",
+    flag: "max-messages",
+    type: "int",
+    help: "stop after this many records",
+    scripts: C,
+  },
+  {
+    key: "timeout",
+    flag: "timeout",
+    type: "seconds",
+    help: "stop after this many seconds",
+    scripts: C,
+  },
+  // Replay
+  {
+    key: "to",
+    flag: "to",
+    type: "string",
+    default: "stdout",
+    help: "stdout (records as JSON lines), kafka, or memory (in-memory broker, counts only)",
+    scripts: R,
+  },
+  {
+    key: "speed",
+    flag: "speed",
+    type: "string",
+    default: "0",
+    help:
+      "pace by exchange time t: 1 is real time, 10 is ten times faster; 0 is as fast as possible",
+    scripts: R,
+  },
+  // Telemetry
+  {
+    key: "metricsPort",
+    flag: "metrics-port",
+    env: "METRICS_PORT",
+    type: "int",
+    help: "serve /metrics and /healthz on this port (off when unset; 9464 is usual)",
+    scripts: PC,
+  },
+  {
+    key: "metricsHost",
+    flag: "metrics-host",
+    env: "METRICS_HOST",
+    type: "string",
+    default: "127.0.0.1",
+    help: "address for /metrics and /healthz (0.0.0.0 to expose it)",
+    scripts: PC,
+  },
+  {
+    key: "influxUrl",
+    env: "INFLUX_URL",
+    type: "string",
+    help: "push telemetry to InfluxDB at this base URL (off when unset)",
+    scripts: PC,
+  },
+  {
+    key: "influxApi",
+    env: "INFLUX_API",
+    type: "string",
+    default: "v1",
+    help: "v1 (/write) or v2 (/api/v2/write, also InfluxDB 3)",
+    scripts: PC,
+  },
+  {
+    key: "influxDb",
+    env: "INFLUX_DB",
+    type: "string",
+    default: "crypto",
+    help: "v1 database",
+    scripts: PC,
+  },
+  {
+    key: "influxRp",
+    env: "INFLUX_RP",
+    type: "string",
+    help: "v1 retention policy (default: the database default)",
+    scripts: PC,
+  },
+  {
+    key: "influxUser",
+    env: "INFLUX_USER",
+    type: "string",
+    help: "v1 user name",
+    scripts: PC,
+  },
+  {
+    key: "influxPassword",
+    env: "INFLUX_PASSWORD",
+    type: "secret",
+    help: "v1 password (never logged)",
+    scripts: PC,
+  },
+  {
+    key: "influxToken",
+    env: "INFLUX_TOKEN",
+    type: "secret",
+    help: "v2/v3 token, or a v1 token (never logged)",
+    scripts: PC,
+  },
+  {
+    key: "influxOrg",
+    env: "INFLUX_ORG",
+    type: "string",
+    help: "v2 organisation",
+    scripts: PC,
+  },
+  {
+    key: "influxBucket",
+    env: "INFLUX_BUCKET",
+    type: "string",
+    help: "v2 bucket",
+    scripts: PC,
+  },
+  {
+    key: "influxInterval",
+    env: "INFLUX_FLUSH_INTERVAL",
+    type: "seconds",
+    default: "10",
+    help: "seconds between InfluxDB writes",
+    scripts: PC,
+  },
+  {
+    key: "influxBatch",
+    env: "INFLUX_BATCH_SIZE",
+    type: "int",
+    default: "1000",
+    help: "most points in one InfluxDB write",
+    scripts: PC,
+  },
+  {
+    key: "influxBufferMax",
+    env: "INFLUX_BUFFER_MAX",
+    type: "int",
+    default: "10000",
+    help: "points kept while InfluxDB is down; the oldest are dropped and counted",
+    scripts: PC,
+  },
+];
+
+/** Raw settings after parsing: typed values by key. */
+export type Settings = Record<string, string | number | boolean | string[] | undefined>;
+
+/** The result of reading flags and environment for one script. */
+export interface Parsed {
+  settings: Settings;
+  positionals: string[];
+  help: boolean;
+}
+
+/** Options for {@linkcode parseSettings}. */
+export interface ParseOptions {
+  /** Environment lookup; default none. Entry scripts pass `Deno.env.get`. */
+  env?: (name: string) => string | undefined;
+  /** Whether positional arguments are accepted; default false. */
+  allowPositionals?: boolean;
+}
+
+function settingsFor(script: Script): Setting[] {
+  return SETTINGS.filter((s) => s.scripts.includes(script));
+}
+
+/**
+ * Parses the flags and environment of one entry script into typed settings.
+ * Throws {@linkcode ConfigError} naming the flag or variable at fault.
+ */
+export function parseSettings(script: Script, args: string[], options: ParseOptions = {}): Parsed {
+  const env = options.env ?? (() => undefined);
+  const own = settingsFor(script);
+  const flagOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const s of own) {
+    if (s.flag) flagOptions[s.flag] = { type: s.type === "boolean" ? "boolean" : "string" };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    const parsed = parseArgs({
+      args,
+      options: flagOptions,
+      strict: true,
+      allowPositionals: options.allowPositionals ?? false,
+    });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+    positionals = parsed.positionals;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(`Cannot parse the command line: ${message}; see --help`, {
+      cause: error,
+    });
+  }
+  const settings: Settings = {};
+  for (const s of own) {
+    const flagValue = s.flag ? values[s.flag] : undefined;
+    let raw: string | undefined;
+    let source: string;
+    if (flagValue !== undefined) {
+      raw = String(flagValue);
+      source = `--${s.flag}`;
+    } else if (s.env && env(s.env) !== undefined && env(s.env) !== "") {
+      raw = env(s.env);
+      source = `"${s.env}" environment variable`;
+    } else {
+      raw = s.default;
+      source = s.flag ? `--${s.flag}` : `"${s.env}"`;
+    }
+    settings[s.key] = raw === undefined ? undefined : convert(s, raw, source);
+  }
+  return { settings, positionals, help: values.help === true };
+}
+
+function convert(s: Setting, raw: string, source: string): Settings[string] {
+  const quoted = s.type === "secret" ? "(hidden)" : `"${raw}"`;
+  switch (s.type) {
+    case "string":
+    case "secret":
+      return raw;
+    case "list": {
+      const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
+      if (items.length === 0) throw new ConfigError(`${source} must list at least one value`);
+      return items;
+    }
+    case "boolean": {
+      const v = raw.toLowerCase();
+      if (["true", "1", "yes"].includes(v)) return true;
+      if (["false", "0", "no"].includes(v)) return false;
+      throw new ConfigError(`${source} must be true or false, got ${quoted}`);
+    }
+    case "int": {
+      if (!/^-?\d+$/.test(raw.trim())) {
+        throw new ConfigError(`${source} must be a whole number, got ${quoted}`);
+      }
+      return Number.parseInt(raw, 10);
+    }
+    case "seconds": {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || n < 0) {
+        throw new ConfigError(`${source} must be a number of seconds, got ${quoted}`);
+      }
+      return n;
+    }
+  }
+}
+
+/** Usage text for one script, built from {@linkcode SETTINGS}. Never shows secret values. */
+export function usage(script: Script, synopsis: string, description: string): string {
+  const lines = [
+    `Usage: ${synopsis}`,
+    "",
+    description,
+    "",
+    "Options (flag / environment variable):",
+  ];
+  lines.push("  -h, --help".padEnd(34) + "show this help");
+  for (const s of settingsFor(script)) {
+    const name = [s.flag ? `--${s.flag}` : "", s.env ?? ""].filter((x) => x).join(" / ");
+    const def = s.default !== undefined && s.type !== "secret" ? ` (default ${s.default})` : "";
+    lines.push(`  ${name}`.padEnd(34) + s.help + def);
+  }
+  lines.push(
+    "",
+    "Settings load from .env (deno run --env-file), the environment, then flags; flags win.",
+  );
+  return lines.join("\n");
+}
+
+/** Reads a required string setting or throws a {@linkcode ConfigError} naming it. */
+export function requireString(settings: Settings, key: string): string {
+  const value = settings[key];
+  if (typeof value === "string" && value !== "") return value;
+  const s = SETTINGS.find((x) => x.key === key);
+  const name = s?.env ? `"${s.env}" environment variable` : `--${s?.flag ?? key}`;
+  const alt = s?.env && s.flag ? ` (or --${s.flag})` : "";
+  throw new ConfigError(`${name}${alt} must be set`);
+}
+
+/** Checks that a setting is one of the allowed words. */
+export function oneOf<T extends string>(settings: Settings, key: string, allowed: readonly T[]): T {
+  const value = String(settings[key]);
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  const s = SETTINGS.find((x) => x.key === key);
+  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
+  throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${value}"`);
+}
+
+/** Checks that a numeric setting is at least `min`. */
+export function atLeast(settings: Settings, key: string, min: number): number {
+  const value = settings[key];
+  if (typeof value === "number" && value >= min) return value;
+  const s = SETTINGS.find((x) => x.key === key);
+  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
+  throw new ConfigError(`${name} must be at least ${min}, got "${value}"`);
+}
+
+/** Kafka connection and producer settings, with certificate files already read. */
+export interface KafkaConfig {
+  brokers: string[];
+  topic: string;
+  /** Topic for gap records. */
+  gapsTopic: string;
+  security: "plaintext" | "ssl" | "sasl_ssl";
+  /** PEM texts, read once at start-up. */
+  ssl?: { ca: string; cert?: string; key?: string; rejectUnauthorized: boolean };
+  sasl?: {
+    mechanism: "scram-sha-256" | "scram-sha-512" | "plain";
+    username: string;
+    password: string;
+  };
+  partitions: number;
+  replicationFactor: number;
+  batchMax: number;
+  lingerMs: number;
+  compression: "none" | "gzip";
+  connectTimeoutMs: number;
+  shutdownTimeoutMs: number;
+}
+
+/** Options for {@linkcode buildKafkaConfig}. */
+export interface BuildKafkaOptions {
+  /** Reads a file as text; default `Deno.readTextFileSync`. */
+  readTextFile?: (path: string) => string;
+  /** Whether a file exists; default a `Deno.statSync` check. */
+  exists?: (path: string) => boolean;
+  /** Writes a warning; default `console.error`. */
+  warn?: (message: string) => void;
+}
+
+function fileExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function readNamedFile(
+  read: (path: string) => string,
+  path: string,
+  what: string,
+  variable: string,
+): string {
+  try {
+    return read(path);
+  } catch (error) {
+    const reason = error instanceof Deno.errors.NotFound
+      ? "file not found"
+      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new ConfigError(
+      `Cannot read ${what} "${path}" (${variable}): ${reason}; put the file there or set ${variable}`,
+      { cause: error },
+    );
+  }
+}
+
+/** Builds the Kafka config from parsed settings, reading certificate files once. */
+export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions = {}): KafkaConfig {
+  const read = options.readTextFile ?? ((p: string) => Deno.readTextFileSync(p));
+  const exists = options.exists ?? fileExists;
+  const warn = options.warn ?? ((m: string) => console.error(m));
+  const brokersValue = settings.brokers;
+  if (!Array.isArray(brokersValue)) {
+    throw new ConfigError(`"KAFKA_BROKERS" environment variable (or --brokers) must be set`);
+  }
+  for (const b of brokersValue) {
+    if (!/^[^\s:/]+:\d{1,5}$/.test(b)) {
+      throw new ConfigError(
+        `"KAFKA_BROKERS" must list host:port pairs, got "${b}"; use the Aiven service URI without a scheme`,
+      );
+    }
+  }
+  const topic = requireString(settings, "topic");
+  const mechanismRaw = settings.saslMechanism as string | undefined;
+  let security: KafkaConfig["security"];
+  if (settings.security !== undefined) {
+    security = oneOf(settings, "security", ["plaintext", "ssl", "sasl_ssl"] as const);
+  } else if (mechanismRaw) security = "sasl_ssl";
+  else if (exists(String(settings.sslCert))) security = "ssl";
+  else security = "plaintext";
+  const config: KafkaConfig = {
+    brokers: brokersValue,
+    topic,
+    gapsTopic: (settings.gapsTopic as string | undefined) ?? `${topic}.gaps`,
+    security,
+    partitions: atLeast(settings, "partitions", 1),
+    replicationFactor: settings.replicationFactor as number,
+    batchMax: atLeast(settings, "batchMax", 1),
+    lingerMs: atLeast(settings, "lingerMs", 0),
+    compression: oneOf(settings, "compression", ["none", "gzip"] as const),
+    connectTimeoutMs: Number(settings.connectTimeout) * 1000,
+    shutdownTimeoutMs: Number(settings.shutdownTimeout ?? 10) * 1000,
+  };
+  if (config.replicationFactor === 0 || config.replicationFactor < -1) {
+    throw new ConfigError(
+      `--replication-factor must be -1 (broker default) or at least 1, got "${config.replicationFactor}"`,
+    );
+  }
+  if (security !== "plaintext") {
+    const rejectUnauthorized = settings.insecureSkipVerify !== true;
+    if (!rejectUnauthorized) {
+      warn(
+        "WARNING: --insecure-skip-verify is on: the Kafka broker certificate is NOT verified. " +
+          "Anyone on the network path can read and alter this stream.",
+      );
+    }
+    const ca = readNamedFile(read, String(settings.sslCa), "Kafka CA certificate", "KAFKA_SSL_CA");
+    config.ssl = { ca, rejectUnauthorized };
+    if (security === "ssl") {
+      config.ssl.cert = readNamedFile(
+        read,
+        String(settings.sslCert),
+        "Kafka client certificate",
+        "KAFKA_SSL_CERT",
+      );
+      config.ssl.key = readNamedFile(
+        read,
+        String(settings.sslKey),
+        "Kafka client key",
+        "KAFKA_SSL_KEY",
+      );
+    }
+  }
+  if (security === "sasl_ssl") {
+    if (!mechanismRaw) {
+      throw new ConfigError(`"KAFKA_SASL_MECHANISM" must be set when KAFKA_SECURITY is sasl_ssl`);
+    }
+    const mechanism = oneOf(
+      settings,
+      "saslMechanism",
+      ["scram-sha-256", "scram-sha-512", "plain"] as const,
+    );
+    config.sasl = {
+      mechanism,
+      username: requireString(settings, "saslUsername"),
+      password: requireString(settings, "saslPassword"),
+    };
+  }
+  return config;
+}
+
+/** Polygon connection and read-path settings. */
+export interface PolygonConfig {
+  url: string;
+  apiKey: string;
+  pairs: string[];
+  staleAfterMs: number;
+  backoffMaxMs: number;
+  recordPath?: string;
+  queueMax: number;
+  queuePolicy: "drop-oldest" | "drop-newest";
+}
+
+/** Builds the Polygon config from parsed settings. */
+export function buildPolygonConfig(settings: Settings): PolygonConfig {
+  const apiKey = requireString(settings, "polygonApiKey");
+  const url = requireString(settings, "polygonUrl");
+  if (!/^wss?:\/\//.test(url)) {
+    throw new ConfigError(`--url must be a ws:// or wss:// URL, got "${url}"`);
+  }
+  const pairs = settings.pairs as string[];
+  for (const p of pairs) {
+    if (p !== "*" && !/^[A-Z0-9]+-[A-Z0-9]+$/i.test(p)) {
+      throw new ConfigError(`--pairs must list pairs like BTC-USD or *, got "${p}"`);
+    }
+  }
+  const staleAfterMs = Number(settings.staleAfter) * 1000;
+  if (staleAfterMs <= 0) throw new ConfigError(`--stale-after must be above 0, got "0"`);
+  const config: PolygonConfig = {
+    url,
+    apiKey,
+    pairs,
+    staleAfterMs,
+    backoffMaxMs: Number(settings.backoffMax) * 1000,
+    queueMax: atLeast(settings, "queueMax", 1),
+    queuePolicy: oneOf(settings, "queuePolicy", ["drop-oldest", "drop-newest"] as const),
+  };
+  if (typeof settings.record === "string") config.recordPath = settings.record;
+  return config;
+}
+
+/** Telemetry exposure settings. */
+export interface TelemetryConfig {
+  metricsPort?: number;
+  metricsHost: string;
+  influx?: {
+    url: string;
+    api: "v1" | "v2";
+    db: string;
+    rp?: string;
+    user?: string;
+    password?: string;
+    token?: string;
+    org?: string;
+    bucket?: string;
+    intervalMs: number;
+    batchSize: number;
+    bufferMax: number;
+  };
+}
+
+/** Builds the telemetry config from parsed settings. */
+export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
+  const config: TelemetryConfig = { metricsHost: String(settings.metricsHost) };
+  if (settings.metricsPort !== undefined) {
+    const port = settings.metricsPort as number;
+    if (port < 0 || port > 65535) {
+      throw new ConfigError(`--metrics-port must be between 0 and 65535, got "${port}"`);
+    }
+    config.metricsPort = port;
+  }
+  const url = settings.influxUrl as string | undefined;
+  if (url) {
+    if (!/^https?:\/\//.test(url)) {
+      throw new ConfigError(`"INFLUX_URL" must be an http:// or https:// URL, got "${url}"`);
+    }
+    const api = oneOf(settings, "influxApi", ["v1", "v2"] as const);
+    const s = (k: string) => settings[k] as string | undefined;
+    if (api === "v2") {
+      requireString(settings, "influxOrg");
+      requireString(settings, "influxBucket");
+      requireString(settings, "influxToken");
+    }
+    config.influx = {
+      url: url.replace(/\/+$/, ""),
+      api,
+      db: String(settings.influxDb),
+      intervalMs: Number(settings.influxInterval) * 1000,
+      batchSize: atLeast(settings, "influxBatch", 1),
+      bufferMax: atLeast(settings, "influxBufferMax", 1),
+    };
+    for (const k of ["rp", "user", "password", "token", "org", "bucket"] as const) {
+      const v = s(`influx${k[0]!.toUpperCase()}${k.slice(1)}`);
+      if (v) config.influx[k] = v;
+    }
+  }
+  return config;
+}

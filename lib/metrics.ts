@@ -1,0 +1,204 @@
+/**
+ * The one place the pipeline counts things: a prom-client registry with every producer and
+ * consumer metric. The pipeline updates these handles (per batch where it can, never per byte);
+ * `telemetry.ts` serves the registry as `/metrics` and pushes it to InfluxDB.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Latency buckets in seconds, 0.5 ms to 60 s. */
+const LATENCY_BUCKETS = [
+  0.0005,
+  0.001,
+  0.002,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+];
+/** Spread buckets in basis points of mid. */
+const SPREAD_BPS_BUCKETS = [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 500];
+const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/** Every metric of the producer side, registered on one registry. */
+export class ProducerMetrics {
+  readonly registry: Registry;
+  readonly framesReceived: Counter<string>;
+  readonly eventsReceived: Counter<string>;
+  /** 0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming. */
+  readonly connectionState: Gauge<string>;
+  readonly reconnects: Counter<"reason">;
+  readonly gapSeconds: Counter<string>;
+  readonly gaps: Counter<string>;
+  readonly lastQuoteTime: Gauge<"symbol">;
+  readonly skips: Counter<"reason">;
+  readonly crossed: Counter<"symbol">;
+  readonly locked: Counter<"symbol">;
+  readonly queueDepth: Gauge<string>;
+  readonly queueDrops: Counter<string>;
+  readonly recordsProduced: Counter<string>;
+  readonly recordsSent: Counter<string>;
+  readonly recordsAcked: Counter<string>;
+  readonly recordsBySymbol: Counter<"symbol">;
+  readonly sendErrors: Counter<string>;
+  readonly ackLatency: Histogram<string>;
+  readonly batchSize: Histogram<string>;
+  /** Hop latency: hop = exchange_to_polygon | polygon_to_receive | receive_to_ack. */
+  readonly hopLatency: Histogram<"hop">;
+  /** Negative hops (clock skew), counted, not hidden. */
+  readonly negativeHops: Counter<"hop">;
+  readonly spreadLast: Gauge<"symbol">;
+  readonly spreadBps: Histogram<"symbol">;
+  readonly telemetryPointsWritten: Counter<string>;
+  readonly telemetryPointsDropped: Counter<string>;
+  readonly telemetryWriteErrors: Counter<string>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    const c = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Counter<L>({ name, help, labelNames, registers });
+    const g = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Gauge<L>({ name, help, labelNames, registers });
+    const h = <L extends string>(
+      name: string,
+      help: string,
+      buckets: number[],
+      labelNames: L[] = [],
+    ) => new Histogram<L>({ name, help, buckets, labelNames, registers });
+    this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
+    this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
+    this.connectionState = g(
+      "crypto_ws_connection_state",
+      "0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming",
+    );
+    this.reconnects = c("crypto_ws_reconnects_total", "reconnects by reason", ["reason"]);
+    this.gapSeconds = c("crypto_ws_gap_seconds_total", "seconds spent not listening");
+    this.gaps = c("crypto_ws_gaps_total", "gaps in the stream (each is also a gap record)");
+    this.lastQuoteTime = g(
+      "crypto_last_quote_timestamp_seconds",
+      "local time of the last quote, per symbol (seconds since it: time() - this)",
+      ["symbol"],
+    );
+    this.skips = c("crypto_transform_skipped_total", "events skipped, by reason", ["reason"]);
+    this.crossed = c("crypto_quotes_crossed_total", "quotes with ask below bid", ["symbol"]);
+    this.locked = c("crypto_quotes_locked_total", "quotes with ask equal to bid", ["symbol"]);
+    this.queueDepth = g("crypto_queue_depth", "frames waiting between socket and transform");
+    this.queueDrops = c("crypto_queue_dropped_total", "frames dropped because the queue was full");
+    this.recordsProduced = c("crypto_records_produced_total", "records made by the transform");
+    this.recordsSent = c("crypto_kafka_records_sent_total", "records handed to Kafka");
+    this.recordsAcked = c("crypto_kafka_records_acked_total", "records acknowledged by Kafka");
+    this.recordsBySymbol = c("crypto_quotes_total", "records acknowledged, per symbol", [
+      "symbol",
+    ]);
+    this.sendErrors = c("crypto_kafka_send_errors_total", "failed Kafka sends (retried)");
+    this.ackLatency = h(
+      "crypto_kafka_ack_latency_seconds",
+      "time from send to ack, per batch",
+      LATENCY_BUCKETS,
+    );
+    this.batchSize = h("crypto_kafka_batch_size", "records per produce request", BATCH_BUCKETS);
+    this.hopLatency = h(
+      "crypto_hop_latency_seconds",
+      "latency hop by hop: exchange_to_polygon (t→r), polygon_to_receive (r→local), " +
+        "receive_to_ack (local→Kafka ack)",
+      LATENCY_BUCKETS,
+      ["hop"],
+    );
+    this.negativeHops = c(
+      "crypto_hop_negative_total",
+      "hops with negative latency (clock skew), by hop",
+      ["hop"],
+    );
+    this.spreadLast = g("crypto_spread_last", "last spread, per symbol", ["symbol"]);
+    this.spreadBps = h(
+      "crypto_spread_bps",
+      "spread in basis points of mid, per symbol",
+      SPREAD_BPS_BUCKETS,
+      ["symbol"],
+    );
+    this.telemetryPointsWritten = c(
+      "crypto_telemetry_points_written_total",
+      "InfluxDB points written",
+    );
+    this.telemetryPointsDropped = c(
+      "crypto_telemetry_points_dropped_total",
+      "InfluxDB points dropped (buffer full while InfluxDB was down)",
+    );
+    this.telemetryWriteErrors = c(
+      "crypto_telemetry_write_errors_total",
+      "failed InfluxDB writes",
+    );
+  }
+}
+
+/** Every metric of the consumer side. */
+export class ConsumerMetrics {
+  readonly registry: Registry;
+  readonly recordsConsumed: Counter<string>;
+  readonly malformed: Counter<string>;
+  readonly lag: Gauge<"partition">;
+  /** Hop kafka_to_consumer: Kafka record timestamp → consumer receive. */
+  readonly hopLatency: Histogram<"hop">;
+  readonly negativeHops: Counter<"hop">;
+  readonly telemetryPointsWritten: Counter<string>;
+  readonly telemetryPointsDropped: Counter<string>;
+  readonly telemetryWriteErrors: Counter<string>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.recordsConsumed = new Counter({
+      name: "crypto_consumer_records_total",
+      help: "records consumed",
+      registers,
+    });
+    this.malformed = new Counter({
+      name: "crypto_consumer_malformed_total",
+      help: "records whose value is not a valid spread record (skipped)",
+      registers,
+    });
+    this.lag = new Gauge({
+      name: "crypto_consumer_lag",
+      help: "end offset minus committed offset, per partition",
+      labelNames: ["partition"],
+      registers,
+    });
+    this.hopLatency = new Histogram({
+      name: "crypto_hop_latency_seconds",
+      help: "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
+      buckets: LATENCY_BUCKETS,
+      labelNames: ["hop"],
+      registers,
+    });
+    this.negativeHops = new Counter({
+      name: "crypto_hop_negative_total",
+      help: "hops with negative latency (clock skew), by hop",
+      labelNames: ["hop"],
+      registers,
+    });
+    this.telemetryPointsWritten = new Counter({
+      name: "crypto_telemetry_points_written_total",
+      help: "InfluxDB points written",
+      registers,
+    });
+    this.telemetryPointsDropped = new Counter({
+      name: "crypto_telemetry_points_dropped_total",
+      help: "InfluxDB points dropped (buffer full while InfluxDB was down)",
+      registers,
+    });
+    this.telemetryWriteErrors = new Counter({
+      name: "crypto_telemetry_write_errors_total",
+      help: "failed InfluxDB writes",
+      registers,
+    });
+  }
+}
