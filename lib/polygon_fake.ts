@@ -1,0 +1,621 @@
+/**
+ * A fake Polygon crypto WebSocket server for the demo, the tests and the benchmarks. It speaks
+ * the real protocol (connected, auth, subscribe with one confirmation per topic, data frames that
+ * are JSON arrays, one connection per key) on 127.0.0.1, port 0 by default, and replays frames
+ * (for example the lines of a JSON Lines recording) verbatim, paced or as fast as possible.
+ *
+ * Replay has one cursor shared by every connection: after a reconnect, the next subscribed
+ * connection continues where the previous one stopped, so no frame is sent twice and none is
+ * skipped, unless a fault says otherwise. Faults are scripted per connection with
+ * {@linkcode FakeConnectionScript}: refuse the upgrade, answer auth with a chosen status, drop,
+ * go silent, evict, send garbage, burst.
+ *
+ * @example
+ * ```ts
+ * const fake = startFakePolygon({ frames: lines, apiKey: "k", faults: [{ dropAfter: 100 }] });
+ * try {
+ *   // connect a client to fake.url …
+ *   await fake.done; // every frame has been sent
+ * } finally {
+ *   await fake.close();
+ * }
+ * ```
+ */
+
+/** A status the fake can send in reply to an `auth` action. */
+export type FakeAuthReply =
+  /** The current reply: `auth_success`, message "authenticated" (wrong key: `auth_failed`). */
+  | "auth_success"
+  /** The older servers' reply: `success`, message "authenticated". */
+  | "success"
+  /** `auth_failed`, message "authentication failed", then close. */
+  | "auth_failed"
+  /** `auth_timeout`, then close. */
+  | "auth_timeout"
+  /** `max_connections`, then close. */
+  | "max_connections"
+  /** No reply at all; the socket stays open. */
+  | "none";
+
+/** Faults for one connection. Frame counts are data frames sent on that connection. */
+export interface FakeConnectionScript {
+  /** Answer the HTTP upgrade request with this status (e.g. 503) instead of accepting it. */
+  refuse?: number;
+  /** Do not send the `connected` status on open (the client then times out). Default false. */
+  noConnected?: boolean;
+  /** Reply to `auth` with this status whatever the key; default: check the key. */
+  auth?: FakeAuthReply;
+  /** Close the connection (code 1011) after sending this many data frames on it. */
+  dropAfter?: number;
+  /** Stop sending after this many data frames; the socket stays open, nothing more is sent. */
+  silentAfter?: number;
+  /** Send status `max_connections` and close after this many data frames (eviction). */
+  evictAfter?: number;
+  /** Send these frames verbatim after `after` data frames (they do not advance the replay). */
+  garbage?: { after: number; frames: readonly string[] };
+  /** Send `count` frames unpaced, starting after `after` data frames, whatever the pace. */
+  burst?: { after: number; count: number };
+}
+
+/** Options for {@linkcode startFakePolygon}. */
+export interface FakePolygonOptions {
+  /**
+   * Frame texts to replay, verbatim, in order (e.g. the lines of a JSON Lines recording).
+   * Default: none (the server speaks the protocol and sends no data).
+   */
+  frames?: Iterable<string> | AsyncIterable<string>;
+  /** Skip a first frame that is a recording header (`{"recording":…}`). Default true. */
+  skipHeader?: boolean;
+  /** Skip empty frames (e.g. the trailing line of a file). Default true. */
+  skipEmpty?: boolean;
+  /** The API key the server accepts; another key gets `auth_failed`. Default: any key. */
+  apiKey?: string;
+  /**
+   * Pace by the events' exchange time `t`: 1 is real time, 10 ten times faster. Default 0, as
+   * fast as the socket drains. The clock restarts at each (re)subscription.
+   */
+  speed?: number;
+  /** Pace at this many frames per second instead (wins over `speed`). Default 0, unpaced. */
+  rate?: number;
+  /** Send `auth_timeout` and close when no auth arrives within this many ms. Default 10000. */
+  authTimeoutMs?: number;
+  /**
+   * Faults by connection number (0 is the first upgrade request, refused ones included), as an
+   * array or a function. Default: none.
+   */
+  faults?: readonly (FakeConnectionScript | undefined)[] | FakeScriptFn;
+  /** A newer authenticated connection evicts an older one with the same key. Default true. */
+  evict?: boolean;
+  /** Wait while a socket holds more than this many unsent bytes. Default 1 MiB. */
+  highWaterMark?: number;
+  /** Interface to bind. Default "127.0.0.1". */
+  hostname?: string;
+  /** Port to bind. Default 0 (any free port). */
+  port?: number;
+}
+
+/** Returns the faults of connection number `connection` (0-based). */
+export type FakeScriptFn = (connection: number) => FakeConnectionScript | undefined;
+
+/** Live counters of a {@linkcode FakePolygon}. */
+export interface FakePolygonStats {
+  /** HTTP upgrade requests received, refused ones included. */
+  connections: number;
+  /** Upgrade requests refused by a `refuse` fault. */
+  refused: number;
+  /** `auth` actions received. */
+  auths: number;
+  /** Successful authentications. */
+  authSuccesses: number;
+  /** `params` of every `subscribe` action received, in order. */
+  subscriptions: string[];
+  /** Data frames sent (replayed frames, garbage excluded). */
+  framesSent: number;
+  /** Replayed frames not sent because no event in them was subscribed. */
+  framesFiltered: number;
+  /** Garbage frames sent. */
+  garbageSent: number;
+  /** Position of the replay: frames consumed (sent or filtered). */
+  cursor: number;
+}
+
+interface Connection {
+  readonly id: number;
+  readonly socket: WebSocket;
+  readonly script: FakeConnectionScript;
+  key: string | undefined;
+  authed: boolean;
+  readonly topics: Set<string>;
+  sent: number;
+  garbageDone: boolean;
+  silent: boolean;
+  open: boolean;
+  authTimer: Timer | undefined;
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+const STATUS_CONNECTED =
+  '[{"ev":"status","status":"connected","message":"Connected Successfully"}]';
+const STATUS_MESSAGES: Record<string, string> = {
+  auth_success: "authenticated",
+  success: "authenticated",
+  auth_failed: "authentication failed",
+  auth_timeout: "No authentication request received.",
+  max_connections: "Maximum number of websocket connections exceeded. You have reached the " +
+    "connection limit for your account.",
+};
+/** Matches an `ev` other than XQ: such frames need a look before they are sent. */
+const NON_XQ_EV_RE = /"ev"\s*:\s*"(?!XQ")/;
+const T_RE = /"t"\s*:\s*(\d+)/;
+
+/** A running fake Polygon server; see {@linkcode startFakePolygon}. */
+export class FakePolygon {
+  /** The WebSocket URL to connect to, e.g. `ws://127.0.0.1:40123/crypto`. */
+  readonly url: string;
+  /** Live counters. */
+  readonly stats: FakePolygonStats = {
+    connections: 0,
+    refused: 0,
+    auths: 0,
+    authSuccesses: 0,
+    subscriptions: [],
+    framesSent: 0,
+    framesFiltered: 0,
+    garbageSent: 0,
+    cursor: 0,
+  };
+  /** Resolves once every frame has been sent (or filtered out). */
+  readonly done: Promise<void>;
+
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #options: FakePolygonOptions;
+  #connections = new Set<Connection>();
+  #active: Connection | undefined;
+  #pumping = false;
+  #closed = false;
+  #iterator: Iterator<string> | AsyncIterator<string> | undefined;
+  #pending: string | undefined;
+  #exhausted = false;
+  #first = true;
+  #resolveDone!: () => void;
+  #timers = new Set<Timer>();
+  #wakers = new Set<() => void>();
+
+  constructor(options: FakePolygonOptions = {}) {
+    this.#options = options;
+    this.done = new Promise((resolve) => this.#resolveDone = resolve);
+    const frames = options.frames ?? [];
+    this.#iterator = Symbol.asyncIterator in frames
+      ? (frames as AsyncIterable<string>)[Symbol.asyncIterator]()
+      : (frames as Iterable<string>)[Symbol.iterator]();
+    this.#server = Deno.serve({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 0,
+      onListen() {},
+    }, (request) => this.#handle(request));
+    this.url = `ws://${this.#server.addr.hostname}:${this.#server.addr.port}/crypto`;
+  }
+
+  /** Closes every connection and stops the server. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    for (const wake of this.#wakers) wake();
+    for (const conn of this.#connections) this.#closeConnection(conn, 1001, "server closing");
+    await this.#server.shutdown();
+    const iterator = this.#iterator;
+    if (iterator && !this.#exhausted && iterator.return) await iterator.return();
+  }
+
+  #handle(request: Request): Response {
+    const id = this.stats.connections++;
+    const script = this.#scriptFor(id);
+    if (script.refuse !== undefined) {
+      this.stats.refused++;
+      return new Response("refused by fake\n", { status: script.refuse });
+    }
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("expected a WebSocket upgrade\n", { status: 426 });
+    }
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    const conn: Connection = {
+      id,
+      socket,
+      script,
+      key: undefined,
+      authed: false,
+      topics: new Set(),
+      sent: 0,
+      garbageDone: false,
+      silent: false,
+      open: false,
+      authTimer: undefined,
+    };
+    this.#connections.add(conn);
+    socket.onopen = () => {
+      if (this.#closed) return this.#closeConnection(conn, 1001, "server closing");
+      conn.open = true;
+      if (!script.noConnected) socket.send(STATUS_CONNECTED);
+      conn.authTimer = this.#setTimer(() => {
+        conn.authTimer = undefined;
+        if (!conn.authed && conn.open) {
+          this.#sendStatus(conn, "auth_timeout");
+          this.#closeConnection(conn, 1008, "auth timeout");
+        }
+      }, this.#options.authTimeoutMs ?? 10_000);
+    };
+    socket.onmessage = (event) => this.#onMessage(conn, event.data);
+    socket.onclose = () => this.#forget(conn);
+    socket.onerror = () => this.#forget(conn);
+    return response;
+  }
+
+  #scriptFor(id: number): FakeConnectionScript {
+    const faults = this.#options.faults;
+    if (faults === undefined) return {};
+    const script = typeof faults === "function" ? faults(id) : faults[id];
+    return script ?? {};
+  }
+
+  #onMessage(conn: Connection, data: unknown): void {
+    if (!conn.open || typeof data !== "string") return;
+    let message: { action?: unknown; params?: unknown };
+    try {
+      message = JSON.parse(data);
+    } catch {
+      this.#send(conn, '[{"ev":"status","status":"error","message":"invalid message"}]');
+      return;
+    }
+    const params = typeof message.params === "string" ? message.params : "";
+    switch (message.action) {
+      case "auth":
+        this.#onAuth(conn, params);
+        return;
+      case "subscribe":
+      case "unsubscribe":
+        if (!conn.authed) {
+          this.#send(conn, '[{"ev":"status","status":"error","message":"not authorized"}]');
+          return;
+        }
+        this.#onSubscribe(conn, message.action, params);
+        return;
+      default:
+        this.#send(conn, '[{"ev":"status","status":"error","message":"unknown action"}]');
+    }
+  }
+
+  #onAuth(conn: Connection, key: string): void {
+    this.stats.auths++;
+    if (conn.authed) {
+      this.#send(conn, '[{"ev":"status","status":"error","message":"already authenticated"}]');
+      return;
+    }
+    if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
+    conn.authTimer = undefined;
+    const expected = this.#options.apiKey;
+    const reply: FakeAuthReply = conn.script.auth ??
+      (expected === undefined || key === expected ? "auth_success" : "auth_failed");
+    if (reply === "none") return;
+    if (reply === "auth_success" || reply === "success") {
+      conn.authed = true;
+      conn.key = key;
+      this.stats.authSuccesses++;
+      this.#sendStatus(conn, reply);
+      if (this.#options.evict ?? true) {
+        for (const other of this.#connections) {
+          if (other !== conn && other.authed && other.key === key && other.open) {
+            this.#sendStatus(other, "max_connections");
+            this.#closeConnection(other, 1008, "max connections");
+          }
+        }
+      }
+      return;
+    }
+    this.#sendStatus(conn, reply);
+    this.#closeConnection(conn, 1008, reply);
+  }
+
+  #onSubscribe(conn: Connection, action: "subscribe" | "unsubscribe", params: string): void {
+    if (action === "subscribe") this.stats.subscriptions.push(params);
+    const topics = params.split(",").map((t) => t.trim()).filter((t) => t !== "");
+    for (const topic of topics) {
+      if (action === "subscribe") conn.topics.add(topic);
+      else conn.topics.delete(topic);
+      const verb = action === "subscribe" ? "subscribed to" : "unsubscribed to";
+      this.#send(
+        conn,
+        JSON.stringify([{ ev: "status", status: "success", message: `${verb}: ${topic}` }]),
+      );
+    }
+    if (action === "subscribe" && conn.topics.size > 0) {
+      this.#active = conn;
+      this.#startPump();
+    }
+  }
+
+  #sendStatus(conn: Connection, status: string): void {
+    const message = STATUS_MESSAGES[status] ?? status;
+    this.#send(conn, JSON.stringify([{ ev: "status", status, message }]));
+  }
+
+  #send(conn: Connection, text: string): void {
+    if (conn.open && conn.socket.readyState === WebSocket.OPEN) conn.socket.send(text);
+  }
+
+  #closeConnection(conn: Connection, code: number, reason: string): void {
+    const wasOpen = conn.open;
+    conn.open = false;
+    if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
+    conn.authTimer = undefined;
+    if (this.#active === conn) this.#active = undefined;
+    const state = conn.socket.readyState;
+    if (wasOpen || state === WebSocket.OPEN || state === WebSocket.CONNECTING) {
+      try {
+        conn.socket.close(code, reason);
+      } catch {
+        // Already closing.
+      }
+    }
+  }
+
+  #forget(conn: Connection): void {
+    conn.open = false;
+    if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
+    conn.authTimer = undefined;
+    if (this.#active === conn) this.#active = undefined;
+    this.#connections.delete(conn);
+  }
+
+  #startPump(): void {
+    if (this.#pumping || this.#closed) return;
+    this.#pumping = true;
+    this.#pump().finally(() => {
+      this.#pumping = false;
+      // A connection may have subscribed while the pump was finishing.
+      if (this.#active && this.#active.open && !this.#closed && !this.#exhausted) {
+        this.#startPump();
+      }
+    });
+  }
+
+  /** Sends frames to the active connection until it goes, the frames end, or a fault. */
+  async #pump(): Promise<void> {
+    const rate = this.#options.rate ?? 0;
+    const speed = this.#options.speed ?? 0;
+    const highWaterMark = this.#options.highWaterMark ?? 1 << 20;
+    let conn = this.#active;
+    let startWall = performance.now();
+    let startT = Number.NaN;
+    let lastT = Number.NaN;
+    let paced = 0;
+    let sinceYield = 0;
+    while (!this.#closed) {
+      if (this.#active !== conn || conn === undefined) {
+        // The active connection changed (reconnect): restart the pacing clock.
+        conn = this.#active;
+        if (conn === undefined) return;
+        startWall = performance.now();
+        startT = Number.NaN;
+        lastT = Number.NaN;
+        paced = 0;
+      }
+      if (!conn.open || conn.silent) return;
+      const script = conn.script;
+      if (script.garbage && !conn.garbageDone && conn.sent >= script.garbage.after) {
+        conn.garbageDone = true;
+        for (const g of script.garbage.frames) {
+          conn.socket.send(g);
+          this.stats.garbageSent++;
+        }
+      }
+      if (script.dropAfter !== undefined && conn.sent >= script.dropAfter) {
+        this.#closeConnection(conn, 1011, "fake drop");
+        continue;
+      }
+      if (script.evictAfter !== undefined && conn.sent >= script.evictAfter) {
+        this.#sendStatus(conn, "max_connections");
+        this.#closeConnection(conn, 1008, "max connections");
+        continue;
+      }
+      if (script.silentAfter !== undefined && conn.sent >= script.silentAfter) {
+        conn.silent = true;
+        return;
+      }
+      const frame = await this.#peek();
+      if (frame === undefined) {
+        this.#resolveDone();
+        return;
+      }
+      if (this.#active !== conn || !conn.open) continue;
+      const bursting = script.burst !== undefined && conn.sent >= script.burst.after &&
+        conn.sent < script.burst.after + script.burst.count;
+      if (!bursting && (rate > 0 || speed > 0)) {
+        let due: number;
+        if (rate > 0) {
+          due = startWall + (paced * 1000) / rate;
+        } else {
+          const m = T_RE.exec(frame);
+          const t = m ? Number(m[1]) : Number.NaN;
+          if (Number.isNaN(startT)) startT = lastT = Number.isNaN(t) ? 0 : t;
+          if (t > lastT) lastT = t;
+          due = startWall + (lastT - startT) / speed;
+        }
+        const wait = due - performance.now();
+        if (wait >= 1) {
+          await this.#sleep(wait);
+          continue; // Re-check the connection and faults after the wait.
+        }
+      }
+      while (conn.open && conn.socket.bufferedAmount > highWaterMark && !this.#closed) {
+        await this.#sleep(1);
+      }
+      if (this.#active !== conn || !conn.open) continue;
+      const out = selectEvents(frame, conn.topics);
+      this.#advance();
+      paced++;
+      if (out === null) {
+        this.stats.framesFiltered++;
+      } else {
+        conn.socket.send(out);
+        conn.sent++;
+        this.stats.framesSent++;
+      }
+      if (++sinceYield >= 256) {
+        sinceYield = 0;
+        await this.#sleep(0); // Stay responsive: let the event loop run.
+      }
+    }
+  }
+
+  /** The next frame without consuming it; undefined when the frames are exhausted. */
+  async #peek(): Promise<string | undefined> {
+    while (this.#pending === undefined && !this.#exhausted) {
+      const iterator = this.#iterator!;
+      const result = await iterator.next();
+      if (result.done) {
+        this.#exhausted = true;
+        break;
+      }
+      const text = result.value;
+      const first = this.#first;
+      this.#first = false;
+      if ((this.#options.skipEmpty ?? true) && text.trim() === "") continue;
+      if (first && (this.#options.skipHeader ?? true) && isHeader(text)) continue;
+      this.#pending = text;
+    }
+    return this.#pending;
+  }
+
+  #advance(): void {
+    this.#pending = undefined;
+    this.stats.cursor++;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.#wakers.delete(wake);
+        resolve();
+      };
+      this.#wakers.add(wake);
+      this.#setTimer(wake, ms);
+    });
+  }
+
+  #setTimer(fn: () => void, ms: number): Timer {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  #clearTimer(timer: Timer): void {
+    clearTimeout(timer);
+    this.#timers.delete(timer);
+  }
+}
+
+/**
+ * Starts a fake Polygon crypto WebSocket server; close it with {@linkcode FakePolygon.close}.
+ * @example
+ * ```ts
+ * const fake = startFakePolygon({ frames: ['[{"ev":"XQ","pair":"BTC-USD","bp":1,"ap":2,"t":1}]'] });
+ * const ws = new WebSocket(fake.url); // connected → auth → subscribe "XQ.*" → data
+ * ```
+ */
+export function startFakePolygon(options: FakePolygonOptions = {}): FakePolygon {
+  return new FakePolygon(options);
+}
+
+function isHeader(text: string): boolean {
+  const trimmed = text.trimStart();
+  if (!trimmed.startsWith("{") || !trimmed.includes('"recording"')) return false;
+  try {
+    const value = JSON.parse(trimmed);
+    return typeof value === "object" && value !== null && !Array.isArray(value) &&
+      "recording" in value;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `topic` (e.g. "XQ.BTC-USD") is covered by the subscribed topics. */
+function subscribed(topics: ReadonlySet<string>, ev: string, pair: string): boolean {
+  return topics.has(`${ev}.*`) || topics.has(`${ev}.${pair}`);
+}
+
+/**
+ * The part of a frame the subscription covers: the frame itself when every event is subscribed,
+ * null when none is, else a frame of the subscribed events with their texts kept verbatim.
+ * Frames that are not JSON arrays are sent as they are (garbage is the test's business);
+ * events without a pair pass; `status` events of a recording are protocol, never replayed.
+ */
+export function selectEvents(frame: string, topics: ReadonlySet<string>): string | null {
+  if (topics.has("XQ.*") && !NON_XQ_EV_RE.test(frame)) return frame;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(frame);
+  } catch {
+    return frame;
+  }
+  if (!Array.isArray(parsed)) return frame;
+  const keep: boolean[] = [];
+  let kept = 0;
+  for (const ev of parsed) {
+    let ok = true;
+    if (typeof ev === "object" && ev !== null && !Array.isArray(ev)) {
+      const e = ev as Record<string, unknown>;
+      if (e.ev === "status") ok = false;
+      else if (typeof e.ev === "string" && typeof e.pair === "string") {
+        ok = subscribed(topics, e.ev, e.pair);
+      }
+    }
+    keep.push(ok);
+    if (ok) kept++;
+  }
+  if (kept === parsed.length) return frame;
+  if (kept === 0) return null;
+  const parts = splitArray(frame);
+  if (parts.length !== parsed.length) return frame;
+  return "[" + parts.filter((_, i) => keep[i]).join(",") + "]";
+}
+
+/** The verbatim texts of the elements of a JSON array text. */
+function splitArray(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let inString = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      if (depth === 1 && start < 0) start = i;
+    } else if (c === 0x5b || c === 0x7b) { // [ {
+      if (depth === 1 && start < 0) start = i;
+      depth++;
+    } else if (c === 0x5d || c === 0x7d) { // ] }
+      depth--;
+      if (depth === 0) {
+        if (start >= 0) parts.push(text.slice(start, i).trim());
+        break;
+      }
+    } else if (c === 0x2c && depth === 1) { // ,
+      parts.push(text.slice(start, i).trim());
+      start = -1;
+    } else if (depth === 1 && start < 0 && c > 0x20) {
+      start = i;
+    }
+  }
+  return parts;
+}
