@@ -82,20 +82,29 @@ export interface TransformResult {
 
 const MAX_PAIR_LENGTH = 64;
 const MAX_DATE_MS = 8.64e15;
-/** A number with 16 or more significant digits, or a tiny exponent: its source text matters. */
-const LONG_NUMBER_RE = /[0-9.]{16,}|[eE]-\d{3}/;
+const DAY_MS = 86_400_000;
+const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
+const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, "0"));
+const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 
-let lastT = Number.NaN;
-let lastIso = "";
-const symbolParts = new Map<string, string>();
+let dayStart = Number.NaN;
+let dayPrefix = "";
 
+/** ISO 8601 UTC with ms, like `Date.prototype.toISOString`, with the date part cached. */
 function isoOf(t: number): string {
-  if (t !== lastT) {
-    lastT = t;
-    lastIso = new Date(t).toISOString();
+  const ms = t % DAY_MS;
+  const day = t - ms;
+  if (day !== dayStart) {
+    const iso = new Date(day).toISOString();
+    // Years beyond 9999 have a longer date part; the time part is the last 13 characters.
+    dayPrefix = iso.slice(0, iso.length - 13);
+    dayStart = day;
   }
-  return lastIso;
+  return dayPrefix + PAD2[(ms / 3_600_000) | 0] + ":" + PAD2[((ms / 60_000) | 0) % 60] + ":" +
+    PAD2[((ms / 1000) | 0) % 60] + "." + PAD3[ms % 1000] + "Z";
 }
+
+const symbolParts = new Map<string, string>();
 
 function symbolPart(pair: string): string {
   let part = symbolParts.get(pair);
@@ -107,8 +116,73 @@ function symbolPart(pair: string): string {
   return part;
 }
 
+// Result registers of scanNumber (avoids an allocation per number).
+let scanCoef = 0;
+let scanPlaces = 0;
+
+/**
+ * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
+ * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
+ * Returns the end index, or -1 when the key is not found, the number needs the general path,
+ * or its value is not `value` (then the text found is not this event's number).
+ */
+function scanNumber(text: string, key: string, from: number, value: number): number {
+  const k = text.indexOf(key, from);
+  if (k === -1) return -1;
+  let i = k + key.length;
+  const n = text.length;
+  let coef = 0;
+  let digits = 0;
+  let frac = 0;
+  let dot = false;
+  let c = text.charCodeAt(i);
+  if (c === 45) return -1; // negative prices are rejected before this point anyway
+  for (; i < n; i++) {
+    c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (coef !== 0 || c !== 48) {
+        coef = coef * 10 + (c - 48);
+        digits++;
+      }
+      if (dot) frac++;
+    } else if (c === 46 && !dot) dot = true;
+    else break;
+  }
+  if (digits > 15) return -1;
+  let places = frac;
+  if (c === 101 || c === 69) {
+    let j = i + 1;
+    let sign = 1;
+    c = text.charCodeAt(j);
+    if (c === 45 || c === 43) {
+      if (c === 45) sign = -1;
+      j++;
+    }
+    let exp = 0;
+    const expStart = j;
+    for (; j < n; j++) {
+      c = text.charCodeAt(j);
+      if (c < 48 || c > 57 || exp > 1000) break;
+      exp = exp * 10 + (c - 48);
+    }
+    if (j === expStart) return -1;
+    i = j;
+    places -= sign * exp;
+  }
+  if (places < 0) {
+    if (places < -15 || digits - places > 15) return -1;
+    coef *= POW10[-places]!;
+    places = 0;
+  }
+  if (places > 22 || coef / POW10[places]! !== value) return -1;
+  scanCoef = coef;
+  scanPlaces = places;
+  return i;
+}
+
 type Sources = WeakMap<object, { bp?: string; ap?: string }>;
 
+/** Parses with a reviver that keeps the source text of every `bp` and `ap` (the slow path). */
 function parseWithSources(text: string, sources: Sources): unknown {
   return JSON.parse(
     text,
@@ -123,11 +197,31 @@ function parseWithSources(text: string, sources: Sources): unknown {
   );
 }
 
+/** Per-frame state of the source-text lookup. */
+interface FrameState {
+  text: string;
+  cursor: number;
+  /** Events of the slow-path parse, made on first need. */
+  slow: unknown[] | undefined;
+  sources: Sources | undefined;
+}
+
+function slowSources(state: FrameState, index: number): { bp?: string; ap?: string } | undefined {
+  if (state.sources === undefined) {
+    state.sources = new WeakMap();
+    const parsed = parseWithSources(state.text, state.sources);
+    state.slow = Array.isArray(parsed) ? parsed : [parsed];
+  }
+  const ev = state.slow![index];
+  return typeof ev === "object" && ev !== null ? state.sources.get(ev) : undefined;
+}
+
 function event(
   ev: unknown,
+  index: number,
+  state: FrameState,
   records: SpreadRecord[],
   skipped: SkipCounts,
-  sources: Sources | undefined,
 ): void {
   if (typeof ev !== "object" || ev === null) {
     skipped.not_an_object++;
@@ -165,8 +259,29 @@ function event(
     return;
   }
   const r = typeof e.r === "number" ? e.r : undefined;
-  const src = sources?.get(e);
-  const spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
+  // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
+  // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
+  // odd spacing or key order).
+  let spread: string | undefined;
+  const text = state.text;
+  const bpEnd = scanNumber(text, '"bp":', state.cursor, bp);
+  if (bpEnd !== -1) {
+    const bc = scanCoef;
+    const bs = scanPlaces;
+    const apEnd = scanNumber(text, '"ap":', state.cursor, ap);
+    if (apEnd !== -1) {
+      state.cursor = apEnd > bpEnd ? apEnd : bpEnd;
+      const s = bs > scanPlaces ? bs : scanPlaces;
+      const ai = scanCoef * POW10[s - scanPlaces]!;
+      const bi = bc * POW10[s - bs]!;
+      const d = ai - bi;
+      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = String(d / POW10[s]!);
+    }
+  }
+  if (spread === undefined) {
+    const src = slowSources(state, index);
+    spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
+  }
   records.push({
     key: pair,
     value: '{"timestamp":"' + isoOf(t) + symbolPart(pair) + spread + "}",
@@ -187,20 +302,20 @@ function event(
  * form the pipeline uses; {@linkcode transform} wraps it.
  */
 export function transformInto(text: string, records: SpreadRecord[], skipped: SkipCounts): number {
-  const sources: Sources | undefined = LONG_NUMBER_RE.test(text) ? new WeakMap() : undefined;
   let parsed: unknown;
   try {
-    parsed = sources ? parseWithSources(text, sources) : JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     skipped.invalid_json++;
     return 1;
   }
+  const state: FrameState = { text, cursor: 0, slow: undefined, sources: undefined };
   if (Array.isArray(parsed)) {
-    for (let i = 0; i < parsed.length; i++) event(parsed[i], records, skipped, sources);
+    for (let i = 0; i < parsed.length; i++) event(parsed[i], i, state, records, skipped);
     return parsed.length;
   }
   if (typeof parsed === "object" && parsed !== null) {
-    event(parsed, records, skipped, sources);
+    event(parsed, 0, state, records, skipped);
     return 1;
   }
   skipped.not_a_frame++;

@@ -1,0 +1,440 @@
+/**
+ * The pipeline: frames from the read path go into a bounded queue; one worker transforms them,
+ * builds batches (up to `batchMax` records or `lingerMs`), sends one batch at a time to the
+ * sink, retries failed sends without losing or reordering records, and counts everything.
+ *
+ * The read path only calls {@linkcode Pipeline.push}, which is synchronous and O(1).
+ */
+import {
+  emptySkips,
+  SKIP_REASONS,
+  type SkipCounts,
+  type SpreadRecord,
+  transformInto,
+} from "../transform.ts";
+import type { ProducerMetrics } from "./metrics.ts";
+import type { OutRecord, RecordSink } from "./sink.ts";
+
+/** What the queue does when it is full. */
+export type QueuePolicy = "drop-oldest" | "drop-newest";
+
+/** A period the producer was not listening. Published on the gaps topic. */
+export interface Gap {
+  /** Epoch ms when the stream was lost. */
+  from: number;
+  /** Epoch ms when the subscription was confirmed again. */
+  to: number;
+  reason: string;
+}
+
+/** Options for {@linkcode Pipeline}. */
+export interface PipelineOptions {
+  /** Topic for spread records. */
+  topic: string;
+  /** Topic for gap records; default `<topic>.gaps`. */
+  gapsTopic?: string;
+  /** Most records per send; default 1000. */
+  batchMax?: number;
+  /** Longest wait for a batch to fill, ms; default 5. */
+  lingerMs?: number;
+  /** Bound of the frame queue; default 100000. */
+  queueMax?: number;
+  /** Full-queue policy; default "drop-oldest". */
+  queuePolicy?: QueuePolicy;
+  /** Metrics to update; default none. */
+  metrics?: ProducerMetrics;
+  /** Clock in epoch ms; default `Date.now`. */
+  now?: () => number;
+  /** Log lines (to stderr by default). */
+  log?: (line: string) => void;
+  /** First retry delay after a failed send, ms; default 100 (doubles up to 5000). */
+  retryDelayMs?: number;
+}
+
+/** Counts that balance: events = records + skips; frames = transformed + dropped + queued. */
+export interface PipelineCounts {
+  framesIn: number;
+  framesTransformed: number;
+  framesDropped: number;
+  events: number;
+  records: number;
+  acked: number;
+  skipped: SkipCounts;
+  sendErrors: number;
+  gapsAcked: number;
+  bySymbol: Map<string, number>;
+}
+
+/** Thrown by {@linkcode Pipeline.close} when records could not be acknowledged in time. */
+export class FlushTimeoutError extends Error {
+  /** Records accepted but not acknowledged. */
+  readonly unacked: number;
+  constructor(unacked: number, timeoutMs: number) {
+    super(
+      `Cannot flush to Kafka within ${timeoutMs} ms: ${unacked} accepted records or frames were not acknowledged`,
+    );
+    this.name = "FlushTimeoutError";
+    this.unacked = unacked;
+  }
+}
+
+const HOP_T_R = "exchange_to_polygon";
+const HOP_R_RECV = "polygon_to_receive";
+const HOP_RECV_ACK = "receive_to_ack";
+
+/** Frame queue, then transform, batching and send. One instance per producer. */
+export class Pipeline {
+  readonly counts: PipelineCounts = {
+    framesIn: 0,
+    framesTransformed: 0,
+    framesDropped: 0,
+    events: 0,
+    records: 0,
+    acked: 0,
+    skipped: emptySkips(),
+    sendErrors: 0,
+    gapsAcked: 0,
+    bySymbol: new Map(),
+  };
+  #sink: RecordSink;
+  #topic: string;
+  #gapsTopic: string;
+  #batchMax: number;
+  #lingerMs: number;
+  #queueMax: number;
+  #policy: QueuePolicy;
+  #metrics: ProducerMetrics | undefined;
+  #now: () => number;
+  #log: (line: string) => void;
+  #retryDelayMs: number;
+
+  // Ring of frames: texts and local receive times.
+  #texts: (string | undefined)[];
+  #times: Float64Array;
+  #head = 0;
+  #size = 0;
+
+  #pending: SpreadRecord[] = [];
+  #pendingTimes: number[] = [];
+  #inflight = 0;
+  #gaps: Gap[] = [];
+  #wake: (() => void) | undefined;
+  #stopping = false;
+  #done: Promise<void> | undefined;
+  #lastDropLog = 0;
+  #dropsSinceLog = 0;
+  #lastQuoteAt: number | undefined;
+  #lastAckAt: number | undefined;
+  #skipsReported: SkipCounts = emptySkips();
+
+  constructor(sink: RecordSink, options: PipelineOptions) {
+    this.#sink = sink;
+    this.#topic = options.topic;
+    this.#gapsTopic = options.gapsTopic ?? `${options.topic}.gaps`;
+    this.#batchMax = options.batchMax ?? 1000;
+    this.#lingerMs = options.lingerMs ?? 5;
+    this.#queueMax = options.queueMax ?? 100_000;
+    this.#policy = options.queuePolicy ?? "drop-oldest";
+    this.#metrics = options.metrics;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? ((line) => console.error(line));
+    this.#retryDelayMs = options.retryDelayMs ?? 100;
+    this.#texts = new Array(this.#queueMax);
+    this.#times = new Float64Array(this.#queueMax);
+  }
+
+  /** Frames waiting in the queue. */
+  get queued(): number {
+    return this.#size;
+  }
+
+  /** Records accepted but not yet acknowledged (queued frames not included). */
+  get unacked(): number {
+    return this.#pending.length + this.#inflight;
+  }
+
+  /** Local time of the last record made, ms. */
+  lastQuoteAt(): number | undefined {
+    return this.#lastQuoteAt;
+  }
+
+  /** Local time of the last acknowledgement, ms. */
+  lastAckAt(): number | undefined {
+    return this.#lastAckAt;
+  }
+
+  /** Records and queued frames not yet acknowledged. */
+  pendingRecords(): number {
+    return this.unacked + this.#size;
+  }
+
+  /** Local receive time of the oldest unacknowledged frame or record, ms. */
+  oldestPendingAt(): number | undefined {
+    if (this.#pendingTimes.length > 0 || this.#inflight > 0) {
+      return this.#oldestInflightAt ?? this.#pendingTimes[0];
+    }
+    return this.#size > 0 ? this.#times[this.#head] : undefined;
+  }
+  #oldestInflightAt: number | undefined;
+
+  /**
+   * Accepts one frame from the read path. Synchronous and O(1). When the queue is full the
+   * policy applies and the drop is counted.
+   */
+  push(text: string, receivedAt: number = this.#now()): void {
+    this.counts.framesIn++;
+    if (this.#size === this.#queueMax) {
+      this.counts.framesDropped++;
+      this.#metrics?.queueDrops.inc();
+      this.#noteDrop();
+      if (this.#policy === "drop-newest") return;
+      this.#texts[this.#head] = undefined;
+      this.#head = (this.#head + 1) % this.#queueMax;
+      this.#size--;
+    }
+    const i = (this.#head + this.#size) % this.#queueMax;
+    this.#texts[i] = text;
+    this.#times[i] = receivedAt;
+    this.#size++;
+    const wake = this.#wake;
+    if (wake) {
+      this.#wake = undefined;
+      wake();
+    }
+  }
+
+  /** Waits until the queue has room (for sources that can wait, like a recording). */
+  async offer(text: string, receivedAt: number = this.#now()): Promise<void> {
+    while (this.#size >= this.#queueMax && !this.#stopping) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.push(text, receivedAt);
+  }
+
+  /** Queues a gap record for the gaps topic. */
+  gap(gap: Gap): void {
+    this.#gaps.push(gap);
+    this.#wake?.();
+  }
+
+  #noteDrop(): void {
+    this.#dropsSinceLog++;
+    const now = this.#now();
+    if (now - this.#lastDropLog >= 5000) {
+      this.#log(
+        `Queue full (${this.#queueMax} frames): dropped ${this.#dropsSinceLog} frames ` +
+          `(${this.#policy}); ${this.counts.framesDropped} dropped in all`,
+      );
+      this.#lastDropLog = now;
+      this.#dropsSinceLog = 0;
+    }
+  }
+
+  /** Starts the worker. Resolves when {@linkcode close} has drained everything. */
+  start(): Promise<void> {
+    this.#done ??= this.#work();
+    return this.#done;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const id = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(id);
+        resolve();
+      };
+    });
+  }
+
+  #fill(): void {
+    const records = this.#pending;
+    while (this.#size > 0 && records.length < this.#batchMax) {
+      const text = this.#texts[this.#head]!;
+      const at = this.#times[this.#head]!;
+      this.#texts[this.#head] = undefined;
+      this.#head = (this.#head + 1) % this.#queueMax;
+      this.#size--;
+      const before = records.length;
+      this.counts.events += transformInto(text, records, this.counts.skipped);
+      this.counts.framesTransformed++;
+      for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
+    }
+    this.#metrics?.queueDepth.set(this.#size);
+  }
+
+  async #work(): Promise<void> {
+    let firstPendingAt = 0;
+    for (;;) {
+      if (this.#gaps.length > 0) await this.#sendGaps();
+      const hadPending = this.#pending.length > 0;
+      this.#fill();
+      if (!hadPending && this.#pending.length > 0) firstPendingAt = this.#now();
+      if (this.#pending.length === 0) {
+        if (this.#stopping && this.#size === 0 && this.#gaps.length === 0) return;
+        await this.#sleep(this.#stopping ? 1 : 1000);
+        continue;
+      }
+      const full = this.#pending.length >= this.#batchMax;
+      const waited = this.#now() - firstPendingAt;
+      if (!full && !this.#stopping && waited < this.#lingerMs) {
+        await this.#sleep(this.#lingerMs - waited);
+        continue;
+      }
+      const batch = this.#pending.splice(0, this.#batchMax);
+      const times = this.#pendingTimes.splice(0, batch.length);
+      if (this.#pending.length > 0) firstPendingAt = this.#now();
+      await this.#sendBatch(batch, times);
+    }
+  }
+
+  async #sendBatch(batch: SpreadRecord[], times: number[]): Promise<void> {
+    const m = this.#metrics;
+    this.counts.records += batch.length;
+    this.#inflight = batch.length;
+    this.#oldestInflightAt = times[0];
+    this.#lastQuoteAt = this.#now();
+    m?.recordsProduced.inc(batch.length);
+    let delay = this.#retryDelayMs;
+    let attempt = 0;
+    for (;;) {
+      const sentAt = this.#now();
+      try {
+        m?.recordsSent.inc(batch.length);
+        await this.#sink.send(this.#topic, batch);
+        break;
+      } catch (error) {
+        attempt++;
+        this.counts.sendErrors++;
+        m?.sendErrors.inc();
+        const reason = error instanceof Error ? error.message : String(error);
+        if (attempt === 1 || attempt % 10 === 0) {
+          this.#log(
+            `Kafka send of ${batch.length} records failed (attempt ${attempt}): ${reason}; ` +
+              `retrying in ${delay} ms, ${this.#size} frames queued`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 5000);
+        continue;
+      } finally {
+        m?.ackLatency.observe((this.#now() - sentAt) / 1000);
+      }
+    }
+    const ackedAt = this.#now();
+    if (attempt > 0) {
+      this.#log(`Kafka send succeeded after ${attempt} failed attempts; resuming`);
+    }
+    this.#inflight = 0;
+    this.#oldestInflightAt = undefined;
+    this.#lastAckAt = ackedAt;
+    this.counts.acked += batch.length;
+    const bySymbol = this.counts.bySymbol;
+    for (const r of batch) bySymbol.set(r.symbol, (bySymbol.get(r.symbol) ?? 0) + 1);
+    if (m) this.#observe(m, batch, times, ackedAt);
+  }
+
+  #observe(m: ProducerMetrics, batch: SpreadRecord[], times: number[], ackedAt: number): void {
+    m.recordsAcked.inc(batch.length);
+    m.batchSize.observe(batch.length);
+    for (const reason of SKIP_REASONS) {
+      const delta = this.counts.skipped[reason] - this.#skipsReported[reason];
+      if (delta > 0) {
+        m.skips.inc({ reason }, delta);
+        this.#skipsReported[reason] += delta;
+      }
+    }
+    const hopTR = m.hopLatency.labels(HOP_T_R);
+    const hopRRecv = m.hopLatency.labels(HOP_R_RECV);
+    const hopRecvAck = m.hopLatency.labels(HOP_RECV_ACK);
+    let negTR = 0;
+    let negRRecv = 0;
+    const perSymbol = new Map<
+      string,
+      { n: number; last: SpreadRecord; crossed: number; locked: number }
+    >();
+    for (let i = 0; i < batch.length; i++) {
+      const r = batch[i]!;
+      const at = times[i]!;
+      if (r.r !== undefined) {
+        const a = r.r - r.t;
+        const b = at - r.r;
+        if (a < 0) negTR++;
+        if (b < 0) negRRecv++;
+        hopTR.observe(a / 1000);
+        hopRRecv.observe(b / 1000);
+      }
+      hopRecvAck.observe((ackedAt - at) / 1000);
+      let s = perSymbol.get(r.symbol);
+      if (!s) perSymbol.set(r.symbol, s = { n: 0, last: r, crossed: 0, locked: 0 });
+      s.n++;
+      s.last = r;
+      if (r.spread.charCodeAt(0) === 45) s.crossed++;
+      else if (r.spread === "0") s.locked++;
+      const mid = (r.ap + r.bp) / 2;
+      m.spreadBps.observe({ symbol: r.symbol }, ((r.ap - r.bp) / mid) * 10_000);
+    }
+    if (negTR > 0) m.negativeHops.inc({ hop: HOP_T_R }, negTR);
+    if (negRRecv > 0) m.negativeHops.inc({ hop: HOP_R_RECV }, negRRecv);
+    const nowSeconds = ackedAt / 1000;
+    for (const [symbol, s] of perSymbol) {
+      m.recordsBySymbol.inc({ symbol }, s.n);
+      m.spreadLast.set({ symbol }, Number(s.last.spread));
+      m.lastQuoteTime.set({ symbol }, nowSeconds);
+      if (s.crossed > 0) m.crossed.inc({ symbol }, s.crossed);
+      if (s.locked > 0) m.locked.inc({ symbol }, s.locked);
+    }
+  }
+
+  async #sendGaps(): Promise<void> {
+    const gaps = this.#gaps.splice(0);
+    const records: OutRecord[] = gaps.map((g) => ({
+      key: "gap",
+      value: JSON.stringify({
+        from: new Date(g.from).toISOString(),
+        to: new Date(g.to).toISOString(),
+        reason: g.reason,
+        seconds: (g.to - g.from) / 1000,
+      }),
+      timestamp: g.to,
+    }));
+    let delay = this.#retryDelayMs;
+    for (;;) {
+      try {
+        await this.#sink.send(this.#gapsTopic, records);
+        this.counts.gapsAcked += records.length;
+        return;
+      } catch (error) {
+        this.#metrics?.sendErrors.inc();
+        const reason = error instanceof Error ? error.message : String(error);
+        this.#log(`Kafka send of ${records.length} gap records failed: ${reason}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 5000);
+      }
+    }
+  }
+
+  /**
+   * Stops accepting work once the queue is drained: transforms what is queued, sends every
+   * record, waits for the acks. Rejects with {@linkcode FlushTimeoutError} after `timeoutMs`.
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    const done = this.start();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), timeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([done.then(() => "done" as const), timeout]);
+      if (outcome === "timeout") {
+        throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

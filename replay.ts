@@ -1,0 +1,171 @@
+/**
+ * `deno task replay FILE`: recorded Polygon frames through the production transform, to stdout
+ * (records as JSON lines), Kafka, or the in-memory broker. The summary goes to stderr.
+ *
+ * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
+ * --allow-net (Kafka, only with --to kafka).
+ */
+import { emptySkips, type SpreadRecord, transformInto } from "./transform.ts";
+import { ConfigError, parseSettings, usage } from "./lib/config.ts";
+import { formatCounts, LineWriter, runMain } from "./lib/cli.ts";
+import { openRecording, RecordingError } from "./lib/recording.ts";
+import { MemoryBroker } from "./lib/memory_broker.ts";
+import { Pipeline } from "./lib/pipeline.ts";
+import type { RecordSink } from "./lib/sink.ts";
+import { connectSink } from "./lib/kafka_wiring.ts";
+
+const HELP = usage(
+  "replay",
+  "deno task replay FILE [--to stdout|kafka|memory] [--speed N]",
+  "Replays a JSON Lines recording of Polygon frames (FILE, or - for stdin) through the same\n" +
+    "transform as production. Records go to stdout as JSON lines by default; the summary and\n" +
+    "errors go to stderr.",
+);
+
+/** Parsed replay options. */
+interface ReplayOptions {
+  path: string;
+  to: "stdout" | "kafka" | "memory";
+  speed: number;
+}
+
+function parseReplay(
+  args: string[],
+): { options?: ReplayOptions; settings: Record<string, unknown> } {
+  const parsed = parseSettings("replay", args, {
+    env: (n) => Deno.env.get(n),
+    allowPositionals: true,
+  });
+  if (parsed.help) return { settings: parsed.settings };
+  if (parsed.positionals.length !== 1) {
+    throw new ConfigError(
+      `Expected one recording FILE (or - for stdin), got ${parsed.positionals.length}; see --help`,
+    );
+  }
+  const to = String(parsed.settings.to);
+  if (to !== "stdout" && to !== "kafka" && to !== "memory") {
+    throw new ConfigError(`--to must be one of stdout, kafka, memory, got "${to}"`);
+  }
+  const speed = Number(parsed.settings.speed);
+  if (!Number.isFinite(speed) || speed < 0) {
+    throw new ConfigError(`--speed must be a number of at least 0, got "${parsed.settings.speed}"`);
+  }
+  return { options: { path: parsed.positionals[0]!, to, speed }, settings: parsed.settings };
+}
+
+/** Paces frames by exchange time: waits until (t - t0) / speed has elapsed since the start. */
+class Pacer {
+  #speed: number;
+  #t0: number | undefined;
+  #start = 0;
+  constructor(speed: number) {
+    this.#speed = speed;
+  }
+  async wait(t: number | undefined): Promise<void> {
+    if (this.#speed === 0 || t === undefined) return;
+    if (this.#t0 === undefined) {
+      this.#t0 = t;
+      this.#start = performance.now();
+      return;
+    }
+    const due = this.#start + (t - this.#t0) / this.#speed;
+    const delay = due - performance.now();
+    if (delay > 1) await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+function firstTime(text: string): number | undefined {
+  const m = /"t":(\d+)/.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+async function main(): Promise<number> {
+  const { options, settings } = parseReplay(Deno.args);
+  if (!options) {
+    console.log(HELP);
+    return 0;
+  }
+  let recording;
+  try {
+    recording = await openRecording(options.path);
+  } catch (error) {
+    if (error instanceof RecordingError) throw new ConfigError(error.message, { cause: error });
+    throw error;
+  }
+  const pacer = new Pacer(options.speed);
+  const started = performance.now();
+  let frames = 0;
+
+  if (options.to === "stdout") {
+    const out = new LineWriter();
+    const records: SpreadRecord[] = [];
+    const skipped = emptySkips();
+    let events = 0;
+    let count = 0;
+    for await (const frame of recording.frames) {
+      frames++;
+      if (options.speed > 0) await pacer.wait(firstTime(frame));
+      events += transformInto(frame, records, skipped);
+      for (const r of records) await out.line(r.value);
+      count += records.length;
+      records.length = 0;
+      if (out.broken) break;
+      if (options.speed > 0) await out.flush();
+    }
+    await out.close();
+    summary(frames, events, count, skipped, performance.now() - started);
+    return 0;
+  }
+
+  let sink: RecordSink;
+  let topic = String(settings.topic);
+  let batchMax = Number(settings.batchMax);
+  let lingerMs = Number(settings.lingerMs);
+  let shutdownMs = 10_000;
+  const memory = options.to === "memory" ? new MemoryBroker() : undefined;
+  if (memory) {
+    sink = memory.sink();
+  } else {
+    const connected = await connectSink(settings);
+    sink = connected.sink;
+    topic = connected.config.topic;
+    batchMax = connected.config.batchMax;
+    lingerMs = connected.config.lingerMs;
+    shutdownMs = connected.config.shutdownTimeoutMs;
+  }
+  const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs });
+  pipeline.start();
+  try {
+    for await (const frame of recording.frames) {
+      frames++;
+      if (options.speed > 0) await pacer.wait(firstTime(frame));
+      await pipeline.offer(frame, Date.now());
+    }
+    await pipeline.close(Math.max(shutdownMs, 60_000));
+  } finally {
+    await sink.close();
+  }
+  const c = pipeline.counts;
+  summary(frames, c.events, c.acked, c.skipped, performance.now() - started);
+  if (memory) {
+    const parts = memory.records(topic).map((p) => p.length);
+    console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);
+  }
+  return 0;
+}
+
+function summary(
+  frames: number,
+  events: number,
+  records: number,
+  skipped: ReturnType<typeof emptySkips>,
+  ms: number,
+): void {
+  const skips = Object.values(skipped).reduce((a, b) => a + b, 0);
+  console.error(
+    `replay: ${frames} frames, ${events} events, ${records} records, ${skips} skipped ` +
+      `(${formatCounts(skipped)}) in ${(ms / 1000).toFixed(2)} s`,
+  );
+}
+
+if (import.meta.main) runMain(main);
