@@ -153,7 +153,7 @@ export class Pipeline {
     return this.#pending.length + this.#inflight;
   }
 
-  /** Local time of the last record made, ms. */
+  /** Local receive time of the last quote that made a record, ms. */
   lastQuoteAt(): number | undefined {
     return this.#lastQuoteAt;
   }
@@ -261,6 +261,7 @@ export class Pipeline {
       this.counts.events += transformInto(text, records, this.counts.skipped);
       this.counts.framesTransformed++;
       for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
+      if (records.length > before) this.#lastQuoteAt = at;
     }
     this.#metrics?.queueDepth.set(this.#size);
   }
@@ -295,7 +296,6 @@ export class Pipeline {
     this.counts.records += batch.length;
     this.#inflight = batch.length;
     this.#oldestInflightAt = times[0];
-    this.#lastQuoteAt = this.#now();
     m?.recordsProduced.inc(batch.length);
     let delay = this.#retryDelayMs;
     let attempt = 0;

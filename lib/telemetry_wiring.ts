@@ -1,0 +1,88 @@
+/**
+ * Wiring used by entry scripts: the telemetry config to a running `/metrics` + `/healthz`
+ * server and an InfluxDB push loop, each only when configured.
+ */
+import type { Registry } from "prom-client";
+import type { TelemetryConfig } from "./config.ts";
+import { type HealthSource, serveTelemetry, type TelemetryServer } from "./telemetry.ts";
+import { type InfluxPush, startInfluxPush } from "./influx.ts";
+
+/** The telemetry counters every metrics class has. */
+interface TelemetryCounters {
+  telemetryPointsWritten: { inc(value?: number): void };
+  telemetryPointsDropped: { inc(value?: number): void };
+  telemetryWriteErrors: { inc(value?: number): void };
+}
+
+/** Options for {@linkcode startTelemetry}. */
+export interface StartTelemetryOptions {
+  registry: Registry;
+  metrics: TelemetryCounters;
+  /** Health inputs for `/healthz`; default none (then it only says the process is up). */
+  health?: HealthSource;
+  /** Freshness limit for `/healthz`, ms. */
+  staleAfterMs: number;
+  /** `service` tag on InfluxDB points, e.g. "producer". */
+  service: string;
+  log: (line: string) => void;
+}
+
+/** Running telemetry; `stop` flushes InfluxDB once more and closes the server. */
+export interface RunningTelemetry {
+  server?: TelemetryServer;
+  influx?: InfluxPush;
+  stop(): Promise<void>;
+}
+
+/** Starts what the config asks for: nothing, a metrics server, an InfluxDB push, or both. */
+export function startTelemetry(
+  config: TelemetryConfig,
+  options: StartTelemetryOptions,
+): Promise<RunningTelemetry> {
+  let server: TelemetryServer | undefined;
+  let influx: InfluxPush | undefined;
+  if (config.metricsPort !== undefined) {
+    server = serveTelemetry({
+      registry: options.registry,
+      health: options.health,
+      staleAfterMs: options.staleAfterMs,
+      hostname: config.metricsHost,
+      port: config.metricsPort,
+      onListen: (addr) =>
+        options.log(`telemetry: /metrics and /healthz on http://${addr.hostname}:${addr.port}`),
+    });
+  }
+  if (config.influx) {
+    const i = config.influx;
+    influx = startInfluxPush(options.registry, {
+      url: i.url,
+      api: i.api,
+      db: i.db,
+      rp: i.rp,
+      user: i.user,
+      password: i.password,
+      token: i.token,
+      org: i.org,
+      bucket: i.bucket,
+      batchSize: i.batchSize,
+      bufferMax: i.bufferMax,
+      intervalMs: i.intervalMs,
+      tags: { service: options.service },
+      counters: {
+        written: options.metrics.telemetryPointsWritten,
+        dropped: options.metrics.telemetryPointsDropped,
+        errors: options.metrics.telemetryWriteErrors,
+      },
+      log: options.log,
+    });
+    options.log(`telemetry: pushing to InfluxDB ${i.api} every ${i.intervalMs / 1000} s`);
+  }
+  return Promise.resolve({
+    server,
+    influx,
+    stop: async () => {
+      await influx?.stop();
+      await server?.shutdown();
+    },
+  });
+}
