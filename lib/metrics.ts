@@ -4,6 +4,23 @@
  * `telemetry.ts` serves the registry as `/metrics` and pushes it to InfluxDB.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { SKIP_REASONS } from "../transform.ts";
+
+/**
+ * Reconnect reasons the Polygon client reports (`reconnects.inc({ reason })`). Each starts at 0,
+ * so dashboards show a flat line rather than "no data" before the first reconnect.
+ */
+export const RECONNECT_REASONS: readonly string[] = ["close", "error", "stale", "status"];
+
+/** Producer hops of `crypto_hop_latency_seconds`, in order along the path. */
+export const PRODUCER_HOPS: readonly string[] = [
+  "exchange_to_polygon",
+  "polygon_to_receive",
+  "receive_to_ack",
+];
+
+/** The consumer's hop of `crypto_hop_latency_seconds`. */
+export const CONSUMER_HOP = "kafka_to_consumer";
 
 /** Latency buckets in seconds, 0.5 ms to 60 s. */
 const LATENCY_BUCKETS = [
@@ -137,6 +154,10 @@ export class ProducerMetrics {
       "crypto_telemetry_write_errors_total",
       "failed InfluxDB writes",
     );
+    // Known label values start at 0: a series that exists reads as "none yet", not "no data".
+    for (const reason of SKIP_REASONS) this.skips.inc({ reason }, 0);
+    for (const reason of RECONNECT_REASONS) this.reconnects.inc({ reason }, 0);
+    for (const hop of PRODUCER_HOPS) this.negativeHops.inc({ hop }, 0);
   }
 }
 
@@ -200,5 +221,6 @@ export class ConsumerMetrics {
       help: "failed InfluxDB writes",
       registers,
     });
+    this.negativeHops.inc({ hop: CONSUMER_HOP }, 0);
   }
 }
