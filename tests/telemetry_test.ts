@@ -227,8 +227,10 @@ Deno.test("/healthz follows the real pipeline: 200 while quotes are acked, 503 w
     assert.equal(body.pendingRecords, 1);
     assert.equal(body.oldestPendingAgeMs, 10_001);
 
-    sink.release();
+    sink.release(); // Kafka is back and quotes flow again
     await until(() => pipeline.counts.acked === 2, "the second ack");
+    pipeline.push(frame("BTC-USD"), now);
+    await until(() => pipeline.counts.acked === 3, "the third ack");
     [status, body] = await getJson(url);
     assert.equal(status, 200, JSON.stringify(body));
 
