@@ -10,7 +10,13 @@ import { SKIP_REASONS } from "../transform.ts";
  * Reconnect reasons the Polygon client reports (`reconnects.inc({ reason })`). Each starts at 0,
  * so dashboards show a flat line rather than "no data" before the first reconnect.
  */
-export const RECONNECT_REASONS: readonly string[] = ["close", "error", "stale", "status"];
+export const RECONNECT_REASONS: readonly string[] = [
+  "closed",
+  "error",
+  "stale",
+  "auth_timeout",
+  "status",
+];
 
 /** Producer hops of `crypto_hop_latency_seconds`, in order along the path. */
 export const PRODUCER_HOPS: readonly string[] = [

@@ -53,13 +53,9 @@ export class PrometheusServer {
     await this.close();
   }
 
-  /** Calls an API path (`/api/v1/...`) with parameters; returns `data` or throws with the error. */
+  /** GETs an API path (`/api/v1/...`) with parameters; returns `data` or throws with the error. */
   async api<T = PromQueryData>(path: string, params: Record<string, string>): Promise<T> {
-    const response = await fetch(`${this.url}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams(params),
-    });
+    const response = await fetch(`${this.url}${path}?${new URLSearchParams(params)}`);
     const text = await response.text();
     let body: { status?: string; data?: T; error?: string };
     try {
