@@ -569,3 +569,78 @@ Deno.test("InfluxDB stopped mid-run: the oldest points are dropped and counted, 
     await influx.close();
   }
 });
+
+Deno.test({
+  name:
+    "the pipeline keeps its pace on the real capture while InfluxDB is down, and the push counts the failures",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const capture = new URL(
+      "../../shared/data/polygon-xq-capture-2023-07-26.jsonl",
+      import.meta.url,
+    );
+    const lines = (await Deno.readTextFile(capture)).split("\n").filter((l) => l.trim() !== "");
+    const influx = await startInfluxDb();
+    try {
+      await influx.query("CREATE DATABASE crypto");
+      const run = async (
+        influxUp: boolean | undefined,
+      ): Promise<[number, ProducerMetrics, number]> => {
+        const metrics = new ProducerMetrics();
+        const { MemoryBroker } = await import("../lib/memory_broker.ts");
+        const { Pipeline } = await import("../lib/pipeline.ts");
+        const pipeline = new Pipeline(new MemoryBroker().sink(), {
+          topic: "t",
+          metrics,
+          lingerMs: 1,
+          log: () => {},
+        });
+        const done = pipeline.start();
+        const push = influxUp === undefined ? undefined : startInfluxPush(metrics.registry, {
+          url: influx.url,
+          intervalMs: 20,
+          bufferMax: 50,
+          timeoutMs: 1_000,
+          counters: {
+            written: metrics.telemetryPointsWritten,
+            dropped: metrics.telemetryPointsDropped,
+            errors: metrics.telemetryWriteErrors,
+          },
+          log: () => {},
+        });
+        const started = performance.now();
+        for (let round = 0; round < 3; round++) {
+          for (const line of lines) await pipeline.offer(line);
+        }
+        await pipeline.close();
+        await done;
+        const ms = performance.now() - started;
+        const acked = pipeline.counts.acked;
+        await push?.stop();
+        return [ms, metrics, acked];
+      };
+      const [baseMs, , baseAcked] = await run(undefined);
+      await influx.stop();
+      const [downMs, down, downAcked] = await run(false);
+      await influx.start();
+      assert.deepEqual([baseAcked, downAcked], [3 * 10_795, 3 * 10_795]);
+      const json = await down.registry.getMetricsAsJSON();
+      const value = (name: string) => json.find((m) => m.name === name)!.values[0]!.value;
+      assert.ok(value("crypto_telemetry_write_errors_total") >= 1, "the failed writes are counted");
+      assert.ok(
+        value("crypto_telemetry_points_dropped_total") > 0,
+        "the buffer overflowed and dropped points",
+      );
+      assert.equal(value("crypto_telemetry_points_written_total"), 0);
+      assert.ok(
+        downMs < baseMs * 2 + 250,
+        `took ${downMs.toFixed(0)} ms with InfluxDB down, ${
+          baseMs.toFixed(0)
+        } ms without telemetry`,
+      );
+    } finally {
+      await influx.close();
+    }
+  },
+});
