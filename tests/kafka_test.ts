@@ -1,0 +1,491 @@
+/**
+ * lib/kafka.ts against a real Apache Kafka 4.1 broker (tests/helpers/kafka_broker.ts): the
+ * round trip, each auth path Aiven offers, the failures that must be fast and clear, topics,
+ * offsets and lag. With KAFKA_BROKERS set, the TLS/SCRAM and restart tests are skipped.
+ */
+import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import type { KafkaConfig } from "../lib/config.ts";
+import {
+  connectWithin,
+  createKafka,
+  ensureTopic,
+  KafkaAuthError,
+  kafkaJsConfig,
+  KafkaSink,
+  KafkaSource,
+  KafkaUnreachableError,
+  partitionLag,
+  redact,
+  type StartFrom,
+} from "../lib/kafka.ts";
+import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
+import {
+  brokerConfig,
+  EXTERNAL_KAFKA,
+  type KafkaBroker,
+  requireSecure,
+  startKafka,
+  uniqueTopic,
+} from "./helpers/kafka_broker.ts";
+
+// kafkajs keeps timers and sockets past disconnect(); the broker is shared across files.
+const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
+const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 0);
+
+function records(count: number, symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]): OutRecord[] {
+  return Array.from({ length: count }, (_, i) => {
+    const symbol = symbols[i % symbols.length]!;
+    return {
+      key: symbol,
+      value: JSON.stringify({ timestamp: new Date(T0 + i).toISOString(), symbol, spread: i }),
+      timestamp: T0 + i,
+      headers: { "schema-version": SCHEMA_VERSION },
+    };
+  });
+}
+
+/** Creates the topic and sends the records through a fresh sink. */
+async function produce(
+  config: KafkaConfig,
+  topic: string,
+  batch: OutRecord[],
+  partitions = 3,
+): Promise<void> {
+  const kafka = createKafka(config, { logLevel: "nothing" });
+  const admin = kafka.admin();
+  await admin.connect();
+  const sink = new KafkaSink(kafka);
+  try {
+    await ensureTopic(admin, topic, partitions, -1);
+    await sink.send(topic, batch);
+  } finally {
+    await sink.close();
+    await admin.disconnect();
+  }
+}
+
+interface CollectOptions {
+  groupId: string;
+  from?: StartFrom;
+  /** Stop once this many records arrived. */
+  count: number;
+  timeoutMs?: number;
+  onBatch?: (records: InRecord[]) => void;
+}
+
+/** Consumes until `count` records arrived (or the timeout), then stops and closes. */
+async function collect(
+  config: KafkaConfig,
+  topic: string,
+  options: CollectOptions,
+): Promise<InRecord[]> {
+  const kafka = createKafka(config, { logLevel: "nothing" });
+  const source = new KafkaSource(kafka, {
+    groupId: options.groupId,
+    topic,
+    from: options.from ?? "earliest",
+  });
+  const got: InRecord[] = [];
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.timeoutMs ?? 30_000);
+  try {
+    await source.consume((batch) => {
+      options.onBatch?.(batch);
+      got.push(...batch);
+      if (got.length >= options.count) controller.abort();
+    }, { signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+    await source.close();
+  }
+  return got;
+}
+
+async function withAdmin<T>(
+  config: KafkaConfig,
+  use: (admin: ReturnType<ReturnType<typeof createKafka>["admin"]>) => Promise<T>,
+): Promise<T> {
+  const admin = createKafka(config, { logLevel: "nothing" }).admin();
+  await admin.connect();
+  try {
+    return await use(admin);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+let broker: KafkaBroker | undefined;
+async function kafka(): Promise<KafkaBroker> {
+  broker ??= await startKafka();
+  return broker;
+}
+
+// --- pure mapping ----------------------------------------------------------------------------
+
+Deno.test("kafkaJsConfig maps ssl to the CA, client certificate and key", () => {
+  const config = {
+    ...brokerConfig({ plaintext: "h:1", external: true } as KafkaBroker),
+    brokers: ["h:9092"],
+    security: "ssl",
+    ssl: { ca: "CA", cert: "CERT", key: "KEY", rejectUnauthorized: true },
+  } satisfies KafkaConfig;
+  const out = kafkaJsConfig(config);
+  deepStrictEqual(out.ssl, { ca: ["CA"], cert: "CERT", key: "KEY", rejectUnauthorized: true });
+  equal(out.sasl, undefined);
+  deepStrictEqual(out.brokers, ["h:9092"]);
+});
+
+Deno.test("kafkaJsConfig maps sasl_ssl to SCRAM with the CA and no client certificate", () => {
+  const config = {
+    ...brokerConfig({ plaintext: "h:1", external: true } as KafkaBroker),
+    security: "sasl_ssl",
+    ssl: { ca: "CA", rejectUnauthorized: true },
+    sasl: { mechanism: "scram-sha-256", username: "u", password: "p" },
+  } satisfies KafkaConfig;
+  const out = kafkaJsConfig(config);
+  deepStrictEqual(out.ssl, { ca: ["CA"], rejectUnauthorized: true });
+  deepStrictEqual(out.sasl, { mechanism: "scram-sha-256", username: "u", password: "p" });
+});
+
+Deno.test("redact hides the SASL password and any private key", () => {
+  const config = {
+    ...brokerConfig({ plaintext: "h:1", external: true } as KafkaBroker),
+    sasl: { mechanism: "plain", username: "u", password: "hunter2" },
+  } satisfies KafkaConfig;
+  const key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----";
+  equal(redact(`pw=hunter2 key=${key}`, config), "pw=(hidden) key=(private key hidden)");
+});
+
+// --- against the broker ----------------------------------------------------------------------
+
+Deno.test({
+  name: "records sent over plaintext come back with key, value, timestamp and headers",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("roundtrip");
+    const sent = records(30);
+    await produce(config, topic, sent);
+    const got = await collect(config, topic, { groupId: `g-${topic}`, count: sent.length });
+    equal(got.length, sent.length);
+    for (const symbol of ["BTC-USD", "ETH-USD", "SOL-USD"]) {
+      const want = sent.filter((r) => r.key === symbol);
+      const have = got.filter((r) => r.key === symbol);
+      // One key, one partition: order per symbol is kept.
+      equal(new Set(have.map((r) => r.partition)).size, 1);
+      deepStrictEqual(
+        have.map((r) => ({
+          key: r.key,
+          value: r.value,
+          timestamp: r.timestamp,
+          headers: r.headers,
+        })),
+        want.map((r) => ({
+          key: r.key,
+          value: r.value,
+          timestamp: r.timestamp,
+          headers: r.headers,
+        })),
+      );
+    }
+    equal(got[0]!.topic, topic);
+  },
+});
+
+Deno.test({
+  name: "ensureTopic creates the configured partitions and leaves an existing topic alone",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("ensure");
+    await withAdmin(config, async (admin) => {
+      deepStrictEqual(await ensureTopic(admin, topic, 4, -1), { created: true, partitions: 4 });
+      deepStrictEqual(await ensureTopic(admin, topic, 7, 1), { created: false, partitions: 4 });
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      equal(meta.topics[0]!.partitions.length, 4);
+      // replication factor -1 took the broker default (1 on the test broker).
+      deepStrictEqual(meta.topics[0]!.partitions.map((p) => p.replicas.length), [1, 1, 1, 1]);
+      const explicit = uniqueTopic("ensure-rf");
+      deepStrictEqual(await ensureTopic(admin, explicit, 2, 1), { created: true, partitions: 2 });
+    });
+  },
+});
+
+Deno.test({
+  name: "a client certificate signed by the broker's CA works over SSL",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka(), "ssl");
+    await connectWithin(config, { timeoutMs: 15_000 });
+    const topic = uniqueTopic("ssl");
+    await produce(config, topic, records(5), 1);
+    const got = await collect(config, topic, { groupId: `g-${topic}`, count: 5 });
+    deepStrictEqual(got.map((r) => r.offset), ["0", "1", "2", "3", "4"]);
+  },
+});
+
+for (const mechanism of ["scram-sha-256", "scram-sha-512"] as const) {
+  Deno.test({
+    name: `a ${mechanism.toUpperCase()} user sends over SASL_SSL`,
+    ignore: EXTERNAL_KAFKA,
+    ...KAFKA_TEST,
+    async fn() {
+      const b = await kafka();
+      const s = requireSecure(b, "a SCRAM test");
+      const user = mechanism === "scram-sha-256" ? s.scramSha256 : s.scramSha512;
+      const config = brokerConfig(b, "sasl_ssl", { sasl: { mechanism, ...user } });
+      await connectWithin(config, { timeoutMs: 15_000 });
+      const topic = uniqueTopic(mechanism);
+      await produce(config, topic, records(3), 1);
+      // Read back over plaintext: proves the SASL producer's records were written.
+      const got = await collect(brokerConfig(b), topic, { groupId: `g-${topic}`, count: 3 });
+      deepStrictEqual(got.map((r) => r.value), records(3).map((r) => r.value));
+    },
+  });
+}
+
+/** Runs connectWithin and returns the error and how long it took. */
+async function failure(config: KafkaConfig): Promise<{ error: Error; ms: number }> {
+  const started = performance.now();
+  try {
+    await connectWithin(config);
+  } catch (error) {
+    return { error: error as Error, ms: performance.now() - started };
+  }
+  throw new Error("connectWithin succeeded but was expected to fail");
+}
+
+Deno.test({
+  name: "a CA that did not sign the broker certificate fails fast with KafkaAuthError",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const s = requireSecure(b, "a TLS test");
+    const config = brokerConfig(b, "ssl", { connectTimeoutMs: 20_000 });
+    config.ssl!.ca = Deno.readTextFileSync(s.untrustedCaPem);
+    const { error, ms } = await failure(config);
+    ok(error instanceof KafkaAuthError, `${error}`);
+    ok(error instanceof KafkaUnreachableError);
+    equal(error.name, "KafkaAuthError");
+    equal((error as KafkaAuthError).exitCode, 5);
+    ok(error.message.startsWith(`Cannot connect to Kafka at "${s.ssl}" (ssl): TLS handshake`));
+    ok(error.message.includes("not signed by the CA in KAFKA_SSL_CA"), error.message);
+    ok(ms < 5_000, `took ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name: "a client certificate the broker does not trust fails fast with KafkaAuthError",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const s = requireSecure(b, "a TLS test");
+    const config = brokerConfig(b, "ssl", { connectTimeoutMs: 20_000 });
+    config.ssl!.cert = Deno.readTextFileSync(s.untrustedCertPem);
+    config.ssl!.key = Deno.readTextFileSync(s.untrustedKeyPem);
+    const { error, ms } = await failure(config);
+    ok(error instanceof KafkaAuthError, `${error}`);
+    ok(error.message.includes("the broker rejected the client certificate"), error.message);
+    ok(error.message.includes(`"${s.ssl}"`), error.message);
+    ok(ms < 5_000, `took ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name: "a wrong SCRAM password fails fast with KafkaAuthError and is never shown",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const s = requireSecure(b, "a SCRAM test");
+    const password = `wrong-${crypto.randomUUID()}`;
+    const config = brokerConfig(b, "sasl_ssl", {
+      connectTimeoutMs: 20_000,
+      sasl: { mechanism: "scram-sha-512", username: s.scramSha512.username, password },
+    });
+    const { error, ms } = await failure(config);
+    ok(error instanceof KafkaAuthError, `${error}`);
+    ok(
+      error.message.includes(
+        `SCRAM-SHA-512 authentication failed for user "${s.scramSha512.username}"`,
+      ),
+      error.message,
+    );
+    ok(error.message.includes("KAFKA_SASL_PASSWORD"), error.message);
+    ok(!error.message.includes(password));
+    ok(ms < 5_000, `took ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name: "an unreachable broker fails with KafkaUnreachableError once the timeout runs out",
+  ...KAFKA_TEST,
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close(); // Nothing listens there now: connection refused.
+    const config = brokerConfig({ plaintext: `127.0.0.1:${port}` } as KafkaBroker, "plaintext", {
+      connectTimeoutMs: 1_500,
+    });
+    const retries: string[] = [];
+    const started = performance.now();
+    const error = await connectWithin(config, { onRetry: (m) => retries.push(m) }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    const ms = performance.now() - started;
+    ok(error instanceof KafkaUnreachableError, `${error}`);
+    ok(!(error instanceof KafkaAuthError));
+    equal(error.name, "KafkaUnreachableError");
+    equal(error.exitCode, 5);
+    ok(error.message.startsWith(`Cannot reach Kafka at "127.0.0.1:${port}" (plaintext) within`));
+    ok(error.message.includes("ECONNREFUSED"), error.message);
+    ok(ms >= 1_400 && ms < 4_000, `took ${ms} ms`);
+    ok(retries.length >= 2, `retried ${retries.length} times`);
+  },
+});
+
+Deno.test({
+  name: "a failing batch handler leaves its offsets uncommitted, so the records come again",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("atleastonce");
+    const groupId = `g-${topic}`;
+    await produce(config, topic, records(6), 1);
+    const source = new KafkaSource(createKafka(config, { logLevel: "nothing" }), {
+      groupId,
+      topic,
+      from: "earliest",
+    });
+    try {
+      await rejects(
+        source.consume(() => {
+          throw new Error("stdout closed");
+        }, { signal: new AbortController().signal }),
+        { message: "stdout closed" },
+      );
+    } finally {
+      await source.close();
+    }
+    await withAdmin(config, async (admin) => {
+      deepStrictEqual(await partitionLag(admin, groupId, topic), [
+        { partition: 0, end: "6", committed: "-1", lag: 6 },
+      ]);
+    });
+    const got = await collect(config, topic, { groupId, count: 6 });
+    deepStrictEqual(got.map((r) => r.offset), ["0", "1", "2", "3", "4", "5"]);
+  },
+});
+
+Deno.test({
+  name: "a restarted consumer resumes after its committed offset with nothing missed or repeated",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("resume");
+    const groupId = `g-${topic}`;
+    await produce(config, topic, records(10), 1);
+    const first = await collect(config, topic, { groupId, count: 1 });
+    const lastFirst = Number(first.at(-1)!.offset);
+    await withAdmin(config, async (admin) => {
+      deepStrictEqual(await partitionLag(admin, groupId, topic), [
+        { partition: 0, end: "10", committed: String(lastFirst + 1), lag: 9 - lastFirst },
+      ]);
+    });
+    await produce(config, topic, records(15).slice(10), 1);
+    const rest = await collect(config, topic, { groupId, count: 14 - lastFirst });
+    deepStrictEqual(
+      [...first, ...rest].map((r) => r.offset),
+      Array.from({ length: 15 }, (_, i) => String(i)),
+    );
+    await withAdmin(config, async (admin) => {
+      deepStrictEqual(await partitionLag(admin, groupId, topic), [
+        { partition: 0, end: "15", committed: "15", lag: 0 },
+      ]);
+    });
+  },
+});
+
+Deno.test({
+  name: "a new group starting from a time gets the first record at or after that time",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("fromtime");
+    const sent = records(10);
+    await produce(config, topic, sent, 1);
+    const got = await collect(config, topic, {
+      groupId: `g-${topic}`,
+      from: new Date(T0 + 6),
+      count: 4,
+    });
+    deepStrictEqual(got.map((r) => r.timestamp), [T0 + 6, T0 + 7, T0 + 8, T0 + 9]);
+    deepStrictEqual(got.map((r) => r.offset), ["6", "7", "8", "9"]);
+  },
+});
+
+Deno.test({
+  name: "a new group starting at latest skips what was written before it joined",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("latest");
+    await produce(config, topic, records(5), 1);
+    const batches: InRecord[][] = [];
+    let joined!: () => void;
+    const ready = new Promise<void>((resolve) => joined = resolve);
+    const kafkaClient = createKafka(config, { logLevel: "nothing" });
+    const source = new KafkaSource(kafkaClient, { groupId: `g-${topic}`, topic, from: "latest" });
+    source.consumer.on(source.consumer.events.GROUP_JOIN, () => joined());
+    const controller = new AbortController();
+    const done = source.consume((batch) => {
+      batches.push(batch);
+      controller.abort();
+    }, { signal: controller.signal });
+    try {
+      await ready;
+      // Give the fetcher a moment to resolve "latest" before writing the new record.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await produce(config, topic, records(6).slice(5), 1);
+      await done;
+    } finally {
+      await source.close();
+    }
+    deepStrictEqual(batches.flat().map((r) => r.offset), ["5"]);
+  },
+});
+
+Deno.test({
+  name: "the idempotent sink rides out a broker restart without losing or repeating records",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const own = await startKafka({ private: true });
+    try {
+      const config = brokerConfig(own);
+      const topic = uniqueTopic("restart");
+      const kafkaClient = createKafka(config, { logLevel: "nothing" });
+      const admin = kafkaClient.admin();
+      await admin.connect();
+      await ensureTopic(admin, topic, 1, 1);
+      await admin.disconnect();
+      const sink = new KafkaSink(kafkaClient, { retries: 12 });
+      const all = records(40);
+      await sink.send(topic, all.slice(0, 20));
+      await own.pause();
+      const pending = sink.send(topic, all.slice(20));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await own.resume();
+      await pending;
+      await sink.close();
+      const got = await collect(config, topic, { groupId: `g-${topic}`, count: 40 });
+      deepStrictEqual(got.map((r) => r.value), all.map((r) => r.value));
+    } finally {
+      await own.stop();
+    }
+  },
+});
