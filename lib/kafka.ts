@@ -26,6 +26,7 @@ import {
   type LogEntry,
   logLevel as KafkaJsLogLevel,
   type Message,
+  Partitioners,
   type Producer,
   type SASLOptions,
 } from "kafkajs";
@@ -97,16 +98,39 @@ export function redact(text: string, config: KafkaConfig): string {
   return out;
 }
 
-/** A kafkajs log creator writing one concise, redacted line per entry. */
-function logCreator(config: KafkaConfig, write: (line: string) => void) {
+/** Repeats of one log line within this window are counted, not printed. */
+const LOG_REPEAT_WINDOW_MS = 10_000;
+
+/**
+ * A kafkajs log creator writing one concise, redacted line per entry. During an outage kafkajs
+ * logs the same failure on every retry; a line seen within the last 10 s is counted instead, and
+ * the count is added to the next line printed for it.
+ */
+export function kafkaLogCreator(
+  config: KafkaConfig,
+  write: (line: string) => void,
+  now: () => number = Date.now,
+) {
+  const seen = new Map<string, { at: number; suppressed: number }>();
   return () => ({ namespace, label, log }: LogEntry) => {
     const { message } = log;
     if (QUIET_MESSAGES.some((q) => message.startsWith(q))) return;
     const fields = LOG_FIELDS
       .filter((f) => log[f] !== undefined && log[f] !== null)
       .map((f) => `${f}=${JSON.stringify(String(log[f]))}`);
-    const line = `kafka ${label.toLowerCase()} [${namespace}] ${message}` +
-      (fields.length ? ` ${fields.join(" ")}` : "");
+    const where = namespace ? ` [${namespace}]` : "";
+    const key = `${label}${where} ${message} ${String(log.broker ?? "")}`;
+    const last = seen.get(key);
+    const t = now();
+    if (last && t - last.at < LOG_REPEAT_WINDOW_MS) {
+      last.suppressed++;
+      return;
+    }
+    if (seen.size > 1000) seen.clear();
+    seen.set(key, { at: t, suppressed: 0 });
+    const repeats = last?.suppressed ? ` (${last.suppressed} more like it not shown)` : "";
+    const line = `kafka ${label.toLowerCase()}${where} ${message}` +
+      (fields.length ? ` ${fields.join(" ")}` : "") + repeats;
     write(redact(line, config));
   };
 }
@@ -143,7 +167,7 @@ export function kafkaJsConfig(
     requestTimeout: options.requestTimeoutMs ?? 30_000,
     retry: { retries: options.retries ?? 5, initialRetryTime: 300, maxRetryTime: 5_000 },
     logLevel: LOG_LEVELS[options.logLevel ?? "error"],
-    logCreator: logCreator(config, options.log ?? ((line) => console.error(line))),
+    logCreator: kafkaLogCreator(config, options.log ?? ((line) => console.error(line))),
   };
   if (config.security !== "plaintext") {
     if (!config.ssl) {
@@ -431,6 +455,8 @@ export class KafkaSink implements RecordSink {
     this.#producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
+      // murmur2 on the key, as the Java client: a symbol maps to the same partition either way.
+      createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
       retry: { retries: options.retries ?? 5, initialRetryTime: 300, maxRetryTime: 5_000 },
     });

@@ -11,6 +11,7 @@ import {
   ensureTopic,
   KafkaAuthError,
   kafkaJsConfig,
+  kafkaLogCreator,
   KafkaSink,
   KafkaSource,
   KafkaUnreachableError,
@@ -154,6 +155,35 @@ Deno.test("redact hides the SASL password and any private key", () => {
   } satisfies KafkaConfig;
   const key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----";
   equal(redact(`pw=hunter2 key=${key}`, config), "pw=(hidden) key=(private key hidden)");
+});
+
+Deno.test("kafkajs log lines are concise, redacted, and repeats within 10 s are counted", () => {
+  const config = {
+    ...brokerConfig({ plaintext: "h:1", external: true } as KafkaBroker),
+    sasl: { mechanism: "plain", username: "u", password: "hunter2" },
+  } satisfies KafkaConfig;
+  const lines: string[] = [];
+  let now = 0;
+  const log = kafkaLogCreator(config, (l) => lines.push(l), () => now)();
+  const entry = (message: string, extra: Record<string, unknown> = {}) => ({
+    namespace: "Connection",
+    level: 1,
+    label: "ERROR",
+    log: { timestamp: "t", logger: "kafkajs", message, broker: "h:1", sasl: "x", ...extra },
+  });
+  log(entry("Connection error: refused", { retryCount: 0 }));
+  now = 5_000;
+  log(entry("Connection error: refused", { retryCount: 1 }));
+  log(entry("Connection error: refused", { retryCount: 2 }));
+  now = 10_001;
+  log(entry("Connection error: refused", { retryCount: 3 }));
+  log(entry("auth with hunter2"));
+  deepStrictEqual(lines, [
+    'kafka error [Connection] Connection error: refused broker="h:1" retryCount="0"',
+    'kafka error [Connection] Connection error: refused broker="h:1" retryCount="3" ' +
+    "(2 more like it not shown)",
+    'kafka error [Connection] auth with (hidden) broker="h:1"',
+  ]);
 });
 
 // --- against the broker ----------------------------------------------------------------------
@@ -317,6 +347,13 @@ Deno.test({
     ok(error.message.includes("KAFKA_SASL_PASSWORD"), error.message);
     ok(!error.message.includes(password));
     ok(ms < 5_000, `took ${ms} ms`);
+    // Even kafkajs debug logging of the failed handshake never shows the password.
+    const lines: string[] = [];
+    const admin = createKafka(config, { logLevel: "debug", log: (l) => lines.push(l) }).admin();
+    await rejects(admin.connect(), { name: "KafkaJSSASLAuthenticationError" });
+    await admin.disconnect();
+    ok(lines.some((l) => l.includes("SaslAuthenticate")), lines.join("\n"));
+    deepStrictEqual(lines.filter((l) => l.includes(password)), []);
   },
 });
 
