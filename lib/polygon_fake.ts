@@ -375,7 +375,8 @@ export class FakePolygon {
     this.#pump().finally(() => {
       this.#pumping = false;
       // A connection may have subscribed while the pump was finishing.
-      if (this.#active && this.#active.open && !this.#closed && !this.#exhausted) {
+      const next = this.#active;
+      if (next && next.open && !next.silent && !this.#closed && !this.#exhausted) {
         this.#startPump();
       }
     });
