@@ -66,16 +66,26 @@ cmd_install() {
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
+  mkdir -p "$CACHE"
+  # One install at a time (parallel test runs on a fresh machine); the second finds it done.
+  exec 9>"$CACHE/.install.lock"
+  flock 9
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    exec 9>&-
+    return 0
+  fi
   command -v mvn >/dev/null || die "Cannot install the broker jars: \"mvn\" is not on PATH"
   command -v java >/dev/null || die "Cannot install the broker jars: \"java\" is not on PATH"
   log "copying the Kafka broker jars from Maven Central into \"$LIB\""
   rm -rf "$LIB"
   mkdir -p "$LIB"
   mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$LIB" >&2 ||
+    -DincludeScope=runtime -DoutputDirectory="$LIB" 2>&1 |
+    sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2 ||
     die "Cannot install the broker jars: mvn dependency:copy-dependencies failed (see above)"
   ls "$LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Cannot find kafka_2.13 in \"$LIB\" after mvn"
   echo "$want" >"$stamp"
+  exec 9>&-
 }
 
 require_installed() {

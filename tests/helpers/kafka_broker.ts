@@ -4,10 +4,10 @@
  * SCRAM-SHA-256 and SCRAM-SHA-512.
  *
  * `deno test` runs every test file in its own isolate of one process, so a module-level value is
- * not shared between files. The shared broker is therefore keyed by the process id: the first
- * file to call {@linkcode startKafka} starts it in `$TMPDIR/kafka-deno-<pid>`, later files (and
- * parallel ones) find it there. A watchdog started by the script removes it when this process
- * exits, however it exits; `scripts/kafka_local.sh down-all` is the CI backstop.
+ * not shared between files. The shared broker is therefore keyed by the process: the first file
+ * to call {@linkcode startKafka} starts it in `$TMPDIR/kafka-deno-<pid>-<start time>`, later
+ * files (and parallel ones) find it there. A watchdog started by the script removes it when
+ * this process exits, however it exits; `scripts/kafka_local.sh down-all` is the CI backstop.
  *
  * With `KAFKA_BROKERS` set, tests use that broker for plaintext instead, and
  * {@linkcode KafkaBroker.secure} is undefined: TLS and SCRAM tests, and outage tests that
@@ -228,7 +228,7 @@ async function up(dir: string, timeoutMs: number): Promise<void> {
 }
 
 async function joinShared(timeoutMs: number): Promise<KafkaBroker> {
-  const dir = `${tmpDir()}/kafka-deno-${Deno.pid}`;
+  const dir = `${tmpDir()}/kafka-deno-${processTag()}`;
   let starter = false;
   try {
     Deno.mkdirSync(dir);
@@ -248,6 +248,20 @@ async function joinShared(timeoutMs: number): Promise<KafkaBroker> {
     await waitForShared(dir, timeoutMs);
   }
   return brokerAt(dir, false);
+}
+
+/**
+ * Names this process for the shared folder: its pid and, on Linux, its start time, so a stale
+ * folder left by an earlier process with the same pid is never taken for ours.
+ */
+function processTag(): string {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${Deno.pid}/stat`);
+    const startTime = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    return startTime ? `${Deno.pid}-${startTime}` : String(Deno.pid);
+  } catch {
+    return String(Deno.pid);
+  }
 }
 
 async function waitForShared(dir: string, timeoutMs: number): Promise<void> {
