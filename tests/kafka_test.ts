@@ -526,3 +526,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "two consumers in one group split the partitions and each record arrives once",
+  ...KAFKA_TEST,
+  async fn() {
+    const config = brokerConfig(await kafka());
+    const topic = uniqueTopic("scaleout");
+    const groupId = `g-${topic}`;
+    const sent = records(40, ["A", "B", "C", "D", "E", "F", "G", "H"]);
+    await produce(config, topic, [], 4);
+    const controller = new AbortController();
+    const assigned = new Map<number, number[]>();
+    const got = new Map<number, InRecord[]>([[0, []], [1, []]]);
+    const sources = [0, 1].map((i) => {
+      const source = new KafkaSource(createKafka(config, { logLevel: "nothing" }), {
+        groupId,
+        topic,
+        from: "earliest",
+      });
+      source.consumer.on(source.consumer.events.GROUP_JOIN, (event) => {
+        assigned.set(i, event.payload.memberAssignment[topic] ?? []);
+      });
+      return source;
+    });
+    const runs = sources.map((source, i) =>
+      source.consume((batch) => {
+        got.get(i)!.push(...batch);
+        if ([...got.values()].flat().length >= 40) controller.abort();
+      }, { signal: controller.signal })
+    );
+    const timer = setTimeout(() => controller.abort(), 60_000);
+    try {
+      // Both members hold partitions, and all four are covered: the group is stable.
+      const deadline = Date.now() + 30_000;
+      while (
+        Date.now() < deadline &&
+        !([...assigned.values()].every((p) => p.length > 0) &&
+          [...assigned.values()].flat().length === 4 && assigned.size === 2)
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await produce(config, topic, sent, 4);
+      await Promise.all(runs);
+    } finally {
+      clearTimeout(timer);
+      controller.abort();
+      await Promise.all(sources.map((s) => s.close()));
+    }
+    deepStrictEqual([...assigned.values()].flat().sort(), [0, 1, 2, 3]);
+    const all = [...got.values()].flat();
+    deepStrictEqual(all.map((r) => r.value).sort(), sent.map((r) => r.value).sort());
+    // The keys hash to all four partitions (murmur2 is fixed), so each member has records.
+    deepStrictEqual([...new Set(all.map((r) => r.partition))].sort(), [0, 1, 2, 3]);
+    ok(got.get(0)!.length > 0 && got.get(1)!.length > 0, "both consumers got records");
+    const partitionsOf = (i: number) => new Set(got.get(i)!.map((r) => r.partition));
+    for (const p of partitionsOf(0)) ok(!partitionsOf(1).has(p), `partition ${p} in both`);
+  },
+});
