@@ -360,7 +360,20 @@ export class PolygonClient {
       settled = true;
       timers.clearTimeout(staleTimer);
       signal.removeEventListener("abort", onAbort);
-      this.#release(socket, loss === undefined && error === undefined ? 1000 : 4000);
+      // Frames already in flight when we chose to close are data: hand them over, unless the
+      // end is final (auth_failed, max_connections, a throwing onFrame).
+      const passing = this.#state === "subscribing" || this.#state === "streaming";
+      const drain = error !== undefined ? undefined : (event: MessageEvent) => {
+        const data = event.data;
+        const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
+        try {
+          recorder?.frame(text);
+          if (passing) onFrame(text, clock.now());
+        } catch (e) {
+          this.#log(`polygon: a frame handler failed while closing: ${String(e)}`);
+        }
+      };
+      this.#release(socket, loss === undefined && error === undefined ? 1000 : 4000, drain);
       this.#setState("disconnected");
       if (error !== undefined) reject(error);
       else resolve(loss);
@@ -477,9 +490,12 @@ export class PolygonClient {
     return { ended };
   }
 
-  /** Closes a socket we are done with, tracking the close so `run` can wait for it. */
-  #release(socket: WebSocket, code: number): void {
-    socket.onmessage = null;
+  /**
+   * Closes a socket we are done with, tracking the close so `run` can wait for it; `drain`
+   * receives the frames that arrive until it is closed.
+   */
+  #release(socket: WebSocket, code: number, drain?: (event: MessageEvent) => void): void {
+    socket.onmessage = drain ?? null;
     socket.onerror = null;
     socket.onclose = null;
     if (socket.readyState === WebSocket.CLOSED) return;

@@ -1,0 +1,723 @@
+import assert from "node:assert/strict";
+import { EXIT } from "../lib/config.ts";
+import { ProducerMetrics } from "../lib/metrics.ts";
+import {
+  AuthFailedError,
+  backoffDelay,
+  type Clock,
+  type Gap,
+  MaxConnectionsError,
+  PolygonClient,
+  type PolygonClientOptions,
+  type PolygonState,
+  type Timers,
+  topicsFor,
+} from "../lib/polygon_client.ts";
+import { startFakePolygon } from "../lib/polygon_fake.ts";
+
+const KEY = "pk_live_9d8c7b6a5f4e";
+const WRONG_KEY = "pk_revoked_0a1b2c3d";
+const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
+const CONNECTED = '[{"ev":"status","status":"connected","message":"Connected Successfully"}]';
+const AUTH_SUCCESS = '[{"ev":"status","status":"auth_success","message":"authenticated"}]';
+
+function confirmation(topic: string): string {
+  return `[{"ev":"status","status":"success","message":"subscribed to: ${topic}"}]`;
+}
+
+function quote(pair: string, t: number): string {
+  return `[{"ev":"XQ","pair":"${pair}","bp":1.5,"bs":2,"ap":1.75,"as":3,"t":${t},"x":1,"r":${t}}]`;
+}
+
+function quotes(n: number, pairs = ["BTC-USD"]): string[] {
+  return Array.from(
+    { length: n },
+    (_, i) => quote(pairs[i % pairs.length]!, 1_700_000_000_000 + i),
+  );
+}
+
+function isStatus(frame: string): boolean {
+  return frame.includes('"ev":"status"');
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Lets pending promise callbacks and zero-delay tasks run. */
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 5));
+}
+
+/** Real timers that wait `scale` times the requested delay. */
+function scaledTimers(scale: number): Timers {
+  return {
+    setTimeout: (fn, ms) => setTimeout(fn, ms * scale),
+    clearTimeout: (handle) => clearTimeout(handle as number),
+  };
+}
+
+/** A clock and timers that move only when the test advances them. */
+class FakeTime implements Clock, Timers {
+  #now: number;
+  #next = 1;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+
+  constructor(start: number) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /** Moves time forward by `ms`, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (first === undefined || entry[1].at < first[1].at)) first = entry;
+      }
+      if (first === undefined) break;
+      this.#timers.delete(first[0]);
+      this.#now = first[1].at;
+      first[1].fn();
+    }
+    this.#now = end;
+  }
+}
+
+/** A scripted stand-in for a WebSocket, for state-machine tests without a network. */
+class StubSocket extends EventTarget {
+  readyState: number = WebSocket.OPEN;
+  binaryType = "blob";
+  readonly sent: string[] = [];
+  onmessage: ((e: MessageEvent) => void) | null = null;
+  onerror: ((e: Event) => void) | null = null;
+  onclose: ((e: CloseEvent) => void) | null = null;
+
+  send(text: string): void {
+    this.sent.push(text);
+  }
+
+  close(code = 1000): void {
+    if (this.readyState === WebSocket.CLOSED) return;
+    queueMicrotask(() => this.drop(code));
+  }
+
+  receive(text: string): void {
+    this.onmessage?.(new MessageEvent("message", { data: text }));
+  }
+
+  drop(code = 1006): void {
+    this.readyState = WebSocket.CLOSED;
+    const event = new CloseEvent("close", { code });
+    this.onclose?.(event);
+    this.dispatchEvent(event);
+  }
+}
+
+/** Everything a client reported, for assertions. */
+class Capture {
+  readonly frames: string[] = [];
+  readonly receivedAt: number[] = [];
+  readonly gaps: Gap[] = [];
+  readonly states: PolygonState[] = [];
+  readonly logs: string[] = [];
+  readonly recorded: string[] = [];
+  readonly metrics = new ProducerMetrics();
+
+  options(url: string, extra: Partial<PolygonClientOptions> = {}): PolygonClientOptions {
+    return {
+      url,
+      apiKey: KEY,
+      pairs: ["BTC-USD"],
+      onFrame: (text, at) => {
+        this.frames.push(text);
+        this.receivedAt.push(at);
+      },
+      onGap: (gap) => this.gaps.push(gap),
+      onState: (state) => this.states.push(state),
+      log: (line) => this.logs.push(line),
+      recorder: { frame: (text) => this.recorded.push(text) },
+      metrics: this.metrics,
+      ...extra,
+    };
+  }
+
+  data(): string[] {
+    return this.frames.filter((f) => !isStatus(f));
+  }
+
+  backoffDelays(): number[] {
+    return this.logs.flatMap((l) => {
+      const m = /reconnecting in (\d+) ms/.exec(l);
+      return m ? [Number(m[1])] : [];
+    });
+  }
+
+  async reconnects(): Promise<Record<string, number>> {
+    const values = (await this.metrics.reconnects.get()).values;
+    return Object.fromEntries(
+      values.filter((v) => v.value !== 0).map((v) => [String(v.labels.reason), v.value]),
+    );
+  }
+
+  async value(name: "gaps" | "connectionState" | "gapSeconds"): Promise<number> {
+    return (await this.metrics[name].get()).values[0]?.value ?? 0;
+  }
+}
+
+Deno.test("backoffDelay is full jitter over an exponential ceiling with a cap", () => {
+  const half = Array.from({ length: 9 }, (_, i) => backoffDelay(i, { random: () => 0.5 }));
+  assert.deepEqual(half, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+  assert.equal(backoffDelay(0, { random: () => 0 }), 0);
+  assert.equal(backoffDelay(3, { random: () => 0.999 }), 3996);
+  assert.equal(backoffDelay(10, { baseMs: 100, maxMs: 5000, random: () => 0.999 }), 4995);
+  assert.equal(backoffDelay(2000, { random: () => 0.5 }), 15000);
+});
+
+Deno.test("topicsFor prefixes XQ and reduces any list holding * to XQ.*", () => {
+  assert.deepEqual(topicsFor(["BTC-USD", "ETH-USD", "BTC-USD"]), ["XQ.BTC-USD", "XQ.ETH-USD"]);
+  assert.deepEqual(topicsFor(["BTC-USD", "*"]), ["XQ.*"]);
+});
+
+Deno.test("client authenticates, confirms its topics and hands every later frame to onFrame", async () => {
+  const frames = quotes(21, ["BTC-USD", "ETH-USD", "SOL-USD"]);
+  const fake = startFakePolygon({ apiKey: KEY, frames });
+  const capture = new Capture();
+  const controller = new AbortController();
+  const client = new PolygonClient(
+    capture.options(fake.url, { pairs: ["BTC-USD", "ETH-USD"], clock: { now: () => 42 } }),
+  );
+  try {
+    const running = client.run(controller.signal);
+    await fake.done;
+    await waitFor(() => capture.data().length === 14, "14 frames");
+    assert.equal(client.state, "streaming");
+    assert.equal(await capture.value("connectionState"), 4);
+    controller.abort();
+    await running;
+    const wanted = frames.filter((f) => !f.includes("SOL-USD"));
+    assert.deepEqual(capture.frames, [
+      confirmation("XQ.BTC-USD"),
+      confirmation("XQ.ETH-USD"),
+      ...wanted,
+    ]);
+    assert.deepEqual(capture.recorded, [CONNECTED, AUTH_SUCCESS, ...capture.frames]);
+    assert.deepEqual(new Set(capture.receivedAt), new Set([42]));
+    assert.deepEqual(capture.states, [
+      "connecting",
+      "authenticating",
+      "subscribing",
+      "streaming",
+      "disconnected",
+      "stopped",
+    ]);
+    assert.equal(await capture.value("connectionState"), 0);
+    assert.deepEqual(fake.stats.subscriptions, ["XQ.BTC-USD,XQ.ETH-USD"]);
+    assert.equal(fake.stats.connections, 1);
+    assert.deepEqual(capture.gaps, []);
+    assert.deepEqual(capture.logs, [
+      `polygon: streaming XQ.BTC-USD,XQ.ETH-USD from "${fake.url}"`,
+      "polygon: stopped",
+    ]);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client accepts the older success reply to auth", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(3), faults: [{ auth: "success" }] });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url)).run(controller.signal);
+    await waitFor(() => capture.data().length === 3, "3 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), quotes(3));
+    assert.equal(fake.stats.connections, 1);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client streams only once every topic is confirmed", async () => {
+  const sockets: StubSocket[] = [];
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  const client = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    pairs: ["BTC-USD", "ETH-USD"],
+    webSocketFactory: () => {
+      sockets.push(new StubSocket());
+      return sockets.at(-1) as unknown as WebSocket;
+    },
+    timers: time,
+    clock: time,
+  }));
+  const running = client.run(controller.signal);
+  const socket = sockets[0]!;
+  assert.equal(client.state, "connecting");
+  assert.deepEqual(socket.sent, []);
+  socket.receive(CONNECTED);
+  assert.equal(client.state, "authenticating");
+  assert.deepEqual(socket.sent, [`{"action":"auth","params":"${KEY}"}`]);
+  socket.receive(AUTH_SUCCESS);
+  assert.equal(client.state, "subscribing");
+  assert.equal(socket.sent[1], '{"action":"subscribe","params":"XQ.BTC-USD,XQ.ETH-USD"}');
+  socket.receive(confirmation("XQ.BTC-USD"));
+  socket.receive(quote("BTC-USD", 1));
+  assert.equal(client.state, "subscribing");
+  socket.receive(confirmation("XQ.ETH-USD"));
+  assert.equal(client.state, "streaming");
+  assert.deepEqual(capture.frames, [
+    confirmation("XQ.BTC-USD"),
+    quote("BTC-USD", 1),
+    confirmation("XQ.ETH-USD"),
+  ]);
+  controller.abort();
+  await running;
+  assert.equal(sockets.length, 1);
+  assert.equal(socket.readyState, WebSocket.CLOSED);
+});
+
+Deno.test("client subscribes to XQ.* for the pair * and receives every pair", async () => {
+  const lines = (await Deno.readTextFile(CAPTURE)).split("\n").slice(0, 500);
+  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url, { pairs: ["*"] }))
+      .run(controller.signal);
+    await fake.done;
+    await waitFor(() => capture.data().length === 500, "500 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), lines);
+    assert.deepEqual(capture.frames[0], confirmation("XQ.*"));
+    assert.deepEqual(fake.stats.subscriptions, ["XQ.*"]);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client rejects with AuthFailedError after exactly one attempt", async () => {
+  const fake = startFakePolygon({ apiKey: "the-right-key" });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const client = new PolygonClient(capture.options(fake.url, { timers: scaledTimers(0) }));
+    const error = await client.run(controller.signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof AuthFailedError);
+    assert.equal(error.name, "AuthFailedError");
+    assert.equal(error.exitCode, EXIT.AUTH_FAILED);
+    assert.equal(
+      error.message,
+      `Cannot authenticate with Polygon at "${fake.url}": the API key was rejected ` +
+        `(status "auth_failed": "authentication failed"); check POLYGON_API_KEY`,
+    );
+    await settle();
+    assert.equal(fake.stats.connections, 1);
+    assert.equal(fake.stats.auths, 1);
+    assert.equal(client.state, "stopped");
+    assert.deepEqual(await capture.reconnects(), {});
+    assert.ok(!String(error.stack).includes(KEY));
+    assert.ok(!capture.logs.join("\n").includes(KEY));
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("client rejects with MaxConnectionsError at auth and does not reconnect", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, faults: [{ auth: "max_connections" }] });
+  const capture = new Capture();
+  try {
+    const client = new PolygonClient(capture.options(fake.url, { timers: scaledTimers(0) }));
+    const error = await client.run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof MaxConnectionsError);
+    assert.equal(error.name, "MaxConnectionsError");
+    assert.equal(error.exitCode, EXIT.MAX_CONNECTIONS);
+    assert.equal(
+      error.message,
+      `Cannot stream from Polygon at "${fake.url}": another client is using this API key ` +
+        `(status "max_connections": "Maximum number of websocket connections exceeded. You ` +
+        `have reached the connection limit for your account."); stop the other client or use ` +
+        `another key`,
+    );
+    await settle();
+    assert.equal(fake.stats.connections, 1);
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("client evicted by a newer client with its key stops with MaxConnectionsError", async () => {
+  const fake = startFakePolygon({ apiKey: KEY });
+  const older = new Capture();
+  const newer = new Capture();
+  const controller = new AbortController();
+  try {
+    const first = new PolygonClient(older.options(fake.url)).run(controller.signal)
+      .then(() => undefined, (e) => e);
+    await waitFor(() => older.states.includes("streaming"), "the first client to stream");
+    const second = new PolygonClient(newer.options(fake.url)).run(controller.signal);
+    const error = await first;
+    assert.ok(error instanceof MaxConnectionsError);
+    await waitFor(() => newer.states.includes("streaming"), "the second client to stream");
+    controller.abort();
+    await second;
+    assert.equal(fake.stats.connections, 2);
+    assert.deepEqual(await older.reconnects(), {});
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client reconnects after a mid-stream drop and receives every frame exactly once", async () => {
+  const frames = quotes(40, ["BTC-USD", "ETH-USD"]);
+  const fake = startFakePolygon({ apiKey: KEY, frames, faults: [{ dropAfter: 15 }] });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      pairs: ["BTC-USD", "ETH-USD"],
+      random: () => 1,
+      timers: scaledTimers(0.01),
+    })).run(controller.signal);
+    await fake.done;
+    await waitFor(() => capture.data().length === 40, "40 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), frames);
+    assert.equal(fake.stats.connections, 2);
+    assert.equal(fake.stats.auths, 2);
+    assert.deepEqual(fake.stats.subscriptions, [
+      "XQ.BTC-USD,XQ.ETH-USD",
+      "XQ.BTC-USD,XQ.ETH-USD",
+    ]);
+    assert.equal(capture.gaps.length, 1);
+    const gap = capture.gaps[0]!;
+    assert.equal(gap.reason, "closed");
+    assert.ok(gap.from < gap.to, `gap from ${gap.from} to ${gap.to}`);
+    assert.deepEqual(await capture.reconnects(), { closed: 1 });
+    assert.equal(await capture.value("gaps"), 1);
+    assert.equal(await capture.value("gapSeconds"), (gap.to - gap.from) / 1000);
+    assert.match(
+      capture.logs[1]!,
+      /^polygon: connection lost \(closed: closed with code 1011 "fake drop"\); reconnecting in 500 ms \(attempt 1\); not listening for \d+ ms so far$/,
+    );
+    assert.match(
+      capture.logs[2]!,
+      /^polygon: streaming again from "ws:\/\/127\.0\.0\.1:\d+\/crypto" after a gap of \d+ ms \(reason "closed"\)$/,
+    );
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client reconnects when a silent socket goes stale, timed by an injected clock", async () => {
+  const frames = quotes(10);
+  const fake = startFakePolygon({ apiKey: KEY, frames, faults: [{ silentAfter: 4 }] });
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(1_000_000);
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      staleAfterMs: 30_000,
+      random: () => 0.5,
+      clock: time,
+      timers: time,
+    })).run(controller.signal);
+    await waitFor(() => capture.data().length === 4, "4 frames");
+    time.advance(29_999);
+    await settle();
+    assert.equal(fake.stats.connections, 1);
+    assert.equal(capture.states.at(-1), "streaming");
+    time.advance(1);
+    await waitFor(() => capture.backoffDelays().length === 1, "the reconnect to be scheduled");
+    assert.equal(fake.stats.connections, 1);
+    time.advance(250);
+    await fake.done;
+    await waitFor(() => capture.data().length === 10, "10 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), frames);
+    assert.equal(fake.stats.connections, 2);
+    assert.deepEqual(capture.gaps, [{ from: 1_000_000, to: 1_030_250, reason: "stale" }]);
+    assert.deepEqual(await capture.reconnects(), { stale: 1 });
+    assert.equal(
+      capture.logs[1],
+      'polygon: connection lost (stale: no frame for 30000 ms in state "streaming"); ' +
+        "reconnecting in 250 ms (attempt 1); not listening for 30000 ms so far",
+    );
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client backs off exponentially while refused, then streams with no gap", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(5),
+    faults: [{ refuse: 503 }, { refuse: 503 }, { refuse: 503 }],
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      random: () => 1,
+      timers: scaledTimers(0.01),
+    })).run(controller.signal);
+    await waitFor(() => capture.data().length === 5, "5 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.backoffDelays(), [500, 1000, 2000]);
+    assert.match(capture.logs[0]!, /^polygon: connection lost \(error: ".*503.*"\); reconnecting/);
+    assert.equal(fake.stats.connections, 4);
+    assert.equal(fake.stats.refused, 3);
+    assert.deepEqual(capture.gaps, []);
+    assert.deepEqual(await capture.reconnects(), { error: 3 });
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client reconnects after auth_timeout and after an error status", async () => {
+  const frames = quotes(6);
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames,
+    authTimeoutMs: 20,
+    faults: [
+      { auth: "auth_timeout" },
+      { noConnected: true },
+      {
+        garbage: {
+          after: 2,
+          frames: ['[{"ev":"status","status":"error","message":"internal error"}]'],
+        },
+      },
+    ],
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      random: () => 0,
+      timers: scaledTimers(0.01),
+    })).run(controller.signal);
+    await fake.done;
+    await waitFor(() => capture.data().length === 6, "6 frames");
+    // The error status arrives after frame 2; frames already in flight are still handed over.
+    await waitFor(() => capture.gaps.length === 1, "streaming again");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), frames);
+    assert.deepEqual(await capture.reconnects(), { auth_timeout: 2, status: 1 });
+    assert.equal(fake.stats.connections, 4);
+    assert.equal(capture.gaps.length, 1);
+    assert.equal(capture.gaps[0]!.reason, "status");
+    assert.equal(
+      capture.logs[0],
+      'polygon: connection lost (auth_timeout: status "auth_timeout": ' +
+        '"No authentication request received."); reconnecting in 0 ms (attempt 1)',
+    );
+    assert.match(
+      capture.logs[3]!,
+      /^polygon: connection lost \(status: status "error": "internal error"\); reconnecting in 0 ms \(attempt 3\); not listening for \d+ ms so far$/,
+    );
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("backoff resets only after a healthy minute of streaming", async () => {
+  const sockets: StubSocket[] = [];
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  const client = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    random: () => 1,
+    clock: time,
+    timers: time,
+    webSocketFactory: () => {
+      sockets.push(new StubSocket());
+      return sockets.at(-1) as unknown as WebSocket;
+    },
+  }));
+  const running = client.run(controller.signal);
+  const stream = (socket: StubSocket) => {
+    socket.receive(CONNECTED);
+    socket.receive(AUTH_SUCCESS);
+    socket.receive(confirmation("XQ.BTC-USD"));
+  };
+  sockets[0]!.drop(); // never streamed: attempt 1
+  await settle();
+  time.advance(500);
+  await settle();
+  sockets[1]!.drop(); // attempt 2
+  await settle();
+  time.advance(1000);
+  await settle();
+  stream(sockets[2]!); // streams at 1500
+  for (let i = 0; i < 3; i++) {
+    time.advance(20_000);
+    sockets[2]!.receive(quote("BTC-USD", i));
+  }
+  sockets[2]!.drop(); // frames flowed for 60 s: healthy, reset
+  await settle();
+  time.advance(500);
+  await settle();
+  stream(sockets[3]!); // streams at 62000
+  time.advance(20_000);
+  sockets[3]!.receive(quote("BTC-USD", 9));
+  sockets[3]!.drop(); // 20 s only: not healthy
+  await settle();
+  controller.abort();
+  await running;
+  assert.deepEqual(capture.backoffDelays(), [500, 1000, 500, 1000]);
+  assert.deepEqual(capture.gaps, [
+    { from: 61_500, to: 62_000, reason: "closed" },
+    { from: 82_000, to: 82_000, reason: "closed" },
+  ]);
+  assert.equal(sockets.length, 4);
+});
+
+Deno.test("client reports the open gap when stopped while reconnecting", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(3),
+    faults: (n) => n === 0 ? { dropAfter: 3 } : { refuse: 503 },
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(5_000);
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      random: () => 1,
+      clock: time,
+      timers: time,
+    })).run(controller.signal);
+    await waitFor(() => capture.backoffDelays().length === 1, "the first reconnect");
+    time.advance(500);
+    await waitFor(() => capture.backoffDelays().length === 2, "the second reconnect");
+    time.advance(100);
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), quotes(3));
+    assert.deepEqual(capture.gaps, [{ from: 5_000, to: 5_600, reason: "closed" }]);
+    assert.deepEqual(await capture.reconnects(), { closed: 1, error: 1 });
+    assert.equal(capture.logs.at(-1), "polygon: stopped");
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("the API key never appears in logs, errors, recordings or gaps", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(10),
+    faults: [{ dropAfter: 5 }, {}, {}],
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  // The key in the URL too: some users paste it there.
+  const url = `${fake.url}?apiKey=${KEY}`;
+  try {
+    const running = new PolygonClient(capture.options(url, { timers: scaledTimers(0.01) }))
+      .run(controller.signal);
+    await waitFor(() => capture.data().length === 10, "10 frames");
+    controller.abort();
+    await running;
+    const wrong = new Capture();
+    const error = await new PolygonClient(
+      wrong.options(`${fake.url}?apiKey=${WRONG_KEY}`, { apiKey: WRONG_KEY }),
+    ).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof AuthFailedError);
+    const everything = [
+      ...capture.logs,
+      ...capture.recorded,
+      ...capture.frames,
+      JSON.stringify(capture.gaps),
+      ...wrong.logs,
+      error.message,
+      String(error.stack),
+    ].join("\n");
+    assert.ok(everything.includes("?apiKey=***"), "the URL is shown redacted");
+    assert.equal(everything.indexOf(KEY), -1);
+    assert.equal(everything.indexOf(WRONG_KEY), -1);
+    assert.equal(capture.gaps.length, 1);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client hands frames over synchronously even to a slow onFrame", async () => {
+  const frames = quotes(100);
+  const fake = startFakePolygon({ apiKey: KEY, frames });
+  const capture = new Capture();
+  const controller = new AbortController();
+  const received: string[] = [];
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      onFrame: (text) => {
+        const until = performance.now() + 1;
+        while (performance.now() < until) { /* a slow consumer */ }
+        received.push(text);
+      },
+    })).run(controller.signal);
+    await fake.done;
+    await waitFor(() => received.filter((f) => !isStatus(f)).length === 100, "100 frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(received.filter((f) => !isStatus(f)), frames);
+    assert.equal(fake.stats.connections, 1);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client stops run with the error when onFrame throws", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(3) });
+  const capture = new Capture();
+  const boom = new Error("queue is broken");
+  try {
+    const error = await new PolygonClient(capture.options(fake.url, {
+      onFrame: (text) => {
+        if (!isStatus(text)) throw boom;
+      },
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.equal(error, boom);
+    assert.equal(fake.stats.connections, 1);
+  } finally {
+    await fake.close();
+  }
+});
