@@ -153,7 +153,7 @@ export class Pipeline {
     return this.#pending.length + this.#inflight;
   }
 
-  /** Local receive time of the last quote that made a record, ms. */
+  /** Local receive time of the last frame, ms (an XQ subscription's frames are quotes). */
   lastQuoteAt(): number | undefined {
     return this.#lastQuoteAt;
   }
@@ -183,6 +183,7 @@ export class Pipeline {
    */
   push(text: string, receivedAt: number = this.#now()): void {
     this.counts.framesIn++;
+    this.#lastQuoteAt = receivedAt;
     if (this.#size === this.#queueMax) {
       this.counts.framesDropped++;
       this.#metrics?.queueDrops.inc();
@@ -261,10 +262,18 @@ export class Pipeline {
       this.counts.events += transformInto(text, records, this.counts.skipped);
       this.counts.framesTransformed++;
       for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
-      if (records.length > before) this.#lastQuoteAt = at;
     }
-    this.#metrics?.queueDepth.set(this.#size);
+    const m = this.#metrics;
+    if (m) {
+      m.queueDepth.set(this.#size);
+      m.framesReceived.inc(this.counts.framesIn - this.#framesReported);
+      m.eventsReceived.inc(this.counts.events - this.#eventsReported);
+      this.#framesReported = this.counts.framesIn;
+      this.#eventsReported = this.counts.events;
+    }
   }
+  #framesReported = 0;
+  #eventsReported = 0;
 
   async #work(): Promise<void> {
     let firstPendingAt = 0;

@@ -1,0 +1,106 @@
+import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
+import { transform } from "../transform.ts";
+import { readAllFrames } from "../lib/recording.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const FIXTURE = new URL("../fixtures/btc.jsonl", import.meta.url).pathname;
+
+async function run(
+  script: string,
+  args: string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "--allow-net=127.0.0.1", script, ...args],
+    cwd: ROOT,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+  const child = cmd.spawn();
+  // Write stdin while stdout is being read, or a large input deadlocks both pipes.
+  const writing = stdin === undefined
+    ? Promise.resolve()
+    : ReadableStream.from([new TextEncoder().encode(stdin)]).pipeTo(child.stdin);
+  const [out] = await Promise.all([child.output(), writing]);
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function expectedLines(): Promise<string[]> {
+  return (await readAllFrames(FIXTURE)).flatMap((f) => transform(f).records.map((r) => r.value));
+}
+
+Deno.test("replay prints exactly the transform's records and a summary on stderr", async () => {
+  const { code, stdout, stderr } = await run("replay.ts", [FIXTURE]);
+  equal(code, 0, stderr);
+  const lines = stdout.trimEnd().split("\n");
+  deepStrictEqual(lines, await expectedLines());
+  equal(lines.length, 8000);
+  ok(
+    stderr.includes(
+      "5248 frames, 8010 events, 8000 records, 10 skipped (invalid_json=2 status=5 other_event=1 bad_bid=1 bad_time=1)",
+    ),
+    stderr,
+  );
+});
+
+Deno.test("replay reads a recording from stdin with -", async () => {
+  const text = await Deno.readTextFile(FIXTURE);
+  const { code, stdout } = await run("replay.ts", ["-"], text);
+  equal(code, 0);
+  equal(stdout.trimEnd().split("\n").length, 8000);
+});
+
+Deno.test("replay to the in-memory broker counts the same records", async () => {
+  const { code, stderr } = await run("replay.ts", [FIXTURE, "--to", "memory"]);
+  equal(code, 0, stderr);
+  ok(stderr.includes("8010 events, 8000 records, 10 skipped"), stderr);
+});
+
+Deno.test("replay paces by exchange time with --speed", async () => {
+  const frames = [0, 300].map((dt) =>
+    `[{"ev":"XQ","pair":"A","bp":1,"ap":2,"t":${1_700_000_000_000 + dt}}]`
+  );
+  const started = performance.now();
+  const { code, stdout } = await run("replay.ts", ["-", "--speed", "1"], frames.join("\n"));
+  equal(code, 0);
+  equal(stdout.trimEnd().split("\n").length, 2);
+  ok(performance.now() - started >= 300);
+});
+
+Deno.test("replay exits 2 naming a missing file, a bad flag or a bad value", async () => {
+  const missing = await run("replay.ts", ["fixtures/missing.jsonl"]);
+  equal(missing.code, 2);
+  equal(
+    missing.stderr.trim(),
+    'ConfigError: Cannot read recording "fixtures/missing.jsonl": file not found',
+  );
+  const flag = await run("replay.ts", [FIXTURE, "--nope"]);
+  equal(flag.code, 2);
+  ok(flag.stderr.includes("'--nope'"), flag.stderr);
+  const to = await run("replay.ts", [FIXTURE, "--to", "disk"]);
+  equal(to.code, 2);
+  equal(to.stderr.trim(), 'ConfigError: --to must be one of stdout, kafka, memory, got "disk"');
+  const none = await run("replay.ts", []);
+  equal(none.code, 2);
+});
+
+Deno.test("every entry script answers --help with its usage", async () => {
+  for (const script of ["replay.ts", "demo.ts", "producer.ts", "consumer.ts"]) {
+    const { code, stdout } = await run(script, ["--help"]);
+    equal(code, 0, script);
+    ok(stdout.startsWith("Usage: "), `${script}: ${stdout.slice(0, 80)}`);
+  }
+});
+
+Deno.test("the demo runs the whole pipeline and prints every record of the fixture", async () => {
+  const { code, stdout, stderr } = await run("demo.ts", []);
+  equal(code, 0, stderr);
+  const lines = stdout.trimEnd().split("\n");
+  deepStrictEqual([...lines].sort(), (await expectedLines()).sort());
+  ok(stderr.includes("8000 records"), stderr);
+  ok(stderr.includes("8000 consumed"), stderr);
+  ok(/per symbol BTC-USD=\d+/.test(stderr), stderr);
+});

@@ -1,0 +1,155 @@
+import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
+import {
+  buildKafkaConfig,
+  buildPolygonConfig,
+  buildTelemetryConfig,
+  ConfigError,
+  parseSettings,
+  SETTINGS,
+  usage,
+} from "../lib/config.ts";
+
+const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("settings come from defaults, then the environment, then flags", () => {
+  const env = envOf({ POLYGON_PAIRS: "ETH-USD", KAFKA_TOPIC: "from-env" });
+  const a = parseSettings("producer", [], { env });
+  deepStrictEqual(a.settings.pairs, ["ETH-USD"]);
+  equal(a.settings.topic, "from-env");
+  equal(a.settings.staleAfter, 30);
+  const b = parseSettings("producer", ["--pairs", "BTC-USD, SOL-USD", "--topic=flag"], { env });
+  deepStrictEqual(b.settings.pairs, ["BTC-USD", "SOL-USD"]);
+  equal(b.settings.topic, "flag");
+});
+
+Deno.test("a bad flag or setting is a ConfigError that names it", () => {
+  throws(() => parseSettings("producer", ["--nope"]), (e: unknown) => {
+    ok(e instanceof ConfigError);
+    equal(e.exitCode, 2);
+    ok(e.message.includes("'--nope'"), e.message);
+    return true;
+  });
+  throws(
+    () => parseSettings("producer", [], { env: envOf({ QUEUE_MAX: "lots" }) }),
+    {
+      name: "ConfigError",
+      message: '"QUEUE_MAX" environment variable must be a whole number, got "lots"',
+    },
+  );
+  throws(
+    () => parseSettings("producer", ["--stale-after=-1"]),
+    { message: '--stale-after must be a number of seconds, got "-1"' },
+  );
+  throws(
+    () => buildPolygonConfig(parseSettings("producer", []).settings),
+    { message: '"POLYGON_API_KEY" environment variable must be set' },
+  );
+  throws(
+    () =>
+      buildPolygonConfig(
+        parseSettings("producer", ["--queue-policy", "block"], {
+          env: envOf({ POLYGON_API_KEY: "k" }),
+        }).settings,
+      ),
+    { message: '--queue-policy must be one of drop-oldest, drop-newest, got "block"' },
+  );
+});
+
+Deno.test("kafka config picks plaintext, ssl or sasl_ssl and names a missing certificate", () => {
+  const none = () => false;
+  const plain = buildKafkaConfig(
+    parseSettings("producer", ["--brokers", "localhost:9092"]).settings,
+    { exists: none },
+  );
+  equal(plain.security, "plaintext");
+  equal(plain.gapsTopic, "crypto-topic.gaps");
+  const files: Record<string, string> = {
+    "certs/ca.pem": "CA",
+    "certs/service.cert": "CERT",
+    "certs/service.key": "KEY",
+  };
+  const read = (p: string) => {
+    if (!(p in files)) throw new Deno.errors.NotFound(p);
+    return files[p]!;
+  };
+  const ssl = buildKafkaConfig(
+    parseSettings("producer", ["--brokers", "h:1"]).settings,
+    { exists: (p) => p in files, readTextFile: read },
+  );
+  equal(ssl.security, "ssl");
+  deepStrictEqual(ssl.ssl, { ca: "CA", cert: "CERT", key: "KEY", rejectUnauthorized: true });
+  throws(
+    () =>
+      buildKafkaConfig(
+        parseSettings("producer", ["--brokers", "h:1", "--ssl-key", "certs/missing.key"]).settings,
+        { exists: () => true, readTextFile: read },
+      ),
+    {
+      message:
+        'Cannot read Kafka client key "certs/missing.key" (KAFKA_SSL_KEY): file not found; put the file there or set KAFKA_SSL_KEY',
+    },
+  );
+  const sasl = buildKafkaConfig(
+    parseSettings("producer", ["--brokers", "h:1"], {
+      env: envOf({
+        KAFKA_SASL_MECHANISM: "scram-sha-512",
+        KAFKA_SASL_USERNAME: "u",
+        KAFKA_SASL_PASSWORD: "p",
+      }),
+    }).settings,
+    { exists: () => false, readTextFile: read },
+  );
+  equal(sasl.security, "sasl_ssl");
+  deepStrictEqual(sasl.sasl, { mechanism: "scram-sha-512", username: "u", password: "p" });
+  throws(
+    () => buildKafkaConfig(parseSettings("producer", []).settings),
+    { message: '"KAFKA_BROKERS" environment variable (or --brokers) must be set' },
+  );
+  throws(
+    () => buildKafkaConfig(parseSettings("producer", ["--brokers", "kafka://h:1"]).settings),
+    /must list host:port pairs, got "kafka:\/\/h:1"/,
+  );
+});
+
+Deno.test("skipping TLS verification prints a loud warning", () => {
+  const warnings: string[] = [];
+  buildKafkaConfig(
+    parseSettings("producer", ["--brokers", "h:1", "--security", "ssl", "--insecure-skip-verify"])
+      .settings,
+    { readTextFile: () => "PEM", warn: (m) => warnings.push(m) },
+  );
+  equal(warnings.length, 1);
+  ok(warnings[0]!.startsWith("WARNING: --insecure-skip-verify is on"));
+});
+
+Deno.test("telemetry config requires org, bucket and token for the v2 API", () => {
+  const t = buildTelemetryConfig(
+    parseSettings("producer", ["--metrics-port", "9464"], {
+      env: envOf({ INFLUX_URL: "http://localhost:8086/" }),
+    }).settings,
+  );
+  equal(t.metricsPort, 9464);
+  equal(t.influx?.url, "http://localhost:8086");
+  equal(t.influx?.intervalMs, 10_000);
+  throws(
+    () =>
+      buildTelemetryConfig(
+        parseSettings("producer", [], {
+          env: envOf({ INFLUX_URL: "http://x", INFLUX_API: "v2" }),
+        }).settings,
+      ),
+    { message: '"INFLUX_ORG" environment variable must be set' },
+  );
+});
+
+Deno.test("every environment variable is in .env.example and help never shows secrets", async () => {
+  const example = await Deno.readTextFile(new URL("../.env.example", import.meta.url));
+  for (const s of SETTINGS) {
+    if (s.env) ok(example.includes(`${s.env}=`), `.env.example lacks ${s.env}`);
+  }
+  const help = usage("producer", "x", "y");
+  ok(help.includes("POLYGON_API_KEY"));
+  const withKey = parseSettings("producer", [], { env: envOf({ POLYGON_API_KEY: "sekrit-123" }) });
+  equal(withKey.settings.polygonApiKey, "sekrit-123");
+  ok(!help.includes("sekrit-123"));
+});

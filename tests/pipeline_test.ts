@@ -1,0 +1,179 @@
+import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
+import { FlushTimeoutError, Pipeline } from "../lib/pipeline.ts";
+import { MemoryBroker } from "../lib/memory_broker.ts";
+import { ProducerMetrics } from "../lib/metrics.ts";
+import type { OutRecord, RecordSink } from "../lib/sink.ts";
+
+function frame(i: number, pair = "BTC-USD"): string {
+  return `[{"ev":"XQ","pair":"${pair}","bp":${100 + i},"ap":${100 + i}.5,"t":${
+    1_700_000_000_000 + i
+  },"r":${1_700_000_000_005 + i}}]`;
+}
+
+/** A sink that records batches and can be held shut or made to fail. */
+class TestSink implements RecordSink {
+  batches: { topic: string; records: OutRecord[] }[] = [];
+  failNext = 0;
+  #gate: Promise<void> = Promise.resolve();
+  #open: () => void = () => {};
+  hold(): void {
+    this.#gate = new Promise((resolve) => this.#open = resolve);
+  }
+  release(): void {
+    this.#open();
+  }
+  async send(topic: string, records: readonly OutRecord[]): Promise<void> {
+    await this.#gate;
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("broker not available");
+    }
+    this.batches.push({ topic, records: [...records] });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  values(topic = "t"): string[] {
+    return this.batches.filter((b) => b.topic === topic).flatMap((b) =>
+      b.records.map((r) => r.value)
+    );
+  }
+}
+
+const quiet = () => {};
+
+Deno.test("pipeline sends every record in order, in batches of at most batchMax", async () => {
+  const sink = new TestSink();
+  const p = new Pipeline(sink, { topic: "t", batchMax: 7, lingerMs: 1, log: quiet });
+  p.start();
+  for (let i = 0; i < 50; i++) p.push(frame(i));
+  await p.close(5000);
+  equal(p.counts.acked, 50);
+  equal(p.counts.records, 50);
+  ok(sink.batches.every((b) => b.records.length <= 7));
+  deepStrictEqual(
+    sink.values().map((v) => JSON.parse(v).timestamp),
+    Array.from({ length: 50 }, (_, i) => new Date(1_700_000_000_000 + i).toISOString()),
+  );
+});
+
+Deno.test("pipeline push never waits on a slow sink, and drop-oldest drops exactly the overflow", async () => {
+  const sink = new TestSink();
+  const metrics = new ProducerMetrics();
+  const p = new Pipeline(sink, { topic: "t", queueMax: 10, lingerMs: 0, metrics, log: quiet });
+  sink.hold();
+  p.start();
+  p.push(frame(0));
+  await new Promise((r) => setTimeout(r, 10)); // frame 0 is in flight, held by the sink
+  for (let i = 1; i <= 25; i++) p.push(frame(i));
+  equal(p.queued, 10);
+  equal(p.counts.framesDropped, 15);
+  sink.release();
+  await p.close(5000);
+  deepStrictEqual(
+    sink.values().map((v) => JSON.parse(v).spread),
+    Array.from({ length: 11 }, () => 0.5),
+  );
+  deepStrictEqual(
+    sink.values().map((v) => JSON.parse(v).timestamp.slice(-4)),
+    ["000Z", "016Z", "017Z", "018Z", "019Z", "020Z", "021Z", "022Z", "023Z", "024Z", "025Z"],
+  );
+  equal(p.counts.framesIn, p.counts.framesTransformed + p.counts.framesDropped);
+  const text = await metrics.registry.metrics();
+  ok(text.includes("crypto_queue_dropped_total 15"), text);
+});
+
+Deno.test("pipeline drop-newest keeps the frames that were queued first", async () => {
+  const sink = new TestSink();
+  const p = new Pipeline(sink, { topic: "t", queueMax: 3, queuePolicy: "drop-newest", log: quiet });
+  for (let i = 0; i < 5; i++) p.push(frame(i));
+  equal(p.counts.framesDropped, 2);
+  p.start();
+  await p.close(5000);
+  deepStrictEqual(sink.values().map((v) => JSON.parse(v).timestamp.slice(-4)), [
+    "000Z",
+    "001Z",
+    "002Z",
+  ]);
+});
+
+Deno.test("pipeline retries failed sends without losing, duplicating or reordering records", async () => {
+  const sink = new TestSink();
+  sink.failNext = 3;
+  const lines: string[] = [];
+  const p = new Pipeline(sink, {
+    topic: "t",
+    batchMax: 4,
+    retryDelayMs: 1,
+    log: (l) => lines.push(l),
+  });
+  p.start();
+  for (let i = 0; i < 10; i++) p.push(frame(i));
+  await p.close(5000);
+  equal(p.counts.sendErrors, 3);
+  equal(p.counts.acked, 10);
+  deepStrictEqual(
+    sink.values().map((v) => Number(JSON.parse(v).timestamp.slice(-4, -1))),
+    [...Array(10).keys()],
+  );
+  ok(lines.some((l) => l.includes("failed (attempt 1): broker not available")), lines.join("\n"));
+});
+
+Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks", async () => {
+  const sink = new TestSink();
+  sink.hold();
+  const p = new Pipeline(sink, { topic: "t", log: quiet });
+  p.start();
+  for (let i = 0; i < 3; i++) p.push(frame(i));
+  await rejects(() => p.close(50), (e: unknown) => {
+    ok(e instanceof FlushTimeoutError);
+    equal(e.unacked, 3);
+    return true;
+  });
+  sink.release();
+});
+
+Deno.test("pipeline publishes gaps as records on the gaps topic", async () => {
+  const broker = new MemoryBroker();
+  const p = new Pipeline(broker.sink(), { topic: "t", log: quiet });
+  p.start();
+  p.gap({ from: Date.UTC(2024, 0, 1), to: Date.UTC(2024, 0, 1, 0, 0, 2, 500), reason: "closed" });
+  await p.close(5000);
+  const gaps = broker.records("t.gaps").flat();
+  equal(gaps.length, 1);
+  deepStrictEqual(JSON.parse(gaps[0]!.value!), {
+    from: "2024-01-01T00:00:00.000Z",
+    to: "2024-01-01T00:00:02.500Z",
+    reason: "closed",
+    seconds: 2.5,
+  });
+  equal(p.counts.gapsAcked, 1);
+});
+
+Deno.test("pipeline counts balance and metrics report skips, hops and acks", async () => {
+  const broker = new MemoryBroker();
+  const metrics = new ProducerMetrics();
+  const p = new Pipeline(broker.sink(), { topic: "t", metrics, log: quiet });
+  p.start();
+  p.push(frame(1), 1_700_000_000_010);
+  p.push("not json");
+  p.push('[{"ev":"status","status":"success"},{"ev":"XQ","pair":"ETH-USD","bp":0,"ap":1,"t":1}]');
+  p.push(`[{"ev":"XQ","pair":"ETH-USD","bp":2,"ap":1,"t":1}]`);
+  await p.close(5000);
+  const c = p.counts;
+  equal(c.events, 5);
+  equal(c.acked, 2);
+  equal(c.events, c.acked + Object.values(c.skipped).reduce((a, b) => a + b, 0));
+  const text = await metrics.registry.metrics();
+  for (
+    const line of [
+      'crypto_transform_skipped_total{reason="invalid_json"} 1',
+      'crypto_transform_skipped_total{reason="status"} 1',
+      'crypto_transform_skipped_total{reason="bad_bid"} 1',
+      "crypto_kafka_records_acked_total 2",
+      'crypto_quotes_crossed_total{symbol="ETH-USD"} 1',
+      'crypto_hop_latency_seconds_count{hop="exchange_to_polygon"} 1',
+      'crypto_spread_last{symbol="ETH-USD"} -1',
+    ]
+  ) ok(text.includes(line), `missing ${line}`);
+});
