@@ -122,6 +122,8 @@ export interface FakePolygonStats {
 interface Connection {
   readonly id: number;
   readonly socket: WebSocket;
+  /** Resolves when the socket has closed. */
+  readonly closed: Promise<void>;
   readonly script: FakeConnectionScript;
   key: string | undefined;
   authed: boolean;
@@ -147,6 +149,8 @@ const STATUS_MESSAGES: Record<string, string> = {
 };
 /** Matches an `ev` other than XQ: such frames need a look before they are sent. */
 const NON_XQ_EV_RE = /"ev"\s*:\s*"(?!XQ")/;
+/** Unpaced, let the event loop run after this many frames. */
+const YIELD_EVERY = 256;
 const T_RE = /"t"\s*:\s*(\d+)/;
 
 /** A running fake Polygon server; see {@linkcode startFakePolygon}. */
@@ -204,7 +208,15 @@ export class FakePolygon {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     for (const wake of this.#wakers) wake();
+    // Close our sockets first, so that what was sent is delivered before the server stops.
+    const closing = [...this.#connections].map((conn) => conn.closed);
     for (const conn of this.#connections) this.#closeConnection(conn, 1001, "server closing");
+    let timer: Timer | undefined;
+    await Promise.race([
+      Promise.all(closing),
+      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
+    ]);
+    clearTimeout(timer);
     await this.#server.shutdown();
     const iterator = this.#iterator;
     if (iterator && !this.#exhausted && iterator.return) await iterator.return();
@@ -224,6 +236,7 @@ export class FakePolygon {
     const conn: Connection = {
       id,
       socket,
+      closed: new Promise((resolve) => socket.addEventListener("close", () => resolve())),
       script,
       key: undefined,
       authed: false,
@@ -464,7 +477,7 @@ export class FakePolygon {
         conn.sent++;
         this.stats.framesSent++;
       }
-      if (++sinceYield >= 256) {
+      if (++sinceYield >= YIELD_EVERY) {
         sinceYield = 0;
         await this.#sleep(0); // Stay responsive: let the event loop run.
       }
