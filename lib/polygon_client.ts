@@ -298,13 +298,12 @@ export class PolygonClient {
         );
         await this.#sleep(delay, signal);
       }
-      if (lost !== undefined) {
-        const gap = lost;
-        lost = undefined;
-        this.#reportGap({ from: gap.at, to: this.#clock.now(), reason: gap.reason });
-      }
       this.#log("polygon: stopped");
     } finally {
+      // Stopped (or failed) while not listening: that interval is a gap too.
+      if (lost !== undefined) {
+        this.#reportGap({ from: lost.at, to: this.#clock.now(), reason: lost.reason });
+      }
       this.#setState("stopped");
       await Promise.all(this.#closing);
       this.#running = false;

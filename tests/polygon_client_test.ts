@@ -639,6 +639,32 @@ Deno.test("client reports the open gap when stopped while reconnecting", async (
   }
 });
 
+Deno.test("client reports the open gap when max_connections ends a reconnect", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(2),
+    faults: [{ dropAfter: 2 }, { auth: "max_connections" }],
+  });
+  const capture = new Capture();
+  const time = new FakeTime(5_000);
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      random: () => 1,
+      clock: time,
+      timers: time,
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    await waitFor(() => capture.backoffDelays().length === 1, "the reconnect");
+    time.advance(500);
+    const error = await running;
+    assert.ok(error instanceof MaxConnectionsError);
+    assert.deepEqual(capture.data(), quotes(2));
+    assert.deepEqual(capture.gaps, [{ from: 5_000, to: 5_500, reason: "closed" }]);
+    assert.equal(fake.stats.connections, 2);
+  } finally {
+    await fake.close();
+  }
+});
+
 Deno.test("the API key never appears in logs, errors, recordings or gaps", async () => {
   const fake = startFakePolygon({
     apiKey: KEY,
