@@ -569,8 +569,8 @@ export class KafkaSource implements RecordSource {
     return this.#consumer;
   }
 
-  /** Commits a start offset at `from` for partitions the group has not committed yet. */
-  async #seekNewPartitions(from: Date): Promise<void> {
+  /** Start offsets at `from` for the partitions where the group has committed nothing. */
+  async #offsetsAt(from: Date): Promise<Map<number, string>> {
     const { groupId, topic } = this.#options;
     const admin = this.#options.admin ?? this.#kafka.admin();
     if (!this.#options.admin) await admin.connect();
@@ -579,12 +579,12 @@ export class KafkaSource implements RecordSource {
       const fresh = new Set(
         (committed?.partitions ?? []).filter((p) => p.offset === "-1").map((p) => p.partition),
       );
-      if (fresh.size === 0) return;
+      if (fresh.size === 0) return new Map();
+      // Past the last record's time, kafkajs answers with the end offset.
       const offsets = await admin.fetchTopicOffsetsByTimestamp(topic, from.getTime());
-      const partitions = offsets
-        .filter((p) => fresh.has(p.partition))
-        .map(({ partition, offset }) => ({ partition, offset }));
-      if (partitions.length > 0) await admin.setOffsets({ groupId, topic, partitions });
+      return new Map(
+        offsets.filter((p) => fresh.has(p.partition)).map((p) => [p.partition, p.offset]),
+      );
     } finally {
       if (!this.#options.admin) await admin.disconnect();
     }
@@ -596,14 +596,14 @@ export class KafkaSource implements RecordSource {
    * records stay uncommitted) or the consumer crashes for good.
    */
   async consume(
-    onBatch: (records: InRecord[]) => Promise<void> | void,
+    onBatch: (records: InRecord[]) => Promise<void | number> | void | number,
     options: ConsumeOptions,
   ): Promise<void> {
     const { signal } = options;
     if (signal.aborted) return;
     const { topic } = this.#options;
     const from = this.#options.from ?? "latest";
-    if (from instanceof Date) await this.#seekNewPartitions(from);
+    const startAt = from instanceof Date ? await this.#offsetsAt(from) : new Map<number, string>();
     await this.#consumer.connect();
     this.#connected = true;
     await this.#consumer.subscribe({ topics: [topic], fromBeginning: from === "earliest" });
@@ -619,6 +619,18 @@ export class KafkaSource implements RecordSource {
     const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, (event) => {
       if (!event.payload.restart) fail(event.payload.error);
     });
+    // kafkajs emits GROUP_JOIN synchronously after the assignment and before the first fetch,
+    // so a seek made here is applied to that fetch. Only on the first join: after that the
+    // group's committed offsets decide, as they must when partitions move between members.
+    let firstJoin = true;
+    const removeJoin = this.#consumer.on(this.#consumer.events.GROUP_JOIN, (event) => {
+      if (!firstJoin) return;
+      firstJoin = false;
+      for (const partition of event.payload.memberAssignment[topic] ?? []) {
+        const offset = startAt.get(partition);
+        if (offset !== undefined) this.#consumer.seek({ topic, partition, offset });
+      }
+    });
 
     try {
       await this.#consumer.run({
@@ -629,13 +641,19 @@ export class KafkaSource implements RecordSource {
           if (batch.isEmpty() || signal.aborted || failure !== undefined) return;
           if (!isRunning() || isStale()) return;
           const records = batch.messages.map((m) => toInRecord(batch.topic, batch.partition, m));
+          let handled: void | number;
           try {
-            await onBatch(records);
+            handled = await onBatch(records);
           } catch (error) {
             fail(error);
             return;
           }
-          const last = batch.lastOffset();
+          // A number: only that many records were handled; commit just those.
+          if (typeof handled === "number" && handled < records.length) {
+            if (handled <= 0) return;
+            records.length = handled;
+          }
+          const last = records[records.length - 1]!.offset;
           resolveOffset(last);
           // Not consumer.commitOffsets(): it silently skips the commit once stop() has begun,
           // which would lose the final commit of the batch being finished on shutdown.
@@ -652,6 +670,7 @@ export class KafkaSource implements RecordSource {
     } finally {
       signal.removeEventListener("abort", onAbort);
       removeCrash();
+      removeJoin();
       // Waits for a batch in progress to finish (and commit) before it returns.
       await this.#consumer.stop();
     }

@@ -462,6 +462,14 @@ Deno.test({
     });
     deepStrictEqual(got.map((r) => r.timestamp), [T0 + 6, T0 + 7, T0 + 8, T0 + 9]);
     deepStrictEqual(got.map((r) => r.offset), ["6", "7", "8", "9"]);
+    // Once the group has committed, a restart with the same time resumes instead.
+    await produce(config, topic, records(12).slice(10), 1);
+    const again = await collect(config, topic, {
+      groupId: `g-${topic}`,
+      from: new Date(T0 + 6),
+      count: 2,
+    });
+    deepStrictEqual(again.map((r) => r.offset), ["10", "11"]);
   },
 });
 
@@ -479,6 +487,7 @@ Deno.test({
     const source = new KafkaSource(kafkaClient, { groupId: `g-${topic}`, topic, from: "latest" });
     source.consumer.on(source.consumer.events.GROUP_JOIN, () => joined());
     const controller = new AbortController();
+    const guard = setTimeout(() => controller.abort(), 30_000);
     const done = source.consume((batch) => {
       batches.push(batch);
       controller.abort();
@@ -490,6 +499,8 @@ Deno.test({
       await produce(config, topic, records(6).slice(5), 1);
       await done;
     } finally {
+      clearTimeout(guard);
+      controller.abort();
       await source.close();
     }
     deepStrictEqual(batches.flat().map((r) => r.offset), ["5"]);
