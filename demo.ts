@@ -72,7 +72,7 @@ async function main(): Promise<number> {
       if (state === "streaming") streamed = true;
       else if (streamed) serverClosed();
     },
-    log: (line) => console.error(`polygon: ${line}`),
+    log: (line) => console.error(line),
   });
   const clientDone = client.run(stopClient.signal);
 

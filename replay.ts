@@ -6,7 +6,13 @@
  * --allow-net (Kafka, only with --to kafka).
  */
 import { emptySkips, type SpreadRecord, transformInto } from "./transform.ts";
-import { ConfigError, parseSettings, usage } from "./lib/config.ts";
+import {
+  buildKafkaConfig,
+  ConfigError,
+  parseSettings,
+  type Settings,
+  usage,
+} from "./lib/config.ts";
 import { formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
@@ -31,7 +37,7 @@ interface ReplayOptions {
 
 function parseReplay(
   args: string[],
-): { options?: ReplayOptions; settings: Record<string, unknown> } {
+): { options?: ReplayOptions; settings: Settings } {
   const parsed = parseSettings("replay", args, {
     env: (n) => Deno.env.get(n),
     allowPositionals: true,
@@ -126,12 +132,12 @@ async function main(): Promise<number> {
   if (memory) {
     sink = memory.sink();
   } else {
-    const connected = await connectSink(settings);
-    sink = connected.sink;
-    topic = connected.config.topic;
-    batchMax = connected.config.batchMax;
-    lingerMs = connected.config.lingerMs;
-    shutdownMs = connected.config.shutdownTimeoutMs;
+    const config = buildKafkaConfig(settings);
+    sink = (await connectSink(config, { log: (line) => console.error(line) })).sink;
+    topic = config.topic;
+    batchMax = config.batchMax;
+    lingerMs = config.lingerMs;
+    shutdownMs = config.shutdownTimeoutMs;
   }
   const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs });
   pipeline.start();

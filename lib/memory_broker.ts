@@ -194,8 +194,11 @@ export class MemoryBroker {
               const pos = this.committed(groupId, topic, p) ?? 0;
               if (pos >= log.length) continue;
               const batch = log.slice(pos, pos + batchMax);
-              await onBatch(batch);
-              this.#commit(groupId, topic, p, pos + batch.length);
+              const handled = await onBatch(batch);
+              const n = typeof handled === "number"
+                ? Math.min(handled, batch.length)
+                : batch.length;
+              this.#commit(groupId, topic, p, pos + n);
               delivered = true;
               if (signal.aborted) break;
             }

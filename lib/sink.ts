@@ -49,10 +49,12 @@ export interface ConsumeOptions {
 export interface RecordSource {
   /**
    * Calls `onBatch` with records in partition order and commits their offsets only after it
-   * resolves. Returns when the signal aborts, after the final commit.
+   * resolves. If it resolves to a number n, only the first n records count as handled and only
+   * their offsets are committed (a consumer that stops mid-batch loses nothing). Returns when
+   * the signal aborts, after the final commit.
    */
   consume(
-    onBatch: (records: InRecord[]) => Promise<void> | void,
+    onBatch: (records: InRecord[]) => Promise<void | number> | void | number,
     options: ConsumeOptions,
   ): Promise<void>;
   /** Leaves the group and releases connections. */

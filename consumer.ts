@@ -1,0 +1,168 @@
+/**
+ * `deno task consume`: spread records from Kafka to stdout, as JSON lines (default) or a live
+ * per-symbol table. Offsets are committed after the output is written (at least once); a
+ * restart resumes from the committed offsets. Malformed records are counted, reported on stderr
+ * with topic/partition/offset, and skipped. SIGINT/SIGTERM: commit, leave the group, exit 0.
+ *
+ * Permissions: --allow-net (Kafka, telemetry), --allow-read (certificates, .env),
+ * --allow-env (settings).
+ */
+import {
+  buildKafkaConfig,
+  buildTelemetryConfig,
+  ConfigError,
+  EXIT,
+  parseSettings,
+  type Settings,
+  usage,
+} from "./lib/config.ts";
+import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
+import { ConsumerMetrics } from "./lib/metrics.ts";
+import {
+  connectWithin,
+  createKafka,
+  KafkaSource,
+  partitionLag,
+  type StartFrom,
+} from "./lib/kafka.ts";
+import type { InRecord } from "./lib/sink.ts";
+import { startTelemetry } from "./lib/telemetry_wiring.ts";
+import { SpreadTable, validateRecord } from "./lib/consumer_output.ts";
+
+const HELP = usage(
+  "consumer",
+  "deno task consume [--from latest|earliest|ISO-TIME] [--format json|table] [options]",
+  "Reads spread records from Kafka and prints them. Offsets are committed after output\n" +
+    "(at-least-once); malformed records are reported on stderr and skipped.",
+);
+
+function log(line: string): void {
+  console.error(`${new Date().toISOString()} ${line}`);
+}
+
+function parseFrom(settings: Settings): StartFrom {
+  const from = String(settings.from);
+  if (from === "latest" || from === "earliest") return from;
+  const ms = /^\d{4}-\d{2}-\d{2}/.test(from) ? Date.parse(from) : Number.NaN;
+  if (Number.isNaN(ms)) {
+    throw new ConfigError(
+      `--from must be latest, earliest or an ISO 8601 time such as 2024-01-31T12:00:00Z, got "${from}"`,
+    );
+  }
+  return new Date(ms);
+}
+
+async function main(): Promise<number> {
+  const parsed = parseSettings("consumer", Deno.args, { env: (n) => Deno.env.get(n) });
+  if (parsed.help) {
+    console.log(HELP);
+    return EXIT.OK;
+  }
+  const s = parsed.settings;
+  const config = buildKafkaConfig(s);
+  const telemetryConfig = buildTelemetryConfig(s);
+  const from = parseFrom(s);
+  const format = String(s.format);
+  if (format !== "json" && format !== "table") {
+    throw new ConfigError(`--format must be json or table, got "${format}"`);
+  }
+  const maxMessages = s.maxMessages as number | undefined;
+  if (maxMessages !== undefined && maxMessages < 1) {
+    throw new ConfigError(`--max-messages must be at least 1, got "${maxMessages}"`);
+  }
+  const timeoutS = s.timeout as number | undefined;
+  const groupId = String(s.groupId);
+
+  const metrics = new ConsumerMetrics();
+  await connectWithin(config, { onRetry: log });
+  const kafka = createKafka(config);
+  const source = new KafkaSource(kafka, { groupId, topic: config.topic, from });
+  const telemetry = await startTelemetry(telemetryConfig, {
+    registry: metrics.registry,
+    metrics,
+    staleAfterMs: 30_000,
+    service: "consumer",
+    log,
+  });
+  const signals = abortOnSignals();
+  const stop = new AbortController();
+  signals.signal.addEventListener("abort", () => stop.abort(), { once: true });
+  const timer = timeoutS === undefined
+    ? undefined
+    : setTimeout(() => stop.abort(), timeoutS * 1000);
+
+  // Lag for telemetry, read with the admin client while metrics are exported.
+  const admin = telemetry.server || telemetry.influx ? kafka.admin() : undefined;
+  let lagTimer: ReturnType<typeof setInterval> | undefined;
+  if (admin) {
+    await admin.connect();
+    const readLag = async () => {
+      try {
+        for (const p of await partitionLag(admin, groupId, config.topic)) {
+          metrics.lag.set({ partition: String(p.partition) }, p.lag);
+        }
+      } catch (error) {
+        log(`lag: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    };
+    lagTimer = setInterval(readLag, 5000);
+    readLag();
+  }
+
+  const out = new LineWriter();
+  const table = format === "table" ? new SpreadTable() : undefined;
+  const tableTimer = table
+    ? setInterval(() => console.log(table.render(Date.now())), 1000)
+    : undefined;
+  let consumed = 0;
+  let malformed = 0;
+  const hop = metrics.hopLatency.labels("kafka_to_consumer");
+  const onBatch = async (records: InRecord[]): Promise<number> => {
+    const now = Date.now();
+    let handled = 0;
+    for (const r of records) {
+      if (maxMessages !== undefined && consumed >= maxMessages) break;
+      handled++;
+      const problem = validateRecord(r.value);
+      if (typeof problem === "string") {
+        malformed++;
+        metrics.malformed.inc();
+        console.error(
+          `malformed record at ${r.topic}/${r.partition}/${r.offset}: ${problem}; skipped`,
+        );
+        continue;
+      }
+      consumed++;
+      const age = now - r.timestamp;
+      if (age < 0) metrics.negativeHops.inc({ hop: "kafka_to_consumer" });
+      hop.observe(age / 1000);
+      if (table) table.add(problem, now);
+      else await out.line(r.value!);
+    }
+    await out.flush();
+    metrics.recordsConsumed.inc(handled);
+    if (out.broken || (maxMessages !== undefined && consumed >= maxMessages)) stop.abort();
+    return handled;
+  };
+  let code: number = EXIT.OK;
+  try {
+    await source.consume(onBatch, { signal: stop.signal });
+  } catch (error) {
+    log(`consumer failed: ${error instanceof Error ? error.message : String(error)}`);
+    code = EXIT.FAILURE;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(lagTimer);
+    clearInterval(tableTimer);
+    signals.dispose();
+    await source.close().catch(() => {});
+    await admin?.disconnect().catch(() => {});
+    await out.close();
+    await telemetry.stop();
+  }
+  if (table) console.log(table.render(Date.now()));
+  log(`consumed ${consumed} records, ${malformed} malformed (skipped), group "${groupId}"`);
+  return code;
+}
+
+if (import.meta.main) runMain(main);

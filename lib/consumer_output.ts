@@ -1,0 +1,80 @@
+/**
+ * What the consumer does with a record value: check that it is a spread record, and keep the
+ * live per-symbol table of `--format table`.
+ */
+
+/** A spread record value as parsed by the consumer. */
+export interface SpreadValue {
+  timestamp: string;
+  symbol: string;
+  spread: number;
+}
+
+const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** Returns the parsed value, or a sentence saying why it is not a spread record. */
+export function validateRecord(value: string | null): SpreadValue | string {
+  if (value === null) return "the value is empty (a tombstone)";
+  let v: unknown;
+  try {
+    v = JSON.parse(value);
+  } catch {
+    return `the value is not JSON: ${JSON.stringify(value.slice(0, 80))}`;
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "the value is not an object";
+  const o = v as Record<string, unknown>;
+  if (typeof o.timestamp !== "string" || !ISO_RE.test(o.timestamp)) {
+    return `"timestamp" is not an ISO 8601 UTC time: ${JSON.stringify(o.timestamp)}`;
+  }
+  if (typeof o.symbol !== "string" || o.symbol === "") {
+    return `"symbol" is not a non-empty string: ${JSON.stringify(o.symbol)}`;
+  }
+  if (typeof o.spread !== "number") return `"spread" is not a number: ${JSON.stringify(o.spread)}`;
+  return { timestamp: o.timestamp, symbol: o.symbol, spread: o.spread };
+}
+
+interface Row {
+  last: SpreadValue;
+  count: number;
+  /** Local receive times within the rate window. */
+  recent: number[];
+}
+
+/** The live per-symbol view: last spread, updates per second, age of the last quote. */
+export class SpreadTable {
+  #rows = new Map<string, Row>();
+  #windowMs: number;
+
+  /** `windowMs`: the window of the updates-per-second rate; default 5000. */
+  constructor(windowMs = 5000) {
+    this.#windowMs = windowMs;
+  }
+
+  /** Adds one record received at local time `now`. */
+  add(value: SpreadValue, now: number): void {
+    let row = this.#rows.get(value.symbol);
+    if (!row) this.#rows.set(value.symbol, row = { last: value, count: 0, recent: [] });
+    row.last = value;
+    row.count++;
+    row.recent.push(now);
+  }
+
+  /** The table as text, symbols sorted, with ages relative to `now`. */
+  render(now: number): string {
+    const lines = [
+      "symbol".padEnd(14) + "last spread".padStart(16) + "upd/s".padStart(9) +
+      "age".padStart(10) + "count".padStart(10),
+    ];
+    for (const [symbol, row] of [...this.#rows].sort((a, b) => a[0].localeCompare(b[0]))) {
+      const cutoff = now - this.#windowMs;
+      while (row.recent.length > 0 && row.recent[0]! < cutoff) row.recent.shift();
+      const rate = row.recent.length / (this.#windowMs / 1000);
+      const age = (now - Date.parse(row.last.timestamp)) / 1000;
+      lines.push(
+        symbol.padEnd(14) + String(row.last.spread).padStart(16) + rate.toFixed(1).padStart(9) +
+          `${age.toFixed(1)}s`.padStart(10) + String(row.count).padStart(10),
+      );
+    }
+    return lines.join("\n");
+  }
+}
