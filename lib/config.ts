@@ -701,11 +701,14 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     topic,
     gapsTopic: (settings.gapsTopic as string | undefined) ?? `${topic}.gaps`,
     security,
-    partitions: atLeast(settings, "partitions", 1),
-    replicationFactor: settings.replicationFactor as number,
-    batchMax: atLeast(settings, "batchMax", 1),
-    lingerMs: atLeast(settings, "lingerMs", 0),
-    compression: oneOf(settings, "compression", ["none", "gzip"] as const),
+    // Producer-only settings keep their defaults for the consumer, which has no such flags.
+    partitions: settings.partitions === undefined ? 6 : atLeast(settings, "partitions", 1),
+    replicationFactor: (settings.replicationFactor as number | undefined) ?? -1,
+    batchMax: settings.batchMax === undefined ? 1000 : atLeast(settings, "batchMax", 1),
+    lingerMs: settings.lingerMs === undefined ? 5 : atLeast(settings, "lingerMs", 0),
+    compression: settings.compression === undefined
+      ? "none"
+      : oneOf(settings, "compression", ["none", "gzip"] as const),
     connectTimeoutMs: Number(settings.connectTimeout) * 1000,
     shutdownTimeoutMs: Number(settings.shutdownTimeout ?? 10) * 1000,
   };
