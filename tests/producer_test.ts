@@ -1,0 +1,147 @@
+import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
+import { startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
+import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { readAllFrames } from "../lib/recording.ts";
+import { transform } from "../transform.ts";
+import { createKafka, KafkaSource } from "../lib/kafka.ts";
+import type { InRecord } from "../lib/sink.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const FIXTURE = new URL("../fixtures/btc.jsonl", import.meta.url).pathname;
+const KEY = "pk_test_3f9a0c7e5b1d4a2c8e6f";
+
+function values(frames: string[]): string[] {
+  return frames.flatMap((f) => transform(f).records.map((r) => r.value));
+}
+
+async function readTopic(brokers: string[], topic: string, n: number): Promise<InRecord[]> {
+  const kafka = createKafka({
+    brokers,
+    topic,
+    gapsTopic: `${topic}.gaps`,
+    security: "plaintext",
+    partitions: 1,
+    replicationFactor: -1,
+    batchMax: 1,
+    lingerMs: 0,
+    compression: "none",
+    connectTimeoutMs: 10_000,
+    shutdownTimeoutMs: 10_000,
+  });
+  const source = new KafkaSource(kafka, { groupId: `g-${topic}`, topic, from: "earliest" });
+  const out: InRecord[] = [];
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), 60_000);
+  try {
+    await source.consume((batch) => {
+      out.push(...batch);
+      if (out.length >= n) stop.abort();
+    }, { signal: stop.signal });
+  } finally {
+    clearTimeout(timer);
+    await source.close();
+  }
+  return out;
+}
+
+Deno.test({
+  name: "producer streams every quote to Kafka, records its frames, and flushes on SIGTERM",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const broker = await startKafka();
+    const topic = uniqueTopic("producer");
+    const frames = await readAllFrames(FIXTURE);
+    const fake = startFakePolygon({ frames, apiKey: KEY });
+    const dir = await Deno.makeTempDir();
+    const recording = `${dir}/rec.jsonl`;
+    try {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "producer.ts",
+          "--url",
+          fake.url,
+          "--pairs",
+          "*",
+          "--record",
+          recording,
+          "--partitions",
+          "3",
+        ],
+        cwd: ROOT,
+        env: {
+          POLYGON_API_KEY: KEY,
+          KAFKA_BROKERS: broker.plaintext,
+          KAFKA_SECURITY: "plaintext",
+          KAFKA_TOPIC: topic,
+          NO_COLOR: "1",
+        },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await fake.done;
+      // Every frame sent; wait until the producer has had them (the stream goes quiet), then stop.
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill("SIGTERM");
+      const out = await child.output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      const stdout = new TextDecoder().decode(out.stdout);
+      equal(out.code, 0, stderr);
+      const expected = values(frames);
+      match(
+        stderr,
+        new RegExp(
+          `final: \\d+ frames, \\d+ events, ${expected.length} records, ${expected.length} acked`,
+        ),
+      );
+      ok(!stderr.includes(KEY) && !stdout.includes(KEY), "the API key appears in the output");
+      // The recording: a header without the key, then every frame, and it replays to the same records.
+      const text = await Deno.readTextFile(recording);
+      ok(!text.includes(KEY), "the API key appears in the recording");
+      const header = JSON.parse(text.slice(0, text.indexOf("\n")));
+      equal(header.recording, 1);
+      equal(header.source, fake.url);
+      equal(header.subscription, "XQ.*");
+      deepStrictEqual(values(await readAllFrames(recording)), expected);
+      // Kafka holds every record once, keyed by symbol, stamped with the exchange time.
+      const got = await readTopic([broker.plaintext], topic, expected.length);
+      equal(got.length, expected.length);
+      deepStrictEqual(got.map((r) => r.value).sort(), [...expected].sort());
+      for (const r of got) {
+        const v = JSON.parse(r.value!);
+        equal(r.key, v.symbol);
+        equal(new Date(r.timestamp).toISOString(), v.timestamp);
+        equal(r.headers["schema-version"], "1");
+      }
+    } finally {
+      await fake.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "producer exits 5 with a clear message when Kafka cannot be reached at start-up",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "producer.ts", "--connect-timeout", "2"],
+      cwd: ROOT,
+      env: {
+        POLYGON_API_KEY: KEY,
+        KAFKA_BROKERS: "127.0.0.1:1",
+        KAFKA_SECURITY: "plaintext",
+        NO_COLOR: "1",
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    equal(out.code, 5, stderr);
+    match(stderr, /KafkaUnreachableError: Cannot reach Kafka at "127\.0\.0\.1:1"/);
+    ok(!stderr.includes(KEY));
+  },
+});
