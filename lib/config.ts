@@ -649,6 +649,15 @@ function fileExists(path: string): boolean {
   }
 }
 
+/** Why a file operation failed, in a few words ("file not found", "permission denied", …). */
+export function fileErrorReason(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "file not found";
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return "permission denied";
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
 function readNamedFile(
   read: (path: string) => string,
   path: string,
@@ -658,13 +667,7 @@ function readNamedFile(
   try {
     return read(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "file not found"
-      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
-      ? "permission denied"
-      : error instanceof Error
-      ? error.message
-      : String(error);
+    const reason = fileErrorReason(error);
     throw new ConfigError(
       `Cannot read ${what} "${path}" (${variable}): ${reason}; put the file there or set ${variable}`,
       { cause: error },

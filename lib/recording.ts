@@ -3,6 +3,7 @@
  * line first (`{"recording":1,...}`); blank lines are ignored. Reading streams the file, so a
  * recording of any size replays in constant memory.
  */
+import { fileErrorReason } from "./config.ts";
 
 /** The optional first line of a recording. */
 export interface RecordingHeader {
@@ -96,13 +97,7 @@ export async function openRecording(path: string): Promise<Recording> {
   try {
     file = await Deno.open(path, { read: true });
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "file not found"
-      : error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable
-      ? "permission denied"
-      : error instanceof Error
-      ? error.message
-      : String(error);
+    const reason = fileErrorReason(error);
     throw new RecordingError(`Cannot read recording "${path}": ${reason}`, { cause: error });
   }
   const info = await file.stat();
