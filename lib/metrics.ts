@@ -51,6 +51,36 @@ const LATENCY_BUCKETS = [
 const SPREAD_BPS_BUCKETS = [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 500];
 const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
+type CounterFactory = <L extends string>(name: string, help: string, labels?: L[]) => Counter<L>;
+
+/** Metric constructors bound to one registry. */
+function factories(registry: Registry) {
+  const registers = [registry];
+  const c: CounterFactory = (name, help, labelNames = []) =>
+    new Counter({ name, help, labelNames, registers });
+  const g = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+    new Gauge<L>({ name, help, labelNames, registers });
+  const h = <L extends string>(
+    name: string,
+    help: string,
+    buckets: number[],
+    labelNames: L[] = [],
+  ) => new Histogram<L>({ name, help, buckets, labelNames, registers });
+  return { c, g, h };
+}
+
+/** The telemetry sink's own counters: points written, points dropped, failed writes. */
+function telemetryCounters(c: CounterFactory): [Counter<string>, Counter<string>, Counter<string>] {
+  return [
+    c("crypto_telemetry_points_written_total", "InfluxDB points written"),
+    c(
+      "crypto_telemetry_points_dropped_total",
+      "InfluxDB points dropped (buffer full while InfluxDB was down)",
+    ),
+    c("crypto_telemetry_write_errors_total", "failed InfluxDB writes"),
+  ];
+}
+
 /** Every metric of the producer side, registered on one registry. */
 export class ProducerMetrics {
   readonly registry: Registry;
@@ -86,17 +116,7 @@ export class ProducerMetrics {
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
-    const registers = [registry];
-    const c = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-      new Counter<L>({ name, help, labelNames, registers });
-    const g = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-      new Gauge<L>({ name, help, labelNames, registers });
-    const h = <L extends string>(
-      name: string,
-      help: string,
-      buckets: number[],
-      labelNames: L[] = [],
-    ) => new Histogram<L>({ name, help, buckets, labelNames, registers });
+    const { c, g, h } = factories(registry);
     this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
     this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
     this.connectionState = g(
@@ -148,18 +168,8 @@ export class ProducerMetrics {
       SPREAD_BPS_BUCKETS,
       ["symbol"],
     );
-    this.telemetryPointsWritten = c(
-      "crypto_telemetry_points_written_total",
-      "InfluxDB points written",
-    );
-    this.telemetryPointsDropped = c(
-      "crypto_telemetry_points_dropped_total",
-      "InfluxDB points dropped (buffer full while InfluxDB was down)",
-    );
-    this.telemetryWriteErrors = c(
-      "crypto_telemetry_write_errors_total",
-      "failed InfluxDB writes",
-    );
+    [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
+      telemetryCounters(c);
     // Known label values start at 0: a series that exists reads as "none yet", not "no data".
     for (const reason of SKIP_REASONS) this.skips.inc({ reason }, 0);
     for (const reason of RECONNECT_REASONS) this.reconnects.inc({ reason }, 0);
@@ -182,51 +192,28 @@ export class ConsumerMetrics {
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
-    const registers = [registry];
-    this.recordsConsumed = new Counter({
-      name: "crypto_consumer_records_total",
-      help: "records consumed",
-      registers,
-    });
-    this.malformed = new Counter({
-      name: "crypto_consumer_malformed_total",
-      help: "records whose value is not a valid spread record (skipped)",
-      registers,
-    });
-    this.lag = new Gauge({
-      name: "crypto_consumer_lag",
-      help: "end offset minus committed offset, per partition",
-      labelNames: ["partition"],
-      registers,
-    });
-    this.hopLatency = new Histogram({
-      name: "crypto_hop_latency_seconds",
-      help: "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
-      buckets: LATENCY_BUCKETS,
-      labelNames: ["hop"],
-      registers,
-    });
-    this.negativeHops = new Counter({
-      name: "crypto_hop_negative_total",
-      help: "hops with negative latency (clock skew), by hop",
-      labelNames: ["hop"],
-      registers,
-    });
-    this.telemetryPointsWritten = new Counter({
-      name: "crypto_telemetry_points_written_total",
-      help: "InfluxDB points written",
-      registers,
-    });
-    this.telemetryPointsDropped = new Counter({
-      name: "crypto_telemetry_points_dropped_total",
-      help: "InfluxDB points dropped (buffer full while InfluxDB was down)",
-      registers,
-    });
-    this.telemetryWriteErrors = new Counter({
-      name: "crypto_telemetry_write_errors_total",
-      help: "failed InfluxDB writes",
-      registers,
-    });
+    const { c, g, h } = factories(registry);
+    this.recordsConsumed = c("crypto_consumer_records_total", "records consumed");
+    this.malformed = c(
+      "crypto_consumer_malformed_total",
+      "records whose value is not a valid spread record (skipped)",
+    );
+    this.lag = g("crypto_consumer_lag", "end offset minus committed offset, per partition", [
+      "partition",
+    ]);
+    this.hopLatency = h(
+      "crypto_hop_latency_seconds",
+      "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
+      LATENCY_BUCKETS,
+      ["hop"],
+    );
+    this.negativeHops = c(
+      "crypto_hop_negative_total",
+      "hops with negative latency (clock skew), by hop",
+      ["hop"],
+    );
+    [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
+      telemetryCounters(c);
     this.negativeHops.inc({ hop: CONSUMER_HOP }, 0);
   }
 }
