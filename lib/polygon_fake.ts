@@ -61,9 +61,11 @@ export interface FakeConnectionScript {
 export interface FakePolygonOptions {
   /**
    * Frame texts to replay, verbatim, in order (e.g. the lines of a JSON Lines recording).
-   * Default: none (the server speaks the protocol and sends no data).
+   * A `Uint8Array` is sent as a binary frame, verbatim and unfiltered (for hostile-input tests:
+   * a text frame can only carry valid UTF-8). Default: none (the server speaks the protocol and
+   * sends no data).
    */
-  frames?: Iterable<string> | AsyncIterable<string>;
+  frames?: Iterable<FakeFrame> | AsyncIterable<FakeFrame>;
   /** Skip a first frame that is a recording header (`{"recording":…}`). Default true. */
   skipHeader?: boolean;
   /** Skip empty frames (e.g. the trailing line of a file). Default true. */
@@ -93,6 +95,9 @@ export interface FakePolygonOptions {
   /** Port to bind. Default 0 (any free port). */
   port?: number;
 }
+
+/** A frame to replay: text (a text frame), or bytes (a binary frame). */
+export type FakeFrame = string | Uint8Array;
 
 /** Returns the faults of connection number `connection` (0-based). */
 export type FakeScriptFn = (connection: number) => FakeConnectionScript | undefined;
@@ -178,8 +183,8 @@ export class FakePolygon {
   #active: Connection | undefined;
   #pumping = false;
   #closed = false;
-  #iterator: Iterator<string> | AsyncIterator<string> | undefined;
-  #pending: string | undefined;
+  #iterator: Iterator<FakeFrame> | AsyncIterator<FakeFrame> | undefined;
+  #pending: FakeFrame | undefined;
   #exhausted = false;
   #first = true;
   #resolveDone!: () => void;
@@ -191,8 +196,8 @@ export class FakePolygon {
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
     const frames = options.frames ?? [];
     this.#iterator = Symbol.asyncIterator in frames
-      ? (frames as AsyncIterable<string>)[Symbol.asyncIterator]()
-      : (frames as Iterable<string>)[Symbol.iterator]();
+      ? (frames as AsyncIterable<FakeFrame>)[Symbol.asyncIterator]()
+      : (frames as Iterable<FakeFrame>)[Symbol.iterator]();
     this.#server = Deno.serve({
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? 0,
@@ -451,7 +456,7 @@ export class FakePolygon {
         if (rate > 0) {
           due = startWall + (paced * 1000) / rate;
         } else {
-          const m = T_RE.exec(frame);
+          const m = typeof frame === "string" ? T_RE.exec(frame) : null;
           const t = m ? Number(m[1]) : Number.NaN;
           if (Number.isNaN(startT)) startT = lastT = Number.isNaN(t) ? 0 : t;
           if (t > lastT) lastT = t;
@@ -467,7 +472,7 @@ export class FakePolygon {
         await this.#sleep(1);
       }
       if (this.#active !== conn || !conn.open) continue;
-      const out = selectEvents(frame, conn.topics);
+      const out = typeof frame === "string" ? selectEvents(frame, conn.topics) : frame;
       this.#advance();
       paced++;
       if (out === null) {
@@ -485,7 +490,7 @@ export class FakePolygon {
   }
 
   /** The next frame without consuming it; undefined when the frames are exhausted. */
-  async #peek(): Promise<string | undefined> {
+  async #peek(): Promise<FakeFrame | undefined> {
     while (this.#pending === undefined && !this.#exhausted) {
       const iterator = this.#iterator!;
       const result = await iterator.next();
@@ -496,8 +501,10 @@ export class FakePolygon {
       const text = result.value;
       const first = this.#first;
       this.#first = false;
-      if ((this.#options.skipEmpty ?? true) && text.trim() === "") continue;
-      if (first && (this.#options.skipHeader ?? true) && isHeader(text)) continue;
+      if (typeof text === "string") {
+        if ((this.#options.skipEmpty ?? true) && text.trim() === "") continue;
+        if (first && (this.#options.skipHeader ?? true) && isHeader(text)) continue;
+      }
       this.#pending = text;
     }
     return this.#pending;

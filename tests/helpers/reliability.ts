@@ -1,0 +1,395 @@
+/**
+ * Shared parts of the reliability suite (tests/reliability_*_test.ts): the real entry scripts
+ * run as subprocesses with every byte of their output kept, distinctive secrets to grep that
+ * output for, synthetic quote frames whose records can be told apart, and an exact read-back of
+ * a topic (every record it holds, duplicates included).
+ */
+import { equal, ok } from "./assert.ts";
+import type { KafkaConfig } from "../../lib/config.ts";
+import { createKafka, KafkaSource } from "../../lib/kafka.ts";
+import type { InRecord } from "../../lib/sink.ts";
+import { brokerConfig, type KafkaBroker, requireSecure } from "./kafka_broker.ts";
+
+/** kafkajs keeps timers and sockets past disconnect(); the broker is shared across files. */
+export const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
+
+/** The Polygon API key every scenario uses: distinctive, so a grep for it cannot miss. */
+export const API_KEY = "pk_reliab_Zq8xW3vN5mK7pL2r";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const T0 = Date.UTC(2026, 0, 5, 12, 0, 0, 0);
+const PAIRS = ["BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD"];
+
+/**
+ * Synthetic quote frame `i`: one XQ event whose exchange time `T0 + i` makes its record value
+ * unique, so a read-back can name every missing or repeated record.
+ */
+export function quoteFrame(i: number): string {
+  const bp = 100 + (i % 1000);
+  const cents = (i % 99) + 1;
+  return `[{"ev":"XQ","pair":"${PAIRS[i % PAIRS.length]}","lp":0,"ls":0,"bp":${bp},"bs":1,` +
+    `"ap":${bp}.${String(cents).padStart(2, "0")},"as":2,"t":${T0 + i},"x":1,"r":${T0 + i + 3}}]`;
+}
+
+/** The record value {@linkcode quoteFrame} `i` becomes, written out independently. */
+export function quoteValue(i: number): string {
+  const spread = String(((i % 99) + 1) / 100);
+  return `{"timestamp":"${new Date(T0 + i).toISOString()}","symbol":"${
+    PAIRS[i % PAIRS.length]
+  }","spread":${spread}}`;
+}
+
+/** Index of the synthetic frame a record value came from (its exchange time minus T0). */
+export function quoteIndex(value: string): number {
+  return Date.parse((JSON.parse(value) as { timestamp: string }).timestamp) - T0;
+}
+
+/** `count` synthetic frames from `start`. */
+export function quoteFrames(count: number, start = 0): string[] {
+  return Array.from({ length: count }, (_, i) => quoteFrame(start + i));
+}
+
+/** The producer's `final:` summary line, parsed. */
+export interface FinalCounts {
+  framesIn: number;
+  events: number;
+  records: number;
+  acked: number;
+  skipped: number;
+  skippedByReason: Record<string, number>;
+  framesDropped: number;
+  gaps: number;
+  sendErrors: number;
+}
+
+const FINAL_RE = new RegExp(
+  String.raw`final: (\d+) frames, (\d+) events, (\d+) records, (\d+) acked, (\d+) skipped ` +
+    String.raw`\(([^)]*)\), (\d+) frames dropped, (\d+) gaps, (\d+) send errors`,
+);
+
+/** Parses the producer's final line out of its stderr; throws if there is none. */
+export function parseFinal(stderr: string): FinalCounts {
+  const m = FINAL_RE.exec(stderr);
+  if (!m) throw new Error(`No "final:" line in the producer's stderr:\n${stderr.slice(-3000)}`);
+  const n = (i: number) => Number(m[i]);
+  const skippedByReason: Record<string, number> = {};
+  if (m[6] !== "none") {
+    for (const part of m[6]!.split(" ")) {
+      const [k, v] = part.split("=");
+      skippedByReason[k!] = Number(v);
+    }
+  }
+  return {
+    framesIn: n(1),
+    events: n(2),
+    records: n(3),
+    acked: n(4),
+    skipped: n(5),
+    skippedByReason,
+    framesDropped: n(7),
+    gaps: n(8),
+    sendErrors: n(9),
+  };
+}
+
+/** An entry script run as a subprocess, its whole stdout and stderr kept. */
+export class ScriptProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly startedAt = performance.now();
+  #child: Deno.ChildProcess;
+  #stdout: string[] = [];
+  #stderr: string[] = [];
+  #reading: Promise<void>;
+  #status: Promise<Deno.CommandStatus>;
+  #exitedAt: number | undefined;
+
+  constructor(script: string, args: string[], env: Record<string, string>) {
+    this.name = script;
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        script,
+        ...args,
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.pid = this.#child.pid;
+    this.#reading = Promise.all([
+      this.#pump(this.#child.stdout, this.#stdout),
+      this.#pump(this.#child.stderr, this.#stderr),
+    ]).then(() => {});
+    this.#status = this.#child.status.then((s) => {
+      this.#exitedAt = performance.now();
+      return s;
+    });
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) into.push(decoder.decode(chunk, { stream: true }));
+    into.push(decoder.decode());
+  }
+
+  /** Everything printed on stdout so far. */
+  get stdout(): string {
+    return this.#stdout.join("");
+  }
+
+  /** Everything printed on stderr so far. */
+  get stderr(): string {
+    return this.#stderr.join("");
+  }
+
+  /** Whether the process has exited. */
+  get exited(): boolean {
+    return this.#exitedAt !== undefined;
+  }
+
+  /** Waits until stderr matches `re` (or the process exits, or time runs out). */
+  async waitForStderr(re: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.stderr);
+      if (m) return m;
+      if (this.exited) {
+        throw new Error(`${this.name} exited before printing ${re}:\n${this.stderr.slice(-3000)}`);
+      }
+      if (performance.now() > deadline) {
+        throw new Error(`${this.name} did not print ${re} in ${timeoutMs} ms:\n${this.stderr}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /** Peak resident set size so far (VmHWM), in KiB; undefined once the process is gone. */
+  peakRssKb(): number | undefined {
+    return procStatusKb(this.pid, "VmHWM");
+  }
+
+  /** Current resident set size (VmRSS), in KiB. */
+  rssKb(): number | undefined {
+    return procStatusKb(this.pid, "VmRSS");
+  }
+
+  /** Sends a signal (ignored when the process is gone). */
+  kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /**
+   * Waits for the exit (SIGKILL after `timeoutMs`) and all output; returns the exit code and the
+   * time from `since` (default the start) to the exit, in ms.
+   */
+  async exit(timeoutMs = 60_000, since = this.startedAt): Promise<{ code: number; ms: number }> {
+    const timer = setTimeout(() => this.kill("SIGKILL"), timeoutMs);
+    try {
+      const status = await this.#status;
+      await this.#reading;
+      return { code: status.code, ms: this.#exitedAt! - since };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kills the process if it still runs and waits for it: for `finally` blocks. */
+  async dispose(): Promise<void> {
+    if (!this.exited) this.kill("SIGKILL");
+    await this.#status.catch(() => {});
+    await this.#reading.catch(() => {});
+  }
+}
+
+function procStatusKb(pid: number, field: string): number | undefined {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kafka settings of a producer or consumer subprocess. */
+export interface ScriptKafka {
+  /** Environment variables: brokers and, for sasl_ssl, the CA and the SCRAM credentials. */
+  env: Record<string, string>;
+  /** The SASL password, for the secret grep (undefined for plaintext). */
+  password?: string;
+}
+
+/**
+ * Environment for a subprocess to reach `broker` over SASL_SSL with SCRAM-SHA-512 (Aiven's SASL
+ * path, TLS verified against the test CA), or over plaintext.
+ */
+export function scriptKafka(
+  broker: KafkaBroker,
+  security: "sasl_ssl" | "plaintext" = "sasl_ssl",
+): ScriptKafka {
+  if (security === "plaintext") {
+    return { env: { KAFKA_BROKERS: broker.plaintext, KAFKA_SECURITY: "plaintext" } };
+  }
+  const s = requireSecure(broker, "a SASL_SSL producer");
+  return {
+    env: {
+      KAFKA_BROKERS: s.saslSsl,
+      KAFKA_SECURITY: "sasl_ssl",
+      KAFKA_SSL_CA: s.caPem,
+      KAFKA_SASL_MECHANISM: "scram-sha-512",
+      KAFKA_SASL_USERNAME: s.scramSha512.username,
+      KAFKA_SASL_PASSWORD: s.scramSha512.password,
+    },
+    password: s.scramSha512.password,
+  };
+}
+
+/** Options for {@linkcode startProducer}. */
+export interface StartProducerOptions {
+  /** The fake Polygon server's URL. */
+  url: string;
+  kafka: ScriptKafka;
+  topic: string;
+  /** More flags, e.g. `["--queue-max", "2000"]`. */
+  args?: string[];
+  /** More environment, e.g. InfluxDB settings. */
+  env?: Record<string, string>;
+}
+
+/** Starts `producer.ts` with `/metrics` on a free port, pairs `*` and three partitions. */
+export function startProducer(options: StartProducerOptions): ScriptProcess {
+  return new ScriptProcess(
+    "producer.ts",
+    [
+      "--url",
+      options.url,
+      "--pairs",
+      "*",
+      "--topic",
+      options.topic,
+      "--partitions",
+      "3",
+      "--metrics-port",
+      "0",
+      ...(options.args ?? []),
+    ],
+    { POLYGON_API_KEY: API_KEY, ...options.kafka.env, ...options.env },
+  );
+}
+
+/** The producer's telemetry base URL, once it is listening. */
+export async function telemetryUrl(producer: ScriptProcess): Promise<string> {
+  const m = await producer.waitForStderr(/\/metrics and \/healthz on (http:\/\/\S+)/);
+  return m[1]!;
+}
+
+/** Reads one unlabelled (or exactly labelled) sample from `/metrics`. */
+export async function metric(base: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const series = labels === "" ? name : `${name}{${labels}}`;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  }
+  throw new Error(`No sample "${series}" in /metrics`);
+}
+
+/** The `/healthz` body. */
+export async function health(base: string): Promise<Record<string, unknown>> {
+  return await (await fetch(`${base}/healthz`)).json();
+}
+
+/** Sleeps `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `condition` every 50 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Every record `topic` holds, duplicates included: the end offsets say how many there are, and a
+ * fresh group reads from the earliest offset until it has that many.
+ */
+export async function readTopic(
+  broker: KafkaBroker,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<InRecord[]> {
+  const config: KafkaConfig = brokerConfig(broker, "plaintext", { topic });
+  const kafka = createKafka(config, { logLevel: "nothing" });
+  const admin = kafka.admin();
+  await admin.connect();
+  let total = 0;
+  try {
+    for (const p of await admin.fetchTopicOffsets(topic)) total += Number(p.high) - Number(p.low);
+  } finally {
+    await admin.disconnect();
+  }
+  if (total === 0) return [];
+  const source = new KafkaSource(kafka, {
+    groupId: `read-${crypto.randomUUID()}`,
+    topic,
+    from: "earliest",
+  });
+  const controller = new AbortController();
+  const got: InRecord[] = [];
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  try {
+    await source.consume((batch) => {
+      got.push(...batch);
+      if (got.length >= total) controller.abort();
+    }, { signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+    await source.close();
+  }
+  equal(got.length, total, `read ${got.length} of the ${total} records of "${topic}"`);
+  return got;
+}
+
+/** Values that occur more than once, with their counts. */
+export function duplicates(values: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return new Map([...counts].filter(([, n]) => n > 1));
+}
+
+/** Asserts that no secret occurs in any of the captured texts, naming where one was found. */
+export function assertNoSecrets(
+  outputs: Record<string, string>,
+  secrets: readonly (string | undefined)[],
+): void {
+  for (const secret of secrets) {
+    if (secret === undefined) continue;
+    ok(secret.length >= 16, `secret "${secret.slice(0, 3)}…" is distinctive (16+ characters)`);
+    for (const [where, text] of Object.entries(outputs)) {
+      ok(!text.includes(secret), `a secret appears in ${where}`);
+    }
+  }
+}
+
+/** The texts of every record, for the secret grep. */
+export function recordTexts(records: readonly InRecord[]): string {
+  return records.map((r) => `${r.key} ${r.value}`).join("\n");
+}
