@@ -7,11 +7,13 @@
  * Permissions: --allow-net (Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-env (settings).
  */
+import type { Kafka } from "kafkajs";
 import {
   buildKafkaConfig,
   buildTelemetryConfig,
   ConfigError,
   EXIT,
+  type KafkaConfig,
   parseSettings,
   type Settings,
   usage,
@@ -22,12 +24,13 @@ import {
   connectWithin,
   createKafka,
   KafkaSource,
+  KafkaUnreachableError,
   partitionLag,
   type StartFrom,
 } from "./lib/kafka.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
-import { SpreadTable, validateRecord } from "./lib/consumer_output.ts";
+import { RecordPrinter, SpreadTable } from "./lib/consumer_output.ts";
 
 const HELP = usage(
   "consumer",
@@ -50,6 +53,30 @@ function parseFrom(settings: Settings): StartFrom {
     );
   }
   return new Date(ms);
+}
+
+/** Fails with exit code 2 when the topic does not exist: the producer creates it. */
+async function requireTopic(kafka: Kafka, config: KafkaConfig): Promise<void> {
+  const admin = kafka.admin();
+  let topics: string[];
+  try {
+    await admin.connect();
+    topics = await admin.listTopics();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new KafkaUnreachableError(`Cannot list the topics of Kafka: ${reason}`, {
+      cause: error,
+    });
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+  if (!topics.includes(config.topic)) {
+    throw new ConfigError(
+      `Cannot consume topic "${config.topic}": it does not exist on Kafka at ` +
+        `"${config.brokers.join(",")}"; run the producer first (it creates the topic) or set ` +
+        `KAFKA_TOPIC (--topic)`,
+    );
+  }
 }
 
 async function main(): Promise<number> {
@@ -76,6 +103,7 @@ async function main(): Promise<number> {
   const metrics = new ConsumerMetrics();
   await connectWithin(config, { onRetry: log });
   const kafka = createKafka(config);
+  await requireTopic(kafka, config);
   const source = new KafkaSource(kafka, { groupId, topic: config.topic, from });
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
@@ -114,36 +142,34 @@ async function main(): Promise<number> {
   const tableTimer = table
     ? setInterval(() => console.log(table.render(Date.now())), 1000)
     : undefined;
-  let consumed = 0;
-  let malformed = 0;
   const hop = metrics.hopLatency.labels("kafka_to_consumer");
-  const onBatch = async (records: InRecord[]): Promise<number> => {
-    const now = Date.now();
-    let handled = 0;
-    for (const r of records) {
-      if (maxMessages !== undefined && consumed >= maxMessages) break;
-      handled++;
-      const problem = validateRecord(r.value);
-      if (typeof problem === "string") {
-        malformed++;
-        metrics.malformed.inc();
-        console.error(
-          `malformed record at ${r.topic}/${r.partition}/${r.offset}: ${problem}; skipped`,
-        );
-        continue;
-      }
-      consumed++;
+  const printer = new RecordPrinter({
+    line: (text) => out.line(text),
+    flush: () => out.flush(),
+    report: (line) => {
+      metrics.malformed.inc();
+      console.error(line);
+    },
+    maxMessages,
+    table,
+    onRecord: (r, now) => {
       const age = now - r.timestamp;
       if (age < 0) metrics.negativeHops.inc({ hop: "kafka_to_consumer" });
       hop.observe(age / 1000);
-      if (table) table.add(problem, now);
-      else await out.line(r.value!);
-    }
-    await out.flush();
+    },
+  });
+  const onBatch = async (records: InRecord[]): Promise<number> => {
+    const handled = await printer.handle(records);
     metrics.recordsConsumed.inc(handled);
-    if (out.broken || (maxMessages !== undefined && consumed >= maxMessages)) stop.abort();
+    if (out.broken || printer.full) stop.abort();
     return handled;
   };
+  source.consumer.on(source.consumer.events.GROUP_JOIN, (event) => {
+    const partitions = event.payload.memberAssignment[config.topic] ?? [];
+    log(
+      `joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`,
+    );
+  });
   let code: number = EXIT.OK;
   try {
     await source.consume(onBatch, { signal: stop.signal });
@@ -161,7 +187,10 @@ async function main(): Promise<number> {
     await telemetry.stop();
   }
   if (table) console.log(table.render(Date.now()));
-  log(`consumed ${consumed} records, ${malformed} malformed (skipped), group "${groupId}"`);
+  log(
+    `consumed ${printer.consumed} records, ${printer.malformed} malformed (skipped), ` +
+      `group "${groupId}"`,
+  );
   return code;
 }
 

@@ -1,7 +1,9 @@
 /**
- * What the consumer does with a record value: check that it is a spread record, and keep the
- * live per-symbol table of `--format table`.
+ * What the consumer does with records: check that each value is a spread record, print it (JSON
+ * lines) or keep it in the live per-symbol table of `--format table`, count malformed ones, and
+ * stop at `--max-messages`, telling the source how many records of a batch were handled.
  */
+import type { InRecord } from "./sink.ts";
 
 /** A spread record value as parsed by the consumer. */
 export interface SpreadValue {
@@ -23,6 +25,9 @@ export function validateRecord(value: string | null): SpreadValue | string {
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) return "the value is not an object";
   const o = v as Record<string, unknown>;
+  for (const field of ["timestamp", "symbol", "spread"]) {
+    if (!(field in o)) return `"${field}" is missing`;
+  }
   if (typeof o.timestamp !== "string" || !ISO_RE.test(o.timestamp)) {
     return `"timestamp" is not an ISO 8601 UTC time: ${JSON.stringify(o.timestamp)}`;
   }
@@ -76,5 +81,69 @@ export class SpreadTable {
       );
     }
     return lines.join("\n");
+  }
+}
+
+/** Options for {@linkcode RecordPrinter}. */
+export interface RecordPrinterOptions {
+  /** Writes one output line (JSON mode); the printer calls `flush` once per batch. */
+  line: (text: string) => Promise<void> | void;
+  /** Writes out buffered lines; called before a batch counts as handled. Default none. */
+  flush?: () => Promise<void> | void;
+  /** Reports a malformed record (one line, for stderr). */
+  report: (line: string) => void;
+  /** Stop after this many valid records; default no limit. */
+  maxMessages?: number;
+  /** When set, records go into this table instead of being printed as lines. */
+  table?: SpreadTable;
+  /** Called for each valid record with the local time, e.g. for metrics. Default none. */
+  onRecord?: (record: InRecord, now: number) => void;
+  /** Clock in epoch ms; default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * Handles the consumer's batches: prints valid records, reports and skips malformed ones, and
+ * stops at `maxMessages`. {@linkcode RecordPrinter.handle} returns how many records of the batch
+ * were handled, so the source commits exactly those (see `RecordSource.consume`).
+ */
+export class RecordPrinter {
+  /** Valid records printed (or added to the table). */
+  consumed = 0;
+  /** Malformed records reported and skipped. */
+  malformed = 0;
+  #options: RecordPrinterOptions;
+
+  constructor(options: RecordPrinterOptions) {
+    this.#options = options;
+  }
+
+  /** True once `maxMessages` records were handled: the consumer should stop. */
+  get full(): boolean {
+    const max = this.#options.maxMessages;
+    return max !== undefined && this.consumed >= max;
+  }
+
+  /** Handles a batch in order; resolves to the number of records handled, after the flush. */
+  async handle(records: readonly InRecord[]): Promise<number> {
+    const { line, flush, report, table, onRecord } = this.#options;
+    const now = (this.#options.now ?? Date.now)();
+    let handled = 0;
+    for (const r of records) {
+      if (this.full) break;
+      handled++;
+      const value = validateRecord(r.value);
+      if (typeof value === "string") {
+        this.malformed++;
+        report(`malformed record at ${r.topic}/${r.partition}/${r.offset}: ${value}; skipped`);
+        continue;
+      }
+      this.consumed++;
+      onRecord?.(r, now);
+      if (table) table.add(value, now);
+      else await line(r.value!);
+    }
+    await flush?.();
+    return handled;
   }
 }
