@@ -82,35 +82,35 @@ export interface TransformResult {
 
 const MAX_PAIR_LENGTH = 64;
 const MAX_DATE_MS = 8.64e15;
-const DAY_MS = 86_400_000;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
-const PAD2 = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, "0"));
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 
-let dayStart = Number.NaN;
-let dayPrefix = "";
+let secondStart = Number.NaN;
+let secondPrefix = "";
 
-/** ISO 8601 UTC with ms, like `Date.prototype.toISOString`, with the date part cached. */
-function isoOf(t: number): string {
-  const ms = t % DAY_MS;
-  const day = t - ms;
-  if (day !== dayStart) {
-    const iso = new Date(day).toISOString();
-    // Years beyond 9999 have a longer date part; the time part is the last 13 characters.
-    dayPrefix = iso.slice(0, iso.length - 13);
-    dayStart = day;
+/**
+ * The record value up to the milliseconds of its timestamp, `{"timestamp":"2021-07-21T00:46:56.`,
+ * for the second holding `t`. Cached: quotes arrive in time order, so most share the last second.
+ */
+function valuePrefix(t: number): string {
+  const second = t - (t % 1000);
+  if (second !== secondStart) {
+    const iso = new Date(second).toISOString();
+    // Years beyond 9999 have a longer date part; the milliseconds are the last four characters.
+    secondPrefix = '{"timestamp":"' + iso.slice(0, iso.length - 4);
+    secondStart = second;
   }
-  return dayPrefix + PAD2[(ms / 3_600_000) | 0] + ":" + PAD2[((ms / 60_000) | 0) % 60] + ":" +
-    PAD2[((ms / 1000) | 0) % 60] + "." + PAD3[ms % 1000] + "Z";
+  return secondPrefix;
 }
 
 const symbolParts = new Map<string, string>();
 
+/** The record value from the `Z` of the timestamp to the spread: `Z","symbol":"…","spread":`. */
 function symbolPart(pair: string): string {
   let part = symbolParts.get(pair);
   if (part === undefined) {
     if (symbolParts.size >= 10_000) symbolParts.clear();
-    part = `","symbol":${JSON.stringify(pair)},"spread":`;
+    part = `Z","symbol":${JSON.stringify(pair)},"spread":`;
     symbolParts.set(pair, part);
   }
   return part;
@@ -180,6 +180,31 @@ function scanNumber(text: string, key: string, from: number, value: number): num
   return i;
 }
 
+const ZEROS = ["", "0", "00", "000", "0000", "00000"];
+
+/**
+ * `d × 10^-s` as `Number.prototype.toString` writes it (`0.01`, `1e-8`), for an integer d with
+ * at most 15 digits: as `String(d / 10 ** s)`, without the division and the shortest-digits
+ * search.
+ */
+function formatScaled(d: number, s: number): string {
+  if (d === 0) return "0";
+  while (s > 0 && d % 10 === 0) {
+    d /= 10;
+    s--;
+  }
+  if (s === 0) return String(d);
+  const negative = d < 0;
+  const digits = String(negative ? -d : d);
+  const k = digits.length;
+  const n = k - s;
+  let out: string;
+  if (n > 0) out = digits.slice(0, n) + "." + digits.slice(n);
+  else if (n > -6) out = "0." + ZEROS[-n]! + digits;
+  else out = (k === 1 ? digits : digits[0] + "." + digits.slice(1)) + "e-" + (1 - n);
+  return negative ? "-" + out : out;
+}
+
 type Sources = WeakMap<object, { bp?: string; ap?: string }>;
 
 /** Parses with a reviver that keeps the source text of every `bp` and `ap` (the slow path). */
@@ -197,29 +222,28 @@ function parseWithSources(text: string, sources: Sources): unknown {
   );
 }
 
-/** Per-frame state of the source-text lookup. */
-interface FrameState {
-  text: string;
-  cursor: number;
-  /** Events of the slow-path parse, made on first need. */
-  slow: unknown[] | undefined;
-  sources: Sources | undefined;
-}
+// Per-frame state of the source-text lookup, in module variables rather than an object per
+// frame (the transform is synchronous, so one frame is in flight at a time).
+let frameText = "";
+/** Where the next event's numbers are searched from. */
+let frameCursor = 0;
+/** Events of the slow-path parse and their number texts, made on first need. */
+let slowEvents: unknown[] | undefined;
+let slowSourceMap: Sources | undefined;
 
-function slowSources(state: FrameState, index: number): { bp?: string; ap?: string } | undefined {
-  if (state.sources === undefined) {
-    state.sources = new WeakMap();
-    const parsed = parseWithSources(state.text, state.sources);
-    state.slow = Array.isArray(parsed) ? parsed : [parsed];
+function slowSources(index: number): { bp?: string; ap?: string } | undefined {
+  if (slowSourceMap === undefined) {
+    slowSourceMap = new WeakMap();
+    const parsed = parseWithSources(frameText, slowSourceMap);
+    slowEvents = Array.isArray(parsed) ? parsed : [parsed];
   }
-  const ev = state.slow![index];
-  return typeof ev === "object" && ev !== null ? state.sources.get(ev) : undefined;
+  const ev = slowEvents![index];
+  return typeof ev === "object" && ev !== null ? slowSourceMap.get(ev) : undefined;
 }
 
 function event(
   ev: unknown,
   index: number,
-  state: FrameState,
   records: SpreadRecord[],
   skipped: SkipCounts,
 ): void {
@@ -263,28 +287,30 @@ function event(
   // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
   // odd spacing or key order).
   let spread: string | undefined;
-  const text = state.text;
-  const bpEnd = scanNumber(text, '"bp":', state.cursor, bp);
+  const text = frameText;
+  const bpEnd = scanNumber(text, '"bp":', frameCursor, bp);
   if (bpEnd !== -1) {
     const bc = scanCoef;
     const bs = scanPlaces;
-    const apEnd = scanNumber(text, '"ap":', state.cursor, ap);
+    // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
+    let apEnd = scanNumber(text, '"ap":', bpEnd, ap);
+    if (apEnd === -1) apEnd = scanNumber(text, '"ap":', frameCursor, ap);
     if (apEnd !== -1) {
-      state.cursor = apEnd > bpEnd ? apEnd : bpEnd;
+      frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
       const s = bs > scanPlaces ? bs : scanPlaces;
       const ai = scanCoef * POW10[s - scanPlaces]!;
       const bi = bc * POW10[s - bs]!;
       const d = ai - bi;
-      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = String(d / POW10[s]!);
+      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
     }
   }
   if (spread === undefined) {
-    const src = slowSources(state, index);
+    const src = slowSources(index);
     spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
   }
   records.push({
     key: pair,
-    value: '{"timestamp":"' + isoOf(t) + symbolPart(pair) + spread + "}",
+    value: valuePrefix(t) + PAD3[t % 1000] + symbolPart(pair) + spread + "}",
     timestamp: t,
     headers: RECORD_HEADERS,
     symbol: pair,
@@ -309,13 +335,16 @@ export function transformInto(text: string, records: SpreadRecord[], skipped: Sk
     skipped.invalid_json++;
     return 1;
   }
-  const state: FrameState = { text, cursor: 0, slow: undefined, sources: undefined };
+  frameText = text;
+  frameCursor = 0;
+  slowEvents = undefined;
+  slowSourceMap = undefined;
   if (Array.isArray(parsed)) {
-    for (let i = 0; i < parsed.length; i++) event(parsed[i], i, state, records, skipped);
+    for (let i = 0; i < parsed.length; i++) event(parsed[i], i, records, skipped);
     return parsed.length;
   }
   if (typeof parsed === "object" && parsed !== null) {
-    event(parsed, 0, state, records, skipped);
+    event(parsed, 0, records, skipped);
     return 1;
   }
   skipped.not_a_frame++;
