@@ -1,0 +1,298 @@
+/**
+ * Reliability, the Kafka side (issue 5, scenarios 1 and 2): the real producer (a subprocess,
+ * SASL_SSL) streams from the fake Polygon server into a private real broker that the test stops
+ * and starts again. Counts are exact: every frame the fake sent is acked, skipped or dropped and
+ * counted, and the topic holds each acked record exactly once.
+ */
+import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
+import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { EXIT } from "../lib/config.ts";
+import {
+  EXTERNAL_KAFKA,
+  type KafkaBroker,
+  startKafka,
+  uniqueTopic,
+} from "./helpers/kafka_broker.ts";
+import {
+  API_KEY,
+  assertNoSecrets,
+  duplicates,
+  health,
+  KAFKA_TEST,
+  metric,
+  parseFinal,
+  quoteFrame,
+  quoteIndex,
+  quoteValue,
+  readTopic,
+  recordTexts,
+  scriptKafka,
+  type ScriptProcess,
+  sleep,
+  startProducer,
+  telemetryUrl,
+  waitUntil,
+} from "./helpers/reliability.ts";
+
+let privateBroker: Promise<KafkaBroker> | undefined;
+
+/** This file's own broker, which its tests stop and start. */
+function ownBroker(): Promise<KafkaBroker> {
+  privateBroker ??= startKafka({ private: true });
+  return privateBroker;
+}
+
+/** Frames 0, 1, 2, … until `limit.at` is set, then up to that index. */
+function* endlessQuotes(limit: { at?: number }): Generator<string> {
+  for (let i = 0; limit.at === undefined || i < limit.at; i++) yield quoteFrame(i);
+}
+
+interface Sample {
+  at: number;
+  lastQuoteAgeMs?: number;
+  pendingRecords: number;
+  oldestPendingAgeMs?: number;
+  rssKb?: number;
+}
+
+/** Samples the producer's /healthz and RSS every 500 ms until `stop.done` is set. */
+async function sample(
+  producer: ScriptProcess,
+  base: string,
+  stop: { done: boolean },
+): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  while (!stop.done) {
+    const h = await health(base);
+    samples.push({
+      at: performance.now(),
+      lastQuoteAgeMs: h.lastQuoteAgeMs as number | undefined,
+      pendingRecords: h.pendingRecords as number,
+      oldestPendingAgeMs: h.oldestPendingAgeMs as number | undefined,
+      rssKb: producer.rssKb(),
+    });
+    await sleep(500);
+  }
+  return samples;
+}
+
+/** An outage of the broker: stop (or crash) it, wait `downMs`, start it again. */
+async function outage(
+  broker: KafkaBroker,
+  downMs: number,
+  crash: boolean,
+): Promise<{ stoppedAt: number; startedAt: number; answeredAt: number }> {
+  await broker.pause({ crash });
+  const stoppedAt = performance.now();
+  await sleep(downMs);
+  const startedAt = performance.now();
+  await broker.resume();
+  return { stoppedAt, startedAt, answeredAt: performance.now() };
+}
+
+Deno.test({
+  name:
+    "a Kafka outage of 15 s and more mid-stream loses nothing, duplicates nothing, and the producer keeps reading the WebSocket",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await ownBroker();
+    const kafka = scriptKafka(broker);
+    const topic = uniqueTopic("rel-outage");
+    const limit: { at?: number } = {};
+    const rate = 200;
+    const fake = startFakePolygon({ apiKey: API_KEY, frames: endlessQuotes(limit), rate });
+    const producer = startProducer({ url: fake.url, kafka, topic, args: ["--stale-after", "5"] });
+    try {
+      const base = await telemetryUrl(producer);
+      await waitUntil(
+        async () => await metric(base, "crypto_kafka_records_acked_total") >= 400,
+        "a steady flow",
+        60_000,
+      );
+      const stop = { done: false };
+      const sampling = sample(producer, base, stop);
+      const sentBefore = fake.stats.framesSent;
+      const times = await outage(broker, 15_000, false);
+      const sentDuring = fake.stats.framesSent - sentBefore;
+      stop.done = true;
+      const samples = (await sampling).filter((s) =>
+        s.at > times.stoppedAt && s.at < times.answeredAt
+      );
+      // Keep streaming a little after the broker is back, then end the feed.
+      await sleep(3000);
+      limit.at = fake.stats.cursor + 400;
+      await fake.done;
+      const total = limit.at;
+      await waitUntil(
+        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        `${total} records acked`,
+        60_000,
+      );
+      producer.kill("SIGTERM");
+      equal((await producer.exit(20_000)).code, EXIT.OK, producer.stderr);
+
+      // The read path never stopped: quotes stayed fresh while records piled up unacked.
+      ok(samples.length >= 20, `${samples.length} samples during the outage`);
+      for (const s of samples) {
+        ok(
+          s.lastQuoteAgeMs !== undefined && s.lastQuoteAgeMs < 1000,
+          `quote age ${s.lastQuoteAgeMs} ms`,
+        );
+      }
+      const maxPending = Math.max(...samples.map((s) => s.pendingRecords));
+      const maxWait = Math.max(...samples.map((s) => s.oldestPendingAgeMs ?? 0));
+      ok(maxPending >= 0.8 * rate * 15, `at most ${maxPending} records were pending`);
+      ok(sentDuring >= 0.8 * rate * 15, `the fake sent ${sentDuring} frames during the outage`);
+
+      const records = await readTopic(broker, topic);
+      const values = records.map((r) => r.value!);
+      equal(duplicates(values).size, 0, "no record is duplicated");
+      deepStrictEqual(
+        new Set(values),
+        new Set(Array.from({ length: total }, (_, i) => quoteValue(i))),
+      );
+      const final = parseFinal(producer.stderr);
+      equal(final.framesIn, total + 1);
+      equal(final.acked, total);
+      equal(final.framesDropped, 0);
+      deepStrictEqual(final.skippedByReason, { status: 1 });
+      equal(final.framesIn, final.acked + final.skipped + final.framesDropped);
+      ok(final.sendErrors >= 1, "the outage was seen as failed sends");
+      const downS = (times.answeredAt - times.stoppedAt) / 1000;
+      console.log(
+        `[reliability] outage: broker stopped ${
+          ((times.startedAt - times.stoppedAt) / 1000).toFixed(1)
+        } s, ` +
+          `unreachable ${
+            downS.toFixed(1)
+          } s (until it answered again); ${sentDuring} frames read meanwhile; ` +
+          `up to ${maxPending} records pending, the oldest waiting ${
+            (maxWait / 1000).toFixed(1)
+          } s; ` +
+          `${total} sent, ${records.length} in the topic, 0 lost, 0 duplicated; ${final.sendErrors} failed sends retried`,
+      );
+      assertNoSecrets({
+        stdout: producer.stdout,
+        stderr: producer.stderr,
+        records: recordTexts(records),
+      }, [API_KEY, kafka.password]);
+    } finally {
+      await producer.dispose();
+      await fake.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a long Kafka outage overflows the bounded queue: drop-oldest drops exactly what it counts and memory stays bounded",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await ownBroker();
+    try {
+      const kafka = scriptKafka(broker);
+      const topic = uniqueTopic("rel-overflow");
+      const limit: { at?: number } = {};
+      const queueMax = 2000;
+      const fake = startFakePolygon({ apiKey: API_KEY, frames: endlessQuotes(limit), rate: 1000 });
+      const producer = startProducer({
+        url: fake.url,
+        kafka,
+        topic,
+        args: ["--queue-max", String(queueMax), "--stale-after", "5"],
+      });
+      try {
+        const base = await telemetryUrl(producer);
+        await waitUntil(
+          async () => await metric(base, "crypto_kafka_records_acked_total") >= 1000,
+          "a steady flow",
+          60_000,
+        );
+        const rssBefore = producer.rssKb()!;
+        const stop = { done: false };
+        const sampling = sample(producer, base, stop);
+        // A crash this time: SIGKILL, no controlled shutdown.
+        const times = await outage(broker, 4_000, true);
+        stop.done = true;
+        const samples = (await sampling).filter((s) =>
+          s.at > times.stoppedAt && s.at < times.answeredAt
+        );
+        await sleep(2000);
+        limit.at = fake.stats.cursor + 500;
+        await fake.done;
+        const total = limit.at;
+        await waitUntil(
+          async () =>
+            await metric(base, "crypto_kafka_records_acked_total") +
+                await metric(base, "crypto_queue_dropped_total") === total,
+          `${total} records acked or dropped`,
+          60_000,
+        );
+        const peakKb = producer.peakRssKb()!;
+        producer.kill("SIGTERM");
+        equal((await producer.exit(20_000)).code, EXIT.OK, producer.stderr);
+
+        const final = parseFinal(producer.stderr);
+        ok(final.framesDropped > 10_000, `${final.framesDropped} frames dropped`);
+        equal(final.framesIn, total + 1);
+        // One quote per frame: every event in is acked, skipped or dropped, each counted.
+        equal(final.framesIn, final.acked + final.skipped + final.framesDropped);
+        deepStrictEqual(final.skippedByReason, { status: 1 });
+
+        const records = await readTopic(broker, topic);
+        const got = records.map((r) => quoteIndex(r.value!));
+        equal(duplicates(records.map((r) => r.value!)).size, 0, "no record is duplicated");
+        equal(records.length, final.acked);
+        // drop-oldest: the missing quotes are one run, the oldest queued when the queue overflowed.
+        const have = new Set(got);
+        const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !have.has(i));
+        equal(missing.length, final.framesDropped);
+        equal(
+          missing.at(-1)! - missing[0]! + 1,
+          missing.length,
+          "the dropped quotes are contiguous",
+        );
+        for (const i of got) equal(records[got.indexOf(i)]!.value, quoteValue(i));
+
+        const rss = samples.map((s) => s.rssKb ?? 0);
+        const maxPending = Math.max(...samples.map((s) => s.pendingRecords));
+        ok(
+          maxPending <= queueMax + 1000,
+          `${maxPending} frames/records pending, bound ${queueMax} + a batch`,
+        );
+        ok(peakKb < 400 * 1024, `peak RSS ${peakKb} KiB`);
+        // Bounded: after the queue is full, the RSS does not keep growing with the drops.
+        const late = rss.slice(Math.floor(rss.length / 2));
+        const early = rss.slice(2, Math.floor(rss.length / 2));
+        ok(
+          Math.max(...late) < Math.max(...early) + 64 * 1024,
+          `RSS ${early.join(",")} then ${late.join(",")} KiB`,
+        );
+        console.log(
+          `[reliability] overflow: queue ${queueMax} frames, broker crashed (SIGKILL) and unreachable ` +
+            `${
+              ((times.answeredAt - times.stoppedAt) / 1000).toFixed(1)
+            } s at 1000 frames/s; ${total} sent, ` +
+            `${final.acked} acked, ${final.framesDropped} dropped (one contiguous oldest run), 0 lost ` +
+            `otherwise, 0 duplicated; RSS ${Math.round(rssBefore / 1024)} MiB before, ` +
+            `${Math.round(Math.min(...rss) / 1024)}–${
+              Math.round(Math.max(...rss) / 1024)
+            } MiB during, ` +
+            `peak (VmHWM) ${Math.round(peakKb / 1024)} MiB`,
+        );
+        assertNoSecrets({
+          stdout: producer.stdout,
+          stderr: producer.stderr,
+          records: recordTexts(records),
+        }, [API_KEY, kafka.password]);
+      } finally {
+        await producer.dispose();
+        await fake.close();
+      }
+    } finally {
+      await broker.stop();
+    }
+  },
+});
