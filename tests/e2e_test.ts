@@ -929,3 +929,22 @@ Deno.test({
     ok(r.stderr.includes(`Cannot consume topic "${topic}": it does not exist`), r.stderr);
   },
 });
+
+Deno.test({
+  name: "--timeout stops a consumer that has nothing to read with exit 0",
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const topic = uniqueTopic("e2e-timeout");
+    await produce(brokerConfig(b), topic, [], 1);
+    const r = await run(
+      "consumer.ts",
+      ["--timeout", "2", "--group", `g-${topic}`],
+      kafkaEnv(b, "plaintext", topic),
+    );
+    equal(r.code, 0, r.stderr);
+    equal(r.stdout, "");
+    ok(r.stderr.includes(`consumed 0 records, 0 malformed (skipped), group "g-${topic}"`));
+    ok(r.stderr.includes(`joined group "g-${topic}": partitions [0] of "${topic}"`), r.stderr);
+  },
+});
