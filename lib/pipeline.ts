@@ -362,7 +362,13 @@ export class Pipeline {
     let negRRecv = 0;
     const perSymbol = new Map<
       string,
-      { n: number; last: SpreadRecord; crossed: number; locked: number }
+      {
+        n: number;
+        last: SpreadRecord;
+        crossed: number;
+        locked: number;
+        bps: { observe(value: number): void };
+      }
     >();
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
@@ -377,13 +383,17 @@ export class Pipeline {
       }
       hopRecvAck.observe((ackedAt - at) / 1000);
       let s = perSymbol.get(r.symbol);
-      if (!s) perSymbol.set(r.symbol, s = { n: 0, last: r, crossed: 0, locked: 0 });
+      if (!s) {
+        // The labelled child once per symbol and batch, not a label lookup per record.
+        const bps = m.spreadBps.labels({ symbol: r.symbol });
+        perSymbol.set(r.symbol, s = { n: 0, last: r, crossed: 0, locked: 0, bps });
+      }
       s.n++;
       s.last = r;
       if (r.spread.charCodeAt(0) === 45) s.crossed++;
       else if (r.spread === "0") s.locked++;
       const mid = (r.ap + r.bp) / 2;
-      m.spreadBps.observe({ symbol: r.symbol }, ((r.ap - r.bp) / mid) * 10_000);
+      s.bps.observe(((r.ap - r.bp) / mid) * 10_000);
     }
     if (negTR > 0) m.negativeHops.inc({ hop: HOP_T_R }, negTR);
     if (negRRecv > 0) m.negativeHops.inc({ hop: HOP_R_RECV }, negRRecv);
