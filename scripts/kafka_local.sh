@@ -197,6 +197,9 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 # Like a managed service where auto-creation cannot be relied on: clients create topics.
 auto.create.topics.enable=false
+# Records carry the exchange time as their timestamp; replays of old recordings would otherwise
+# be deleted by time-based retention (7 days by default) minutes after they are written.
+log.retention.ms=-1
 EOF
 }
 
