@@ -3,6 +3,7 @@
  * recording, and the one-line JSON protocol between `bench/run.ts` and its child processes.
  */
 import { generateFrames } from "../fixtures/generate.ts";
+import type { KafkaConfig } from "../lib/config.ts";
 
 /** The real capture (never copied into the repo). */
 export const CAPTURE_PATH = new URL(
@@ -102,4 +103,70 @@ export const RESULT_PREFIX = "BENCH_RESULT ";
 /** Prints a child's result for `bench/run.ts`. */
 export function emitResult(result: unknown): void {
   console.log(RESULT_PREFIX + JSON.stringify(result));
+}
+
+/** A plaintext {@linkcode KafkaConfig} for the local bench broker, as `buildKafkaConfig` makes it. */
+export function benchKafkaConfig(
+  brokers: string,
+  topic: string,
+  overrides: Partial<KafkaConfig> = {},
+): KafkaConfig {
+  return {
+    brokers: brokers.split(","),
+    topic,
+    gapsTopic: `${topic}.gaps`,
+    security: "plaintext",
+    partitions: 6,
+    replicationFactor: -1,
+    batchMax: 1000,
+    lingerMs: 5,
+    compression: "none",
+    connectTimeoutMs: 15_000,
+    shutdownTimeoutMs: 10_000,
+    ...overrides,
+  };
+}
+
+/** Samples this process's RSS every `everyMs`; `stop()` returns the samples, bytes. */
+export function sampleRss(everyMs = 250): { stop(): number[] } {
+  const samples: number[] = [Deno.memoryUsage().rss];
+  const id = setInterval(() => samples.push(Deno.memoryUsage().rss), everyMs);
+  Deno.unrefTimer(id);
+  return {
+    stop() {
+      clearInterval(id);
+      samples.push(Deno.memoryUsage().rss);
+      return samples;
+    },
+  };
+}
+
+/** Exchange time of the first end-to-end quote; quote n has `t` = E2E_T0 + n. */
+export const E2E_T0: number = Date.UTC(2024, 0, 1);
+
+/** API key the end-to-end fake server accepts. */
+export const E2E_API_KEY = "bench-key";
+
+/** Writes host times (ms) indexed by quote sequence number; NaN where none. */
+export async function writeTimes(path: string, times: Float64Array): Promise<void> {
+  await Deno.writeFile(path, new Uint8Array(times.buffer, times.byteOffset, times.byteLength));
+}
+
+/** Reads what {@linkcode writeTimes} wrote. */
+export async function readTimes(path: string): Promise<Float64Array> {
+  const bytes = await Deno.readFile(path);
+  return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+}
+
+/** The sequence number of the first quote in a frame (`t` − E2E_T0), or -1. */
+export function sequenceOf(text: string): number {
+  const k = text.indexOf('"t":');
+  if (k === -1) return -1;
+  let t = 0;
+  for (let i = k + 4; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    t = t * 10 + (c - 48);
+  }
+  return t - E2E_T0;
 }

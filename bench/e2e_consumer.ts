@@ -1,0 +1,65 @@
+/**
+ * Benchmarks 3 and 4, the consumer: a KafkaSource in a fresh group from the earliest offset, as
+ * `consumer.ts` uses it, noting the host time each record arrives. Prints `BENCH_READY` once it
+ * has joined the group; stops once `--expect` records arrived (or after `--timeout-s`).
+ *
+ *   deno run -A bench/e2e_consumer.ts --brokers H:P --topic T --expect N --out FILE
+ *
+ * Writes arrival times to FILE (see writeTimes) and prints one `BENCH_RESULT {...}` line.
+ * Permissions: --allow-net, --allow-write (FILE), --allow-env.
+ */
+import { parseArgs } from "node:util";
+import { createKafka, KafkaSource } from "../lib/kafka.ts";
+import type { InRecord } from "../lib/sink.ts";
+import { E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    brokers: { type: "string" },
+    topic: { type: "string" },
+    expect: { type: "string" },
+    out: { type: "string" },
+    "timeout-s": { type: "string", default: "300" },
+  },
+});
+const expect = Number(values.expect);
+const kafka = createKafka({
+  brokers: values.brokers!.split(","),
+  topic: values.topic!,
+  gapsTopic: `${values.topic}.gaps`,
+  security: "plaintext",
+  partitions: 6,
+  replicationFactor: -1,
+  batchMax: 1000,
+  lingerMs: 5,
+  compression: "none",
+  connectTimeoutMs: 15_000,
+  shutdownTimeoutMs: 10_000,
+}, { logLevel: "error" });
+const source = new KafkaSource(kafka, {
+  groupId: `bench-${crypto.randomUUID().slice(0, 8)}`,
+  topic: values.topic!,
+  from: "earliest",
+});
+const arrived = new Float64Array(expect).fill(Number.NaN);
+let count = 0;
+const stop = new AbortController();
+source.consumer.on(source.consumer.events.GROUP_JOIN, () => console.log("BENCH_READY"));
+const timeout = setTimeout(() => stop.abort(), Number(values["timeout-s"]) * 1000);
+const onBatch = (records: InRecord[]) => {
+  const now = hostNow();
+  for (const r of records) {
+    const seq = r.timestamp - E2E_T0;
+    if (seq >= 0 && seq < expect && Number.isNaN(arrived[seq]!)) {
+      arrived[seq] = now;
+      count++;
+    }
+  }
+  if (count >= expect) stop.abort();
+};
+await source.consume(onBatch, { signal: stop.signal });
+clearTimeout(timeout);
+await source.close();
+await writeTimes(values.out!, arrived);
+emitResult({ consumed: count });
