@@ -1,0 +1,194 @@
+/**
+ * Reliability, the processes (issue 5, scenarios 7 and 8): SIGTERM to the real producer under
+ * load, and SIGKILL to the real consumer mid-stream then a restart, both as subprocesses over
+ * SASL_SSL against the shared real Kafka broker.
+ */
+import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
+import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { EXIT } from "../lib/config.ts";
+import { createKafka, ensureTopic, KafkaSink } from "../lib/kafka.ts";
+import { SCHEMA_VERSION } from "../lib/sink.ts";
+import { brokerConfig, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
+import {
+  API_KEY,
+  assertNoSecrets,
+  duplicates,
+  health,
+  KAFKA_TEST,
+  metric,
+  parseFinal,
+  quoteFrames,
+  quoteValue,
+  readTopic,
+  scriptKafka,
+  ScriptProcess,
+  sleep,
+  startProducer,
+  telemetryUrl,
+  waitUntil,
+} from "./helpers/reliability.ts";
+
+Deno.test({
+  name:
+    "SIGTERM under load: the producer acks every record it accepted and exits 0 within the shutdown bound",
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await startKafka();
+    const kafka = scriptKafka(broker);
+    const topic = uniqueTopic("rel-sigterm");
+    const shutdownS = 10;
+    const fake = startFakePolygon({ apiKey: API_KEY, frames: quoteFrames(200_000), rate: 15_000 });
+    const producer = startProducer({
+      url: fake.url,
+      kafka,
+      topic,
+      args: ["--shutdown-timeout", String(shutdownS)],
+    });
+    try {
+      const base = await telemetryUrl(producer);
+      await waitUntil(() => fake.stats.framesSent >= 30_000, "30,000 frames sent", 60_000);
+      const before = await health(base);
+      const ackedBefore = await metric(base, "crypto_kafka_records_acked_total");
+      const termAt = performance.now();
+      producer.kill("SIGTERM");
+      const { code, ms } = await producer.exit(shutdownS * 1000 + 20_000, termAt);
+      equal(code, EXIT.OK, producer.stderr);
+      ok(ms < shutdownS * 1000 + 2000, `exited ${ms} ms after SIGTERM`);
+
+      const final = parseFinal(producer.stderr);
+      const accepted = final.framesIn - 1; // the first frame is the subscription confirmation
+      equal(final.framesDropped, 0);
+      equal(final.records, accepted);
+      equal(final.acked, accepted);
+      const records = await readTopic(broker, topic);
+      equal(duplicates(records.map((r) => r.value!)).size, 0);
+      // The frames accepted are a prefix of those sent, and each is in the topic once.
+      deepStrictEqual(
+        new Set(records.map((r) => r.value)),
+        new Set(Array.from({ length: accepted }, (_, i) => quoteValue(i))),
+      );
+      console.log(
+        `[reliability] SIGTERM at 15,000 frames/s: ${before.pendingRecords} records pending and ` +
+          `${ackedBefore} acked at the signal; exit 0 after ${Math.round(ms)} ms ` +
+          `(bound ${shutdownS} s); ${accepted} accepted, ${final.acked} acked, 0 lost, 0 duplicated`,
+      );
+      assertNoSecrets({ stdout: producer.stdout, stderr: producer.stderr }, [
+        API_KEY,
+        kafka.password,
+      ]);
+    } finally {
+      await producer.dispose();
+      await fake.close();
+    }
+  },
+});
+
+/** Complete lines of a consumer's stdout (a line cut by SIGKILL was not written in full). */
+function lines(stdout: string): string[] {
+  const all = stdout.split("\n");
+  all.pop(); // "" after the last newline, or a cut line
+  return all;
+}
+
+Deno.test({
+  name:
+    "a consumer SIGKILLed mid-stream and restarted misses nothing and repeats only what it had not committed",
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await startKafka();
+    const kafka = scriptKafka(broker);
+    const topic = uniqueTopic("rel-consumer");
+    const groupId = `g-${topic}`;
+    const total = 6000;
+    const config = brokerConfig(broker, "plaintext", { topic });
+    const client = createKafka(config, { logLevel: "nothing" });
+    const admin = client.admin();
+    await admin.connect();
+    await ensureTopic(admin, topic, 3, -1);
+    const sink = new KafkaSink(client);
+    const values = Array.from({ length: total }, (_, i) => quoteValue(i));
+    // A steady stream: 100 records every 20 ms, while the consumer reads.
+    const producing = (async () => {
+      for (let i = 0; i < total; i += 100) {
+        await sink.send(
+          topic,
+          values.slice(i, i + 100).map((value) => ({
+            key: JSON.parse(value).symbol,
+            value,
+            timestamp: Date.parse(JSON.parse(value).timestamp),
+            headers: { "schema-version": SCHEMA_VERSION },
+          })),
+        );
+        await sleep(20);
+      }
+    })();
+    const consumerArgs = ["--topic", topic, "--group", groupId, "--from", "earliest"];
+    const first = new ScriptProcess("consumer.ts", consumerArgs, kafka.env);
+    let second: ScriptProcess | undefined;
+    try {
+      await waitUntil(() => lines(first.stdout).length >= 1500, "1,500 lines", 60_000);
+      first.kill("SIGKILL");
+      await first.exit(10_000);
+      const killedAt = performance.now();
+      await producing;
+      const committed = new Map<number, bigint>();
+      const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      for (const p of offsets!.partitions) committed.set(p.partition, BigInt(p.offset));
+
+      second = new ScriptProcess("consumer.ts", consumerArgs, kafka.env);
+      const run1 = lines(first.stdout);
+      const seen = new Set(run1);
+      await waitUntil(
+        () => {
+          for (const l of lines(second!.stdout)) seen.add(l);
+          return seen.size >= total;
+        },
+        `all ${total} records between both runs`,
+        120_000,
+      ).catch((e) => {
+        throw new Error(`${e.message}: ${seen.size} seen\n${second!.stderr}\n${first.stderr}`);
+      });
+      const resumedMs = performance.now() - killedAt;
+      await sleep(500);
+      second.kill("SIGTERM");
+      equal((await second.exit(20_000)).code, EXIT.OK, second.stderr);
+      const run2 = lines(second.stdout);
+
+      equal(duplicates(run1).size, 0, "the first run printed no record twice");
+      equal(duplicates(run2).size, 0, "the second run printed no record twice");
+      deepStrictEqual(new Set([...run1, ...run2]), new Set(values), "no record is missing");
+      // Where each record sits, to compare with the offsets committed when the first run died.
+      const where = new Map(
+        (await readTopic(broker, topic)).map((r) => [r.value!, { p: r.partition, o: r.offset }]),
+      );
+      const uncommitted = (v: string) => {
+        const w = where.get(v)!;
+        return BigInt(w.o) >= (committed.get(w.p) ?? -1n);
+      };
+      ok([...committed.values()].every((o) => o >= 0n), "the first run had committed");
+      // The restart resumes exactly at the committed offsets...
+      deepStrictEqual(new Set(run2), new Set(values.filter(uncommitted)));
+      // ...so the duplicates are exactly what the first run printed after its last commit.
+      const repeated = run1.filter((v) => run2.includes(v));
+      deepStrictEqual(new Set(repeated), new Set(run1.filter(uncommitted)));
+      console.log(
+        `[reliability] consumer SIGKILL: ${run1.length} printed before the kill, ` +
+          `${run1.length - repeated.length} committed; restart printed ${run2.length}; ` +
+          `0 missing, ${repeated.length} duplicates (all after the last commit); all ${total} ` +
+          `seen ${(resumedMs / 1000).toFixed(1)} s after the kill (session timeout 30 s)`,
+      );
+      assertNoSecrets({
+        stdout1: first.stdout,
+        stderr1: first.stderr,
+        stdout2: second.stdout,
+        stderr2: second.stderr,
+      }, [kafka.password]);
+    } finally {
+      await first.dispose();
+      await second?.dispose();
+      await producing.catch(() => {});
+      await sink.close();
+      await admin.disconnect();
+    }
+  },
+});
