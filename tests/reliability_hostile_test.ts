@@ -15,6 +15,7 @@ import {
   KAFKA_TEST,
   metric,
   parseFinal,
+  prepareTopics,
   readTopic,
   scriptKafka,
   startProducer,
@@ -39,6 +40,7 @@ Deno.test({
     const kafka = scriptKafka(broker);
     const topic = uniqueTopic("rel-hostile");
     const fake = startFakePolygon({ apiKey: API_KEY, frames: set.frames, skipEmpty: false });
+    await prepareTopics(broker, topic);
     const producer = startProducer({ url: fake.url, kafka, topic });
     try {
       const base = await telemetryUrl(producer);

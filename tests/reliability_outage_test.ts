@@ -21,6 +21,7 @@ import {
   KAFKA_TEST,
   metric,
   parseFinal,
+  prepareTopics,
   quoteFrame,
   quoteIndex,
   quoteValue,
@@ -102,6 +103,7 @@ Deno.test({
     const limit: { at?: number } = {};
     const rate = 200;
     const fake = startFakePolygon({ apiKey: API_KEY, frames: endlessQuotes(limit), rate });
+    await prepareTopics(broker, topic);
     const producer = startProducer({ url: fake.url, kafka, topic, args: ["--stale-after", "5"] });
     try {
       const base = await telemetryUrl(producer);
@@ -197,6 +199,7 @@ Deno.test({
       const limit: { at?: number } = {};
       const queueMax = 2000;
       const fake = startFakePolygon({ apiKey: API_KEY, frames: endlessQuotes(limit), rate: 1000 });
+      await prepareTopics(broker, topic);
       const producer = startProducer({
         url: fake.url,
         kafka,

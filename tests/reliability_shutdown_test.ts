@@ -17,6 +17,7 @@ import {
   KAFKA_TEST,
   metric,
   parseFinal,
+  prepareTopics,
   quoteFrames,
   quoteValue,
   readTopic,
@@ -38,6 +39,7 @@ Deno.test({
     const topic = uniqueTopic("rel-sigterm");
     const shutdownS = 10;
     const fake = startFakePolygon({ apiKey: API_KEY, frames: quoteFrames(200_000), rate: 15_000 });
+    await prepareTopics(broker, topic);
     const producer = startProducer({
       url: fake.url,
       kafka,

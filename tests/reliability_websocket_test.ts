@@ -14,6 +14,7 @@ import {
   KAFKA_TEST,
   metric,
   parseFinal,
+  prepareTopics,
   quoteFrames,
   quoteValue,
   readTopic,
@@ -63,6 +64,7 @@ Deno.test({
         return n < drops ? { dropAfter: perConnection } : undefined;
       },
     });
+    await prepareTopics(broker, topic);
     const producer = startProducer({
       url: fake.url,
       kafka,
@@ -177,6 +179,7 @@ Deno.test({
         return n === 0 ? { silentAfter } : undefined;
       },
     });
+    await prepareTopics(broker, topic);
     const producer = startProducer({
       url: fake.url,
       kafka,
@@ -238,8 +241,10 @@ Deno.test({
   async fn() {
     const broker = await startKafka();
     const kafka = scriptKafka(broker);
+    const topic = uniqueTopic("rel-auth");
     const fake = startFakePolygon({ apiKey: "pk_the_other_account_key_0001" });
-    const producer = startProducer({ url: fake.url, kafka, topic: uniqueTopic("rel-auth") });
+    await prepareTopics(broker, topic);
+    const producer = startProducer({ url: fake.url, kafka, topic });
     try {
       const { code } = await producer.exit(60_000);
       equal(code, EXIT.AUTH_FAILED, producer.stderr);
@@ -274,6 +279,7 @@ Deno.test({
         rate: 500,
         faults: [script],
       });
+      await prepareTopics(broker, topic);
       const producer = startProducer({ url: fake.url, kafka, topic });
       try {
         const { code } = await producer.exit(60_000);
