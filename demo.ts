@@ -60,6 +60,9 @@ async function main(): Promise<number> {
 
   const stopClient = new AbortController();
   let streamed = false;
+  // The end of the recording closes the server; the client's reconnect attempts after that are
+  // expected, not news.
+  let ending = false;
   let serverClosed: () => void = () => {};
   const closedAfterStreaming = new Promise<void>((resolve) => serverClosed = resolve);
   const client = new PolygonClient({
@@ -72,7 +75,9 @@ async function main(): Promise<number> {
       if (state === "streaming") streamed = true;
       else if (streamed) serverClosed();
     },
-    log: (line) => console.error(line),
+    log: (line) => {
+      if (!ending) console.error(line);
+    },
   });
   const clientDone = client.run(stopClient.signal);
 
@@ -89,6 +94,7 @@ async function main(): Promise<number> {
   try {
     // Every frame sent; closing the server delivers the rest, then the client sees the close.
     await Promise.race([fake.done, clientDone]);
+    ending = true;
     await fake.close();
     await Promise.race([closedAfterStreaming, clientDone]);
     stopClient.abort();
