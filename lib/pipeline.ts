@@ -233,7 +233,13 @@ export class Pipeline {
 
   /** Starts the worker. Resolves when {@linkcode close} has drained everything. */
   start(): Promise<void> {
-    this.#done ??= this.#work();
+    if (this.#done === undefined) {
+      // While a send is stuck (a Kafka outage) the worker does not reach #fill: refresh the
+      // read-path gauges on a timer too, so the queue depth and frames received stay live.
+      const ticker = this.#metrics ? setInterval(() => this.#report(), 1000) : undefined;
+      if (ticker !== undefined) Deno.unrefTimer(ticker);
+      this.#done = this.#work().finally(() => clearInterval(ticker));
+    }
     return this.#done;
   }
 
@@ -263,6 +269,11 @@ export class Pipeline {
       this.counts.framesTransformed++;
       for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
     }
+    this.#report();
+  }
+
+  /** Brings the queue depth and the frame and event counters up to date. */
+  #report(): void {
     const m = this.#metrics;
     if (m) {
       m.queueDepth.set(this.#size);

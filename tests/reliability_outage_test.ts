@@ -15,13 +15,14 @@ import {
 } from "./helpers/kafka_broker.ts";
 import {
   API_KEY,
+  assertDelivered,
   assertNoSecrets,
-  duplicates,
   health,
   KAFKA_TEST,
   metric,
   parseFinal,
   prepareTopics,
+  PRODUCE_RETRY_RE,
   quoteFrame,
   quoteIndex,
   quoteValue,
@@ -54,6 +55,9 @@ interface Sample {
   pendingRecords: number;
   oldestPendingAgeMs?: number;
   rssKb?: number;
+  /** /metrics: crypto_queue_depth and crypto_ws_frames_received_total. */
+  queueDepth: number;
+  framesReceived: number;
 }
 
 /** Samples the producer's /healthz and RSS every 500 ms until `stop.done` is set. */
@@ -71,6 +75,8 @@ async function sample(
       pendingRecords: h.pendingRecords as number,
       oldestPendingAgeMs: h.oldestPendingAgeMs as number | undefined,
       rssKb: producer.rssKb(),
+      queueDepth: await metric(base, "crypto_queue_depth"),
+      framesReceived: await metric(base, "crypto_ws_frames_received_total"),
     });
     await sleep(500);
   }
@@ -146,13 +152,16 @@ Deno.test({
       const maxWait = Math.max(...samples.map((s) => s.oldestPendingAgeMs ?? 0));
       ok(maxPending >= 0.8 * rate * 15, `at most ${maxPending} records were pending`);
       ok(sentDuring >= 0.8 * rate * 15, `the fake sent ${sentDuring} frames during the outage`);
+      // /metrics stays live while the worker waits on Kafka: the queue depth and frames received.
+      const frames = samples.map((s) => s.framesReceived);
+      ok(frames.at(-1)! - frames[0]! >= 0.8 * rate * 10, `frames received ${frames.join(",")}`);
+      ok(Math.max(...samples.map((s) => s.queueDepth)) >= 0.8 * rate * 10, "queue depth is live");
 
       const records = await readTopic(broker, topic);
-      const values = records.map((r) => r.value!);
-      equal(duplicates(values).size, 0, "no record is duplicated");
-      deepStrictEqual(
-        new Set(values),
-        new Set(Array.from({ length: total }, (_, i) => quoteValue(i))),
+      const extra = assertDelivered(
+        records,
+        Array.from({ length: total }, (_, i) => quoteValue(i)),
+        producer.stderr,
       );
       const final = parseFinal(producer.stderr);
       equal(final.framesIn, total + 1);
@@ -172,7 +181,7 @@ Deno.test({
           `up to ${maxPending} records pending, the oldest waiting ${
             (maxWait / 1000).toFixed(1)
           } s; ` +
-          `${total} sent, ${records.length} in the topic, 0 lost, 0 duplicated; ${final.sendErrors} failed sends retried`,
+          `${total} sent, ${records.length} in the topic, 0 lost, ${extra} duplicated; ${final.sendErrors} failed sends retried`,
       );
       assertNoSecrets({
         stdout: producer.stdout,
@@ -246,8 +255,9 @@ Deno.test({
 
         const records = await readTopic(broker, topic);
         const got = records.map((r) => quoteIndex(r.value!));
-        equal(duplicates(records.map((r) => r.value!)).size, 0, "no record is duplicated");
-        equal(records.length, final.acked);
+        const extra = records.length - new Set(got).size;
+        equal(new Set(got).size, final.acked);
+        ok(extra === 0 || PRODUCE_RETRY_RE.test(producer.stderr), `${extra} duplicates`);
         // drop-oldest: the missing quotes are one run, the oldest queued when the queue overflowed.
         const have = new Set(got);
         const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !have.has(i));
@@ -257,7 +267,7 @@ Deno.test({
           missing.length,
           "the dropped quotes are contiguous",
         );
-        for (const i of got) equal(records[got.indexOf(i)]!.value, quoteValue(i));
+        for (const r of records) equal(r.value, quoteValue(quoteIndex(r.value!)));
 
         const rss = samples.map((s) => s.rssKb ?? 0);
         const maxPending = Math.max(...samples.map((s) => s.pendingRecords));
@@ -279,7 +289,7 @@ Deno.test({
               ((times.answeredAt - times.stoppedAt) / 1000).toFixed(1)
             } s at 1000 frames/s; ${total} sent, ` +
             `${final.acked} acked, ${final.framesDropped} dropped (one contiguous oldest run), 0 lost ` +
-            `otherwise, 0 duplicated; RSS ${Math.round(rssBefore / 1024)} MiB before, ` +
+            `otherwise, ${extra} duplicated; RSS ${Math.round(rssBefore / 1024)} MiB before, ` +
             `${Math.round(Math.min(...rss) / 1024)}–${
               Math.round(Math.max(...rss) / 1024)
             } MiB during, ` +
