@@ -422,18 +422,38 @@ export async function ensureTopic(
   replicationFactor: number,
 ): Promise<EnsureTopicResult> {
   const topics = await admin.listTopics();
+  let created = false;
   if (!topics.includes(name)) {
-    const created = await admin.createTopics({
-      topics: [{ topic: name, numPartitions: partitions, replicationFactor }],
-      waitForLeaders: true,
-    });
-    // false: another client created it between our list and create calls.
-    if (created) return { created: true, partitions };
+    try {
+      // false: another client created it between our list and create calls.
+      created = await admin.createTopics({
+        topics: [{ topic: name, numPartitions: partitions, replicationFactor }],
+        waitForLeaders: true,
+      });
+    } catch (error) {
+      // Right after creation the broker may not host the new partitions yet, and kafkajs's
+      // wait for leaders gives up on that answer; the metadata wait below covers it.
+      if ((error as { type?: string }).type !== "UNKNOWN_TOPIC_OR_PARTITION") throw error;
+      created = true;
+    }
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: [name] });
-  const topic = metadata.topics.find((t) => t.name === name);
-  if (!topic) throw new Error(`Cannot find topic "${name}" in the broker's metadata`);
-  return { created: false, partitions: topic.partitions.length };
+  // Wait until every partition has a leader (at most 10 s), so the first send does not fail.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: [name] });
+      const topic = metadata.topics.find((t) => t.name === name);
+      if (topic && topic.partitions.every((p) => p.leader >= 0)) {
+        return { created, partitions: topic.partitions.length };
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`Cannot find topic "${name}" with leaders in the broker's metadata`);
+      }
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 // --- producer ---------------------------------------------------------------------------------
