@@ -99,7 +99,7 @@ async function outage(
 
 Deno.test({
   name:
-    "a Kafka outage of 15 s and more mid-stream loses nothing, duplicates nothing, and the producer keeps reading the WebSocket",
+    "a Kafka outage of 15 s and more mid-stream loses nothing, repeats a record only after a logged kafkajs retry, and the producer keeps reading the WebSocket",
   ignore: EXTERNAL_KAFKA,
   ...KAFKA_TEST,
   async fn() {
