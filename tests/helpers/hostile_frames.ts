@@ -24,6 +24,7 @@
  * ```
  */
 import type { SkipReason } from "../../transform.ts";
+import { mulberry32 } from "../../fixtures/generate.ts";
 
 /** A frame: text (a text frame), or bytes (a binary frame). */
 export type HostileFrame = string | Uint8Array;
@@ -59,18 +60,6 @@ export interface HostileSet {
 const T1 = Date.UTC(2026, 1, 3, 4, 5, 6, 0);
 const PAIRS = ["BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD", "LTC-EUR", "USDT-USD"];
 const MB = 1 << 20;
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** An event as ordered key / raw JSON value pairs, so any text can be written. */
 type Fields = [string, string][];
