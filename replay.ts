@@ -28,6 +28,9 @@ const HELP = usage(
     "errors go to stderr.",
 );
 
+/** Frames queued ahead of the transform during a replay into a sink. */
+export const REPLAY_QUEUE_MAX = 10_000;
+
 /** Parsed replay options. */
 interface ReplayOptions {
   path: string;
@@ -139,7 +142,9 @@ async function main(): Promise<number> {
     lingerMs = config.lingerMs;
     shutdownMs = config.shutdownTimeoutMs;
   }
-  const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs });
+  // A file can wait (offer() blocks while the queue is full), so a small bound keeps memory
+  // flat without dropping anything; the live producer's larger bound absorbs network bursts.
+  const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs, queueMax: REPLAY_QUEUE_MAX });
   pipeline.start();
   try {
     for await (const frame of recording.frames) {

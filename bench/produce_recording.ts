@@ -16,6 +16,7 @@ import { ProducerMetrics } from "../lib/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { openRecording } from "../lib/recording.ts";
 import { benchKafkaConfig, emitResult, peakRss, sampleRss } from "./common.ts";
+import { REPLAY_QUEUE_MAX } from "../replay.ts";
 
 /** What one run reports. */
 export interface ProduceResult {
@@ -53,6 +54,7 @@ const pipeline = new Pipeline(sink, {
   topic: config.topic,
   batchMax: config.batchMax,
   lingerMs: config.lingerMs,
+  queueMax: REPLAY_QUEUE_MAX,
   metrics: new ProducerMetrics(),
 });
 const started = performance.now();
