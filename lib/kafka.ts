@@ -589,6 +589,11 @@ export interface KafkaSourceOptions {
   sessionTimeoutMs?: number;
   /** Partitions handled at the same time, each in order; default 6. */
   concurrency?: number;
+  /**
+   * Commit handled offsets at most this often, ms (and always on stop and after a partial
+   * batch); default 100. A crash redelivers at most this much (at least once).
+   */
+  commitIntervalMs?: number;
 }
 
 function headerText(value: unknown): string {
@@ -681,6 +686,19 @@ export class KafkaSource implements RecordSource {
     this.#connected = true;
     await this.#consumer.subscribe({ topics: [topic], fromBeginning: from === "earliest" });
 
+    // Offsets handled but not yet committed, by partition, and when we last committed.
+    const commitIntervalMs = this.#options.commitIntervalMs ?? 100;
+    const pending = new Map<number, string>();
+    let lastCommit = 0;
+    type Offsets = {
+      topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+    };
+    const commitPending = async (commit: (offsets: Offsets) => Promise<unknown>) => {
+      const partitions = [...pending].map(([partition, offset]) => ({ partition, offset }));
+      pending.clear();
+      lastCommit = Date.now();
+      await commit({ topics: [{ topic, partitions }] });
+    };
     const stopped = Promise.withResolvers<void>();
     let failure: unknown;
     const fail = (error: unknown) => {
@@ -714,7 +732,14 @@ export class KafkaSource implements RecordSource {
         eachBatchAutoResolve: false,
         eachBatch: async (payload) => {
           const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
-          if (batch.isEmpty() || signal.aborted || failure !== undefined) return;
+          if (batch.isEmpty()) {
+            // An idle fetch: commit what is pending once the interval has passed.
+            if (pending.size > 0 && Date.now() - lastCommit >= commitIntervalMs) {
+              await commitPending((offsets) => payload.commitOffsetsIfNecessary(offsets));
+            }
+            return;
+          }
+          if (signal.aborted || failure !== undefined) return;
           if (!isRunning() || isStale()) return;
           const records = batch.messages.map((m) => toInRecord(batch.topic, batch.partition, m));
           let handled: void | number;
@@ -724,25 +749,35 @@ export class KafkaSource implements RecordSource {
             fail(error);
             return;
           }
-          // A number: only that many records were handled; commit just those.
+          // A number: only that many records were handled; commit just those, now.
+          let partial = false;
           if (typeof handled === "number" && handled < records.length) {
             if (handled <= 0) return;
             records.length = handled;
+            partial = true;
           }
           const last = records[records.length - 1]!.offset;
           resolveOffset(last);
-          // Not consumer.commitOffsets(): it silently skips the commit once stop() has begun,
-          // which would lose the final commit of the batch being finished on shutdown.
-          await payload.commitOffsetsIfNecessary({
-            topics: [{
-              topic: batch.topic,
-              partitions: [{ partition: batch.partition, offset: nextOffset(last) }],
-            }],
-          });
+          pending.set(batch.partition, nextOffset(last));
+          // Output is written, so these offsets may be committed (at least once). Committing
+          // every batch puts a round trip in every fetch cycle; every commitIntervalMs is enough.
+          // Not consumer.commitOffsets() here: it silently skips the commit once stop() has
+          // begun, which would lose the final commit of the batch being finished on shutdown.
+          if (partial || signal.aborted || Date.now() - lastCommit >= commitIntervalMs) {
+            await commitPending((offsets) => payload.commitOffsetsIfNecessary(offsets));
+          }
           await heartbeat();
         },
       });
       await stopped.promise;
+      // Before stop() begins, while commitOffsets still works: what finished batches left.
+      if (pending.size > 0) {
+        await commitPending((offsets) =>
+          this.#consumer.commitOffsets(offsets.topics.flatMap(
+            (t) => t.partitions.map((p) => ({ topic: t.topic, ...p })),
+          ))
+        );
+      }
     } finally {
       signal.removeEventListener("abort", onAbort);
       removeCrash();

@@ -168,7 +168,9 @@ Deno.test({
         const w = where.get(v)!;
         return BigInt(w.o) >= (committed.get(w.p) ?? -1n);
       };
-      ok([...committed.values()].every((o) => o >= 0n), "the first run had committed");
+      // Commits happen every 100 ms, so a partition whose first records came in the last
+      // interval before the kill may have none yet: it is then read again from the start.
+      ok([...committed.values()].some((o) => o >= 0n), "the first run had committed");
       // The restart resumes exactly at the committed offsets...
       deepStrictEqual(new Set(run2), new Set(values.filter(uncommitted)));
       // ...so the duplicates are exactly what the first run printed after its last commit.
