@@ -38,7 +38,7 @@ const { values } = parseArgs({
     out: { type: "string" },
     "out-ack": { type: "string" },
     "batch-max": { type: "string", default: "1000" },
-    "linger-ms": { type: "string", default: "5" },
+    "linger-ms": { type: "string", default: "0" },
     "timeout-s": { type: "string", default: "300" },
   },
 });

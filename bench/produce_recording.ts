@@ -37,7 +37,7 @@ const { values } = parseArgs({
     topic: { type: "string" },
     file: { type: "string" },
     "batch-max": { type: "string", default: "1000" },
-    "linger-ms": { type: "string", default: "5" },
+    "linger-ms": { type: "string", default: "0" },
   },
 });
 const config = benchKafkaConfig(values.brokers!, values.topic!, {

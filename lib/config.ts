@@ -246,8 +246,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: "linger-ms",
     env: "KAFKA_LINGER_MS",
     type: "int",
-    default: "5",
-    help: "longest wait, in ms, to fill a batch before sending it",
+    default: "0",
+    help: "longest wait, in ms, to fill a batch before sending it (0: send at once; records " +
+      "that arrive while a send is in flight still form the next batch)",
     scripts: PR,
   },
   {
@@ -708,7 +709,7 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     partitions: settings.partitions === undefined ? 6 : atLeast(settings, "partitions", 1),
     replicationFactor: (settings.replicationFactor as number | undefined) ?? -1,
     batchMax: settings.batchMax === undefined ? 1000 : atLeast(settings, "batchMax", 1),
-    lingerMs: settings.lingerMs === undefined ? 5 : atLeast(settings, "lingerMs", 0),
+    lingerMs: settings.lingerMs === undefined ? 0 : atLeast(settings, "lingerMs", 0),
     compression: settings.compression === undefined
       ? "none"
       : oneOf(settings, "compression", ["none", "gzip"] as const),

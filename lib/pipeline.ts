@@ -35,7 +35,7 @@ export interface PipelineOptions {
   gapsTopic?: string;
   /** Most records per send; default 1000. */
   batchMax?: number;
-  /** Longest wait for a batch to fill, ms; default 5. */
+  /** Longest wait for a batch to fill, ms; default 0 (in-flight sends batch the rest). */
   lingerMs?: number;
   /** Bound of the frame queue; default 100000. */
   queueMax?: number;
@@ -132,7 +132,7 @@ export class Pipeline {
     this.#topic = options.topic;
     this.#gapsTopic = options.gapsTopic ?? `${options.topic}.gaps`;
     this.#batchMax = options.batchMax ?? 1000;
-    this.#lingerMs = options.lingerMs ?? 5;
+    this.#lingerMs = options.lingerMs ?? 0;
     this.#queueMax = options.queueMax ?? 100_000;
     this.#policy = options.queuePolicy ?? "drop-oldest";
     this.#metrics = options.metrics;
