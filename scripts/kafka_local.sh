@@ -331,7 +331,12 @@ cmd_up() {
   echo "$dir" >"$REGISTRY/$(echo "$dir" | sha256sum | cut -c1-16)"
   [[ -z "$owner" ]] || start_watchdog "$dir" "$owner"
   local cluster_id
-  cluster_id="$(openssl rand -base64 16 | tr '+/' '-_' | tr -d '=\n')"
+  # A base64url UUID; like Kafka's Uuid.randomUuid, never one starting with "-", which the
+  # argument parser would take for an option (1 start in 64 failed that way).
+  cluster_id="-"
+  while [ "${cluster_id#-}" != "$cluster_id" ]; do
+    cluster_id="$(openssl rand -base64 16 | tr '+/' '-_' | tr -d '=\n')"
+  done
   mkdir -p "$dir/logs"
   java -Xmx256m -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$dir/logs" \
     -cp "$(classpath)" kafka.tools.StorageTool format --standalone --ignore-formatted \
