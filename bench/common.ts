@@ -119,7 +119,7 @@ export function benchKafkaConfig(
     partitions: 6,
     replicationFactor: -1,
     batchMax: 1000,
-    lingerMs: 5,
+    lingerMs: 0,
     compression: "none",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,

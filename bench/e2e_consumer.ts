@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { createKafka, KafkaSource } from "../lib/kafka.ts";
 import type { InRecord } from "../lib/sink.ts";
-import { E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
+import { benchKafkaConfig, E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,19 +24,7 @@ const { values } = parseArgs({
   },
 });
 const expect = Number(values.expect);
-const kafka = createKafka({
-  brokers: values.brokers!.split(","),
-  topic: values.topic!,
-  gapsTopic: `${values.topic}.gaps`,
-  security: "plaintext",
-  partitions: 6,
-  replicationFactor: -1,
-  batchMax: 1000,
-  lingerMs: 5,
-  compression: "none",
-  connectTimeoutMs: 15_000,
-  shutdownTimeoutMs: 10_000,
-}, { logLevel: "error" });
+const kafka = createKafka(benchKafkaConfig(values.brokers!, values.topic!), { logLevel: "error" });
 const source = new KafkaSource(kafka, {
   groupId: `bench-${crypto.randomUUID().slice(0, 8)}`,
   topic: values.topic!,

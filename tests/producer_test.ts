@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
-import { startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
+import { brokerConfig, type KafkaBroker, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { transform } from "../transform.ts";
@@ -14,20 +14,8 @@ function values(frames: string[]): string[] {
   return frames.flatMap((f) => transform(f).records.map((r) => r.value));
 }
 
-async function readTopic(brokers: string[], topic: string, n: number): Promise<InRecord[]> {
-  const kafka = createKafka({
-    brokers,
-    topic,
-    gapsTopic: `${topic}.gaps`,
-    security: "plaintext",
-    partitions: 1,
-    replicationFactor: -1,
-    batchMax: 1,
-    lingerMs: 0,
-    compression: "none",
-    connectTimeoutMs: 10_000,
-    shutdownTimeoutMs: 10_000,
-  });
+async function readTopic(broker: KafkaBroker, topic: string, n: number): Promise<InRecord[]> {
+  const kafka = createKafka(brokerConfig(broker, "plaintext", { topic }));
   const source = new KafkaSource(kafka, { groupId: `g-${topic}`, topic, from: "earliest" });
   const out: InRecord[] = [];
   const stop = new AbortController();
@@ -106,7 +94,7 @@ Deno.test({
       equal(header.subscription, "XQ.*");
       deepStrictEqual(values(await readAllFrames(recording)), expected);
       // Kafka holds every record once, keyed by symbol, stamped with the exchange time.
-      const got = await readTopic([broker.plaintext], topic, expected.length);
+      const got = await readTopic(broker, topic, expected.length);
       equal(got.length, expected.length);
       deepStrictEqual(got.map((r) => r.value).sort(), [...expected].sort());
       for (const r of got) {
