@@ -55,18 +55,8 @@ export function startTelemetry(
   if (config.influx) {
     const i = config.influx;
     influx = startInfluxPush(options.registry, {
-      url: i.url,
-      api: i.api,
-      db: i.db,
-      rp: i.rp,
-      user: i.user,
-      password: i.password,
-      token: i.token,
-      org: i.org,
-      bucket: i.bucket,
-      batchSize: i.batchSize,
-      bufferMax: i.bufferMax,
-      intervalMs: i.intervalMs,
+      // TelemetryConfig["influx"] uses the writer's own option names.
+      ...i,
       tags: { service: options.service },
       counters: {
         written: options.metrics.telemetryPointsWritten,
