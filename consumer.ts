@@ -7,7 +7,6 @@
  * Permissions: --allow-net (Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-env (settings).
  */
-import type { Kafka } from "kafkajs";
 import {
   buildKafkaConfig,
   buildTelemetryConfig,
@@ -20,14 +19,7 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
 import { ConsumerMetrics } from "./lib/metrics.ts";
-import {
-  connectWithin,
-  createKafka,
-  KafkaSource,
-  KafkaUnreachableError,
-  partitionLag,
-  type StartFrom,
-} from "./lib/kafka.ts";
+import { type KafkaClient, KafkaUnreachableError, openKafka, type StartFrom } from "./lib/kafka.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
 import { RecordPrinter, SpreadTable } from "./lib/consumer_output.ts";
@@ -56,19 +48,15 @@ function parseFrom(settings: Settings): StartFrom {
 }
 
 /** Fails with exit code 2 when the topic does not exist: the producer creates it. */
-async function requireTopic(kafka: Kafka, config: KafkaConfig): Promise<void> {
-  const admin = kafka.admin();
+async function requireTopic(kafka: KafkaClient, config: KafkaConfig): Promise<void> {
   let topics: string[];
   try {
-    await admin.connect();
-    topics = await admin.listTopics();
+    topics = await kafka.admin.listTopics();
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new KafkaUnreachableError(`Cannot list the topics of Kafka: ${reason}`, {
       cause: error,
     });
-  } finally {
-    await admin.disconnect().catch(() => {});
   }
   if (!topics.includes(config.topic)) {
     throw new ConfigError(
@@ -100,11 +88,23 @@ async function main(): Promise<number> {
   const timeoutS = s.timeout as number | undefined;
   const groupId = String(s.groupId);
 
+  const sessionTimeoutMs = Number(s.sessionTimeout) * 1000;
+  if (!(sessionTimeoutMs >= 1000)) {
+    throw new ConfigError(`--session-timeout must be at least 1 second, got "${s.sessionTimeout}"`);
+  }
+
   const metrics = new ConsumerMetrics();
-  await connectWithin(config, { onRetry: log });
-  const kafka = createKafka(config);
+  const kafka = await openKafka(config, { clientId: "crypto-consumer", log });
+  await kafka.connect({ onRetry: log });
   await requireTopic(kafka, config);
-  const source = new KafkaSource(kafka, { groupId, topic: config.topic, from });
+  const source = kafka.source({
+    groupId,
+    topic: config.topic,
+    from,
+    sessionTimeoutMs,
+    onAssign: (partitions) =>
+      log(`joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`),
+  });
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
@@ -120,13 +120,11 @@ async function main(): Promise<number> {
     : setTimeout(() => stop.abort(), timeoutS * 1000);
 
   // Lag for telemetry, read with the admin client while metrics are exported.
-  const admin = telemetry.server || telemetry.influx ? kafka.admin() : undefined;
   let lagTimer: ReturnType<typeof setInterval> | undefined;
-  if (admin) {
-    await admin.connect();
+  if (telemetry.server || telemetry.influx) {
     const readLag = async () => {
       try {
-        for (const p of await partitionLag(admin, groupId, config.topic)) {
+        for (const p of await kafka.admin.lag(groupId, config.topic)) {
           metrics.lag.set({ partition: String(p.partition) }, p.lag);
         }
       } catch (error) {
@@ -164,12 +162,6 @@ async function main(): Promise<number> {
     if (out.broken || printer.full) stop.abort();
     return handled;
   };
-  source.consumer.on(source.consumer.events.GROUP_JOIN, (event) => {
-    const partitions = event.payload.memberAssignment[config.topic] ?? [];
-    log(
-      `joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`,
-    );
-  });
   let code: number = EXIT.OK;
   try {
     await source.consume(onBatch, { signal: stop.signal });
@@ -182,7 +174,7 @@ async function main(): Promise<number> {
     clearInterval(tableTimer);
     signals.dispose();
     await source.close().catch(() => {});
-    await admin?.disconnect().catch(() => {});
+    await kafka.close().catch(() => {});
     await out.close();
     await telemetry.stop();
   }

@@ -47,7 +47,7 @@ async function main(): Promise<number> {
   const telemetryConfig = buildTelemetryConfig(s);
   const metrics = new ProducerMetrics();
 
-  const { sink } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
+  const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
       header: {
@@ -68,7 +68,9 @@ async function main(): Promise<number> {
     metrics,
     log,
   });
-  pipeline.start();
+  // A send the sink gives up on ends the run (the sink itself retries what can be retried).
+  const pipelineFailed = new AbortController();
+  pipeline.start().catch(() => pipelineFailed.abort());
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
@@ -97,7 +99,7 @@ async function main(): Promise<number> {
   );
   let failure: unknown;
   try {
-    await client.run(signals.signal);
+    await client.run(AbortSignal.any([signals.signal, pipelineFailed.signal]));
     log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
   } catch (error) {
     failure = error;
@@ -113,6 +115,7 @@ async function main(): Promise<number> {
     signals.dispose();
     await recorder?.close();
     await sink.close().catch(() => {});
+    await kafka.close().catch(() => {});
     await telemetry.stop();
   }
   const c = pipeline.counts;
@@ -120,7 +123,8 @@ async function main(): Promise<number> {
   log(
     `final: ${c.framesIn} frames, ${c.events} events, ${c.records} records, ${c.acked} acked, ` +
       `${skipped} skipped (${formatCounts(c.skipped)}), ${c.framesDropped} frames dropped, ` +
-      `${c.gapsAcked} gaps, ${c.sendErrors} send errors` +
+      `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
+      `retries, ${sink.stats.producerResets} producer resets` +
       (recorder ? `, ${recorder.frames} frames recorded` : ""),
   );
   if (failure !== undefined) throw failure;

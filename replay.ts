@@ -19,6 +19,7 @@ import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
+import type { KafkaClient } from "./lib/kafka.ts";
 
 const HELP = usage(
   "replay",
@@ -127,6 +128,7 @@ async function main(): Promise<number> {
   }
 
   let sink: RecordSink;
+  let kafka: KafkaClient | undefined;
   let topic = String(settings.topic);
   let batchMax = Number(settings.batchMax);
   let lingerMs = Number(settings.lingerMs);
@@ -136,7 +138,7 @@ async function main(): Promise<number> {
     sink = memory.sink();
   } else {
     const config = buildKafkaConfig(settings);
-    sink = (await connectSink(config, { log: (line) => console.error(line) })).sink;
+    ({ sink, kafka } = await connectSink(config, { log: (line) => console.error(line) }));
     topic = config.topic;
     batchMax = config.batchMax;
     lingerMs = config.lingerMs;
@@ -155,6 +157,7 @@ async function main(): Promise<number> {
     await pipeline.close(Math.max(shutdownMs, 60_000));
   } finally {
     await sink.close();
+    await kafka?.close();
   }
   const c = pipeline.counts;
   summary(frames, c.events, c.acked, c.skipped, performance.now() - started);

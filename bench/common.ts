@@ -123,6 +123,7 @@ export function benchKafkaConfig(
     compression: "none",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,
+    client: "platformatic",
     ...overrides,
   };
 }

@@ -9,7 +9,7 @@
  * Permissions: --allow-net, --allow-write (FILE), --allow-env.
  */
 import { parseArgs } from "node:util";
-import { createKafka, KafkaSource } from "../lib/kafka.ts";
+import { type KafkaClientName, openKafka } from "../lib/kafka.ts";
 import type { InRecord } from "../lib/sink.ts";
 import { benchKafkaConfig, E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
 
@@ -21,19 +21,22 @@ const { values } = parseArgs({
     expect: { type: "string" },
     out: { type: "string" },
     "timeout-s": { type: "string", default: "300" },
+    client: { type: "string", default: "platformatic" },
   },
 });
 const expect = Number(values.expect);
-const kafka = createKafka(benchKafkaConfig(values.brokers!, values.topic!), { logLevel: "error" });
-const source = new KafkaSource(kafka, {
+const kafka = await openKafka(
+  benchKafkaConfig(values.brokers!, values.topic!, { client: values.client as KafkaClientName }),
+);
+const source = kafka.source({
   groupId: `bench-${crypto.randomUUID().slice(0, 8)}`,
   topic: values.topic!,
   from: "earliest",
+  onAssign: () => console.log("BENCH_READY"),
 });
 const arrived = new Float64Array(expect).fill(Number.NaN);
 let count = 0;
 const stop = new AbortController();
-source.consumer.on(source.consumer.events.GROUP_JOIN, () => console.log("BENCH_READY"));
 const timeout = setTimeout(() => stop.abort(), Number(values["timeout-s"]) * 1000);
 const onBatch = (records: InRecord[]) => {
   const now = hostNow();
@@ -49,5 +52,6 @@ const onBatch = (records: InRecord[]) => {
 await source.consume(onBatch, { signal: stop.signal });
 clearTimeout(timeout);
 await source.close();
+await kafka.close();
 await writeTimes(values.out!, arrived);
 emitResult({ consumed: count });

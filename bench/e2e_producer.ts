@@ -11,7 +11,7 @@
  * Permissions: --allow-net, --allow-read (/proc), --allow-write (FILE), --allow-env.
  */
 import { parseArgs } from "node:util";
-import { createKafka, KafkaSink } from "../lib/kafka.ts";
+import { type KafkaClientName, openKafka } from "../lib/kafka.ts";
 import { ProducerMetrics } from "../lib/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { PolygonClient } from "../lib/polygon_client.ts";
@@ -40,16 +40,17 @@ const { values } = parseArgs({
     "batch-max": { type: "string", default: "1000" },
     "linger-ms": { type: "string", default: "0" },
     "timeout-s": { type: "string", default: "300" },
+    client: { type: "string", default: "platformatic" },
   },
 });
 const expect = Number(values.expect);
 const config = benchKafkaConfig(values.brokers!, values.topic!, {
   batchMax: Number(values["batch-max"]),
   lingerMs: Number(values["linger-ms"]),
+  client: values.client as KafkaClientName,
 });
-const sink = new KafkaSink(createKafka(config, { logLevel: "error" }), {
-  compression: config.compression,
-});
+const kafka = await openKafka(config);
+const sink = kafka.sink({ compression: config.compression });
 await sink.connect();
 const acked = new Float64Array(expect).fill(Number.NaN);
 // The sink as the pipeline sees it, noting when each record was acknowledged.

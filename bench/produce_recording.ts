@@ -5,13 +5,13 @@
  * Reports records acknowledged per second and the process's peak RSS.
  *
  *   deno run -A bench/produce_recording.ts --brokers H:P --topic T --file F
- *     [--batch-max N] [--linger-ms N]
+ *     [--batch-max N] [--linger-ms N] [--client platformatic|kafkajs]
  *
  * The topic must exist. Prints one `BENCH_RESULT {...}` line.
  * Permissions: --allow-read (the recording, /proc), --allow-net (Kafka), --allow-env (kafkajs).
  */
 import { parseArgs } from "node:util";
-import { createKafka, KafkaSink } from "../lib/kafka.ts";
+import { type KafkaClientName, openKafka } from "../lib/kafka.ts";
 import { ProducerMetrics } from "../lib/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { openRecording } from "../lib/recording.ts";
@@ -38,15 +38,16 @@ const { values } = parseArgs({
     file: { type: "string" },
     "batch-max": { type: "string", default: "1000" },
     "linger-ms": { type: "string", default: "0" },
+    client: { type: "string", default: "platformatic" },
   },
 });
 const config = benchKafkaConfig(values.brokers!, values.topic!, {
   batchMax: Number(values["batch-max"]),
   lingerMs: Number(values["linger-ms"]),
+  client: values.client as KafkaClientName,
 });
-const sink = new KafkaSink(createKafka(config, { logLevel: "error" }), {
-  compression: config.compression,
-});
+const kafka = await openKafka(config);
+const sink = kafka.sink({ compression: config.compression });
 await sink.connect();
 const recording = await openRecording(values.file!);
 const rss = sampleRss();
@@ -63,6 +64,7 @@ for await (const frame of recording.frames) await pipeline.offer(frame, Date.now
 await pipeline.close(120_000);
 const seconds = (performance.now() - started) / 1000;
 await sink.close();
+await kafka.close();
 const c = pipeline.counts;
 const result: ProduceResult = {
   acked: c.acked,

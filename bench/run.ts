@@ -6,12 +6,19 @@
  *
  *   deno task bench [--quick] [--out BENCHMARKS.md]
  *
- * Numbers never fail anything: a missed target is reported, with the profile that explains it.
+ * The producer and consumer figures are taken for both Kafka client adapters (@platformatic/kafka
+ * and kafkajs), each against kcat in the same run. Numbers never fail anything: a missed target
+ * is reported, with the profile that explains it.
  * Permissions: -A (child processes, the broker script, kcat, files, network on 127.0.0.1).
  */
 import { parseArgs } from "node:util";
 import { emptySkips, type SpreadRecord, transformInto } from "../transform.ts";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import {
+  DEFAULT_KAFKA_CLIENT,
+  KAFKA_CLIENTS,
+  type KafkaClientName,
+  openKafka,
+} from "../lib/kafka.ts";
 import { openRecording } from "../lib/recording.ts";
 import {
   benchKafkaConfig,
@@ -74,6 +81,7 @@ const PLAN = QUICK
 const TARGETS = {
   transformRatio: 1.5,
   producerRatio: 0.5,
+  consumerRatio: 0.5,
   p99At5000Ms: 25,
   sustained: 20_000,
   rssMb: 200,
@@ -168,7 +176,7 @@ async function machine(): Promise<Record<string, string>> {
     load: Deno.loadavg().map((l) => l.toFixed(2)).join(", "),
     deno: `Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
     kafka: `Apache Kafka ${kafka} (KRaft, one node, scripts/kafka_local.sh), ${java.trim()}`,
-    kafkajs: "kafkajs 2.2.4",
+    clients: "@platformatic/kafka 2.12.1 (default), kafkajs 2.2.4",
     kcat: `kcat ${/Version ([^\s]+)/.exec(kcat)?.[1] ?? "?"}, librdkafka ${
       /librdkafka ([^\s]+)/.exec(kcat)?.[1] ?? "?"
     } (Debian)`,
@@ -197,15 +205,47 @@ async function brokerDown(broker: Broker): Promise<void> {
 
 async function freshTopic(broker: Broker, prefix: string): Promise<string> {
   const name = `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
-  const kafka = createKafka(benchKafkaConfig(broker.brokers, name), { logLevel: "nothing" });
-  const admin = kafka.admin();
-  await admin.connect();
+  const kafka = await openKafka(benchKafkaConfig(broker.brokers, name), { log: () => {} });
   try {
-    await ensureTopic(admin, name, 6, 1);
+    await kafka.admin.ensureTopic(name, { partitions: 6, replicationFactor: 1 });
   } finally {
-    await admin.disconnect();
+    await kafka.close();
   }
   return name;
+}
+
+/**
+ * The real capture repeated `times` times (215,900 quotes for 20), the issue's throughput input,
+ * written once into the cache; the generated recording of `fallbackQuotes` when the capture is
+ * not here. Returns the path and how many quotes it holds.
+ */
+async function throughputRecording(
+  times: number,
+  fallbackQuotes: number,
+): Promise<{ path: string; quotes: number; what: string }> {
+  let capture: string;
+  try {
+    capture = await Deno.readTextFile(CAPTURE_PATH);
+  } catch {
+    return {
+      path: await ensureRecording(fallbackQuotes),
+      quotes: fallbackQuotes,
+      what: `generated (24 pairs; the real capture is not here)`,
+    };
+  }
+  const frames = capture.split("\n").filter((l) => l.startsWith("["));
+  const quotes = frames.reduce((n, f) => n + (f.match(/"ev":"XQ"/g)?.length ?? 0), 0) * times;
+  const path = `${CACHE_DIR}capture-x${times}.jsonl`;
+  try {
+    if ((await Deno.stat(path)).size > 0) return { path, quotes, what: `real capture × ${times}` };
+  } catch {
+    // not yet
+  }
+  await Deno.mkdir(CACHE_DIR, { recursive: true });
+  const body = frames.join("\n") + "\n";
+  await Deno.writeTextFile(`${path}.tmp`, body.repeat(times));
+  await Deno.rename(`${path}.tmp`, path);
+  return { path, quotes, what: `real capture × ${times}` };
 }
 
 // --- 1. transform -------------------------------------------------------------------------------
@@ -270,15 +310,82 @@ async function runKcat(broker: Broker, topic: string, input: string, n: number) 
     "-X",
     "acks=all",
     "-X",
+    "enable.idempotence=true",
+    "-X",
     "partitioner=murmur2_random",
     "-l",
     input,
   ]);
   const seconds = (performance.now() - started) / 1000;
   if (r.code !== 0) throw new Error(`kcat failed: ${r.out}`);
-  const ends = await runText("kcat", ["-Q", "-b", broker.brokers, "-t", `${topic}:0:-1`]);
-  void ends;
   return { seconds, perSecond: n / seconds } satisfies KcatResult;
+}
+
+/** Reads a topic's backlog to its end with kcat (`-C -e`), output to a pipe that discards it. */
+async function runKcatConsume(broker: Broker, topic: string, n: number): Promise<KcatResult> {
+  const started = performance.now();
+  const r = await runText("kcat", [
+    "-C",
+    "-b",
+    broker.brokers,
+    "-t",
+    topic,
+    "-o",
+    "beginning",
+    "-e",
+    "-q",
+  ]);
+  const seconds = (performance.now() - started) / 1000;
+  if (r.code !== 0) throw new Error(`kcat -C failed: ${r.out.slice(-500)}`);
+  return { seconds, perSecond: n / seconds };
+}
+
+/**
+ * `deno task consume --from earliest` as a user runs it (consumer.ts, its own process, output to
+ * a pipe that this process reads and counts), over a backlog of `n` records, with `client`.
+ */
+async function runOurConsume(
+  broker: Broker,
+  topic: string,
+  n: number,
+  client: KafkaClientName,
+): Promise<KcatResult> {
+  const started = performance.now();
+  const proc = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      `${REPO}consumer.ts`,
+      "--from",
+      "earliest",
+      "--group",
+      `bench-${crypto.randomUUID().slice(0, 8)}`,
+      "--max-messages",
+      String(n),
+      "--timeout",
+      "300",
+    ],
+    env: { KAFKA_BROKERS: broker.brokers, KAFKA_TOPIC: topic, KAFKA_CLIENT: client },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let lines = 0;
+  const counting = (async () => {
+    for await (const chunk of proc.stdout) {
+      for (const b of chunk) if (b === 10) lines++;
+    }
+  })();
+  const err = new Response(proc.stderr).text();
+  const status = await proc.status;
+  await counting;
+  const seconds = (performance.now() - started) / 1000;
+  if (status.code !== 0 || lines !== n) {
+    throw new Error(`consumer.ts (${client}) printed ${lines} of ${n} lines:\n${await err}`);
+  }
+  return { seconds, perSecond: n / seconds };
 }
 
 // --- 3/4/5. end to end --------------------------------------------------------------------------
@@ -451,7 +558,9 @@ async function profileTop(dir: string, n: number): Promise<[number, string][]> {
   let total = 0;
   for (let i = 0; i < p.samples.length; i++) {
     const cf = byId.get(p.samples[i]!)!.callFrame;
-    const where = cf.url.replace(/^.*\/(node_modules|npm)\/.*?kafkajs\/[^/]+\//, "kafkajs/")
+    const where = cf.url
+      .replace(/^.*\/(node_modules|npm)\/.*?kafkajs\/[^/]+\//, "kafkajs/")
+      .replace(/^.*\/@platformatic\/kafka\/[^/]+\//, "@platformatic/kafka/")
       .replace(/^file:\/\/.*?\/(lib|bench|transform)/, "$1").replace(
         /^.*prom-client.*\/lib/,
         "prom-client",
@@ -486,7 +595,6 @@ async function main(): Promise<void> {
   log(`${QUICK ? "quick" : "full"} run; generating recordings into ${CACHE_DIR}`);
   const recording = await ensureRecording(PLAN.quotes);
   const tuneRecording = await ensureRecording(PLAN.tuneQuotes);
-  const kcatFile = await kcatInput(recording, PLAN.quotes);
 
   log("1. transform vs JSON.parse");
   const capture = await benchTransform(CAPTURE_PATH);
@@ -495,27 +603,58 @@ async function main(): Promise<void> {
   const broker = await brokerUp();
   const sections: string[] = [];
   try {
-    log(`2. producer vs kcat, ${PLAN.quotes} quotes × ${PLAN.produceRuns}`);
-    const ours: ProduceResult[] = [];
-    const kcat: KcatResult[] = [];
-    const ratios: number[] = [];
+    const input = await throughputRecording(20, PLAN.quotes);
+    const throughputKcat = await kcatInput(input.path, input.quotes);
+    log(`2. producer vs kcat: ${input.what}, ${input.quotes} quotes × ${PLAN.produceRuns}`);
+    const produced = new Map<KafkaClientName, { ours: ProduceResult[]; kcat: KcatResult[] }>(
+      KAFKA_CLIENTS.map((c) => [c, { ours: [], kcat: [] }]),
+    );
+    // The last topic each client filled: the consumers' backlog in benchmark 6.
+    const backlog = new Map<KafkaClientName, string>();
     for (let i = 0; i < PLAN.produceRuns; i++) {
-      const k = await runKcat(broker, await freshTopic(broker, "kcat"), kcatFile, PLAN.quotes);
-      const topic = await freshTopic(broker, "ours");
-      const o = (await spawnDeno("produce_recording.ts", [
-        "--brokers",
-        broker.brokers,
-        "--topic",
-        topic,
-        "--file",
-        recording,
-      ]).result) as ProduceResult;
-      if (o.acked !== PLAN.quotes) log(`warning: ${o.acked} of ${PLAN.quotes} acked`);
-      log(`  run ${i + 1}: ours ${f0(o.perSecond)}/s, kcat ${f0(k.perSecond)}/s`);
-      ours.push(o);
-      kcat.push(k);
-      ratios.push(o.perSecond / k.perSecond);
+      for (const client of KAFKA_CLIENTS) {
+        const k = await runKcat(
+          broker,
+          await freshTopic(broker, "kcat"),
+          throughputKcat,
+          input.quotes,
+        );
+        const topic = await freshTopic(broker, `ours-${client}`);
+        const o = (await spawnDeno("produce_recording.ts", [
+          "--brokers",
+          broker.brokers,
+          "--topic",
+          topic,
+          "--file",
+          input.path,
+          "--client",
+          client,
+        ]).result) as ProduceResult;
+        if (o.acked !== input.quotes) log(`warning: ${o.acked} of ${input.quotes} acked`);
+        log(`  run ${i + 1} ${client}: ours ${f0(o.perSecond)}/s, kcat ${f0(k.perSecond)}/s`);
+        produced.get(client)!.ours.push(o);
+        produced.get(client)!.kcat.push(k);
+        backlog.set(client, topic);
+      }
     }
+    const ours = produced.get(DEFAULT_KAFKA_CLIENT)!.ours;
+
+    log(`6. consumer backlog of ${input.quotes} records vs kcat -C -e`);
+    const consumed = new Map<KafkaClientName, { ours: KcatResult[]; kcat: KcatResult[] }>(
+      KAFKA_CLIENTS.map((c) => [c, { ours: [], kcat: [] }]),
+    );
+    for (let i = 0; i < PLAN.produceRuns; i++) {
+      for (const client of KAFKA_CLIENTS) {
+        // Each reads the backlog our default client wrote.
+        const topic = backlog.get(DEFAULT_KAFKA_CLIENT)!;
+        const k = await runKcatConsume(broker, topic, input.quotes);
+        const o = await runOurConsume(broker, topic, input.quotes, client);
+        log(`  run ${i + 1} ${client}: ours ${f0(o.perSecond)}/s, kcat ${f0(k.perSecond)}/s`);
+        consumed.get(client)!.ours.push(o);
+        consumed.get(client)!.kcat.push(k);
+      }
+    }
+
     log("   profiling one producer run (--cpu-prof)");
     const profDir = await Deno.makeTempDir({ prefix: "bench-prof-" });
     await spawnDeno("produce_recording.ts", [
@@ -524,7 +663,7 @@ async function main(): Promise<void> {
       "--topic",
       await freshTopic(broker, "prof"),
       "--file",
-      tuneRecording,
+      input.path,
     ], ["--cpu-prof", `--cpu-prof-dir=${profDir}`]).result;
     const profile = await profileTop(profDir, 15);
     await Deno.remove(profDir, { recursive: true });
@@ -570,9 +709,10 @@ async function main(): Promise<void> {
     sections.push(...report({
       capture,
       generated,
+      input,
+      produced,
+      consumed,
       ours,
-      kcat,
-      ratios,
       profile,
       e2e,
       memory,
@@ -605,9 +745,11 @@ async function main(): Promise<void> {
 interface Report {
   capture: TransformCostResult;
   generated: TransformCostResult;
+  input: { quotes: number; what: string };
+  produced: Map<KafkaClientName, { ours: ProduceResult[]; kcat: KcatResult[] }>;
+  consumed: Map<KafkaClientName, { ours: KcatResult[]; kcat: KcatResult[] }>;
+  /** The default client's producer runs. */
   ours: ProduceResult[];
-  kcat: KcatResult[];
-  ratios: number[];
   profile: [number, string][];
   e2e: Map<number, E2EResult[]>;
   memory: E2EResult;
@@ -641,22 +783,44 @@ function report(r: Report): string[] {
     "",
   );
   // 2.
-  const ratio = spreadOf(r.ratios);
+  const pairRows = (
+    m: Map<KafkaClientName, { ours: { perSecond: number }[]; kcat: { perSecond: number }[] }>,
+    target: number,
+  ) =>
+    [...m].map(([client, runs]) => {
+      const ratio = spreadOf(runs.ours.map((o, i) => o.perSecond / runs.kcat[i]!.perSecond));
+      return `| ${client}${client === DEFAULT_KAFKA_CLIENT ? " (default)" : ""} | ${
+        spread(spreadOf(runs.ours.map((o) => o.perSecond)), f0)
+      } | ${spread(spreadOf(runs.kcat.map((k) => k.perSecond)), f0)} | ${spread(ratio, f2)} | ${
+        met(ratio.median >= target)
+      } |`;
+    });
   out.push(
     "## 2. Producer throughput into the real broker",
     "",
-    `${f0(r.ours[0]?.acked ?? 0)} quotes (generated, 24 pairs) → replay → transform → ` +
-      "KafkaSink (idempotent, acks=all, batch 1000, linger 0 ms (the defaults), one request in flight, " +
-      "producer metrics on), against kcat producing the same record values with keys and the " +
-      "schema header (`-X acks=all -X partitioner=murmur2_random -K '\\t' -H schema-version=1`), " +
-      "each into a fresh topic of 6 partitions, alternating, on the same broker. " +
+    `${f0(r.input.quotes)} quotes (${r.input.what}) → replay → transform → ` +
+      "Kafka sink (idempotent, acks=all, batch 1000, linger 0 ms (the defaults), " +
+      "producer metrics on), as `deno task replay FILE --to kafka` runs it, for each client, " +
+      "against kcat producing the same record values with keys and the schema header " +
+      "(`-X acks=all -X enable.idempotence=true -X partitioner=murmur2_random -K '\\t' " +
+      "-H schema-version=1`), each into a fresh topic of 6 partitions, alternating, on the same " +
+      "broker. Both include their process start. " +
       `Target: ours/kcat ≥ ${TARGETS.producerRatio}.`,
     "",
-    "| | records acked/s | ",
-    "|---|---|",
-    `| ours (kafkajs) | ${spread(spreadOf(r.ours.map((o) => o.perSecond)), f0)} |`,
-    `| kcat (librdkafka) | ${spread(spreadOf(r.kcat.map((k) => k.perSecond)), f0)} |`,
-    `| **ratio ours/kcat** | ${spread(ratio, f2)}: ${met(ratio.median >= TARGETS.producerRatio)} |`,
+    "| client | ours records acked/s | kcat records/s | ratio ours/kcat | target |",
+    "|---|---|---|---|---|",
+    ...pairRows(r.produced, TARGETS.producerRatio),
+    "",
+    "## 6. Consumer throughput over a backlog",
+    "",
+    `\`deno task consume --from earliest --max-messages ${r.input.quotes}\` (consumer.ts in its ` +
+      "own process, fresh group, JSON lines into a pipe this process reads) against " +
+      "`kcat -C -o beginning -e` on the same topic (written by our default producer in " +
+      `benchmark 2), alternating. Target: ours/kcat ≥ ${TARGETS.consumerRatio}, aim 0.75.`,
+    "",
+    "| client | ours records/s | kcat records/s | ratio ours/kcat | target |",
+    "|---|---|---|---|---|",
+    ...pairRows(r.consumed, TARGETS.consumerRatio),
     "",
     "CPU profile of one producer run (`deno run --cpu-prof`, self time, top 15):",
     "",

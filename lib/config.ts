@@ -279,6 +279,15 @@ export const SETTINGS: readonly Setting[] = [
     scripts: PR,
   },
   {
+    key: "kafkaClient",
+    flag: "kafka-client",
+    env: "KAFKA_CLIENT",
+    type: "string",
+    default: "platformatic",
+    help: "Kafka client library: platformatic (@platformatic/kafka, faster) or kafkajs",
+    scripts: PCR,
+  },
+  {
     key: "insecureSkipVerify",
     flag: "insecure-skip-verify",
     env: "KAFKA_INSECURE_SKIP_VERIFY",
@@ -295,6 +304,15 @@ export const SETTINGS: readonly Setting[] = [
     type: "string",
     default: "crypto-consumer",
     help: "consumer group",
+    scripts: C,
+  },
+  {
+    key: "sessionTimeout",
+    flag: "session-timeout",
+    env: "KAFKA_SESSION_TIMEOUT",
+    type: "seconds",
+    default: "6",
+    help: "consumer group session timeout: a crashed consumer's partitions move after this long",
     scripts: C,
   },
   {
@@ -630,6 +648,8 @@ export interface KafkaConfig {
   compression: "none" | "gzip";
   connectTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** The Kafka client adapter. */
+  client: "platformatic" | "kafkajs";
 }
 
 /** Options for {@linkcode buildKafkaConfig}. */
@@ -715,6 +735,9 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
       : oneOf(settings, "compression", ["none", "gzip"] as const),
     connectTimeoutMs: Number(settings.connectTimeout) * 1000,
     shutdownTimeoutMs: Number(settings.shutdownTimeout ?? 10) * 1000,
+    client: settings.kafkaClient === undefined
+      ? "platformatic"
+      : oneOf(settings, "kafkaClient", ["platformatic", "kafkajs"] as const),
   };
   if (config.replicationFactor === 0 || config.replicationFactor < -1) {
     throw new ConfigError(

@@ -4,14 +4,7 @@
  * (exit code 5).
  */
 import type { KafkaConfig } from "./config.ts";
-import {
-  connectWithin,
-  createKafka,
-  ensureTopic,
-  KafkaSink,
-  KafkaUnreachableError,
-} from "./kafka.ts";
-import type { RecordSink } from "./sink.ts";
+import { type KafkaClient, type KafkaSink, KafkaUnreachableError, openKafka } from "./kafka.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
@@ -20,40 +13,49 @@ export interface ConnectSinkOptions {
   ensureGapsTopic?: boolean;
 }
 
+/** A sink ready to send, the topic's partition count, and the client behind them. */
+export interface ConnectedSink {
+  sink: KafkaSink;
+  partitions: number;
+  /** Close it after the sink. */
+  kafka: KafkaClient;
+}
+
 /** Connects within the configured time, ensures the topic(s) and returns a ready sink. */
 export async function connectSink(
   config: KafkaConfig,
   options: ConnectSinkOptions,
-): Promise<{ sink: RecordSink; partitions: number }> {
+): Promise<ConnectedSink> {
   const { log } = options;
-  await connectWithin(config, { onRetry: log });
-  const kafka = createKafka(config);
-  const admin = kafka.admin();
+  const kafka = await openKafka(config, { log });
+  await kafka.connect({ onRetry: log });
   let partitions: number;
   try {
-    await admin.connect();
     const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
     const results = [];
     for (const topic of topics) {
       // The gaps topic is small: one partition keeps gaps in order.
       const n = topic === config.topic ? config.partitions : 1;
-      const r = await ensureTopic(admin, topic, n, config.replicationFactor);
+      const r = await kafka.admin.ensureTopic(topic, {
+        partitions: n,
+        replicationFactor: config.replicationFactor,
+      });
+      const count = `${r.partitions} partition${r.partitions === 1 ? "" : "s"}`;
       log(
         r.created
-          ? `created topic "${topic}" with ${r.partitions} partitions`
-          : `topic "${topic}" exists with ${r.partitions} partitions; left as it is`,
+          ? `created topic "${topic}" with ${count}`
+          : `topic "${topic}" exists with ${count}; left as it is`,
       );
       results.push(r);
     }
     partitions = results[0]!.partitions;
   } catch (error) {
+    await kafka.close();
     const reason = error instanceof Error ? error.message : String(error);
     throw new KafkaUnreachableError(`Cannot prepare topic "${config.topic}": ${reason}`, {
       cause: error,
     });
-  } finally {
-    await admin.disconnect().catch(() => {});
   }
-  const sink = new KafkaSink(kafka, { compression: config.compression });
-  return { sink, partitions };
+  const sink = kafka.sink({ compression: config.compression, onReset: log });
+  return { sink, partitions, kafka };
 }

@@ -1,7 +1,7 @@
 /**
  * The pipeline: frames from the read path go into a bounded queue; one worker transforms them,
  * builds batches (up to `batchMax` records or `lingerMs`), sends one batch at a time to the
- * sink, retries failed sends without losing or reordering records, and counts everything.
+ * sink and counts everything. The sink owns retries: a send it rejects stops the pipeline.
  *
  * The read path only calls {@linkcode Pipeline.push}, which is synchronous and O(1).
  */
@@ -47,8 +47,6 @@ export interface PipelineOptions {
   now?: () => number;
   /** Log lines (to stderr by default). */
   log?: (line: string) => void;
-  /** First retry delay after a failed send, ms; default 100 (doubles up to 5000). */
-  retryDelayMs?: number;
 }
 
 /** Counts that balance: events = records + skips; frames = transformed + dropped + queued. */
@@ -63,6 +61,14 @@ export interface PipelineCounts {
   sendErrors: number;
   gapsAcked: number;
   bySymbol: Map<string, number>;
+}
+
+/** The sink rejected a send (it retries transient failures itself): the pipeline has stopped. */
+export class SinkFailedError extends Error {
+  constructor(reason: string, options?: ErrorOptions) {
+    super(`Cannot send to the sink: ${reason}`, options);
+    this.name = "SinkFailedError";
+  }
 }
 
 /** Thrown by {@linkcode Pipeline.close} when records could not be acknowledged in time. */
@@ -106,7 +112,6 @@ export class Pipeline {
   #metrics: ProducerMetrics | undefined;
   #now: () => number;
   #log: (line: string) => void;
-  #retryDelayMs: number;
 
   // Ring of frames: texts and local receive times.
   #texts: (string | undefined)[];
@@ -138,7 +143,6 @@ export class Pipeline {
     this.#metrics = options.metrics;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? ((line) => console.error(line));
-    this.#retryDelayMs = options.retryDelayMs ?? 100;
     this.#texts = new Array(this.#queueMax);
     this.#times = new Float64Array(this.#queueMax);
   }
@@ -207,9 +211,16 @@ export class Pipeline {
   /** Waits until the queue has room (for sources that can wait, like a recording). */
   async offer(text: string, receivedAt: number = this.#now()): Promise<void> {
     while (this.#size >= this.#queueMax && !this.#stopping) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await new Promise<void>((resolve) => this.#room = resolve);
     }
     this.push(text, receivedAt);
+  }
+  /** Wakes an {@linkcode offer} waiting for room (the worker took frames, or close began). */
+  #room: (() => void) | undefined;
+  #roomMade(): void {
+    const room = this.#room;
+    this.#room = undefined;
+    room?.();
   }
 
   /** Queues a gap record for the gaps topic. */
@@ -239,11 +250,19 @@ export class Pipeline {
       const ticker = this.#metrics ? setInterval(() => this.#report(), 1000) : undefined;
       if (ticker !== undefined) Deno.unrefTimer(ticker);
       this.#done = this.#work().finally(() => clearInterval(ticker));
+      // Marked handled here; close() (and any caller of start()) still sees the rejection.
+      this.#done.catch(() => {});
     }
     return this.#done;
   }
 
-  #sleep(ms: number): Promise<void> {
+  /** Waits `ms`, or until woken (a frame, a gap, close); with no `ms`, only until woken. */
+  #sleep(ms?: number): Promise<void> {
+    if (ms === undefined) {
+      // No timer: push(), gap() and close() all wake the worker. A timer per wait would be
+      // set and cleared for every frame when frames arrive one at a time.
+      return new Promise((resolve) => this.#wake = resolve);
+    }
     return new Promise((resolve) => {
       const id = setTimeout(() => {
         this.#wake = undefined;
@@ -269,6 +288,7 @@ export class Pipeline {
       this.counts.framesTransformed++;
       for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
     }
+    this.#roomMade();
     this.#report();
   }
 
@@ -295,7 +315,7 @@ export class Pipeline {
       if (!hadPending && this.#pending.length > 0) firstPendingAt = this.#now();
       if (this.#pending.length === 0) {
         if (this.#stopping && this.#size === 0 && this.#gaps.length === 0) return;
-        await this.#sleep(this.#stopping ? 1 : 1000);
+        await this.#sleep(this.#stopping ? 1 : undefined);
         continue;
       }
       const full = this.#pending.length >= this.#batchMax;
@@ -317,36 +337,19 @@ export class Pipeline {
     this.#inflight = batch.length;
     this.#oldestInflightAt = times[0];
     m?.recordsProduced.inc(batch.length);
-    let delay = this.#retryDelayMs;
-    let attempt = 0;
-    for (;;) {
-      const sentAt = this.#now();
-      try {
-        m?.recordsSent.inc(batch.length);
-        await this.#sink.send(this.#topic, batch);
-        break;
-      } catch (error) {
-        attempt++;
-        this.counts.sendErrors++;
-        m?.sendErrors.inc();
-        const reason = error instanceof Error ? error.message : String(error);
-        if (attempt === 1 || attempt % 10 === 0) {
-          this.#log(
-            `Kafka send of ${batch.length} records failed (attempt ${attempt}): ${reason}; ` +
-              `retrying in ${delay} ms, ${this.#size} frames queued`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 5000);
-        continue;
-      } finally {
-        m?.ackLatency.observe((this.#now() - sentAt) / 1000);
-      }
+    const sentAt = this.#now();
+    m?.recordsSent.inc(batch.length);
+    try {
+      // The sink owns retries (the Kafka adapters retry inside the client with the same
+      // sequence numbers): a rejection is final, and resending here under new sequence
+      // numbers could write the batch twice.
+      await this.#sink.send(this.#topic, batch);
+    } catch (error) {
+      this.#failed(error, batch.length);
+    } finally {
+      m?.ackLatency.observe((this.#now() - sentAt) / 1000);
     }
     const ackedAt = this.#now();
-    if (attempt > 0) {
-      this.#log(`Kafka send succeeded after ${attempt} failed attempts; resuming`);
-    }
     this.#inflight = 0;
     this.#oldestInflightAt = undefined;
     this.#lastAckAt = ackedAt;
@@ -430,20 +433,21 @@ export class Pipeline {
       }),
       timestamp: g.to,
     }));
-    let delay = this.#retryDelayMs;
-    for (;;) {
-      try {
-        await this.#sink.send(this.#gapsTopic, records);
-        this.counts.gapsAcked += records.length;
-        return;
-      } catch (error) {
-        this.#metrics?.sendErrors.inc();
-        const reason = error instanceof Error ? error.message : String(error);
-        this.#log(`Kafka send of ${records.length} gap records failed: ${reason}; retrying`);
-        await new Promise((resolve) => setTimeout(resolve, delay));
-        delay = Math.min(delay * 2, 5000);
-      }
+    try {
+      await this.#sink.send(this.#gapsTopic, records);
+    } catch (error) {
+      this.#failed(error, records.length);
     }
+    this.counts.gapsAcked += records.length;
+  }
+
+  /** A send the sink gave up on: counted, logged, and the end of the pipeline. */
+  #failed(error: unknown, records: number): never {
+    this.counts.sendErrors++;
+    this.#metrics?.sendErrors.inc();
+    const reason = error instanceof Error ? error.message : String(error);
+    this.#log(`Sink send of ${records} records failed: ${reason}; the pipeline stops`);
+    throw new SinkFailedError(reason, { cause: error });
   }
 
   /**
@@ -453,6 +457,7 @@ export class Pipeline {
   async close(timeoutMs = 10_000): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
+    this.#roomMade();
     const done = this.start();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((resolve) => {

@@ -18,7 +18,8 @@ import {
   startKafka,
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
-import { createKafka, KafkaSink, KafkaSource, partitionLag } from "../lib/kafka.ts";
+import { KAFKA_CLIENTS, openKafka, type PartitionLag } from "../lib/kafka.ts";
+import { withAdmin } from "./helpers/kafka_check.ts";
 import type { KafkaConfig } from "../lib/config.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
@@ -26,7 +27,7 @@ import { partitionFor } from "../lib/memory_broker.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
 import { RECORD_HEADERS, transform } from "../transform.ts";
 
-// kafkajs keeps timers and sockets past disconnect(); the broker is shared across files.
+// Clients keep timers and sockets past close(); the broker is shared across files.
 const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -242,16 +243,17 @@ function spreadRecords(
   });
 }
 
-async function withAdmin<T>(
+/** The group's lag per partition, read through our Kafka boundary. */
+async function partitionLag(
   config: KafkaConfig,
-  use: (admin: ReturnType<ReturnType<typeof createKafka>["admin"]>) => Promise<T>,
-): Promise<T> {
-  const admin = createKafka(config, { logLevel: "nothing" }).admin();
-  await admin.connect();
+  groupId: string,
+  topic: string,
+): Promise<PartitionLag[]> {
+  const kafka = await openKafka(config, { log: () => {} });
   try {
-    return await use(admin);
+    return await kafka.admin.lag(groupId, topic);
   } finally {
-    await admin.disconnect();
+    await kafka.close();
   }
 }
 
@@ -276,26 +278,21 @@ async function createKeepingTopic(config: KafkaConfig, topic: string, partitions
 
 /** Sends records to a topic (created with `partitions` unless it exists). */
 async function produce(config: KafkaConfig, topic: string, records: OutRecord[], partitions = 3) {
-  const client = createKafka(config, { logLevel: "nothing" });
-  await withAdmin(config, async (admin) => {
-    if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({
-        topics: [{ topic, numPartitions: partitions, replicationFactor: -1 }],
-        waitForLeaders: true,
-      });
-    }
-  });
-  const sink = new KafkaSink(client);
+  const kafka = await openKafka(config, { log: () => {} });
+  const sink = kafka.sink();
   try {
+    await kafka.admin.ensureTopic(topic, { partitions, replicationFactor: -1 });
     await sink.send(topic, records);
   } finally {
     await sink.close();
+    await kafka.close();
   }
 }
 
 /** Reads `count` records of a topic from the start with a fresh group, in-process. */
 async function readTopic(config: KafkaConfig, topic: string, count: number): Promise<InRecord[]> {
-  const source = new KafkaSource(createKafka(config, { logLevel: "nothing" }), {
+  const kafka = await openKafka(config, { log: () => {} });
+  const source = kafka.source({
     groupId: `reader-${crypto.randomUUID()}`,
     topic,
     from: "earliest",
@@ -311,6 +308,7 @@ async function readTopic(config: KafkaConfig, topic: string, count: number): Pro
   } finally {
     clearTimeout(timer);
     await source.close();
+    await kafka.close();
   }
   return got;
 }
@@ -513,16 +511,21 @@ Deno.test({
 
 // --- auth paths -------------------------------------------------------------------------------
 
-for (const auth of ["ssl", "scram-sha-256", "scram-sha-512"] as const) {
+for (
+  const [client, auth] of KAFKA_CLIENTS.flatMap((c) =>
+    (["ssl", "scram-sha-256", "scram-sha-512"] as const).map((a) => [c, a] as const)
+  )
+) {
   Deno.test({
-    name: `producer and consumer processes work end to end over ${auth} and print no secret`,
+    name: `${client}: producer and consumer processes work end to end over ${auth} and print ` +
+      "no secret",
     ignore: EXTERNAL_KAFKA,
     ...KAFKA_TEST,
     async fn() {
       const b = await kafka();
       const s = requireSecure(b, "an auth test");
       const topic = uniqueTopic(`e2e-${auth}`);
-      const env = kafkaEnv(b, auth, topic);
+      const env: Record<string, string> = { ...kafkaEnv(b, auth, topic), KAFKA_CLIENT: client };
       const frames = freshFrames(150);
       const want = expectedValues(frames);
       equal(want.length, 200);
@@ -602,16 +605,19 @@ const AUTH_FAILURES: AuthFailure[] = [
   },
 ];
 
-for (const failure of AUTH_FAILURES) {
+for (
+  const [client, failure] of KAFKA_CLIENTS.flatMap((c) => AUTH_FAILURES.map((f) => [c, f] as const))
+) {
   Deno.test({
-    name: `${failure.what} makes producer and consumer exit 5 at once, saying so on stderr`,
+    name: `${client}: ${failure.what} makes producer and consumer exit 5 at once, saying so on ` +
+      "stderr",
     ignore: EXTERNAL_KAFKA,
     ...KAFKA_TEST,
     async fn() {
       const b = await kafka();
       const topic = uniqueTopic("e2e-refused");
       // A long connect timeout: exiting well before it proves the failure is not retried.
-      const env = { ...failure.env(b, topic), KAFKA_CONNECT_TIMEOUT: "120" };
+      const env = { ...failure.env(b, topic), KAFKA_CONNECT_TIMEOUT: "120", KAFKA_CLIENT: client };
       const runs = {
         // Kafka is checked before Polygon is dialled, so the URL is never used.
         producer: await run("producer.ts", ["--url", "ws://127.0.0.1:9/crypto"], {
@@ -651,7 +657,7 @@ Deno.test({
     ]);
     equal(producer.code, 0, producer.stderr);
     ok(producer.stderr.includes(`created topic "${topic}" with 4 partitions`), producer.stderr);
-    ok(producer.stderr.includes(`created topic "${topic}.gaps" with 1 partitions`));
+    ok(producer.stderr.includes(`created topic "${topic}.gaps" with 1 partition`));
     equal(finalCounts(producer.stderr).acked, 16);
     const meta = await withAdmin(
       config,
@@ -707,7 +713,7 @@ Deno.test({
     const first = await run("consumer.ts", [...args, "--max-messages", "25"], env);
     equal(first.code, 0, first.stderr);
     equal(lines(first.stdout).length, 25);
-    const lagAfterFirst = await withAdmin(config, (a) => partitionLag(a, groupId, topic));
+    const lagAfterFirst = await partitionLag(config, groupId, topic);
     equal(lagAfterFirst.reduce((sum, p) => sum + p.lag, 0), 35);
 
     const second = await run("consumer.ts", [...args, "--max-messages", "35"], env);
@@ -716,7 +722,7 @@ Deno.test({
     const all = [...lines(first.stdout), ...lines(second.stdout)];
     deepStrictEqual(sorted(all), sorted(sent.map((r) => r.value)));
     deepStrictEqual(bySymbol(all), bySymbol(sent.map((r) => r.value)));
-    const lag = await withAdmin(config, (a) => partitionLag(a, groupId, topic));
+    const lag = await partitionLag(config, groupId, topic);
     deepStrictEqual(lag.map((p) => p.lag), [0, 0, 0]);
   },
 });
@@ -829,7 +835,7 @@ Deno.test({
     ]);
     ok(r.stderr.includes(`consumed 3 records, 4 malformed (skipped), group "${groupId}"`));
     // Malformed records count as handled: everything is committed.
-    const lag = await withAdmin(config, (a) => partitionLag(a, groupId, topic));
+    const lag = await partitionLag(config, groupId, topic);
     deepStrictEqual(lag, [{ partition: 0, end: "7", committed: "7", lag: 0 }]);
   },
 });
@@ -863,7 +869,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         await consumer.finished;
       }
       await withAdmin(config, async (admin) => {
-        deepStrictEqual(await partitionLag(admin, groupId, topic), [
+        deepStrictEqual(await partitionLag(config, groupId, topic), [
           { partition: 0, end: "5", committed: "5", lag: 0 },
         ]);
         const { groups } = await admin.describeGroups([groupId]);

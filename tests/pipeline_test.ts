@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
-import { FlushTimeoutError, Pipeline } from "../lib/pipeline.ts";
+import { FlushTimeoutError, Pipeline, SinkFailedError } from "../lib/pipeline.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { ProducerMetrics } from "../lib/metrics.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
@@ -14,6 +14,8 @@ function frame(i: number, pair = "BTC-USD"): string {
 class TestSink implements RecordSink {
   batches: { topic: string; records: OutRecord[] }[] = [];
   failNext = 0;
+  /** Calls of send, failed ones included. */
+  sends = 0;
   #gate: Promise<void> = Promise.resolve();
   #open: () => void = () => {};
   hold(): void {
@@ -23,6 +25,7 @@ class TestSink implements RecordSink {
     this.#open();
   }
   async send(topic: string, records: readonly OutRecord[]): Promise<void> {
+    this.sends++;
     await this.#gate;
     if (this.failNext > 0) {
       this.failNext--;
@@ -97,26 +100,20 @@ Deno.test("pipeline drop-newest keeps the frames that were queued first", async 
   ]);
 });
 
-Deno.test("pipeline retries failed sends without losing, duplicating or reordering records", async () => {
+Deno.test("a send the sink rejects stops the pipeline: nothing is resent under a new send", async () => {
   const sink = new TestSink();
-  sink.failNext = 3;
+  sink.failNext = 1;
   const lines: string[] = [];
-  const p = new Pipeline(sink, {
-    topic: "t",
-    batchMax: 4,
-    retryDelayMs: 1,
-    log: (l) => lines.push(l),
-  });
-  p.start();
+  const p = new Pipeline(sink, { topic: "t", batchMax: 4, log: (l) => lines.push(l) });
+  const done = p.start();
   for (let i = 0; i < 10; i++) p.push(frame(i));
-  await p.close(5000);
-  equal(p.counts.sendErrors, 3);
-  equal(p.counts.acked, 10);
-  deepStrictEqual(
-    sink.values().map((v) => Number(JSON.parse(v).timestamp.slice(-4, -1))),
-    [...Array(10).keys()],
-  );
-  ok(lines.some((l) => l.includes("failed (attempt 1): broker not available")), lines.join("\n"));
+  await rejects(done, SinkFailedError);
+  await rejects(p.close(1000), { name: "SinkFailedError", message: /broker not available/ });
+  equal(p.counts.sendErrors, 1);
+  equal(p.counts.acked, 0);
+  // The sink saw one send, the failed one: the pipeline never sent that batch again.
+  equal(sink.sends, 1);
+  ok(lines.some((l) => l.includes("the pipeline stops")), lines.join("\n"));
 });
 
 Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks", async () => {

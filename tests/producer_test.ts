@@ -3,7 +3,7 @@ import { brokerConfig, type KafkaBroker, startKafka, uniqueTopic } from "./helpe
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { transform } from "../transform.ts";
-import { createKafka, KafkaSource } from "../lib/kafka.ts";
+import { openKafka } from "../lib/kafka.ts";
 import type { InRecord } from "../lib/sink.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -15,8 +15,8 @@ function values(frames: string[]): string[] {
 }
 
 async function readTopic(broker: KafkaBroker, topic: string, n: number): Promise<InRecord[]> {
-  const kafka = createKafka(brokerConfig(broker, "plaintext", { topic }));
-  const source = new KafkaSource(kafka, { groupId: `g-${topic}`, topic, from: "earliest" });
+  const kafka = await openKafka(brokerConfig(broker, "plaintext", { topic }), { log: () => {} });
+  const source = kafka.source({ groupId: `g-${topic}`, topic, from: "earliest" });
   const out: InRecord[] = [];
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), 60_000);
@@ -28,6 +28,7 @@ async function readTopic(broker: KafkaBroker, topic: string, n: number): Promise
   } finally {
     clearTimeout(timer);
     await source.close();
+    await kafka.close();
   }
   return out;
 }

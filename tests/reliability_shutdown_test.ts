@@ -6,7 +6,7 @@
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { EXIT } from "../lib/config.ts";
-import { createKafka, ensureTopic, KafkaSink } from "../lib/kafka.ts";
+import { DEFAULT_SESSION_TIMEOUT_MS, openKafka } from "../lib/kafka.ts";
 import { SCHEMA_VERSION } from "../lib/sink.ts";
 import { brokerConfig, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {
@@ -104,11 +104,9 @@ Deno.test({
     const groupId = `g-${topic}`;
     const total = 6000;
     const config = brokerConfig(broker, "plaintext", { topic });
-    const client = createKafka(config, { logLevel: "nothing" });
-    const admin = client.admin();
-    await admin.connect();
-    await ensureTopic(admin, topic, 3, -1);
-    const sink = new KafkaSink(client);
+    const client = await openKafka(config, { log: () => {} });
+    await client.admin.ensureTopic(topic, { partitions: 3, replicationFactor: -1 });
+    const sink = client.sink();
     const values = Array.from({ length: total }, (_, i) => quoteValue(i));
     // A steady stream: 100 records every 20 ms, while the consumer reads.
     const producing = (async () => {
@@ -135,10 +133,20 @@ Deno.test({
       const killedAt = performance.now();
       await producing;
       const committed = new Map<number, bigint>();
-      const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      for (const p of offsets!.partitions) committed.set(p.partition, BigInt(p.offset));
+      for (const p of await client.admin.lag(groupId, topic)) {
+        committed.set(p.partition, BigInt(p.committed));
+      }
 
       second = new ScriptProcess("consumer.ts", consumerArgs, kafka.env);
+      const restartedAt = performance.now();
+      await waitUntil(() => lines(second!.stdout).length > 0, "the restart's first line", 60_000);
+      const firstLineMs = performance.now() - restartedAt;
+      // The dead member holds its partitions until its session times out (6 s by default,
+      // --session-timeout), not the 30 s of kafkajs's default: the restart prints soon after.
+      ok(
+        firstLineMs < DEFAULT_SESSION_TIMEOUT_MS + 4_000,
+        `the restart printed its first line after ${Math.round(firstLineMs)} ms`,
+      );
       const run1 = lines(first.stdout);
       const seen = new Set(run1);
       await waitUntil(
@@ -180,7 +188,9 @@ Deno.test({
         `[reliability] consumer SIGKILL: ${run1.length} printed before the kill, ` +
           `${run1.length - repeated.length} committed; restart printed ${run2.length}; ` +
           `0 missing, ${repeated.length} duplicates (all after the last commit); all ${total} ` +
-          `seen ${(resumedMs / 1000).toFixed(1)} s after the kill (session timeout 30 s)`,
+          `seen ${(resumedMs / 1000).toFixed(1)} s after the kill; the restart printed its ` +
+          `first line ${(firstLineMs / 1000).toFixed(1)} s after it started (session timeout ` +
+          `${DEFAULT_SESSION_TIMEOUT_MS / 1000} s)`,
       );
       assertNoSecrets({
         stdout1: first.stdout,
@@ -193,7 +203,7 @@ Deno.test({
       await second?.dispose();
       await producing.catch(() => {});
       await sink.close();
-      await admin.disconnect();
+      await client.close();
     }
   },
 });

@@ -136,6 +136,7 @@ export function brokerConfig(
     compression: "none",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,
+    client: "platformatic",
   };
   if (security !== "plaintext") {
     const s = requireSecure(broker, `a ${security} config`);
