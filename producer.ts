@@ -48,6 +48,7 @@ async function main(): Promise<number> {
   const metrics = new ProducerMetrics();
 
   const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
+  metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
       header: {

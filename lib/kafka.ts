@@ -512,6 +512,10 @@ export class PendingCommits {
   get size(): number {
     return this.#pending.size;
   }
+  /** Forgets what is pending for partitions not in `partitions` (moved to another member). */
+  keep(partitions: ReadonlySet<number>): void {
+    for (const p of [...this.#pending.keys()]) if (!partitions.has(p)) this.#pending.delete(p);
+  }
   /** Takes what is pending (next offsets by partition) and notes the commit time. */
   take(now = Date.now()): [number, bigint][] {
     const out = [...this.#pending];

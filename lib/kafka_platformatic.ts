@@ -619,10 +619,18 @@ class PlatformaticSource implements RecordSource {
     });
     this.#consumer = consumer;
     const log = throttledLog(this.#config, this.#adapter.log);
+    // This member's partitions now. A fetch made before a rebalance can still deliver records
+    // of a partition that has moved to another member; those are dropped here, uncommitted,
+    // and the new owner reads them from the group's committed offset.
+    let assigned = new Set<number>();
+    let revoked = false;
     consumer.on(
       "consumer:group:join",
       (payload: { assignments?: { topic: string; partitions: number[] }[] }) => {
         const mine = payload.assignments?.find((a) => a.topic === topic)?.partitions ?? [];
+        const next = new Set(mine);
+        if ([...assigned].some((p) => !next.has(p))) revoked = true;
+        assigned = next;
         this.#options.onAssign?.([...mine].sort((a, b) => a - b));
       },
     );
@@ -693,13 +701,19 @@ class PlatformaticSource implements RecordSource {
           await new Promise<void>((resolve) => wake = resolve);
           continue;
         }
-        const records = batch.map(toInRecord);
+        if (revoked) {
+          pending.keep(assigned);
+          revoked = false;
+        }
+        const mine = batch.filter((m) => assigned.has(m.partition));
+        if (mine.length === 0) continue;
+        const records = mine.map(toInRecord);
         const handled = await onBatch(records);
         const n = typeof handled === "number"
           ? Math.max(0, Math.min(handled, records.length))
           : records.length;
         for (let i = 0; i < n; i++) {
-          const msg = batch[i]!;
+          const msg = mine[i]!;
           pending.handled(msg.partition, msg.offset);
           epochs.set(msg.partition, msg.leaderEpoch);
         }

@@ -327,7 +327,11 @@ export class Pipeline {
       const batch = this.#pending.splice(0, this.#batchMax);
       const times = this.#pendingTimes.splice(0, batch.length);
       if (this.#pending.length > 0) firstPendingAt = this.#now();
-      await this.#sendBatch(batch, times);
+      const sending = this.#sendBatch(batch, times);
+      // Transform the next batch while this one is on the wire: the wait for the broker's ack
+      // is otherwise idle time on this thread.
+      this.#fill();
+      await sending;
     }
   }
 

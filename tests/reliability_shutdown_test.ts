@@ -128,6 +128,13 @@ Deno.test({
     let second: ScriptProcess | undefined;
     try {
       await waitUntil(() => lines(first.stdout).length >= 1500, "1,500 lines", 60_000);
+      // Mid-stream, once it has committed something (every 100 ms), so the restart has a
+      // committed position to resume from.
+      await waitUntil(
+        async () => (await client.admin.lag(groupId, topic)).some((p) => p.committed !== "-1"),
+        "a first commit",
+        30_000,
+      );
       first.kill("SIGKILL");
       await first.exit(10_000);
       const killedAt = performance.now();

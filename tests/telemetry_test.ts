@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { MemoryBroker } from "../lib/memory_broker.ts";
-import { ProducerMetrics } from "../lib/metrics.ts";
+import { FastHistogram, ProducerMetrics } from "../lib/metrics.ts";
+import { Histogram, Registry } from "prom-client";
 import { Pipeline } from "../lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
 import {
@@ -267,4 +268,38 @@ Deno.test("the pipeline's health and metrics reach /healthz through the in-memor
     await done;
     await server.shutdown();
   }
+});
+
+Deno.test("FastHistogram renders and exports exactly as prom-client's Histogram for the same values", async () => {
+  const ours = new Registry();
+  const theirs = new Registry();
+  const buckets = [0.001, 0.1, 1, 10];
+  const reference = new Histogram({
+    name: "h_seconds",
+    help: "help",
+    buckets,
+    labelNames: ["hop"],
+    registers: [theirs],
+  });
+  const fast = new FastHistogram({
+    name: "h_seconds",
+    help: "help",
+    buckets,
+    labelNames: ["hop"],
+    registers: [ours],
+  });
+  const values = [0, 0.001, 0.0011, 0.5, 1, 9.99, 10, 11, -3, 1e9];
+  for (const v of values) {
+    reference.labels("a").observe(v);
+    fast.labels("a").observe(v);
+  }
+  reference.labels({ hop: "b" }).observe(0.2);
+  fast.labels({ hop: "b" }).observe(0.2);
+  assert.equal(await ours.metrics(), await theirs.metrics());
+  assert.deepStrictEqual(
+    JSON.parse(JSON.stringify(await ours.getMetricsAsJSON())),
+    JSON.parse(
+      JSON.stringify(await theirs.getMetricsAsJSON(), (k, v) => k === "exemplar" ? undefined : v),
+    ),
+  );
 });
