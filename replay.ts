@@ -19,7 +19,7 @@ import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
-import type { KafkaClient } from "./lib/kafka.ts";
+import type { KafkaClient, KafkaSink } from "./lib/kafka.ts";
 
 const HELP = usage(
   "replay",
@@ -161,6 +161,13 @@ async function main(): Promise<number> {
   }
   const c = pipeline.counts;
   summary(frames, c.events, c.acked, c.skipped, performance.now() - started);
+  if (kafka) {
+    const stats = (sink as KafkaSink).stats;
+    console.error(
+      `kafka sink: ${stats.retries} produce retries, ${stats.producerResets} producer resets ` +
+        `(${kafka.library})`,
+    );
+  }
   if (memory) {
     const parts = memory.records(topic).map((p) => p.length);
     console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);

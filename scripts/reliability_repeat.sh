@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the exactly-once scenarios N times in a row (default 10) and prints one line per run and
+# a summary: the 15 s broker stop (tests/reliability_outage_test.ts), the broker SIGKILLed
+# mid-replay and the replay into a fresh broker (tests/reliability_crash_test.ts). Each run's
+# [reliability] lines give the counts; any duplicate or missing record fails that run.
+#
+#   scripts/reliability_repeat.sh [N]            the default Kafka client
+#   KAFKA_CLIENT=kafkajs scripts/reliability_repeat.sh [N]
+#
+# Needs what `deno task test` needs (Java, the Kafka jars, kcat optional). Takes about 90 s a run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+case "$runs" in '' | *[!0-9]*) echo "Usage: scripts/reliability_repeat.sh [N]: N must be a number, got \"$runs\"" >&2; exit 2 ;; esac
+filter='/outage of 15 s and more|SIGKILLed 3 s into|fresh broker answers/'
+passed=0
+failed=0
+mkdir -p .cache
+for i in $(seq 1 "$runs"); do
+  log=.cache/reliability-repeat-$i.log
+  if deno test -A --no-check=remote --filter "$filter" \
+    tests/reliability_outage_test.ts tests/reliability_crash_test.ts >"$log" 2>&1; then
+    passed=$((passed + 1))
+    status=ok
+  else
+    failed=$((failed + 1))
+    status=FAILED
+  fi
+  echo "run $i ($status, client ${KAFKA_CLIENT:-default}):"
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^\[reliability\]|^error:' | sed 's/^/  /'
+done
+echo "$passed of $runs runs passed, $failed failed"
+[ "$failed" -eq 0 ]
