@@ -392,12 +392,14 @@ class PlatformaticSink implements KafkaSink {
   #producer: Producer<string, string, string, string>;
   #closed = false;
   #log: (key: string, line: string) => void;
+  #write: (line: string) => void;
   #onReset: (line: string) => void;
   #producerId: bigint | undefined;
   #headers = new Map<Readonly<Record<string, string>>, Map<string, string>>();
 
   constructor(config: KafkaConfig, adapter: AdapterOptions, options: KafkaSinkOptions) {
     this.#log = throttledLog(config, adapter.log);
+    this.#write = adapter.log;
     this.#onReset = options.onReset ?? adapter.log;
     const producerOptions: ProducerOptions<string, string, string, string> = {
       ...platformaticOptions(config, {
@@ -421,6 +423,30 @@ class PlatformaticSink implements KafkaSink {
       >["serializers"],
     };
     this.#producer = new Producer(producerOptions);
+    // The client reports a lost or refused broker connection without the cause; with the
+    // retry lines below they say what happened. Repeats within 10 s are counted, not printed.
+    const where = (payload: { broker?: { host: string; port: number } }) =>
+      payload?.broker ? `${payload.broker.host}:${payload.broker.port}` : "a broker";
+    this.#producer.on(
+      "client:broker:failed",
+      (payload: { broker?: { host: string; port: number } }) => {
+        if (this.#closed) return;
+        this.#log(
+          `failed ${where(payload)}`,
+          `kafka producer: cannot connect to ${where(payload)}`,
+        );
+      },
+    );
+    this.#producer.on(
+      "client:broker:disconnect",
+      (payload: { broker?: { host: string; port: number } }) => {
+        if (this.#closed) return;
+        this.#log(
+          `lost ${where(payload)}`,
+          `kafka producer: the connection to ${where(payload)} closed`,
+        );
+      },
+    );
     this.#producer.on("client:performWithRetry:retry", (operation: string, attempt: number) => {
       if (operation !== "produce") return;
       this.stats.retries++;
@@ -478,9 +504,17 @@ class PlatformaticSink implements KafkaSink {
     }
     for (let attempt = 1;; attempt++) {
       if (this.#closed) throw new SinkClosedError("Cannot send to Kafka: the sink is closed");
+      const retriesBefore = this.stats.retries;
       try {
         await this.#producer.send({ messages });
         this.#noteProducerId();
+        const retried = this.stats.retries - retriesBefore;
+        if (retried > 0) {
+          this.#write(
+            `kafka producer: ${records.length} records acknowledged after ${retried} ` +
+              `retr${retried === 1 ? "y" : "ies"}; sending normally again`,
+          );
+        }
         return;
       } catch (error) {
         if (this.#closed) {
