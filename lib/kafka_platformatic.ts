@@ -367,6 +367,8 @@ function cachedSerializers() {
   };
 }
 
+type StringProducerOptions = ProducerOptions<string, string, string, string>;
+
 type Outgoing = {
   topic: string;
   key: string;
@@ -401,7 +403,7 @@ class PlatformaticSink implements KafkaSink {
     this.#log = throttledLog(config, adapter.log);
     this.#write = adapter.log;
     this.#onReset = options.onReset ?? adapter.log;
-    const producerOptions: ProducerOptions<string, string, string, string> = {
+    const producerOptions: StringProducerOptions = {
       ...platformaticOptions(config, {
         clientId: adapter.clientId,
         requestTimeoutMs: options.ackTimeoutMs,
@@ -409,18 +411,9 @@ class PlatformaticSink implements KafkaSink {
       idempotent: true,
       acks: ProduceAcks.ALL,
       compression: options.compression === "gzip" ? "gzip" : "none",
-      partitioner: javaPartitioner() as unknown as ProducerOptions<
-        string,
-        string,
-        string,
-        string
-      >["partitioner"],
-      serializers: cachedSerializers() as unknown as ProducerOptions<
-        string,
-        string,
-        string,
-        string
-      >["serializers"],
+      // Both work on our strings; the library's types expect Buffers at these two seams.
+      partitioner: javaPartitioner() as unknown as StringProducerOptions["partitioner"],
+      serializers: cachedSerializers() as unknown as StringProducerOptions["serializers"],
     };
     this.#producer = new Producer(producerOptions);
     // The client reports a lost or refused broker connection without the cause; with the
@@ -644,6 +637,11 @@ class PlatformaticSource implements RecordSource {
       rebalanceTimeout: Math.max(sessionTimeout, 30_000),
       autocommit: false,
       maxWaitTime: 100,
+      // The library's 50 MB default fetch is parsed into objects in one go: over a backlog that
+      // was about 1 GB of heap and 10 s without a heartbeat (the group then rebalanced). Kafka's
+      // own consumer asks for at most 1 MB per partition.
+      maxBytes: 4 * 1_048_576,
+      maxBytesPerPartition: 1_048_576,
       deserializers: {
         key: stringOrUndefined,
         value: stringOrUndefined,
@@ -718,7 +716,16 @@ class PlatformaticSource implements RecordSource {
       failure ??= error;
       poke();
     };
-    stream.on("readable", poke);
+    // Flowing mode with pause/resume for backpressure, as the library expects: reading with
+    // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
+    // over a large backlog those loops multiplied until the heap ran out.
+    let buffered: Message<string, string, string, string>[] = [];
+    const onData = (m: Message<string, string, string, string>) => {
+      buffered.push(m);
+      if (buffered.length >= BATCH_MAX && !stream.isPaused()) stream.pause();
+      poke();
+    };
+    stream.on("data", onData);
     stream.on("error", onError);
     stream.on("close", poke);
     signal.addEventListener("abort", poke, { once: true });
@@ -727,9 +734,9 @@ class PlatformaticSource implements RecordSource {
     }, this.#options.commitIntervalMs ?? 100);
     try {
       while (!signal.aborted && failure === undefined && !stream.destroyed) {
-        const batch: Message<string, string, string, string>[] = [];
-        let m: Message<string, string, string, string> | null;
-        while (batch.length < BATCH_MAX && (m = stream.read()) !== null) batch.push(m);
+        const batch = buffered;
+        buffered = [];
+        if (stream.isPaused()) stream.resume();
         if (batch.length === 0) {
           if (pending.due()) await commit();
           await new Promise<void>((resolve) => wake = resolve);
@@ -759,7 +766,9 @@ class PlatformaticSource implements RecordSource {
     } finally {
       clearInterval(ticker);
       signal.removeEventListener("abort", poke);
-      stream.off("readable", poke);
+      stream.off("data", onData);
+      // Records fetched but not handled stay uncommitted: the group reads them again.
+      stream.pause();
     }
     if (failure !== undefined) throw failure;
   }
