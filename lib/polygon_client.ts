@@ -487,11 +487,14 @@ export class PolygonClient {
       const now = clock.now();
       const idle = now - lastFrameAt;
       const state = this.#state;
-      if (idle >= staleAfterMs) {
+      // While subscribing, the subscribe bound replaces staleness: its end is counted as a
+      // session without quotes, so a host that never answers cannot loop forever.
+      if (state === "subscribing") {
+        if (now >= subscribeBy) return settle(now);
+      } else if (idle >= staleAfterMs) {
         const probe = probed ? " (a liveness probe went unanswered)" : "";
         return lose("stale", `no frame for ${idle} ms in state "${state}"${probe}`, lastFrameAt);
       }
-      if (state === "subscribing" && now >= subscribeBy) return settle(now);
       if (state === "streaming") {
         if (now - lastQuoteAt >= quietAfterMs) {
           return lose(
@@ -509,8 +512,7 @@ export class PolygonClient {
           send(JSON.stringify({ action: "subscribe", params: topic }));
         }
       }
-      let next = lastFrameAt + staleAfterMs;
-      if (state === "subscribing") next = Math.min(next, subscribeBy);
+      let next = state === "subscribing" ? subscribeBy : lastFrameAt + staleAfterMs;
       if (state === "streaming") {
         next = Math.min(next, lastQuoteAt + quietAfterMs);
         if (!probed) next = Math.min(next, lastFrameAt + probeAfterMs);

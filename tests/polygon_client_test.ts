@@ -816,8 +816,15 @@ Deno.test("a subscribe nobody answers is an error naming the topic; 3 in a row e
       error.message,
       /^Cannot get quotes from Polygon at "ws:\/\/127\.0\.0\.1:\d+\/crypto": 3 sessions in a row got no quote for XQ\.BTC-USD \(last: subscribe_timeout: no answer to subscribing XQ\.BTC-USD within 50 ms\)/,
     );
-    assert.equal(fake.stats.connections, 3);
     assert.equal(fake.stats.unanswered, 3);
+    assert.equal(fake.stats.connections, 3);
+    // The subscribe bound, not staleness, ends each session, even when they are equal.
+    const equalBounds = await new PolygonClient(new Capture().options(fake.url, {
+      staleAfterMs: 50,
+      random: () => 0,
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(equalBounds instanceof NoQuotesError, String(equalBounds));
+    assert.equal(fake.stats.connections, 6);
     assert.deepEqual(await capture.reconnects(), { subscribe_timeout: 2 });
     assert.deepEqual(capture.gaps, []);
   } finally {
