@@ -820,10 +820,14 @@ Deno.test("a subscribe nobody answers is an error naming the topic; 3 in a row e
     assert.equal(fake.stats.connections, 3);
     // The subscribe bound, not staleness, ends each session, even when they are equal.
     const equalBounds = await new PolygonClient(new Capture().options(fake.url, {
-      staleAfterMs: 50,
+      staleAfterMs: 500, // Also bounds the handshake: generous for a loaded machine.
       random: () => 0,
     })).run(new AbortController().signal).then(() => undefined, (e) => e);
     assert.ok(equalBounds instanceof NoQuotesError, String(equalBounds));
+    assert.match(
+      equalBounds.message,
+      /subscribe_timeout: no answer to subscribing XQ\.BTC-USD within 500 ms/,
+    );
     assert.equal(fake.stats.connections, 6);
     assert.deepEqual(await capture.reconnects(), { subscribe_timeout: 2 });
     assert.deepEqual(capture.gaps, []);
@@ -900,6 +904,42 @@ Deno.test("client authenticates on open and accepts the connect event as success
     stop.abort();
     await fake.close();
   }
+});
+
+Deno.test("auth_required mid-stream reconnects; an error status while streaming does not", async () => {
+  const sockets: StubSocket[] = [];
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  const running = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    random: () => 0,
+    clock: time,
+    timers: time,
+    webSocketFactory: () => {
+      sockets.push(new StubSocket());
+      return sockets.at(-1) as unknown as WebSocket;
+    },
+  })).run(controller.signal);
+  const stream = (socket: StubSocket) => {
+    socket.receive(CONNECTED);
+    socket.receive(AUTH_SUCCESS);
+    socket.receive(confirmation("XQ.BTC-USD"));
+  };
+  stream(sockets[0]!);
+  sockets[0]!.receive('[{"ev":"status","status":"error","message":"not authorized"}]');
+  sockets[0]!.receive(quote("BTC-USD", 1));
+  time.advance(1000);
+  sockets[0]!.receive('[{"ev":"status","status":"auth_required","message":"please auth"}]');
+  await settle();
+  time.advance(0);
+  await settle();
+  stream(sockets[1]!);
+  controller.abort();
+  await running;
+  assert.equal(sockets.length, 2);
+  assert.deepEqual(await capture.reconnects(), { status: 1 });
+  assert.deepEqual(capture.gaps, [{ from: 1000, to: 1000, reason: "status" }]);
+  assert.deepEqual(capture.data(), [quote("BTC-USD", 1)]);
 });
 
 Deno.test("an auth_failed that names the plan is a PlanError carrying the server's words", async () => {
