@@ -843,8 +843,8 @@ Deno.test("a confirmed pair that never quotes ends in NoQuotesError after 3 quie
   try {
     const error = await new PolygonClient(capture.options(fake.url, {
       pairs: ["BTC-USDX"],
-      staleAfterMs: 100,
-      quietAfterMs: 200,
+      staleAfterMs: 300,
+      quietAfterMs: 400,
       random: () => 0,
     })).run(new AbortController().signal).then(() => undefined, (e) => e);
     assert.ok(error instanceof NoQuotesError, String(error));
