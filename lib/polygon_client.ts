@@ -687,8 +687,8 @@ export class PolygonClient {
         finish(undefined, error);
         return;
       }
-      const data_ = !text.includes('"ev":"status"') || onStatus(text, at);
-      if (data_ && (state === "streaming" || state === "subscribing")) {
+      const hasData = !text.includes('"ev":"status"') || onStatus(text, at);
+      if (hasData && (state === "streaming" || state === "subscribing")) {
         quoted = true;
         lastQuoteAt = at;
       }
