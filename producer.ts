@@ -2,8 +2,10 @@
  * `deno task produce`: live Polygon (Massive) crypto quotes → exact spread records → Kafka.
  * Reads the WebSocket into a bounded queue, transforms and batches off the read path, sends with
  * an idempotent producer (acks=all), publishes gaps, and flushes everything accepted on
- * SIGINT/SIGTERM. Exit codes: 0 done, 2 configuration, 3 auth_failed, 4 max_connections,
- * 5 Kafka unreachable at start-up, 1 anything else (such as a flush that timed out).
+ * SIGINT/SIGTERM. Exit codes: 0 done, 2 configuration (also: no quote in 3 sessions in a row, a
+ * pair Polygon does not list), 3 auth_failed, 4 max_connections, 5 Kafka unreachable at start-up,
+ * 6 the Polygon plan does not include the channel (every topic refused, or no WebSocket access),
+ * 1 anything else (such as a flush that timed out).
  *
  * Permissions: --allow-net (Polygon, Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-write (--record), --allow-env (settings).
@@ -87,6 +89,7 @@ async function main(): Promise<number> {
     apiKey: polygon.apiKey,
     pairs: polygon.pairs,
     staleAfterMs: polygon.staleAfterMs,
+    quietAfterMs: polygon.quietAfterMs,
     backoffMaxMs: polygon.backoffMaxMs,
     onFrame: (text, at) => pipeline.push(text, at),
     onGap: (gap) => pipeline.gap(gap),

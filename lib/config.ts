@@ -16,6 +16,8 @@ export const EXIT = {
   AUTH_FAILED: 3,
   MAX_CONNECTIONS: 4,
   KAFKA_UNREACHABLE: 5,
+  /** The Polygon plan does not include what we asked for (a refused subscription, no WebSocket). */
+  NOT_IN_PLAN: 6,
 } as const;
 
 /** A usage or configuration error: names the flag or variable. Exit code 2. */
@@ -73,8 +75,8 @@ export const SETTINGS: readonly Setting[] = [
     flag: "url",
     env: "POLYGON_URL",
     type: "string",
-    default: "wss://socket.polygon.io/crypto",
-    help: "crypto WebSocket URL (also wss://socket.massive.com/crypto)",
+    default: "wss://socket.massive.com/crypto",
+    help: "crypto WebSocket URL (also wss://socket.polygon.io/crypto; other hosts get a warning)",
     scripts: P,
   },
   {
@@ -83,7 +85,8 @@ export const SETTINGS: readonly Setting[] = [
     env: "POLYGON_PAIRS",
     type: "list",
     default: "BTC-USD",
-    help: "comma-separated pairs to subscribe to on channel XQ; * means all pairs",
+    help:
+      "comma-separated pairs BASE-QUOTE (upper-cased) to subscribe to on channel XQ; * means all",
     scripts: P,
   },
   {
@@ -92,7 +95,18 @@ export const SETTINGS: readonly Setting[] = [
     env: "STALE_AFTER",
     type: "seconds",
     default: "30",
-    help: "reconnect when no frame arrived for this many seconds; /healthz uses it too",
+    help: "reconnect when no frame arrived for this many seconds (an idle socket is probed at " +
+      "half of it); /healthz uses it too",
+    scripts: P,
+  },
+  {
+    key: "quietAfter",
+    flag: "quiet-after",
+    env: "QUIET_AFTER",
+    type: "seconds",
+    default: "300",
+    help: "reconnect when the socket answers but no quote arrived for this many seconds; " +
+      "3 sessions in a row without a quote exit with code 2",
     scripts: P,
   },
   {
@@ -791,34 +805,91 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
 export interface PolygonConfig {
   url: string;
   apiKey: string;
+  /** Upper-cased `BASE-QUOTE` pairs, or `["*"]`. */
   pairs: string[];
   staleAfterMs: number;
+  quietAfterMs: number;
   backoffMaxMs: number;
   recordPath?: string;
   queueMax: number;
   queuePolicy: "drop-oldest" | "drop-newest";
 }
 
-/** Builds the Polygon config from parsed settings. */
-export function buildPolygonConfig(settings: Settings): PolygonConfig {
+/** Hosts documented to carry crypto quotes (XQ); the first is the default. */
+export const XQ_HOSTS: readonly string[] = ["socket.massive.com", "socket.polygon.io"];
+
+/** Options for {@linkcode buildPolygonConfig}. */
+export interface BuildPolygonOptions {
+  /** Writes a warning; default `console.error`. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Checks and upper-cases the `--pairs` list: each pair is `BASE-QUOTE` as Polygon lists them
+ * (`btc-usd` becomes `BTC-USD`), or `*` for every pair.
+ */
+export function normalizePairs(pairs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const raw of pairs) {
+    const p = raw.toUpperCase();
+    if (p === "*") return ["*"];
+    if (/^X[QT]\./.test(p)) {
+      throw new ConfigError(
+        `--pairs must list pairs without the channel, got "${raw}"; use "${p.slice(3)}"`,
+      );
+    }
+    if (!/^[A-Z0-9]+-[A-Z0-9]+$/.test(p)) {
+      throw new ConfigError(
+        `--pairs must list pairs as BASE-QUOTE, like BTC-USD, or *, got "${raw}"`,
+      );
+    }
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+/** Builds the Polygon config from parsed settings; warns on a host not known to carry XQ. */
+export function buildPolygonConfig(
+  settings: Settings,
+  options: BuildPolygonOptions = {},
+): PolygonConfig {
+  const warn = options.warn ?? ((m: string) => console.error(m));
   const apiKey = requireString(settings, "polygonApiKey");
   const url = requireString(settings, "polygonUrl");
-  if (!/^wss?:\/\//.test(url)) {
+  let parsedUrl: URL | undefined;
+  try {
+    parsedUrl = new URL(url);
+  } catch {
+    // Reported below.
+  }
+  if (!/^wss?:\/\//.test(url) || parsedUrl === undefined) {
     throw new ConfigError(`--url must be a ws:// or wss:// URL, got "${url}"`);
   }
-  const pairs = settings.pairs as string[];
-  for (const p of pairs) {
-    if (p !== "*" && !/^[A-Z0-9]+-[A-Z0-9]+$/i.test(p)) {
-      throw new ConfigError(`--pairs must list pairs like BTC-USD or *, got "${p}"`);
-    }
+  const host = parsedUrl.hostname;
+  const loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
+  if (!loopback && (!XQ_HOSTS.includes(host) || parsedUrl.pathname !== "/crypto")) {
+    warn(
+      `WARNING: --url "${url}" is not known to carry crypto quotes (XQ): they are documented ` +
+        `on ${XQ_HOSTS.map((h) => `wss://${h}/crypto`).join(" and ")}; the delayed and ` +
+        `business hosts do not carry XQ`,
+    );
   }
+  const pairs = normalizePairs(settings.pairs as string[]);
   const staleAfterMs = Number(settings.staleAfter) * 1000;
   if (staleAfterMs <= 0) throw new ConfigError(`--stale-after must be above 0, got "0"`);
+  const quietAfterMs = Number(settings.quietAfter ?? 300) * 1000;
+  if (quietAfterMs < staleAfterMs) {
+    throw new ConfigError(
+      `--quiet-after must be at least --stale-after (${staleAfterMs / 1000}), got ` +
+        `"${quietAfterMs / 1000}"`,
+    );
+  }
   const config: PolygonConfig = {
     url,
     apiKey,
     pairs,
     staleAfterMs,
+    quietAfterMs,
     backoffMaxMs: Number(settings.backoffMax) * 1000,
     queueMax: atLeast(settings, "queueMax", 1),
     queuePolicy: oneOf(settings, "queuePolicy", ["drop-oldest", "drop-newest"] as const),

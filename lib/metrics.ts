@@ -23,6 +23,10 @@ export const RECONNECT_REASONS: readonly string[] = [
   "stale",
   "auth_timeout",
   "status",
+  "force_disconnect",
+  "slow_consumer",
+  "quiet",
+  "subscribe_timeout",
 ];
 
 /** Producer hops of `crypto_hop_latency_seconds`, in order along the path. */
@@ -213,6 +217,10 @@ export class ProducerMetrics {
   /** 0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming. */
   readonly connectionState: Gauge<string>;
   readonly reconnects: Counter<"reason">;
+  /** Server statuses that did not end the connection (`error`, unknown), by status. */
+  readonly wsStatuses: Counter<"status">;
+  /** Liveness probes sent on an idle socket. */
+  readonly wsProbes: Counter<string>;
   readonly gapSeconds: Counter<string>;
   readonly gaps: Counter<string>;
   readonly lastQuoteTime: Gauge<"symbol">;
@@ -254,6 +262,12 @@ export class ProducerMetrics {
       "0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming",
     );
     this.reconnects = c("crypto_ws_reconnects_total", "reconnects by reason", ["reason"]);
+    this.wsStatuses = c(
+      "crypto_ws_statuses_total",
+      "server statuses logged without a reconnect (error, unknown), by status",
+      ["status"],
+    );
+    this.wsProbes = c("crypto_ws_probes_total", "liveness probes sent on an idle socket");
     this.gapSeconds = c("crypto_ws_gap_seconds_total", "seconds spent not listening");
     this.gaps = c("crypto_ws_gaps_total", "gaps in the stream (each is also a gap record)");
     this.lastQuoteTime = g(

@@ -3,17 +3,28 @@
  * WebSocket that reconnects for as long as it runs.
  *
  * ```
- * disconnected ─▶ connecting ──"connected"──▶ authenticating ──"auth_success"/"success"──▶
- *   subscribing ──every topic confirmed──▶ streaming
+ * disconnected ─▶ connecting ──open (or "connected"/"success")──▶ authenticating
+ *   ──"auth_success"/"success"──▶ subscribing ──every topic answered──▶ streaming
  *        ▲                                                                   │
- *        └──── backoff (exponential, full jitter) ◀── close, error, stale, error status
+ *        └── backoff (exponential, full jitter) ◀── close, error, stale, quiet, force_disconnect,
+ *                                                    slow_consumer, subscribe timeout
  * ```
  *
- * `auth_failed` and `max_connections` are final: {@linkcode PolygonClient.run} rejects with
- * {@linkcode AuthFailedError} or {@linkcode MaxConnectionsError} and never retries. Every other
- * loss reconnects, re-authenticates and resubscribes, and the interval we were not listening is
- * reported as a gap. Frames are handed to `onFrame` synchronously from the socket's message
- * event: the read path awaits nothing. The API key never appears in logs or errors.
+ * Final, never retried ({@linkcode PolygonClient.run} rejects): `auth_failed`
+ * ({@linkcode AuthFailedError}, or {@linkcode PlanError} when the server names the plan),
+ * `max_connections` ({@linkcode MaxConnectionsError}), every topic refused by the plan
+ * ({@linkcode PlanError}) and `maxQuietSessions` subscribed sessions in a row without one quote
+ * ({@linkcode NoQuotesError}). Every other loss reconnects, re-authenticates and resubscribes,
+ * and the interval we were not listening is reported as a gap.
+ *
+ * Liveness: Polygon sends no heartbeat and Deno's WebSocket cannot send a ping, so an idle socket
+ * (no frame for `probeAfterMs`) is probed in the protocol: the client subscribes again to a topic
+ * it already has, which the server must answer with a confirmation. No frame at all for
+ * `staleAfterMs` is a dead socket. A live socket without quotes is a quiet market, accepted up
+ * to the longer `quietAfterMs`.
+ *
+ * Frames are handed to `onFrame` synchronously from the socket's message event: the read path
+ * awaits nothing. The API key never appears in logs or errors.
  */
 import { ConfigError, EXIT } from "./config.ts";
 import type { ProducerMetrics } from "./metrics.ts";
@@ -22,13 +33,13 @@ import type { ProducerMetrics } from "./metrics.ts";
 export type PolygonState =
   /** No socket (before the first connect, or waiting out a backoff). */
   | "disconnected"
-  /** Socket opening, waiting for the `connected` status. */
+  /** Socket opening. */
   | "connecting"
   /** Auth sent, waiting for `auth_success` (or the older `success`). */
   | "authenticating"
-  /** Subscribe sent, waiting for every topic's confirmation. */
+  /** Subscribe sent, waiting for every topic's confirmation or refusal. */
   | "subscribing"
-  /** Every topic confirmed. */
+  /** Every topic answered (at least one confirmed), or the subscribe bound passed. */
   | "streaming"
   /** `run` has returned or thrown. */
   | "stopped";
@@ -48,12 +59,20 @@ export type LossReason =
   | "closed"
   /** The socket reported an error (refused, reset, TLS, …). */
   | "error"
-  /** No frame for `staleAfterMs`, in any state. */
+  /** No frame for `staleAfterMs`, in any state (a probe went unanswered). */
   | "stale"
   /** The server sent status `auth_timeout`. */
   | "auth_timeout"
-  /** The server sent another error status. */
-  | "status";
+  /** The server sent status `auth_required` mid-stream. */
+  | "status"
+  /** The server sent status `force_disconnect`. */
+  | "force_disconnect"
+  /** The server sent status `slow_consumer`: we read too slowly. */
+  | "slow_consumer"
+  /** The socket answered, but no quote arrived for `quietAfterMs`. */
+  | "quiet"
+  /** No topic was confirmed or refused within `subscribeTimeoutMs`. */
+  | "subscribe_timeout";
 
 /** An interval during which we were not listening. */
 export interface Gap {
@@ -111,6 +130,14 @@ export interface PolygonClientOptions {
   recorder?: FrameRecorder;
   /** Reconnect when no frame arrived for this long, in any state. Default 30000 ms. */
   staleAfterMs?: number;
+  /** Probe an idle streaming socket after this long without a frame. Default `staleAfterMs / 2`. */
+  probeAfterMs?: number;
+  /** Reconnect a live socket when no quote arrived for this long. Default 300000 ms. */
+  quietAfterMs?: number;
+  /** Bound for the answers to a subscribe. Default the lesser of 10000 ms and `staleAfterMs`. */
+  subscribeTimeoutMs?: number;
+  /** Subscribed sessions in a row without a quote before {@linkcode NoQuotesError}. Default 3. */
+  maxQuietSessions?: number;
   /** Backoff ceiling of the first retry; doubles per failed attempt. Default 500 ms. */
   backoffBaseMs?: number;
   /** Cap of the backoff. Default 30000 ms. */
@@ -146,6 +173,32 @@ export class MaxConnectionsError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "MaxConnectionsError";
+  }
+}
+
+/**
+ * The Polygon plan does not include what we asked for: every topic of the subscription was
+ * refused, or `auth_failed` named the plan. Exit code 6; never retried.
+ */
+export class PlanError extends Error {
+  /** The exit code an entry script should use. */
+  readonly exitCode: number = EXIT.NOT_IN_PLAN;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PlanError";
+  }
+}
+
+/**
+ * `maxQuietSessions` subscribed sessions in a row got no quote at all: a pair Polygon does not
+ * list, or a host without the channel. A configuration error: exit code 2.
+ */
+export class NoQuotesError extends Error {
+  /** The exit code an entry script should use. */
+  readonly exitCode: number = EXIT.USAGE;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "NoQuotesError";
   }
 }
 
@@ -185,6 +238,10 @@ interface Loss {
   at: number;
   /** How long frames flowed after subscribing, or undefined if never subscribed. */
   streamedMs: number | undefined;
+  /** Whether the session got its subscription answered (or its bound passed). */
+  subscribed: boolean;
+  /** Whether the session received at least one quote (a non-status event). */
+  quoted: boolean;
 }
 
 interface Session {
@@ -198,6 +255,10 @@ const DEFAULT_TIMERS: Timers = {
 };
 const DEFAULT_CLOCK: Clock = { now: () => Date.now() };
 const SUBSCRIBED_PREFIX = "subscribed to: ";
+/** A `success` status that is the connect event (one spec version), not an auth reply. */
+const CONNECT_MESSAGE_RE = /^connected/i;
+/** An `auth_failed` message about the plan rather than the key. */
+const PLAN_MESSAGE_RE = /\bplan\b/i;
 
 /**
  * A Polygon crypto WebSocket client that reconnects until aborted.
@@ -219,6 +280,7 @@ export class PolygonClient {
   #timers: Timers;
   #topics: string[];
   #staleAfterMs: number;
+  #quietSessions = 0;
   #state: PolygonState = "disconnected";
   #running = false;
   #closing = new Set<Promise<void>>();
@@ -239,15 +301,19 @@ export class PolygonClient {
     return this.#state;
   }
 
-  /** The topics subscribed on every connection, e.g. `["XQ.BTC-USD"]`. */
+  /**
+   * The topics subscribed on every connection, e.g. `["XQ.BTC-USD"]`; topics the plan refused
+   * are dropped once another topic was confirmed.
+   */
   get topics(): readonly string[] {
     return this.#topics;
   }
 
   /**
    * Connects and streams, reconnecting on every loss, until `signal` aborts; then closes the
-   * socket and resolves. Rejects with {@linkcode AuthFailedError} or
-   * {@linkcode MaxConnectionsError}, which are never retried.
+   * socket and resolves. Rejects with {@linkcode AuthFailedError},
+   * {@linkcode MaxConnectionsError}, {@linkcode PlanError} or {@linkcode NoQuotesError}, which
+   * are never retried.
    */
   async run(signal: AbortSignal): Promise<void> {
     if (this.#running) throw new Error("Cannot run the Polygon client: it is already running");
@@ -282,6 +348,18 @@ export class PolygonClient {
           attempt = 0;
         }
         if (everStreamed && lost === undefined) lost = loss;
+        if (loss.subscribed) {
+          this.#quietSessions = loss.quoted ? 0 : this.#quietSessions + 1;
+          const max = this.#options.maxQuietSessions ?? 3;
+          if (this.#quietSessions >= max) {
+            throw new NoQuotesError(
+              `Cannot get quotes from Polygon at "${url}": ${this.#quietSessions} sessions in a ` +
+                `row got no quote for ${this.#topics.join(",")} (last: ${loss.reason}: ` +
+                `${this.#redact(loss.detail)}); check --pairs (BASE-QUOTE as Polygon lists ` +
+                `them, e.g. BTC-USD) and that --url carries channel XQ`,
+            );
+          }
+        }
         metrics?.reconnects.inc({ reason: loss.reason });
         const delay = backoffDelay(attempt, {
           baseMs: this.#options.backoffBaseMs,
@@ -322,7 +400,11 @@ export class PolygonClient {
     const options = this.#options;
     const clock = this.#clock;
     const timers = this.#timers;
+    const metrics = options.metrics;
     const staleAfterMs = this.#staleAfterMs;
+    const probeAfterMs = options.probeAfterMs ?? staleAfterMs / 2;
+    const quietAfterMs = options.quietAfterMs ?? 300_000;
+    const subscribeTimeoutMs = options.subscribeTimeoutMs ?? Math.min(10_000, staleAfterMs);
     const onFrame = options.onFrame;
     const recorder = options.recorder;
     const url = this.#redact(options.url);
@@ -346,21 +428,28 @@ export class PolygonClient {
       return { ended };
     }
     socket.binaryType = "arraybuffer";
-    const pending = new Set(this.#topics);
-    const subscribe = JSON.stringify({ action: "subscribe", params: this.#topics.join(",") });
+    const topics = [...this.#topics];
+    const pending = new Set(topics);
+    const confirmed = new Set<string>();
+    const refusals: string[] = [];
     let settled = false;
+    let subscribed = false;
+    let quoted = false;
     let lastFrameAt = clock.now();
+    let lastQuoteAt = lastFrameAt;
+    let subscribeBy = Number.POSITIVE_INFINITY;
+    let probed = false;
     let streamingSince: number | undefined;
-    let staleTimer: unknown;
+    let timer: unknown;
     const decoder = new TextDecoder();
 
     const finish = (loss: Loss | undefined, error?: unknown) => {
       if (settled) return;
       settled = true;
-      timers.clearTimeout(staleTimer);
+      timers.clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
       // Frames already in flight when we chose to close are data: hand them over, unless the
-      // end is final (auth_failed, max_connections, a throwing onFrame).
+      // end is final (auth_failed, max_connections, a refused plan, a throwing onFrame).
       const passing = this.#state === "subscribing" || this.#state === "streaming";
       const drain = error !== undefined ? undefined : (event: MessageEvent) => {
         const data = event.data;
@@ -381,63 +470,168 @@ export class PolygonClient {
       const streamedMs = streamingSince === undefined
         ? undefined
         : Math.max(0, lastFrameAt - streamingSince);
-      finish({ reason, detail, at, streamedMs });
+      finish({ reason, detail, at, streamedMs, subscribed, quoted });
     };
     const onAbort = () => finish(undefined);
-    const checkStale = () => {
-      if (settled) return;
-      const idle = clock.now() - lastFrameAt;
-      if (idle >= staleAfterMs) {
-        lose("stale", `no frame for ${idle} ms in state "${this.#state}"`, lastFrameAt);
-      } else {
-        staleTimer = timers.setTimeout(checkStale, staleAfterMs - idle);
+    const send = (text: string) => {
+      try {
+        socket.send(text);
+      } catch {
+        // Closing: the close event reports the loss.
       }
     };
 
-    const onStatus = (text: string, at: number) => {
+    /** One timer for every deadline: stale, probe, quiet, subscribe. */
+    const check = () => {
+      if (settled) return;
+      const now = clock.now();
+      const idle = now - lastFrameAt;
+      const state = this.#state;
+      // While subscribing, the subscribe bound replaces staleness: its end is counted as a
+      // session without quotes, so a host that never answers cannot loop forever.
+      if (state === "subscribing") {
+        if (now >= subscribeBy) return settle(now);
+      } else if (idle >= staleAfterMs) {
+        const probe = probed ? " (a liveness probe went unanswered)" : "";
+        return lose("stale", `no frame for ${idle} ms in state "${state}"${probe}`, lastFrameAt);
+      }
+      if (state === "streaming") {
+        if (now - lastQuoteAt >= quietAfterMs) {
+          return lose(
+            "quiet",
+            `no quote for ${now - lastQuoteAt} ms on ${topics.join(",")}, though the socket ` +
+              `answers`,
+            now,
+          );
+        }
+        if (!probed && idle >= probeAfterMs) {
+          probed = true;
+          metrics?.wsProbes.inc();
+          // Subscribing again to a confirmed topic is harmless and must be answered.
+          const topic = [...confirmed][0] ?? topics[0]!;
+          send(JSON.stringify({ action: "subscribe", params: topic }));
+        }
+      }
+      let next = state === "subscribing" ? subscribeBy : lastFrameAt + staleAfterMs;
+      if (state === "streaming") {
+        next = Math.min(next, lastQuoteAt + quietAfterMs);
+        if (!probed) next = Math.min(next, lastFrameAt + probeAfterMs);
+      }
+      timer = timers.setTimeout(check, Math.max(0, next - now));
+    };
+    const reschedule = () => {
+      timers.clearTimeout(timer);
+      check();
+    };
+
+    const authenticate = () => {
+      if (this.#state !== "connecting") return;
+      this.#setState("authenticating");
+      send(JSON.stringify({ action: "auth", params: options.apiKey }));
+    };
+    const subscribe = (at: number) => {
+      this.#setState("subscribing");
+      subscribeBy = at + subscribeTimeoutMs;
+      send(JSON.stringify({ action: "subscribe", params: topics.join(",") }));
+      reschedule();
+    };
+    /** Every topic answered, or the bound passed: stream, or end the session. */
+    const settle = (at: number) => {
+      if (this.#state !== "subscribing" || settled) return;
+      const unanswered = topics.filter((t) => !confirmed.has(t));
+      const said = refusals.length > 0 ? ` (status "error": "${refusals[0]}")` : "";
+      if (refusals.length > 0 && confirmed.size === 0) {
+        return finish(
+          undefined,
+          new PlanError(
+            `Cannot subscribe to ${topics.join(",")} on Polygon at "${url}": your Polygon plan ` +
+              `does not include XQ crypto quotes${said}; upgrade the plan or use a key whose ` +
+              `plan includes them`,
+          ),
+        );
+      }
+      subscribed = true;
+      if (confirmed.size === 0) {
+        return lose(
+          "subscribe_timeout",
+          `no answer to subscribing ${unanswered.join(",")} within ${subscribeTimeoutMs} ms`,
+          at,
+        );
+      }
+      if (refusals.length > 0) {
+        // The refusal names no topic: the refused ones are those never confirmed.
+        this.#topics = topics.filter((t) => confirmed.has(t));
+        this.#log(
+          `polygon: configuration: your Polygon plan does not include ${unanswered.join(",")}` +
+            `${said}; streaming ${this.#topics.join(",")} only`,
+        );
+      } else if (unanswered.length > 0) {
+        this.#log(
+          `polygon: no answer to subscribing ${unanswered.join(",")} within ` +
+            `${subscribeTimeoutMs} ms; streaming ${[...confirmed].join(",")}`,
+        );
+      }
+      this.#setState("streaming");
+      streamingSince = at;
+      lastQuoteAt = at;
+      onStreaming(at);
+      reschedule();
+    };
+    const answered = (at: number) => {
+      if (this.#state === "subscribing" && confirmed.size + refusals.length >= topics.length) {
+        settle(at);
+      }
+    };
+
+    /** Handles the status events of a frame; returns whether it also held another event. */
+    const onStatus = (text: string, at: number): boolean => {
       let parsed: unknown;
       try {
         parsed = JSON.parse(text);
       } catch {
-        return; // Not JSON: the transform counts it.
+        return true; // Not JSON: the transform counts it.
       }
       const events = Array.isArray(parsed) ? parsed : [parsed];
+      let other = false;
       for (const ev of events) {
-        if (settled) return;
+        if (settled) break;
         if (typeof ev !== "object" || ev === null || (ev as { ev?: unknown }).ev !== "status") {
+          other = true;
           continue;
         }
         const e = ev as { status?: unknown; message?: unknown };
         const status = String(e.status);
         const message = typeof e.message === "string" ? e.message : "";
+        const quotedMessage = this.#redact(message);
         switch (status) {
           case "connected":
-            if (this.#state === "connecting") {
-              this.#setState("authenticating");
-              socket.send(JSON.stringify({ action: "auth", params: options.apiKey }));
-            }
+            authenticate();
             break;
           case "auth_success":
           case "success":
             if (message.startsWith(SUBSCRIBED_PREFIX)) {
-              pending.delete(message.slice(SUBSCRIBED_PREFIX.length).trim());
-              if (this.#state === "subscribing" && pending.size === 0) {
-                this.#setState("streaming");
-                streamingSince = at;
-                onStreaming(at);
-              }
-            } else if (this.#state === "authenticating") {
-              this.#setState("subscribing");
-              socket.send(subscribe);
+              const topic = message.slice(SUBSCRIBED_PREFIX.length).trim();
+              if (pending.delete(topic)) confirmed.add(topic);
+              answered(at);
+            } else if (this.#state === "connecting") {
+              authenticate(); // The connect event, in the spec version that says "success".
+            } else if (this.#state === "authenticating" && !CONNECT_MESSAGE_RE.test(message)) {
+              subscribe(at);
             }
             break;
           case "auth_failed":
             finish(
               undefined,
-              new AuthFailedError(
-                `Cannot authenticate with Polygon at "${url}": the API key was rejected ` +
-                  `(status "auth_failed": "${this.#redact(message)}"); check POLYGON_API_KEY`,
-              ),
+              PLAN_MESSAGE_RE.test(message)
+                ? new PlanError(
+                  `Cannot stream from Polygon at "${url}": the server refused the key with ` +
+                    `"${quotedMessage}" (status "auth_failed"); your Polygon plan does not ` +
+                    `include WebSocket access: upgrade the plan or use another key`,
+                )
+                : new AuthFailedError(
+                  `Cannot authenticate with Polygon at "${url}": the server said ` +
+                    `"${quotedMessage}" (status "auth_failed"); check POLYGON_API_KEY`,
+                ),
             );
             break;
           case "max_connections":
@@ -445,7 +639,7 @@ export class PolygonClient {
               undefined,
               new MaxConnectionsError(
                 `Cannot stream from Polygon at "${url}": another client is using this API key ` +
-                  `(status "max_connections": "${this.#redact(message)}"); stop the other ` +
+                  `(status "max_connections": "${quotedMessage}"); stop the other ` +
                   `client or use another key`,
               ),
             );
@@ -453,16 +647,36 @@ export class PolygonClient {
           case "auth_timeout":
             lose("auth_timeout", `status "auth_timeout": "${message}"`, at);
             break;
-          default:
+          case "force_disconnect":
+          case "slow_consumer":
+            lose(status, `status "${status}": "${message}"`, at);
+            break;
+          case "auth_required":
             lose("status", `status "${status}": "${message}"`, at);
+            break;
+          default:
+            if (status === "error" && this.#state === "subscribing") {
+              refusals.push(quotedMessage); // A refused topic; the reply names none.
+              answered(at);
+              break;
+            }
+            // Elsewhere `error` and unknown statuses are logged and counted; the stream stays.
+            metrics?.wsStatuses.inc({ status: status.slice(0, 40) });
+            this.#log(
+              `polygon: status "${status}": "${quotedMessage}" in state "${this.#state}"; ` +
+                `staying connected`,
+            );
         }
       }
+      return other;
     };
 
+    socket.onopen = () => authenticate();
     socket.onmessage = (event: MessageEvent) => {
       if (settled) return;
       const at = clock.now();
       lastFrameAt = at;
+      probed = false;
       const data = event.data;
       const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
       const state = this.#state;
@@ -473,7 +687,11 @@ export class PolygonClient {
         finish(undefined, error);
         return;
       }
-      if (text.includes('"ev":"status"')) onStatus(text, at);
+      const hasData = !text.includes('"ev":"status"') || onStatus(text, at);
+      if (hasData && (state === "streaming" || state === "subscribing")) {
+        quoted = true;
+        lastQuoteAt = at;
+      }
     };
     socket.onerror = (event: Event) => {
       const message = event instanceof ErrorEvent ? event.message : "socket error";
@@ -485,7 +703,7 @@ export class PolygonClient {
     };
     signal.addEventListener("abort", onAbort, { once: true });
     if (signal.aborted) finish(undefined);
-    else staleTimer = timers.setTimeout(checkStale, staleAfterMs);
+    else timer = timers.setTimeout(check, staleAfterMs);
     return { ended };
   }
 
@@ -495,6 +713,7 @@ export class PolygonClient {
    */
   #release(socket: WebSocket, code: number, drain?: (event: MessageEvent) => void): void {
     socket.onmessage = drain ?? null;
+    socket.onopen = null;
     socket.onerror = null;
     socket.onclose = null;
     if (socket.readyState === WebSocket.CLOSED) return;

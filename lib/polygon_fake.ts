@@ -7,8 +7,13 @@
  * Replay has one cursor shared by every connection: after a reconnect, the next subscribed
  * connection continues where the previous one stopped, so no frame is sent twice and none is
  * skipped, unless a fault says otherwise. Faults are scripted per connection with
- * {@linkcode FakeConnectionScript}: refuse the upgrade, answer auth with a chosen status, drop,
- * go silent, evict, send garbage, burst.
+ * {@linkcode FakeConnectionScript}: refuse the upgrade, send the connect event as `success`,
+ * answer auth with a chosen status and message, drop, go silent (a quiet market: control messages
+ * are still answered), vanish (a connection dropped without a close frame: nothing sent or
+ * answered any more), evict, send a status mid-stream (alone or in a data frame), send garbage,
+ * burst. Server-wide, a plan can refuse topics (`notInPlan`) and a host can lack a channel
+ * (`channels`: such topics get no answer at all). A topic whose pair never appears in the frames
+ * is confirmed and stays silent, as Polygon does with a misspelt pair.
  *
  * @example
  * ```ts
@@ -43,18 +48,43 @@ export interface FakeConnectionScript {
   refuse?: number;
   /** Do not send the `connected` status on open (the client then times out). Default false. */
   noConnected?: boolean;
+  /** The connect event's status: `connected`, or `success` as one spec version shows. */
+  connectEvent?: "connected" | "success";
   /** Reply to `auth` with this status whatever the key; default: check the key. */
   auth?: FakeAuthReply;
+  /** The message of the auth reply, e.g. a plan without WebSocket access. Default per status. */
+  authMessage?: string;
   /** Close the connection (code 1011) after sending this many data frames on it. */
   dropAfter?: number;
   /** Stop sending after this many data frames; the socket stays open, nothing more is sent. */
   silentAfter?: number;
+  /**
+   * After this many data frames the connection is dead without a close frame, as when a network
+   * path drops: nothing more is sent, nothing is answered, the socket stays open.
+   */
+  vanishAfter?: number;
   /** Send status `max_connections` and close after this many data frames (eviction). */
   evictAfter?: number;
+  /** Send a status mid-stream; see {@linkcode FakeStatusFault}. */
+  status?: FakeStatusFault;
   /** Send these frames verbatim after `after` data frames (they do not advance the replay). */
   garbage?: { after: number; frames: readonly string[] };
   /** Send `count` frames unpaced, starting after `after` data frames, whatever the pace. */
   burst?: { after: number; count: number };
+}
+
+/** A status sent mid-stream, e.g. `force_disconnect`, `slow_consumer`, `error`, an unknown one. */
+export interface FakeStatusFault {
+  /** Send it after this many data frames on the connection. */
+  after: number;
+  /** The `status` field. */
+  status: string;
+  /** The `message` field. Default: the status. */
+  message?: string;
+  /** Put it first in the same frame as the next data frame. Default false (a frame of its own). */
+  withData?: boolean;
+  /** Close the connection (code 1008) after it. Default: for `force_disconnect`, `slow_consumer`. */
+  close?: boolean;
 }
 
 /** Options for {@linkcode startFakePolygon}. */
@@ -72,6 +102,13 @@ export interface FakePolygonOptions {
   skipEmpty?: boolean;
   /** The API key the server accepts; another key gets `auth_failed`. Default: any key. */
   apiKey?: string;
+  /**
+   * Topics the key's plan does not include (`"*"`: every topic). A subscribe to one is answered
+   * `{"ev":"status","status":"error","message":"not authorized"}`, naming no topic. Default none.
+   */
+  notInPlan?: readonly string[];
+  /** Channels this host carries (e.g. `["XQ"]`); topics of others get no answer. Default all. */
+  channels?: readonly string[];
   /**
    * Pace by the events' exchange time `t`: 1 is real time, 10 ten times faster. Default 0, as
    * fast as the socket drains. The clock restarts at each (re)subscription.
@@ -120,6 +157,10 @@ export interface FakePolygonStats {
   framesFiltered: number;
   /** Garbage frames sent. */
   garbageSent: number;
+  /** Subscriptions refused as not in the plan (`notInPlan`). */
+  refusals: number;
+  /** Topics left unanswered (a channel outside `channels`). */
+  unanswered: number;
   /** Position of the replay: frames consumed (sent or filtered). */
   cursor: number;
 }
@@ -135,7 +176,9 @@ interface Connection {
   readonly topics: Set<string>;
   sent: number;
   garbageDone: boolean;
+  statusDone: boolean;
   silent: boolean;
+  vanished: boolean;
   open: boolean;
   authTimer: Timer | undefined;
 }
@@ -144,6 +187,8 @@ type Timer = ReturnType<typeof setTimeout>;
 
 const STATUS_CONNECTED =
   '[{"ev":"status","status":"connected","message":"Connected Successfully"}]';
+const SUCCESS_CONNECTED = '[{"ev":"status","status":"success","message":"Connected Successfully"}]';
+const NOT_AUTHORIZED = '[{"ev":"status","status":"error","message":"not authorized"}]';
 const STATUS_MESSAGES: Record<string, string> = {
   auth_success: "authenticated",
   success: "authenticated",
@@ -172,6 +217,8 @@ export class FakePolygon {
     framesSent: 0,
     framesFiltered: 0,
     garbageSent: 0,
+    refusals: 0,
+    unanswered: 0,
     cursor: 0,
   };
   /** Resolves once every frame has been sent (or filtered out). */
@@ -248,7 +295,9 @@ export class FakePolygon {
       topics: new Set(),
       sent: 0,
       garbageDone: false,
+      statusDone: false,
       silent: false,
+      vanished: false,
       open: false,
       authTimer: undefined,
     };
@@ -256,7 +305,9 @@ export class FakePolygon {
     socket.onopen = () => {
       if (this.#closed) return this.#closeConnection(conn, 1001, "server closing");
       conn.open = true;
-      if (!script.noConnected) socket.send(STATUS_CONNECTED);
+      if (!script.noConnected) {
+        socket.send(script.connectEvent === "success" ? SUCCESS_CONNECTED : STATUS_CONNECTED);
+      }
       conn.authTimer = this.#setTimer(() => {
         conn.authTimer = undefined;
         if (!conn.authed && conn.open) {
@@ -279,7 +330,7 @@ export class FakePolygon {
   }
 
   #onMessage(conn: Connection, data: unknown): void {
-    if (!conn.open || typeof data !== "string") return;
+    if (!conn.open || conn.vanished || typeof data !== "string") return;
     let message: { action?: unknown; params?: unknown };
     try {
       message = JSON.parse(data);
@@ -295,7 +346,7 @@ export class FakePolygon {
       case "subscribe":
       case "unsubscribe":
         if (!conn.authed) {
-          this.#send(conn, '[{"ev":"status","status":"error","message":"not authorized"}]');
+          this.#send(conn, NOT_AUTHORIZED);
           return;
         }
         this.#onSubscribe(conn, message.action, params);
@@ -317,11 +368,12 @@ export class FakePolygon {
     const reply: FakeAuthReply = conn.script.auth ??
       (expected === undefined || key === expected ? "auth_success" : "auth_failed");
     if (reply === "none") return;
+    const message = conn.script.authMessage;
     if (reply === "auth_success" || reply === "success") {
       conn.authed = true;
       conn.key = key;
       this.stats.authSuccesses++;
-      this.#sendStatus(conn, reply);
+      this.#sendStatus(conn, reply, message);
       if (this.#options.evict ?? true) {
         for (const other of this.#connections) {
           if (other !== conn && other.authed && other.key === key && other.open) {
@@ -332,14 +384,25 @@ export class FakePolygon {
       }
       return;
     }
-    this.#sendStatus(conn, reply);
+    this.#sendStatus(conn, reply, message);
     this.#closeConnection(conn, 1008, reply);
   }
 
   #onSubscribe(conn: Connection, action: "subscribe" | "unsubscribe", params: string): void {
     if (action === "subscribe") this.stats.subscriptions.push(params);
     const topics = params.split(",").map((t) => t.trim()).filter((t) => t !== "");
+    const channels = this.#options.channels;
+    const notInPlan = this.#options.notInPlan ?? [];
     for (const topic of topics) {
+      if (channels !== undefined && !channels.includes(topic.split(".")[0]!)) {
+        this.stats.unanswered++;
+        continue; // A channel this host does not carry: no answer at all.
+      }
+      if (action === "subscribe" && (notInPlan.includes(topic) || notInPlan.includes("*"))) {
+        this.stats.refusals++;
+        this.#send(conn, NOT_AUTHORIZED);
+        continue;
+      }
       if (action === "subscribe") conn.topics.add(topic);
       else conn.topics.delete(topic);
       const verb = action === "subscribe" ? "subscribed to" : "unsubscribed to";
@@ -354,8 +417,8 @@ export class FakePolygon {
     }
   }
 
-  #sendStatus(conn: Connection, status: string): void {
-    const message = STATUS_MESSAGES[status] ?? status;
+  #sendStatus(conn: Connection, status: string, text?: string): void {
+    const message = text ?? STATUS_MESSAGES[status] ?? status;
     this.#send(conn, JSON.stringify([{ ev: "status", status, message }]));
   }
 
@@ -443,6 +506,30 @@ export class FakePolygon {
         conn.silent = true;
         return;
       }
+      if (script.vanishAfter !== undefined && conn.sent >= script.vanishAfter) {
+        conn.silent = true;
+        conn.vanished = true;
+        if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
+        conn.authTimer = undefined;
+        return;
+      }
+      const fault = script.status;
+      let statusText: string | undefined;
+      if (fault !== undefined && !conn.statusDone && conn.sent >= fault.after) {
+        statusText = JSON.stringify({
+          ev: "status",
+          status: fault.status,
+          message: fault.message ?? fault.status,
+        });
+        if (!fault.withData) {
+          conn.statusDone = true;
+          conn.socket.send(`[${statusText}]`);
+          if (this.#statusCloses(fault)) {
+            this.#closeConnection(conn, 1008, fault.status);
+          }
+          continue;
+        }
+      }
       const frame = await this.#peek();
       if (frame === undefined) {
         this.#resolveDone();
@@ -477,6 +564,12 @@ export class FakePolygon {
       paced++;
       if (out === null) {
         this.stats.framesFiltered++;
+      } else if (statusText !== undefined && typeof out === "string" && out.startsWith("[")) {
+        conn.statusDone = true;
+        conn.socket.send(`[${statusText},${out.slice(1)}`);
+        conn.sent++;
+        this.stats.framesSent++;
+        if (this.#statusCloses(script.status!)) this.#closeConnection(conn, 1008, "status");
       } else {
         conn.socket.send(out);
         conn.sent++;
@@ -487,6 +580,10 @@ export class FakePolygon {
         await this.#sleep(0); // Stay responsive: let the event loop run.
       }
     }
+  }
+
+  #statusCloses(fault: FakeStatusFault): boolean {
+    return fault.close ?? (fault.status === "force_disconnect" || fault.status === "slow_consumer");
   }
 
   /** The next frame without consuming it; undefined when the frames are exhausted. */

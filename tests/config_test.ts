@@ -55,6 +55,54 @@ Deno.test("a bad flag or setting is a ConfigError that names it", () => {
   );
 });
 
+Deno.test("pairs are upper-cased BASE-QUOTE; a misspelt pair or a channel prefix is a ConfigError", () => {
+  const build = (pairs: string, warn?: (m: string) => void) =>
+    buildPolygonConfig(
+      parseSettings("producer", ["--pairs", pairs], { env: envOf({ POLYGON_API_KEY: "k" }) })
+        .settings,
+      { warn: warn ?? (() => {}) },
+    );
+  deepStrictEqual(build("btc-usd, Eth-Usd,BTC-USD").pairs, ["BTC-USD", "ETH-USD"]);
+  deepStrictEqual(build("BTC-USD,*").pairs, ["*"]);
+  throws(() => build("BTCUSD"), {
+    name: "ConfigError",
+    message: '--pairs must list pairs as BASE-QUOTE, like BTC-USD, or *, got "BTCUSD"',
+  });
+  throws(() => build("XQ.btc-usd"), {
+    name: "ConfigError",
+    message: '--pairs must list pairs without the channel, got "XQ.btc-usd"; use "BTC-USD"',
+  });
+  throws(() => build("BTC/USD"), { name: "ConfigError" });
+});
+
+Deno.test("the URL defaults to the massive.com host; a host not known to carry XQ gets a warning", () => {
+  const warnings: string[] = [];
+  const build = (args: string[]) =>
+    buildPolygonConfig(
+      parseSettings("producer", args, { env: envOf({ POLYGON_API_KEY: "k" }) }).settings,
+      { warn: (m) => warnings.push(m) },
+    );
+  const config = build([]);
+  equal(config.url, "wss://socket.massive.com/crypto");
+  equal(config.quietAfterMs, 300_000);
+  build(["--url", "wss://socket.polygon.io/crypto"]);
+  build(["--url", "ws://127.0.0.1:4321/crypto"]);
+  deepStrictEqual(warnings, []);
+  build(["--url", "wss://delayed.polygon.io/crypto"]);
+  build(["--url", "wss://socket.massive.com/stocks"]);
+  equal(warnings.length, 2);
+  equal(
+    warnings[0],
+    'WARNING: --url "wss://delayed.polygon.io/crypto" is not known to carry crypto quotes (XQ): ' +
+      "they are documented on wss://socket.massive.com/crypto and wss://socket.polygon.io/crypto; " +
+      "the delayed and business hosts do not carry XQ",
+  );
+  throws(() => build(["--quiet-after", "5", "--stale-after", "10"]), {
+    name: "ConfigError",
+    message: '--quiet-after must be at least --stale-after (10), got "5"',
+  });
+});
+
 Deno.test("kafka config picks plaintext, ssl or sasl_ssl and names a missing certificate", () => {
   const none = () => false;
   const plain = buildKafkaConfig(

@@ -7,6 +7,8 @@ import {
   type Clock,
   type Gap,
   MaxConnectionsError,
+  NoQuotesError,
+  PlanError,
   PolygonClient,
   type PolygonClientOptions,
   type PolygonState,
@@ -178,7 +180,7 @@ class Capture {
     );
   }
 
-  async value(name: "gaps" | "connectionState" | "gapSeconds"): Promise<number> {
+  async value(name: "gaps" | "connectionState" | "gapSeconds" | "wsProbes"): Promise<number> {
     return (await this.metrics[name].get()).values[0]?.value ?? 0;
   }
 }
@@ -333,8 +335,8 @@ Deno.test("client rejects with AuthFailedError after exactly one attempt", async
     assert.equal(error.exitCode, EXIT.AUTH_FAILED);
     assert.equal(
       error.message,
-      `Cannot authenticate with Polygon at "${fake.url}": the API key was rejected ` +
-        `(status "auth_failed": "authentication failed"); check POLYGON_API_KEY`,
+      `Cannot authenticate with Polygon at "${fake.url}": the server said ` +
+        `"authentication failed" (status "auth_failed"); check POLYGON_API_KEY`,
     );
     await settle();
     assert.equal(fake.stats.connections, 1);
@@ -437,9 +439,10 @@ Deno.test("client reconnects after a mid-stream drop and receives every frame ex
   }
 });
 
-Deno.test("client reconnects when a silent socket goes stale, timed by an injected clock", async () => {
+Deno.test("client reconnects when a dropped socket answers no probe, timed by an injected clock", async () => {
   const frames = quotes(10);
-  const fake = startFakePolygon({ apiKey: KEY, frames, faults: [{ silentAfter: 4 }] });
+  // vanishAfter: the connection is gone without a close frame; the fake answers nothing more.
+  const fake = startFakePolygon({ apiKey: KEY, frames, faults: [{ vanishAfter: 4 }] });
   const capture = new Capture();
   const controller = new AbortController();
   const time = new FakeTime(1_000_000);
@@ -451,7 +454,10 @@ Deno.test("client reconnects when a silent socket goes stale, timed by an inject
       timers: time,
     })).run(controller.signal);
     await waitFor(() => capture.data().length === 4, "4 frames");
-    time.advance(29_999);
+    time.advance(15_000);
+    await settle();
+    assert.equal(await capture.value("wsProbes"), 1, "a probe at half of --stale-after");
+    time.advance(14_999);
     await settle();
     assert.equal(fake.stats.connections, 1);
     assert.equal(capture.states.at(-1), "streaming");
@@ -469,13 +475,152 @@ Deno.test("client reconnects when a silent socket goes stale, timed by an inject
     assert.deepEqual(await capture.reconnects(), { stale: 1 });
     assert.equal(
       capture.logs[1],
-      'polygon: connection lost (stale: no frame for 30000 ms in state "streaming"); ' +
-        "reconnecting in 250 ms (attempt 1); not listening for 30000 ms so far",
+      'polygon: connection lost (stale: no frame for 30000 ms in state "streaming" ' +
+        "(a liveness probe went unanswered)); reconnecting in 250 ms (attempt 1); " +
+        "not listening for 30000 ms so far",
     );
   } finally {
     controller.abort();
     await fake.close();
   }
+});
+
+Deno.test("client keeps a quiet socket that answers its probes: 5 silent minutes, no reconnect", async () => {
+  const frames = quotes(4);
+  // silentAfter: a quiet market; the server still answers control messages.
+  const fake = startFakePolygon({ apiKey: KEY, frames, faults: [{ silentAfter: 4 }] });
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      staleAfterMs: 30_000,
+      quietAfterMs: 600_000,
+      clock: time,
+      timers: time,
+    })).run(controller.signal);
+    await waitFor(() => capture.data().length === 4, "4 frames");
+    for (let i = 1; i <= 20; i++) {
+      time.advance(15_000);
+      // The probe's answer is a real frame from the fake server.
+      await waitFor(() => capture.frames.length === 1 + 4 + i, `the answer to probe ${i}`);
+    }
+    controller.abort();
+    await running;
+    assert.equal(fake.stats.connections, 1);
+    assert.deepEqual(capture.gaps, []);
+    assert.deepEqual(await capture.reconnects(), {});
+    assert.equal(await capture.value("wsProbes"), 20);
+    assert.deepEqual(fake.stats.subscriptions, Array(21).fill("XQ.BTC-USD"));
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+/** A stub server that answers every subscribe with one confirmation per topic, at once. */
+class AnsweringSocket extends StubSocket {
+  override send(text: string): void {
+    super.send(text);
+    const message = JSON.parse(text) as { action: string; params: string };
+    if (message.action === "subscribe") {
+      for (const topic of message.params.split(",")) this.receive(confirmation(topic));
+    }
+  }
+}
+
+Deno.test("a quiet feed (one quote a minute for 10 minutes) makes no gap and no reconnect", async () => {
+  for (const probing of [true, false]) {
+    const sockets: StubSocket[] = [];
+    const capture = new Capture();
+    const controller = new AbortController();
+    const time = new FakeTime(0);
+    const running = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+      staleAfterMs: 30_000,
+      random: () => 0,
+      clock: time,
+      timers: time,
+      webSocketFactory: () => {
+        sockets.push(probing ? new AnsweringSocket() : new StubSocket());
+        return sockets.at(-1) as unknown as WebSocket;
+      },
+    })).run(controller.signal);
+    let t = 0;
+    const stream = () => {
+      const socket = sockets.at(-1)!;
+      socket.receive(CONNECTED);
+      socket.receive(AUTH_SUCCESS);
+      if (!probing) socket.receive(confirmation("XQ.BTC-USD"));
+    };
+    stream();
+    for (let minute = 0; minute < 10; minute++) {
+      for (let s = 0; s < 60; s++) {
+        time.advance(1000);
+        await settle();
+        if (sockets.at(-1)!.readyState === WebSocket.CLOSED) {
+          time.advance(0);
+          await settle();
+          stream();
+        }
+      }
+      sockets.at(-1)!.receive(quote("BTC-USD", ++t));
+    }
+    controller.abort();
+    await running;
+    if (probing) {
+      assert.equal(sockets.length, 1);
+      assert.deepEqual(capture.gaps, []);
+      assert.deepEqual(await capture.reconnects(), {});
+      assert.equal(capture.data().length, 10);
+      // Each answer is a frame: probes at 15, 30, 45 and 60 s of every quiet minute.
+      assert.equal(await capture.value("wsProbes"), 40);
+    } else {
+      // A server that does not answer the probe: each quiet minute is stale twice.
+      assert.equal(capture.gaps.length, 20);
+      assert.deepEqual(await capture.reconnects(), { stale: 20 });
+    }
+  }
+});
+
+Deno.test("a live socket without a quote for quietAfterMs reconnects; 3 such sessions end in NoQuotesError", async () => {
+  const sockets: StubSocket[] = [];
+  const capture = new Capture();
+  const time = new FakeTime(0);
+  const running = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    pairs: ["DOGE-EUR"],
+    staleAfterMs: 30_000,
+    quietAfterMs: 120_000,
+    random: () => 0,
+    clock: time,
+    timers: time,
+    webSocketFactory: () => {
+      sockets.push(new AnsweringSocket());
+      return sockets.at(-1) as unknown as WebSocket;
+    },
+  })).run(new AbortController().signal).then(() => undefined, (e) => e);
+  for (let session = 0; session < 3; session++) {
+    sockets[session]!.receive(CONNECTED);
+    sockets[session]!.receive(AUTH_SUCCESS);
+    for (let s = 0; s < 120; s++) {
+      time.advance(1000);
+      await settle();
+    }
+    time.advance(0);
+    await settle();
+  }
+  const error = await running;
+  assert.ok(error instanceof NoQuotesError, String(error));
+  assert.equal(error.exitCode, EXIT.USAGE);
+  assert.equal(
+    error.message,
+    'Cannot get quotes from Polygon at "wss://example.invalid/crypto": 3 sessions in a row got ' +
+      "no quote for XQ.DOGE-EUR (last: quiet: no quote for 120000 ms on XQ.DOGE-EUR, though the " +
+      "socket answers); check --pairs (BASE-QUOTE as Polygon lists them, e.g. BTC-USD) and that " +
+      "--url carries channel XQ",
+  );
+  assert.equal(sockets.length, 3);
+  assert.deepEqual(await capture.reconnects(), { quiet: 2 });
+  assert.equal(capture.states.at(-1), "stopped");
 });
 
 Deno.test("client backs off exponentially while refused, then streams with no gap", async () => {
@@ -506,7 +651,7 @@ Deno.test("client backs off exponentially while refused, then streams with no ga
   }
 });
 
-Deno.test("client reconnects after auth_timeout and after an error status", async () => {
+Deno.test("client reconnects after auth_timeout but keeps streaming through an error status", async () => {
   const frames = quotes(6);
   const fake = startFakePolygon({
     apiKey: KEY,
@@ -514,13 +659,8 @@ Deno.test("client reconnects after auth_timeout and after an error status", asyn
     authTimeoutMs: 20,
     faults: [
       { auth: "auth_timeout" },
-      { noConnected: true },
-      {
-        garbage: {
-          after: 2,
-          frames: ['[{"ev":"status","status":"error","message":"internal error"}]'],
-        },
-      },
+      // No connect event: the client authenticates on open anyway.
+      { noConnected: true, status: { after: 2, status: "error", message: "internal error" } },
     ],
   });
   const capture = new Capture();
@@ -532,26 +672,297 @@ Deno.test("client reconnects after auth_timeout and after an error status", asyn
     })).run(controller.signal);
     await fake.done;
     await waitFor(() => capture.data().length === 6, "6 frames");
-    // The error status arrives after frame 2; frames already in flight are still handed over.
-    await waitFor(() => capture.gaps.length === 1, "streaming again");
     controller.abort();
     await running;
     assert.deepEqual(capture.data(), frames);
-    assert.deepEqual(await capture.reconnects(), { auth_timeout: 2, status: 1 });
-    assert.equal(fake.stats.connections, 4);
-    assert.equal(capture.gaps.length, 1);
-    assert.equal(capture.gaps[0]!.reason, "status");
+    assert.deepEqual(await capture.reconnects(), { auth_timeout: 1 });
+    assert.equal(fake.stats.connections, 2);
+    assert.deepEqual(capture.gaps, []);
     assert.equal(
       capture.logs[0],
       'polygon: connection lost (auth_timeout: status "auth_timeout": ' +
         '"No authentication request received."); reconnecting in 0 ms (attempt 1)',
     );
-    assert.match(
-      capture.logs[3]!,
-      /^polygon: connection lost \(status: status "error": "internal error"\); reconnecting in 0 ms \(attempt 3\); not listening for \d+ ms so far$/,
+    assert.ok(
+      capture.logs.includes(
+        'polygon: status "error": "internal error" in state "streaming"; staying connected',
+      ),
+      capture.logs.join("\n"),
     );
+    const statuses = (await capture.metrics.wsStatuses.get()).values;
+    assert.deepEqual(statuses.map((v) => [v.labels.status, v.value]), [["error", 1]]);
   } finally {
     controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("force_disconnect and slow_consumer reconnect; an unknown status is only logged", async () => {
+  const frames = quotes(12);
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames,
+    faults: [
+      { status: { after: 2, status: "force_disconnect", message: "server restart" } },
+      // In one frame with data, as the server may batch it: the quote still counts.
+      { status: { after: 3, status: "slow_consumer", message: "too slow", withData: true } },
+      { status: { after: 1, status: "brand_new_status", message: "hello", withData: true } },
+    ],
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const running = new PolygonClient(capture.options(fake.url, {
+      random: () => 0,
+      timers: scaledTimers(0.01),
+    })).run(controller.signal);
+    // The mixed frames reach the transform whole; their quotes are not lost.
+    const quotesSeen = () =>
+      capture.frames.flatMap((f) =>
+        (JSON.parse(f) as { ev: string; t?: number }[]).filter((e) => e.ev === "XQ")
+          .map((e) => e.t)
+      );
+    await fake.done;
+    await waitFor(() => quotesSeen().length === 12, "12 quotes");
+    controller.abort();
+    await running;
+    assert.deepEqual(quotesSeen(), frames.map((f) => JSON.parse(f)[0].t));
+    assert.deepEqual(await capture.reconnects(), { force_disconnect: 1, slow_consumer: 1 });
+    assert.deepEqual(capture.gaps.map((g) => g.reason), ["force_disconnect", "slow_consumer"]);
+    assert.equal(fake.stats.connections, 3);
+    const statuses = (await capture.metrics.wsStatuses.get()).values;
+    assert.deepEqual(statuses.map((v) => [v.labels.status, v.value]), [["brand_new_status", 1]]);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("client exits with PlanError when the plan refuses every topic, after one connection", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(5), notInPlan: ["*"] });
+  const capture = new Capture();
+  try {
+    const client = new PolygonClient(
+      capture.options(fake.url, { pairs: ["BTC-USD", "ETH-USD"], timers: scaledTimers(0) }),
+    );
+    const error = await client.run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof PlanError, String(error));
+    assert.equal(error.exitCode, EXIT.NOT_IN_PLAN);
+    assert.equal(
+      error.message,
+      `Cannot subscribe to XQ.BTC-USD,XQ.ETH-USD on Polygon at "${fake.url}": your Polygon ` +
+        `plan does not include XQ crypto quotes (status "error": "not authorized"); upgrade ` +
+        `the plan or use a key whose plan includes them`,
+    );
+    await settle();
+    assert.equal(fake.stats.connections, 1);
+    assert.equal(fake.stats.refusals, 2);
+    assert.deepEqual(await capture.reconnects(), {});
+    assert.deepEqual(capture.data(), []);
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("a partly refused subscription streams the confirmed topics and drops the refused ones", async () => {
+  const frames = quotes(8, ["BTC-USD", "ETH-USD"]);
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames,
+    notInPlan: ["XQ.ETH-USD"],
+    faults: [{ dropAfter: 2 }],
+  });
+  const capture = new Capture();
+  const controller = new AbortController();
+  try {
+    const client = new PolygonClient(capture.options(fake.url, {
+      pairs: ["ETH-USD", "BTC-USD"],
+      random: () => 0,
+      timers: scaledTimers(0.01),
+    }));
+    const running = client.run(controller.signal);
+    await fake.done;
+    await waitFor(() => capture.data().length === 4, "the 4 BTC-USD frames");
+    controller.abort();
+    await running;
+    assert.deepEqual(capture.data(), frames.filter((f) => f.includes("BTC-USD")));
+    assert.deepEqual(client.topics, ["XQ.BTC-USD"]);
+    // The refused topic is not asked for again after the reconnect.
+    assert.deepEqual(fake.stats.subscriptions, ["XQ.ETH-USD,XQ.BTC-USD", "XQ.BTC-USD"]);
+    assert.equal(
+      capture.logs[0],
+      'polygon: configuration: your Polygon plan does not include XQ.ETH-USD (status "error": ' +
+        '"not authorized"); streaming XQ.BTC-USD only',
+    );
+    assert.deepEqual(capture.gaps.map((g) => g.reason), ["closed"]);
+  } finally {
+    controller.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("a subscribe nobody answers is an error naming the topic; 3 in a row end in NoQuotesError", async () => {
+  // The host does not carry XQ: it answers nothing to the subscribe.
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(3), channels: ["XT"] });
+  const capture = new Capture();
+  try {
+    const error = await new PolygonClient(capture.options(fake.url, {
+      subscribeTimeoutMs: 50,
+      random: () => 0,
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof NoQuotesError, String(error));
+    assert.equal(error.exitCode, EXIT.USAGE);
+    assert.match(
+      error.message,
+      /^Cannot get quotes from Polygon at "ws:\/\/127\.0\.0\.1:\d+\/crypto": 3 sessions in a row got no quote for XQ\.BTC-USD \(last: subscribe_timeout: no answer to subscribing XQ\.BTC-USD within 50 ms\)/,
+    );
+    assert.equal(fake.stats.unanswered, 3);
+    assert.equal(fake.stats.connections, 3);
+    // The subscribe bound, not staleness, ends each session, even when they are equal.
+    const equalBounds = await new PolygonClient(new Capture().options(fake.url, {
+      staleAfterMs: 500, // Also bounds the handshake: generous for a loaded machine.
+      random: () => 0,
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(equalBounds instanceof NoQuotesError, String(equalBounds));
+    assert.match(
+      equalBounds.message,
+      /subscribe_timeout: no answer to subscribing XQ\.BTC-USD within 500 ms/,
+    );
+    assert.equal(fake.stats.connections, 6);
+    assert.deepEqual(await capture.reconnects(), { subscribe_timeout: 2 });
+    assert.deepEqual(capture.gaps, []);
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("a confirmed pair that never quotes ends in NoQuotesError after 3 quiet sessions", async () => {
+  // Polygon confirms a pair it does not list (here one absent from the frames) and sends nothing.
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(50), rate: 200 });
+  const capture = new Capture();
+  try {
+    const error = await new PolygonClient(capture.options(fake.url, {
+      pairs: ["BTC-USDX"],
+      staleAfterMs: 300,
+      quietAfterMs: 400,
+      random: () => 0,
+    })).run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof NoQuotesError, String(error));
+    assert.match(error.message, /3 sessions in a row got no quote for XQ\.BTC-USDX \(last: quiet:/);
+    assert.equal(fake.stats.connections, 3);
+    assert.deepEqual(await capture.reconnects(), { quiet: 2 });
+    // Two reconnects, then the interval from the last loss to the exit.
+    assert.deepEqual(capture.gaps.map((g) => g.reason), ["quiet", "quiet", "quiet"]);
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("client authenticates on open and accepts the connect event as success", async () => {
+  const socket = new StubSocket();
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  const client = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    webSocketFactory: () => socket as unknown as WebSocket,
+    timers: time,
+    clock: time,
+  }));
+  const running = client.run(controller.signal);
+  (socket as unknown as { onopen: () => void }).onopen();
+  assert.deepEqual(socket.sent, [`{"action":"auth","params":"${KEY}"}`]);
+  assert.equal(client.state, "authenticating");
+  // The connect event arrives after our auth, as "success" in one spec version: not an auth reply.
+  socket.receive('[{"ev":"status","status":"success","message":"Connected Successfully"}]');
+  socket.receive(CONNECTED);
+  assert.equal(client.state, "authenticating");
+  assert.equal(socket.sent.length, 1);
+  socket.receive(AUTH_SUCCESS);
+  assert.equal(client.state, "subscribing");
+  controller.abort();
+  await running;
+
+  // Without an open event (the stub), the "success" connect event starts the auth.
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(3),
+    faults: [{ connectEvent: "success", auth: "success" }],
+  });
+  const real = new Capture();
+  const stop = new AbortController();
+  try {
+    const streaming = new PolygonClient(real.options(fake.url)).run(stop.signal);
+    await waitFor(() => real.data().length === 3, "3 frames");
+    stop.abort();
+    await streaming;
+    assert.equal(fake.stats.connections, 1);
+    assert.deepEqual(real.recorded.slice(0, 2), [
+      '[{"ev":"status","status":"success","message":"Connected Successfully"}]',
+      '[{"ev":"status","status":"success","message":"authenticated"}]',
+    ]);
+  } finally {
+    stop.abort();
+    await fake.close();
+  }
+});
+
+Deno.test("auth_required mid-stream reconnects; an error status while streaming does not", async () => {
+  const sockets: StubSocket[] = [];
+  const capture = new Capture();
+  const controller = new AbortController();
+  const time = new FakeTime(0);
+  const running = new PolygonClient(capture.options("wss://example.invalid/crypto", {
+    random: () => 0,
+    clock: time,
+    timers: time,
+    webSocketFactory: () => {
+      sockets.push(new StubSocket());
+      return sockets.at(-1) as unknown as WebSocket;
+    },
+  })).run(controller.signal);
+  const stream = (socket: StubSocket) => {
+    socket.receive(CONNECTED);
+    socket.receive(AUTH_SUCCESS);
+    socket.receive(confirmation("XQ.BTC-USD"));
+  };
+  stream(sockets[0]!);
+  sockets[0]!.receive('[{"ev":"status","status":"error","message":"not authorized"}]');
+  sockets[0]!.receive(quote("BTC-USD", 1));
+  time.advance(1000);
+  sockets[0]!.receive('[{"ev":"status","status":"auth_required","message":"please auth"}]');
+  await settle();
+  time.advance(0);
+  await settle();
+  stream(sockets[1]!);
+  controller.abort();
+  await running;
+  assert.equal(sockets.length, 2);
+  assert.deepEqual(await capture.reconnects(), { status: 1 });
+  assert.deepEqual(capture.gaps, [{ from: 1000, to: 1000, reason: "status" }]);
+  assert.deepEqual(capture.data(), [quote("BTC-USD", 1)]);
+});
+
+Deno.test("an auth_failed that names the plan is a PlanError carrying the server's words", async () => {
+  const message = "Your plan doesn't include websocket access. Visit https://polygon.io/pricing " +
+    "to upgrade.";
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    faults: [{ auth: "auth_failed", authMessage: message }],
+  });
+  const capture = new Capture();
+  try {
+    const error = await new PolygonClient(capture.options(fake.url))
+      .run(new AbortController().signal).then(() => undefined, (e) => e);
+    assert.ok(error instanceof PlanError, String(error));
+    assert.equal(error.exitCode, EXIT.NOT_IN_PLAN);
+    assert.equal(
+      error.message,
+      `Cannot stream from Polygon at "${fake.url}": the server refused the key with ` +
+        `"${message}" (status "auth_failed"); your Polygon plan does not include WebSocket ` +
+        `access: upgrade the plan or use another key`,
+    );
+    assert.equal(fake.stats.connections, 1);
+  } finally {
     await fake.close();
   }
 });

@@ -413,3 +413,117 @@ Deno.test("fake replays the whole capture unpaced while a client reads", async (
     await fake.close();
   }
 });
+
+const NOT_AUTHORIZED = '[{"ev":"status","status":"error","message":"not authorized"}]';
+
+Deno.test("fake refuses topics outside the plan with the real message, naming no topic", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames: quotes(6, ["BTC-USD", "ETH-USD"]),
+    notInPlan: ["XQ.ETH-USD"],
+  });
+  try {
+    const client = await handshake(fake, "XQ.BTC-USD");
+    client.send({ action: "subscribe", params: "XQ.ETH-USD" });
+    await fake.done;
+    await waitFor(() => client.frames.length === 2 + 1 + 1 + 3, "3 BTC-USD frames");
+    assert.ok(client.frames.includes(NOT_AUTHORIZED));
+    assert.deepEqual(client.data(), quotes(6, ["BTC-USD", "ETH-USD"]).filter((f) => /BTC/.test(f)));
+    assert.equal(fake.stats.refusals, 1);
+    await client.close();
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("fake confirms a pair it never sends, and leaves a channel it lacks unanswered", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(3), channels: ["XQ"] });
+  try {
+    // A misspelt pair: confirmed, then silence.
+    const client = await handshake(fake, "XQ.BTC-USDX");
+    client.send({ action: "subscribe", params: "XT.BTC-USD" });
+    await fake.done;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(client.data(), []);
+    assert.equal(client.frames.length, 3, "no answer for XT");
+    assert.equal(fake.stats.framesFiltered, 3);
+    assert.equal(fake.stats.unanswered, 1);
+    await client.close();
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("fake sends the connect event as success and the auth reply with a chosen message", async () => {
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    faults: [{ connectEvent: "success", auth: "auth_failed", authMessage: "Your plan lacks it" }],
+  });
+  try {
+    const client = new RawClient(fake.url);
+    assert.equal(
+      await client.next(),
+      '[{"ev":"status","status":"success","message":"Connected Successfully"}]',
+    );
+    client.send({ action: "auth", params: KEY });
+    assert.equal(
+      await client.next(),
+      '[{"ev":"status","status":"auth_failed","message":"Your plan lacks it"}]',
+    );
+    assert.equal((await client.closed).code, 1008);
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("fake vanishes: no frame, no answer, no close after the scripted frames", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(10), faults: [{ vanishAfter: 3 }] });
+  try {
+    const client = await handshake(fake, "XQ.*");
+    await waitFor(() => client.data().length === 3, "3 frames");
+    client.send({ action: "subscribe", params: "XQ.*" });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(client.frames.length, 3 + 3, "the subscribe got no answer");
+    assert.equal(client.socket.readyState, WebSocket.OPEN);
+    await client.close();
+    // The next connection resumes the replay.
+    const second = await handshake(fake, "XQ.*");
+    await fake.done;
+    await waitFor(() => second.data().length === 7, "7 frames");
+    await second.close();
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("fake sends statuses mid-stream, alone or in a data frame, and closes on force_disconnect", async () => {
+  const frames = quotes(6);
+  const fake = startFakePolygon({
+    apiKey: KEY,
+    frames,
+    faults: [
+      { status: { after: 2, status: "force_disconnect", message: "bye" } },
+      { status: { after: 1, status: "error", message: "oops", withData: true } },
+    ],
+  });
+  try {
+    const first = await handshake(fake, "XQ.*");
+    assert.equal((await first.closed).code, 1008);
+    assert.equal(
+      first.frames.at(-1),
+      '[{"ev":"status","status":"force_disconnect","message":"bye"}]',
+    );
+    assert.equal(first.data().length, 2);
+    const second = await handshake(fake, "XQ.*");
+    await fake.done;
+    await waitFor(() => second.frames.length === 2 + 1 + 4, "4 frames");
+    assert.equal(
+      second.frames[4],
+      '[{"ev":"status","status":"error","message":"oops"},' + frames[3]!.slice(1),
+    );
+    assert.equal(second.socket.readyState, WebSocket.OPEN);
+    await second.close();
+  } finally {
+    await fake.close();
+  }
+});
