@@ -66,7 +66,7 @@ Deno.test("both dashboards show the same panels, each with its queries, a dataso
       "Spread per symbol (last)",
       "Latency hop by hop, p50 and p99",
       "Seconds since last quote",
-      "Reconnects and gaps",
+      "Reconnects and gaps, per minute",
       "Queue depth and drops",
       "Kafka ack latency, p50 and p99",
       "Consumer lag per partition",
@@ -289,7 +289,7 @@ Deno.test({
             url: influx.url,
             db: "crypto",
             intervalMs: 500,
-            tags: { service },
+            tags: { service, instance: `${service}-1` },
             counters: {
               written: m.telemetryPointsWritten,
               dropped: m.telemetryPointsDropped,
