@@ -31,6 +31,8 @@ interface ProcessSpec {
   /** Unset: the default `<hostname>:<pid>` instance. */
   instance?: string;
   rates: DrivenRate[];
+  /** Constant gauges (`perSecond` is the value). */
+  gauges?: DrivenRate[];
   dropPerPush?: number;
 }
 
@@ -58,6 +60,12 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_kafka_send_errors_total", 0.2),
       r("crypto_transform_skipped_total", 1, { reason: "status" }),
     ],
+    gauges: [
+      r("crypto_queue_depth", 5),
+      r("crypto_ws_connection_state", 4),
+      r("crypto_spread_last", 1.5, { symbol: "BTC-USD" }),
+      r("crypto_spread_last", 0.25, { symbol: "ETH-USD" }),
+    ],
   },
   {
     name: "producer-b",
@@ -77,6 +85,12 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_kafka_send_errors_total", 0.5),
       r("crypto_transform_skipped_total", 2, { reason: "status" }),
       r("crypto_transform_skipped_total", 0.5, { reason: "bad_json" }),
+    ],
+    gauges: [
+      r("crypto_queue_depth", 7),
+      r("crypto_ws_connection_state", 1),
+      r("crypto_spread_last", 2.5, { symbol: "BTC-USD" }),
+      r("crypto_spread_last", 0.5, { symbol: "SOL-USD" }),
     ],
   },
   {
@@ -129,6 +143,8 @@ async function spawn(spec: ProcessSpec, influxUrl: string): Promise<Running> {
       spec.role,
       "--rates",
       JSON.stringify(spec.rates),
+      "--gauges",
+      JSON.stringify(spec.gauges ?? []),
       "--drop-per-push",
       String(spec.dropPerPush ?? 0),
     ],
@@ -278,7 +294,7 @@ function compare(
 
 Deno.test({
   name:
-    "every counter panel of both dashboards shows the true total of two producers and a consumer, at two intervals",
+    "every counter panel of both dashboards shows the true total of two producers and a consumer, at two intervals, and gauges combine as labelled",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -432,6 +448,70 @@ Deno.test({
         assert.ok(checked[`influxdb ${intervalS}s`]! >= counterQueries.length * 3);
         assert.ok(checked[`prometheus ${intervalS}s`]! >= counterQueries.length * 3);
       }
+
+      // Gauges over processes: the deepest queue, the highest spread, one state per process.
+      const gaugeChecks: [string, string, Map<string, number>][] = [
+        ["Queue depth and drops", "depth", new Map([["", 7]])],
+        [
+          "Spread per symbol (last)",
+          "{{symbol}}",
+          new Map([["BTC-USD", 2.5], ["ETH-USD", 0.25], ["SOL-USD", 0.5]]),
+        ],
+      ];
+      const gaugeFailures: string[] = [];
+      for (const [title, legend, expected] of gaugeChecks) {
+        const q = PANELS.find((p) => p.title === title)!.queries.find((x) => x.legend === legend)!;
+        const by = legend === "{{symbol}}" ? "symbol" : undefined;
+        for (const intervalS of INTERVALS_S) {
+          const stepMs = intervalS * 1_000;
+          const drawn = [
+            await drawInflux(influx, fill(q.influxql, intervalS, steadyFrom, steadyTo), by),
+            await drawProm(
+              prom,
+              fill(q.promql, intervalS, steadyFrom, steadyTo),
+              steadyFrom,
+              steadyTo,
+              intervalS,
+              by,
+            ),
+          ];
+          for (const [k, d] of drawn.entries()) {
+            const c = compare(
+              `${k === 0 ? "influxdb" : "prometheus"} "${title}" ${legend} at ${intervalS}s`,
+              d,
+              expected,
+              (t) => t >= steadyFrom && t + stepMs <= steadyTo,
+              () => 0,
+            );
+            gaugeFailures.push(...c.failures);
+            if (c.points === 0) gaugeFailures.push(`${title}: no point checked`);
+          }
+        }
+      }
+      const state = PANELS.find((p) => p.title === "Connection state per producer")!.queries[0]!;
+      const statesInflux = await drawInflux(
+        influx,
+        fill(state.influxql, 2, steadyFrom, steadyTo),
+        "instance",
+      );
+      const lastOf = (d: Drawn) =>
+        Object.fromEntries(
+          [...d].map(([k, v]) => [k, v.filter(([, x]) => x !== null).at(-1)?.[1]]),
+        );
+      assert.deepEqual(lastOf(statesInflux), { [a!.ready.instance]: 4, "quotes-b": 1 });
+      const statesProm = await drawProm(
+        prom,
+        fill(state.promql, 2, steadyFrom, steadyTo),
+        steadyFrom,
+        steadyTo,
+        2,
+        "instance",
+      );
+      assert.deepEqual(lastOf(statesProm), {
+        [`127.0.0.1:${a!.ready.port}`]: 4,
+        [`127.0.0.1:${b!.ready.port}`]: 1,
+      });
+      assert.deepEqual(gaugeFailures, [], gaugeFailures.join("\n"));
 
       // The same data catch the old query: a difference taken across processes' counters.
       const legacy = `SELECT non_negative_derivative(last("value"), 1s) FROM ` +

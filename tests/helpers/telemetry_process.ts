@@ -2,11 +2,12 @@
  * A stand-in producer or consumer process for the dashboard value tests: the real metrics class,
  * the real config parsing and the real telemetry wiring (`/metrics` and the InfluxDB push), with
  * counters that grow at known rates instead of by live traffic. Every counter named in `--rates`
- * reads exactly `rate × seconds since start` whenever it is scraped or pushed.
+ * reads exactly `rate × seconds since start` whenever it is scraped or pushed; each gauge named in
+ * `--gauges` holds the constant given as its `perSecond`.
  *
  * Usage: `deno run --allow-net --allow-read --allow-env tests/helpers/telemetry_process.ts
  *   --role producer|consumer --rates '[{"metric":"crypto_quotes_total","labels":{"symbol":"BTC-USD"},"perSecond":3}]'
- *   [--drop-per-push N]`
+ *   [--gauges '[{"metric":"crypto_queue_depth","perSecond":5}]'] [--drop-per-push N]`
  * plus the usual telemetry settings from the environment (`METRICS_PORT`, `INFLUX_URL`,
  * `INFLUX_FLUSH_INTERVAL`, `TELEMETRY_INSTANCE`, …).
  *
@@ -36,6 +37,7 @@ const { values } = parseArgs({
   options: {
     role: { type: "string" },
     rates: { type: "string", default: "[]" },
+    gauges: { type: "string", default: "[]" },
     "drop-per-push": { type: "string", default: "0" },
   },
   strict: true,
@@ -45,6 +47,7 @@ if (role !== "producer" && role !== "consumer") {
   throw new TypeError(`--role must be producer or consumer, got "${role}"`);
 }
 const rates = JSON.parse(values.rates!) as DrivenRate[];
+const gauges = JSON.parse(values.gauges!) as DrivenRate[];
 const dropPerPush = Number(values["drop-per-push"]);
 
 const registry = new Registry();
@@ -84,6 +87,12 @@ for (const r of rates) {
   if (!counter) throw new TypeError(`No metric "${r.metric}" in the ${role}'s registry`);
   driven.push({ counter, labels: r.labels ?? {}, perSecond: r.perSecond, added: 0 });
   counter.inc(r.labels ?? {}, 0);
+}
+
+for (const g of gauges) {
+  const gauge = registry.getSingleMetric(g.metric) as Gauge<string> | undefined;
+  if (!gauge) throw new TypeError(`No metric "${g.metric}" in the ${role}'s registry`);
+  gauge.set(g.labels ?? {}, g.perSecond);
 }
 
 const config = buildTelemetryConfig(
