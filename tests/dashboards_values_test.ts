@@ -527,6 +527,10 @@ Deno.test({
         (t) => t - stepMs >= steadyFrom && t + stepMs <= steadyTo,
         (e) => e * pushGapS / INTERVALS_S[0]!,
       );
+      console.log(
+        `the old, ungrouped InfluxQL of "written/s": ${old.failures.length} of ${old.points} ` +
+          `points wrong; e.g. ${old.failures[0]}`,
+      );
       assert.ok(old.failures.length > old.points / 2, old.failures.join("\n"));
     } finally {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
