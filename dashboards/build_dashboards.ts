@@ -1,6 +1,7 @@
 /**
  * Builds the two Grafana dashboards from one panel list, so they always show the same panels:
- * `crypto_prometheus.json` (PromQL) and `crypto_influxdb.json` (InfluxQL).
+ * `crypto_prometheus.json` (PromQL) and `crypto_influxdb.json` (InfluxQL); and, with the same
+ * panel builder, the broker dashboard `crypto_broker.json` (PromQL, Aiven's metric names).
  *
  * Run: `deno run --allow-write=dashboards dashboards/build_dashboards.ts`
  * (`tests/dashboards_test.ts` fails if the committed JSON differs from what this builds.)
@@ -307,6 +308,170 @@ export const PANELS: readonly PanelSpec[] = [
   },
 ];
 
+/** One query of a broker panel: PromQL only (broker metrics reach Prometheus, not InfluxDB). */
+export interface BrokerQuery {
+  /** PromQL over the metric names of Aiven's Prometheus integration; may use `$topic`. */
+  promql: string;
+  /** Grafana legend. */
+  legend: string;
+  /** Grafana unit of this query when it differs from the panel's (then on the right axis). */
+  unit?: string;
+  /** Aiven has the metric, the local broker's exporter cannot: no data locally. */
+  aivenOnly?: true;
+}
+
+/** One broker panel. */
+export interface BrokerPanelSpec {
+  title: string;
+  description: string;
+  /** Grafana unit id of the panel's (left) axis. */
+  unit: string;
+  queries: BrokerQuery[];
+}
+
+const TOPIC = `topic=~"$topic", topic!=""`;
+
+/**
+ * The broker dashboard's panels, top to bottom, in the metric names of Aiven's Prometheus
+ * integration for Apache Kafka. The local broker exports the same names
+ * (`scripts/kafka/jmx_exporter.yml`), except where a query is `aivenOnly`.
+ */
+export const BROKER_PANELS: readonly BrokerPanelSpec[] = [
+  {
+    title: "Messages in per second, per topic",
+    description: "Records appended per second, per topic, summed over brokers " +
+      "(kafka_server_BrokerTopicMetrics_MessagesInPerSec_Count).",
+    unit: "ops",
+    queries: [{
+      promql:
+        `sum by (topic) (rate(kafka_server_BrokerTopicMetrics_MessagesInPerSec_Count{${TOPIC}}[${RI}]))`,
+      legend: "{{topic}}",
+    }],
+  },
+  {
+    title: "Bytes in and out per topic",
+    description: "Bytes from producers and to consumers per second, per topic, summed over " +
+      "brokers; replication traffic not included (kafka_server_BrokerTopicMetrics_BytesInPerSec_Count, " +
+      "_BytesOutPerSec_Count).",
+    unit: "Bps",
+    queries: [
+      {
+        promql:
+          `sum by (topic) (rate(kafka_server_BrokerTopicMetrics_BytesInPerSec_Count{${TOPIC}}[${RI}]))`,
+        legend: "in {{topic}}",
+      },
+      {
+        promql:
+          `sum by (topic) (rate(kafka_server_BrokerTopicMetrics_BytesOutPerSec_Count{${TOPIC}}[${RI}]))`,
+        legend: "out {{topic}}",
+      },
+    ],
+  },
+  {
+    title: "Produce and fetch requests per second",
+    description: "Requests per second by type, summed over brokers and API versions " +
+      "(kafka_network_RequestMetrics_RequestsPerSec_Count).",
+    unit: "reqps",
+    queries: [{
+      promql:
+        `sum by (request) (rate(kafka_network_RequestMetrics_RequestsPerSec_Count{request=~"Produce|Fetch|FetchConsumer|FetchFollower"}[${RI}]))`,
+      legend: "{{request}}",
+    }],
+  },
+  {
+    title: "Produce and fetch total time, p99",
+    description: "99th percentile of the time from request to response, by type, the slowest " +
+      "broker's (kafka_network_RequestMetrics_TotalTimeMs_99thPercentile). The broker computes it " +
+      "over its recent requests (a decaying sample of about 5 minutes), not over the panel's " +
+      "interval. A fetch waits up to the consumer's fetch.max.wait.ms when there is nothing new.",
+    unit: "ms",
+    queries: [{
+      promql:
+        `max by (request) (kafka_network_RequestMetrics_TotalTimeMs_99thPercentile{request=~"Produce|FetchConsumer|FetchFollower"})`,
+      legend: "{{request}}",
+    }],
+  },
+  {
+    title: "Partition health and the active controller",
+    description: "Under-replicated, offline and under-min-ISR partitions (all should be 0), and " +
+      "active controllers (should be 1), summed over brokers " +
+      "(kafka_server_ReplicaManager_UnderReplicatedPartitions_Value, " +
+      "kafka_controller_KafkaController_OfflinePartitionsCount_Value, " +
+      "kafka_server_ReplicaManager_UnderMinIsrPartitionCount_Value, " +
+      "kafka_controller_KafkaController_ActiveControllerCount_Value).",
+    unit: "short",
+    queries: [
+      {
+        promql: "sum(kafka_server_ReplicaManager_UnderReplicatedPartitions_Value)",
+        legend: "under-replicated",
+      },
+      {
+        promql: "sum(kafka_controller_KafkaController_OfflinePartitionsCount_Value)",
+        legend: "offline",
+      },
+      {
+        promql: "sum(kafka_server_ReplicaManager_UnderMinIsrPartitionCount_Value)",
+        legend: "under min ISR",
+      },
+      {
+        promql: "sum(kafka_controller_KafkaController_ActiveControllerCount_Value)",
+        legend: "active controllers",
+      },
+    ],
+  },
+  {
+    title: "Log size per topic",
+    description: "Bytes on disk per topic, every replica on every broker counted " +
+      "(kafka_log_Log_Size_Value).",
+    unit: "bytes",
+    queries: [{
+      promql: `sum by (topic) (kafka_log_Log_Size_Value{${TOPIC}})`,
+      legend: "{{topic}}",
+    }],
+  },
+  {
+    title: "JVM heap and GC time",
+    description: "Heap in use per broker (java_lang_Memory_used), and on the right, the share " +
+      "of time spent in G1's young and old collections " +
+      "(java_lang_GarbageCollector_G1_Young_Generation_CollectionTime, _G1_Old_Generation_, ms).",
+    unit: "bytes",
+    queries: [
+      { promql: "sum by (instance) (java_lang_Memory_used)", legend: "heap {{instance}}" },
+      {
+        promql:
+          `sum by (instance) (rate(java_lang_GarbageCollector_G1_Young_Generation_CollectionTime[${RI}])) / 1000`,
+        legend: "young GC {{instance}}",
+        unit: "percentunit",
+      },
+      {
+        promql:
+          `sum by (instance) (rate(java_lang_GarbageCollector_G1_Old_Generation_CollectionTime[${RI}])) / 1000`,
+        legend: "old GC {{instance}}",
+        unit: "percentunit",
+      },
+    ],
+  },
+  {
+    title: "Consumer group lag: the broker's view and ours",
+    description: "Records not yet consumed. Broker view: Aiven's kafka_consumer_group_rep_lag, " +
+      "per group (Aiven computes it from offsets; no broker MBean has it, so the local broker's " +
+      "exporter shows no such line). Ours: crypto_consumer_lag from the consumer, summed over " +
+      "partitions (needs the consumer's /metrics in the same Prometheus).",
+    unit: "short",
+    queries: [
+      {
+        promql: `sum by (name) (kafka_consumer_group_rep_lag{${TOPIC}})`,
+        legend: "broker view, group {{name}}",
+        aivenOnly: true,
+      },
+      {
+        promql: "sum(max by (partition) (crypto_consumer_lag))",
+        legend: "our consumer",
+      },
+    ],
+  },
+];
+
 /** The two kinds of dashboard. */
 export type DashboardKind = "prometheus" | "influxdb";
 
@@ -334,10 +499,22 @@ function symbolVariable(kind: DashboardKind): Record<string, unknown> {
   };
 }
 
-/** Builds one dashboard as a JSON-ready object. */
-export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
-  const datasource = { type: kind, uid: "${datasource}" };
-  const panels = PANELS.map((p, i) => ({
+/** What every panel has, whichever list it comes from. */
+interface PanelShape {
+  title: string;
+  description: string;
+  unit: string;
+  queries: readonly { unit?: string }[];
+}
+
+/** One time series panel; `targets` are the data source's own query objects. */
+function panelJson(
+  p: PanelShape,
+  i: number,
+  datasource: { type: string; uid: string },
+  targets: Record<string, unknown>[],
+): Record<string, unknown> {
+  return {
     id: i + 1,
     type: "timeseries",
     title: p.title,
@@ -361,17 +538,49 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
       legend: { calcs: [], displayMode: "list", placement: "bottom", showLegend: true },
       tooltip: { mode: "multi", sort: "desc" },
     },
-    targets: p.queries.map((q, j) =>
-      kind === "prometheus"
-        ? {
-          datasource,
-          refId: REF_IDS[j]!,
-          expr: q.promql,
-          legendFormat: q.legend,
-          range: true,
-          editorMode: "code",
-        }
-        : {
+    targets,
+  };
+}
+
+function promTarget(
+  datasource: { type: string; uid: string },
+  j: number,
+  expr: string,
+  legend: string,
+): Record<string, unknown> {
+  return {
+    datasource,
+    refId: REF_IDS[j]!,
+    expr,
+    legendFormat: legend,
+    range: true,
+    editorMode: "code",
+  };
+}
+
+function datasourceVariable(kind: DashboardKind): Record<string, unknown> {
+  return {
+    name: "datasource",
+    label: "Data source",
+    type: "datasource",
+    query: kind,
+    hide: 0,
+    refresh: 1,
+    regex: "",
+    options: [],
+  };
+}
+
+/** Builds one dashboard as a JSON-ready object. */
+export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
+  const datasource = { type: kind, uid: "${datasource}" };
+  const panels = PANELS.map((p, i) =>
+    panelJson(
+      p,
+      i,
+      datasource,
+      p.queries.map((q, j) =>
+        kind === "prometheus" ? promTarget(datasource, j, q.promql, q.legend) : {
           datasource,
           refId: REF_IDS[j]!,
           query: q.influxql,
@@ -379,8 +588,9 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
           resultFormat: "time_series",
           alias: q.alias,
         }
-    ),
-  }));
+      ),
+    )
+  );
   const label = kind === "prometheus" ? "Prometheus" : "InfluxDB";
   return {
     uid: `crypto-quotes-${kind}`,
@@ -397,16 +607,7 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
     time: { from: "now-1h", to: "now" },
     templating: {
       list: [
-        {
-          name: "datasource",
-          label: "Data source",
-          type: "datasource",
-          query: kind,
-          hide: 0,
-          refresh: 1,
-          regex: "",
-          options: [],
-        },
+        datasourceVariable(kind),
         symbolVariable(kind),
       ],
     },
@@ -415,14 +616,66 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
   };
 }
 
+/** Builds the broker dashboard (Prometheus) from {@linkcode BROKER_PANELS}. */
+export function buildBrokerDashboard(): Record<string, unknown> {
+  const datasource = { type: "prometheus", uid: "${datasource}" };
+  const query = "label_values(kafka_server_BrokerTopicMetrics_MessagesInPerSec_Count, topic)";
+  return {
+    uid: "crypto-quotes-broker",
+    title: "Crypto quote pipeline: Kafka broker (Prometheus)",
+    description: "The Kafka broker's own health, in the metric names of Aiven's Prometheus " +
+      "integration; the local broker (scripts/kafka_local.sh) exports the same names through the " +
+      "Prometheus JMX exporter. Not available locally: kafka_consumer_group_rep_lag (Aiven only).",
+    tags: ["crypto", "kafka", "broker", "prometheus"],
+    timezone: "utc",
+    editable: true,
+    graphTooltip: 1,
+    refresh: "10s",
+    schemaVersion: 39,
+    version: 1,
+    time: { from: "now-1h", to: "now" },
+    templating: {
+      list: [
+        datasourceVariable("prometheus"),
+        {
+          name: "topic",
+          label: "Topic",
+          type: "query",
+          datasource,
+          query: { query, refId: "TopicVariable" },
+          multi: true,
+          includeAll: true,
+          allValue: ".*",
+          current: { selected: true, text: ["All"], value: ["$__all"] },
+          refresh: 2,
+          sort: 1,
+          regex: "",
+          hide: 0,
+          options: [],
+        },
+      ],
+    },
+    annotations: { list: [] },
+    panels: BROKER_PANELS.map((p, i) =>
+      panelJson(
+        p,
+        i,
+        datasource,
+        p.queries.map((q, j) => promTarget(datasource, j, q.promql, q.legend)),
+      )
+    ),
+  };
+}
+
 /** The JSON text of one dashboard file, as committed. */
-export function dashboardText(kind: DashboardKind): string {
-  return JSON.stringify(buildDashboard(kind), null, 2) + "\n";
+export function dashboardText(kind: DashboardKind | "broker"): string {
+  const dashboard = kind === "broker" ? buildBrokerDashboard() : buildDashboard(kind);
+  return JSON.stringify(dashboard, null, 2) + "\n";
 }
 
 if (import.meta.main) {
   const dir = new URL(".", import.meta.url);
-  for (const kind of ["prometheus", "influxdb"] as const) {
+  for (const kind of ["prometheus", "influxdb", "broker"] as const) {
     const file = new URL(`crypto_${kind}.json`, dir);
     await Deno.writeTextFile(file, dashboardText(kind));
     console.log(`wrote ${file.pathname}`);

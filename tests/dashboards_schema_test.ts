@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 
 const ROOT = new URL("../", import.meta.url);
 const SCHEMA = new URL("./helpers/grafana_schema.ts", import.meta.url);
-const KINDS = ["prometheus", "influxdb"] as const;
+const KINDS = ["prometheus", "influxdb", "broker"] as const;
 
 /** Writes `json` as a module that must satisfy the schema; returns its path. */
 async function moduleFor(dir: string, name: string, json: string): Promise<string> {
@@ -33,7 +33,7 @@ async function check(paths: string[]): Promise<{ code: number; output: string }>
   return { code, output: decoder.decode(stdout) + decoder.decode(stderr) };
 }
 
-Deno.test("both dashboards type-check against @grafana/schema, and a broken copy does not", async () => {
+Deno.test("every dashboard type-checks against @grafana/schema, and a broken copy does not", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dashboards_schema_" });
   try {
     const texts = await Promise.all(
