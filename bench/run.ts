@@ -33,6 +33,7 @@ import {
 } from "./common.ts";
 import type { TransformCostResult } from "./transform_cost.ts";
 import type { ProduceResult } from "./produce_recording.ts";
+import { exporterReport, type ExporterResult } from "./broker_exporter.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -721,6 +722,11 @@ async function main(): Promise<void> {
   } finally {
     await brokerDown(broker);
   }
+  // Its own two brokers (with and without the JMX exporter), after ours is down.
+  log("6. broker: the JMX exporter's CPU cost at 20,000 records/s");
+  const exporterArgs = QUICK ? ["--rounds", "3", "--seconds", "6"] : [];
+  const exporter = await spawnDeno("broker_exporter.ts", exporterArgs).result;
+  sections.push(...exporterReport(exporter as ExporterResult));
   const minutes = (performance.now() - started) / 60_000;
   const head = [
     "# Benchmarks",

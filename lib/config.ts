@@ -396,6 +396,14 @@ export const SETTINGS: readonly Setting[] = [
     scripts: PC,
   },
   {
+    key: "instance",
+    flag: "instance",
+    env: "TELEMETRY_INSTANCE",
+    type: "string",
+    help: "instance tag on InfluxDB points, unique per process (default <hostname>:<pid>)",
+    scripts: PC,
+  },
+  {
     key: "influxUrl",
     env: "INFLUX_URL",
     type: "string",
@@ -902,6 +910,8 @@ export function buildPolygonConfig(
 export interface TelemetryConfig {
   metricsPort?: number;
   metricsHost: string;
+  /** `instance` tag on InfluxDB points; unset means `<hostname>:<pid>`, chosen at start-up. */
+  instance?: string;
   influx?: {
     url: string;
     api: "v1" | "v2";
@@ -927,6 +937,15 @@ export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
       throw new ConfigError(`--metrics-port must be between 0 and 65535, got "${port}"`);
     }
     config.metricsPort = port;
+  }
+  const instance = settings.instance as string | undefined;
+  if (instance !== undefined && instance !== "") {
+    if (!/^[A-Za-z0-9._:@\/-]{1,128}$/.test(instance)) {
+      throw new ConfigError(
+        `--instance must be 1 to 128 letters, digits or . _ : @ / -, got "${instance}"`,
+      );
+    }
+    config.instance = instance;
   }
   const url = settings.influxUrl as string | undefined;
   if (url) {

@@ -8,7 +8,7 @@
  * ```ts
  * const push = startInfluxPush(metrics.registry, {
  *   ...telemetryConfig.influx!,
- *   tags: { service: "producer" },
+ *   tags: { service: "producer", instance: "quotes-1:4242" },
  *   counters: {
  *     written: metrics.telemetryPointsWritten,
  *     dropped: metrics.telemetryPointsDropped,

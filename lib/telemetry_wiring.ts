@@ -14,6 +14,44 @@ interface TelemetryCounters {
   telemetryWriteErrors: { inc(value?: number): void };
 }
 
+/** Environment lookups {@linkcode defaultInstance} uses; tests pass fakes. */
+export interface InstanceSources {
+  /** The host name, or undefined when it cannot be read; default `Deno.hostname()` when the
+   * `sys` permission for it is granted (never prompting), else the first line of `/etc/hostname`. */
+  hostname?: () => string | undefined;
+  /** The process id; default `Deno.pid`. */
+  pid?: number;
+}
+
+function readHostname(): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted") {
+      return Deno.hostname();
+    }
+  } catch {
+    // Fall through to the file.
+  }
+  try {
+    return Deno.readTextFileSync("/etc/hostname").split("\n")[0]?.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The `instance` tag used when `--instance` is unset: `<hostname>:<pid>`, so that two producers
+ * on one host, or one on each of two hosts, write separate InfluxDB series.
+ * @example
+ * ```ts
+ * defaultInstance({ hostname: () => "quotes-1", pid: 4242 }); // "quotes-1:4242"
+ * ```
+ */
+export function defaultInstance(sources: InstanceSources = {}): string {
+  const raw = (sources.hostname ?? readHostname)() ?? "";
+  const host = raw.replace(/[^A-Za-z0-9._-]/g, "") || "localhost";
+  return `${host}:${sources.pid ?? Deno.pid}`;
+}
+
 /** Options for {@linkcode startTelemetry}. */
 export interface StartTelemetryOptions {
   registry: Registry;
@@ -22,7 +60,7 @@ export interface StartTelemetryOptions {
   health?: HealthSource;
   /** Freshness limit for `/healthz`, ms. */
   staleAfterMs: number;
-  /** `service` tag on InfluxDB points, e.g. "producer". */
+  /** `service` tag on InfluxDB points, e.g. "producer"; the `instance` tag comes from the config. */
   service: string;
   log: (line: string) => void;
 }
@@ -54,10 +92,11 @@ export function startTelemetry(
   }
   if (config.influx) {
     const i = config.influx;
+    const instance = config.instance ?? defaultInstance();
     influx = startInfluxPush(options.registry, {
       // TelemetryConfig["influx"] uses the writer's own option names.
       ...i,
-      tags: { service: options.service },
+      tags: { service: options.service, instance },
       counters: {
         written: options.metrics.telemetryPointsWritten,
         dropped: options.metrics.telemetryPointsDropped,
@@ -65,7 +104,10 @@ export function startTelemetry(
       },
       log: options.log,
     });
-    options.log(`telemetry: pushing to InfluxDB ${i.api} every ${i.intervalMs / 1000} s`);
+    options.log(
+      `telemetry: pushing to InfluxDB ${i.api} every ${i.intervalMs / 1000} s ` +
+        `as service="${options.service}" instance="${instance}"`,
+    );
   }
   return Promise.resolve({
     server,

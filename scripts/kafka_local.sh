@@ -12,7 +12,9 @@
 #   scripts/kafka_local.sh down-all         `down` every broker this script started on this machine
 #
 # `up` writes DIR/broker.env (KEY=value lines, see write_env) with the listener addresses, the
-# certificate paths and the SCRAM users. With --owner-pid, a watchdog runs `down DIR` as soon as
+# certificate paths, the SCRAM users and KAFKA_METRICS, the address of the broker's Prometheus
+# /metrics: the JMX exporter Java agent with scripts/kafka/jmx_exporter.yml, whose rules give the
+# broker's MBeans Aiven's metric names. With --owner-pid, a watchdog runs `down DIR` as soon as
 # that process is gone, so a test run that dies leaves no java process behind.
 #
 # Environment:
@@ -21,6 +23,8 @@
 #                          listener ports for `up` (default: free ports picked at random)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
 #   KAFKA_HEAP             JVM heap options (default "-Xms128m -Xmx512m")
+#   KAFKA_METRICS_PORT     port of the broker's /metrics for `up` (default: a free port)
+#   KAFKA_JMX_EXPORTER     "off": `up` starts the broker without the exporter (default on)
 #
 # Needs: Java 17+, Maven (install only), openssl, bash. Optional: kcat (extra readiness check).
 set -euo pipefail
@@ -35,6 +39,10 @@ POM="$SCRIPT_DIR/kafka/pom.xml"
 LOG4J_CONFIG="$SCRIPT_DIR/kafka/log4j2.properties"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 HEAP="${KAFKA_HEAP:--Xms128m -Xmx512m}"
+# The Prometheus JMX exporter agent: kept out of the broker's classpath, in its own folder.
+JMX_EXPORTER_VERSION=1.0.1
+AGENT_JAR="$CACHE/agent/jmx_prometheus_javaagent-$JMX_EXPORTER_VERSION.jar"
+EXPORTER_CONFIG="$SCRIPT_DIR/kafka/jmx_exporter.yml"
 # Marks our JVMs on their command line, so `stop` never signals a recycled pid.
 MARKER_PROP="-Dkafka.local.dir"
 
@@ -48,7 +56,7 @@ log() {
 }
 
 usage() {
-  sed -n '2,24p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '2,29p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -62,7 +70,7 @@ abs_dir() {
 cmd_install() {
   local stamp="$LIB/.complete"
   local want
-  want="$(sha256sum "$POM" | cut -d' ' -f1)"
+  want="$( (cat "$POM" && echo "jmx_prometheus_javaagent $JMX_EXPORTER_VERSION") | sha256sum | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
@@ -84,6 +92,12 @@ cmd_install() {
     sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2 ||
     die "Cannot install the broker jars: mvn dependency:copy-dependencies failed (see above)"
   ls "$LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "Cannot find kafka_2.13 in \"$LIB\" after mvn"
+  mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy \
+    -Dartifact="io.prometheus.jmx:jmx_prometheus_javaagent:$JMX_EXPORTER_VERSION" \
+    -DoutputDirectory="$(dirname "$AGENT_JAR")" 2>&1 |
+    sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2 ||
+    die "Cannot install the JMX exporter agent: mvn dependency:copy failed (see above)"
+  [[ -f "$AGENT_JAR" ]] || die "Cannot find \"$AGENT_JAR\" after mvn"
   echo "$want" >"$stamp"
   exec 9>&-
 }
@@ -223,6 +237,7 @@ KAFKA_SCRAM_SHA_256_PASSWORD=$SCRAM256_PASSWORD
 KAFKA_SCRAM_SHA_512_USERNAME=$SCRAM512_USER
 KAFKA_SCRAM_SHA_512_PASSWORD=$SCRAM512_PASSWORD
 KAFKA_LOG=$dir/logs/broker.log
+KAFKA_METRICS=${METRICS_PORT:+127.0.0.1:$METRICS_PORT}
 EOF
 }
 
@@ -252,8 +267,14 @@ launch() {
   [[ -z "$(running_pid "$dir")" ]] || die "The broker in \"$dir\" already runs"
   mkdir -p "$dir/logs"
   before="$(started_count "$dir")"
+  local metrics agent=()
+  metrics="$(sed -n 's/^KAFKA_METRICS=//p' "$dir/broker.env")"
+  if [[ -n "$metrics" ]]; then
+    [[ -f "$AGENT_JAR" ]] || die "Cannot find \"$AGENT_JAR\"; run $0 install"
+    agent=("-javaagent:$AGENT_JAR=$metrics:$EXPORTER_CONFIG")
+  fi
   # shellcheck disable=SC2086 # HEAP holds several JVM options
-  nohup java $HEAP -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+  nohup java $HEAP "${agent[@]}" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     "$MARKER_PROP=$dir" -Dkafka.logs.dir="$dir/logs" \
     -Dlog4j2.configurationFile="$LOG4J_CONFIG" \
     -cp "$(classpath)" kafka.Kafka "$dir/server.properties" \
@@ -320,6 +341,11 @@ cmd_up() {
   SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-$(pick_port)}"
   PICKED="$PICKED$SASL_SSL_PORT "
   CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(pick_port)}"
+  PICKED="$PICKED$CONTROLLER_PORT "
+  METRICS_PORT=""
+  if [[ "${KAFKA_JMX_EXPORTER:-on}" != "off" ]]; then
+    METRICS_PORT="${KAFKA_METRICS_PORT:-$(pick_port)}"
+  fi
   SCRAM256_USER=alice
   SCRAM256_PASSWORD="$(openssl rand -hex 12)"
   SCRAM512_USER=bob

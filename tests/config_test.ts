@@ -201,3 +201,15 @@ Deno.test("every environment variable is in .env.example and help never shows se
   equal(withKey.settings.polygonApiKey, "sekrit-123");
   ok(!help.includes("sekrit-123"));
 });
+
+Deno.test("--instance (TELEMETRY_INSTANCE) names the process in the telemetry config and rejects what line protocol cannot carry", () => {
+  const build = (args: string[], env: Record<string, string> = {}) =>
+    buildTelemetryConfig(parseSettings("consumer", args, { env: envOf(env) }).settings);
+  equal(build([]).instance, undefined);
+  equal(build([], { TELEMETRY_INSTANCE: "quotes-a" }).instance, "quotes-a");
+  equal(build(["--instance", "host-2:9464"], { TELEMETRY_INSTANCE: "x" }).instance, "host-2:9464");
+  throws(() => build(["--instance", "two words"]), {
+    name: "ConfigError",
+    message: '--instance must be 1 to 128 letters, digits or . _ : @ / -, got "two words"',
+  });
+});

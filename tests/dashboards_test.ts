@@ -6,7 +6,15 @@
  * must return data.
  */
 import assert from "node:assert/strict";
-import { buildDashboard, type DashboardKind, PANELS } from "../dashboards/build_dashboards.ts";
+import {
+  buildBrokerDashboard,
+  buildDashboard,
+  type DashboardKind,
+  dashboardText,
+  PANELS,
+} from "../dashboards/build_dashboards.ts";
+import { parse as parseYaml } from "yaml";
+import { SETTINGS } from "../lib/config.ts";
 import { startInfluxPush } from "../lib/influx.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { CONSUMER_HOP, ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
@@ -46,10 +54,10 @@ async function readDashboard(kind: DashboardKind): Promise<Dashboard> {
 }
 
 Deno.test("the committed dashboards are exactly what dashboards/build_dashboards.ts builds", async () => {
-  for (const kind of KINDS) {
-    assert.deepEqual(
-      await readDashboard(kind),
-      buildDashboard(kind),
+  for (const kind of [...KINDS, "broker"] as const) {
+    assert.equal(
+      await Deno.readTextFile(new URL(`crypto_${kind}.json`, DIR)),
+      dashboardText(kind),
       `dashboards/crypto_${kind}.json is stale: run deno run --allow-write=dashboards dashboards/build_dashboards.ts`,
     );
   }
@@ -66,7 +74,7 @@ Deno.test("both dashboards show the same panels, each with its queries, a dataso
       "Spread per symbol (last)",
       "Latency hop by hop, p50 and p99",
       "Seconds since last quote",
-      "Reconnects and gaps",
+      "Reconnects and gaps, per minute",
       "Queue depth and drops",
       "Kafka ack latency, p50 and p99",
       "Consumer lag per partition",
@@ -89,17 +97,139 @@ Deno.test("both dashboards show the same panels, each with its queries, a dataso
   }
 });
 
-Deno.test("the provisioning files load both data sources and the dashboards folder into Grafana", async () => {
-  const ds = await Deno.readTextFile(new URL("provisioning/datasources/crypto.yaml", DIR));
-  assert.match(ds, /^apiVersion: 1$/m);
-  assert.match(ds, /^\s+type: prometheus$/m);
-  assert.match(ds, /^\s+type: influxdb$/m);
-  assert.match(ds, /^\s+url: \$\{PROMETHEUS_URL\}$/m);
-  assert.match(ds, /^\s+url: \$\{INFLUX_URL\}$/m);
-  const provider = await Deno.readTextFile(new URL("provisioning/dashboards/crypto.yaml", DIR));
-  assert.match(provider, /^apiVersion: 1$/m);
-  assert.match(provider, /^\s+type: file$/m);
-  assert.match(provider, /^\s+path: \/var\/lib\/grafana\/dashboards\/crypto$/m);
+/** The fenced code blocks of a Markdown section, by language. */
+function codeBlocks(markdown: string, heading: string, lang: string): string[] {
+  const start = markdown.indexOf(`\n${heading}\n`);
+  assert.notEqual(start, -1, `no "${heading}" section`);
+  const next = markdown.indexOf("\n## ", start + heading.length + 2);
+  const section = markdown.slice(start, next === -1 ? undefined : next);
+  return [...section.matchAll(new RegExp("^ *```" + lang + "\\n([\\s\\S]*?)^ *```$", "gm"))]
+    .map((m) => m[1]!.replace(/^ {2}/gm, ""));
+}
+
+/** Grafana's expansion of `$VAR` and `${VAR}` in every string value of a provisioning file;
+ * a name the environment lacks fails. */
+function expandEnv(value: unknown, env: Record<string, string>): unknown {
+  if (typeof value === "string") {
+    return value.replace(/\$(?:\{(\w+)\}|(\w+))/g, (_, a?: string, b?: string) => {
+      const name = (a ?? b)!;
+      assert.ok(name in env, `the provisioning file uses \${${name}}, which the env file lacks`);
+      return env[name]!;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v) => expandEnv(v, env));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expandEnv(v, env)]));
+  }
+  return value;
+}
+
+Deno.test("the README's local Grafana steps, run as written, install provisioning that Grafana and systemd can read", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", DIR));
+  const [steps] = codeBlocks(readme, "## Local Grafana, provisioned", "sh");
+  assert.ok(steps, "no sh block in the local Grafana section");
+  const root = await Deno.makeTempDir({ prefix: "grafana_steps_" });
+  try {
+    const rebase = (text: string) =>
+      text.replaceAll(/(?<=[\s=])\/(etc|var\/lib)\//g, `${root}/$1/`);
+    const script = [
+      "set -euo pipefail",
+      'sudo() { "$@"; }',
+      `systemctl() { echo "$*" >> ${root}/systemctl.log; }`,
+      rebase(steps),
+    ].join("\n");
+    const run = await new Deno.Command("bash", {
+      args: ["-c", script],
+      cwd: new URL("..", DIR).pathname,
+    }).output();
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+    assert.deepEqual(
+      (await Deno.readTextFile(`${root}/systemctl.log`)).trim().split("\n"),
+      ["daemon-reload", "restart grafana-server"],
+    );
+
+    // systemd: the drop-in names the env file, which holds one assignment per line.
+    const dropIn = await Deno.readTextFile(
+      `${root}/etc/systemd/system/grafana-server.service.d/crypto.conf`,
+    );
+    const envPath = /^EnvironmentFile=(\S+)$/m.exec(dropIn)?.[1];
+    assert.equal(envPath, "/etc/grafana/crypto.env");
+    assert.equal((await Deno.stat(`${root}${envPath}`)).mode! & 0o777, 0o600);
+    const env: Record<string, string> = {};
+    for (const line of (await Deno.readTextFile(`${root}${envPath}`)).split("\n")) {
+      if (line.trim() === "" || line.startsWith("#")) continue;
+      const m = /^([A-Z_][A-Z0-9_]*)=(\S*)$/.exec(line);
+      assert.ok(m, `not one assignment: ${JSON.stringify(line)}`);
+      env[m[1]!] = m[2]!;
+    }
+    assert.deepEqual(Object.keys(env).sort(), [
+      "INFLUX_DB",
+      "INFLUX_PASSWORD",
+      "INFLUX_URL",
+      "INFLUX_USER",
+      "PROMETHEUS_URL",
+    ]);
+
+    // Grafana: the data sources, with the variables expanded.
+    const ds = expandEnv(
+      parseYaml(
+        await Deno.readTextFile(`${root}/etc/grafana/provisioning/datasources/crypto.yaml`),
+      ),
+      env,
+    ) as {
+      apiVersion: number;
+      datasources: {
+        type: string;
+        url: string;
+        isDefault?: boolean;
+        jsonData: Record<string, string>;
+      }[];
+    };
+    assert.equal(ds.apiVersion, 1);
+    assert.deepEqual(ds.datasources.map((d) => [d.type, d.url]), [
+      ["prometheus", "http://127.0.0.1:9090"],
+      ["influxdb", "http://127.0.0.1:8086"],
+    ]);
+    assert.ok(ds.datasources.every((d) => d.isDefault === undefined), "a data source is default");
+    const [promDs, influxDs] = ds.datasources;
+    assert.equal(influxDs!.jsonData.dbName, "crypto");
+    // Min time interval = the push interval's default.
+    const flush = SETTINGS.find((x) => x.key === "influxInterval")!.default;
+    assert.equal(influxDs!.jsonData.timeInterval, `${flush}s`);
+    // Scrape interval = what the README's prometheus.yml jobs scrape at.
+    const [promYaml] = codeBlocks(
+      readme,
+      "## Intervals: set them, or panels come up empty",
+      "yaml",
+    );
+    const jobs = (parseYaml(promYaml!) as {
+      scrape_configs: { job_name: string; scrape_interval: string }[];
+    }).scrape_configs;
+    assert.deepEqual(jobs.map((j) => j.job_name), ["crypto-producer", "crypto-consumer"]);
+    for (const j of jobs) assert.equal(j.scrape_interval, promDs!.jsonData.timeInterval);
+
+    // Grafana: the dashboard provider's folder holds both dashboards, as committed.
+    const provider = parseYaml(
+      await Deno.readTextFile(`${root}/etc/grafana/provisioning/dashboards/crypto.yaml`),
+    ) as { apiVersion: number; providers: { type: string; options: { path: string } }[] };
+    assert.equal(provider.apiVersion, 1);
+    assert.equal(provider.providers[0]!.type, "file");
+    const folder = `${root}${provider.providers[0]!.options.path}`;
+    const installed = [];
+    for await (const e of Deno.readDir(folder)) installed.push(e.name);
+    assert.deepEqual(installed.sort(), [
+      "crypto_broker.json",
+      "crypto_influxdb.json",
+      "crypto_prometheus.json",
+    ]);
+    for (const kind of [...KINDS, "broker"] as const) {
+      const d: Dashboard = JSON.parse(await Deno.readTextFile(`${folder}/crypto_${kind}.json`));
+      assert.deepEqual(d, kind === "broker" ? buildBrokerDashboard() : buildDashboard(kind));
+      assert.ok(ds.datasources.some((x) => x.type === d.templating.list[0]!.query));
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 /** Grafana's regex formatting of a multi-value variable, for PromQL and InfluxQL alike. */
@@ -289,7 +419,7 @@ Deno.test({
             url: influx.url,
             db: "crypto",
             intervalMs: 500,
-            tags: { service },
+            tags: { service, instance: `${service}-1` },
             counters: {
               written: m.telemetryPointsWritten,
               dropped: m.telemetryPointsDropped,

@@ -10,6 +10,8 @@ import {
   serveTelemetry,
   telemetryHandler,
 } from "../lib/telemetry.ts";
+import { buildTelemetryConfig, parseSettings } from "../lib/config.ts";
+import { defaultInstance, startTelemetry } from "../lib/telemetry_wiring.ts";
 
 /** A health source whose answers the test sets. */
 function fakeHealth(): HealthSource & {
@@ -302,4 +304,60 @@ Deno.test("FastHistogram renders and exports exactly as prom-client's Histogram 
       JSON.stringify(await theirs.getMetricsAsJSON(), (k, v) => k === "exemplar" ? undefined : v),
     ),
   );
+});
+
+Deno.test("the default instance tag is <hostname>:<pid>, cleaned to what a tag can hold", () => {
+  assert.equal(
+    defaultInstance({ hostname: () => "quotes-1.example", pid: 4242 }),
+    "quotes-1.example:4242",
+  );
+  assert.equal(defaultInstance({ hostname: () => "bad host,=", pid: 7 }), "badhost:7");
+  assert.equal(defaultInstance({ hostname: () => undefined, pid: 7 }), "localhost:7");
+  assert.match(defaultInstance(), new RegExp(`^[A-Za-z0-9._-]+:${Deno.pid}$`));
+});
+
+Deno.test("startTelemetry tags every InfluxDB point with the service and the instance, from the flag or the default", async () => {
+  const bodies: string[] = [];
+  const influx = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+    bodies.push(await req.text());
+    return new Response(null, { status: 204 });
+  });
+  try {
+    for (
+      const [args, instance] of [[["--instance", "quotes-b"], "quotes-b"], [
+        [],
+        defaultInstance(),
+      ]] as const
+    ) {
+      bodies.length = 0;
+      const config = buildTelemetryConfig(
+        parseSettings("producer", [...args], {
+          env: (n) =>
+            ({ INFLUX_URL: `http://127.0.0.1:${influx.addr.port}`, INFLUX_FLUSH_INTERVAL: "3600" })[
+              n
+            ],
+        }).settings,
+      );
+      const metrics = new ProducerMetrics();
+      const logs: string[] = [];
+      const telemetry = await startTelemetry(config, {
+        registry: metrics.registry,
+        metrics,
+        staleAfterMs: 30_000,
+        service: "producer",
+        log: (l) => logs.push(l),
+      });
+      await telemetry.stop();
+      const lines = bodies.join("").split("\n").filter((l) => l !== "");
+      assert.ok(lines.length > 10, `only ${lines.length} lines were written`);
+      for (const line of lines) {
+        const tags = line.split(" ")[0]!;
+        assert.ok(tags.includes(",service=producer"), line);
+        assert.ok(tags.includes(`,instance=${instance}`), line);
+      }
+      assert.ok(logs.some((l) => l.includes(`instance="${instance}"`)), logs.join("\n"));
+    }
+  } finally {
+    await influx.shutdown();
+  }
 });

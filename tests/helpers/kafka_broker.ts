@@ -71,6 +71,9 @@ export interface KafkaBroker {
   secure?: SecureListeners;
   /** The broker's folder (config, data, logs, certs); undefined for an external broker. */
   dir?: string;
+  /** "127.0.0.1:port" of the broker's Prometheus /metrics (the JMX exporter); undefined for an
+   * external broker or one started with `KAFKA_JMX_EXPORTER=off`. */
+  metrics?: string;
   /** Stops a private broker and removes its folder; a no-op for shared or external ones. */
   stop(): Promise<void>;
   /** Stops the broker process (SIGTERM), keeping its data; `crash: true` sends SIGKILL. */
@@ -336,6 +339,7 @@ function brokerAt(dir: string, isPrivate: boolean): KafkaBroker {
     plaintext: get("KAFKA_PLAINTEXT"),
     external: false,
     dir,
+    ...(env.KAFKA_METRICS ? { metrics: env.KAFKA_METRICS } : {}),
     secure: {
       ssl: get("KAFKA_SSL"),
       saslSsl: get("KAFKA_SASL_SSL"),
