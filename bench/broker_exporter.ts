@@ -16,7 +16,7 @@
  * Permissions: -A (the broker script, kcat, /proc, the Kafka admin client on 127.0.0.1).
  */
 import { parseArgs } from "node:util";
-import { createKafka, ensureTopic } from "../lib/kafka.ts";
+import { openKafka } from "../lib/kafka.ts";
 import { benchKafkaConfig, emitResult, quantile } from "./common.ts";
 
 /** What the benchmark found. */
@@ -138,12 +138,11 @@ async function main(): Promise<void> {
     const metrics = /^KAFKA_METRICS=(\S+)$/m.exec(text)?.[1];
     const pid = Number((await Deno.readTextFile(`${dir}/kafka.pid`)).trim());
     const topic = `exporter-${crypto.randomUUID().slice(0, 8)}`;
-    const admin = createKafka(benchKafkaConfig(brokers, topic), { logLevel: "nothing" }).admin();
-    await admin.connect();
+    const kafka = await openKafka(benchKafkaConfig(brokers, topic), { log: () => {} });
     try {
-      await ensureTopic(admin, topic, 6, 1);
+      await kafka.admin.ensureTopic(topic, { partitions: 6, replicationFactor: 1 });
     } finally {
-      await admin.disconnect();
+      await kafka.close();
     }
     return { name, dir, brokers, pid, topic, ...(metrics ? { metrics } : {}) };
   }
