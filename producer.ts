@@ -23,6 +23,7 @@ import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
+import { GapLog } from "./lib/live.ts";
 
 const HELP = usage(
   "producer",
@@ -69,11 +70,13 @@ async function main(): Promise<number> {
     log,
   });
   pipeline.start();
+  const gaps = new GapLog();
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
     health: pipeline,
     staleAfterMs: polygon.staleAfterMs,
+    gaps,
     service: "producer",
     log,
   });
@@ -86,7 +89,10 @@ async function main(): Promise<number> {
     staleAfterMs: polygon.staleAfterMs,
     backoffMaxMs: polygon.backoffMaxMs,
     onFrame: (text, at) => pipeline.push(text, at),
-    onGap: (gap) => pipeline.gap(gap),
+    onGap: (gap) => {
+      pipeline.gap(gap);
+      gaps.add(gap);
+    },
     recorder,
     metrics,
     log,
