@@ -116,7 +116,7 @@ async function main(): Promise<number> {
   let consumed = 0;
   const source = broker.source({ topic: TOPIC, groupId: "demo", from: "earliest" });
   const consumerDone = source.consume(async (batch) => {
-    if (!ui) for (const r of batch) if (r.value !== null) await out.line(r.value);
+    if (!ui) { for (const r of batch) if (r.value !== null) await out.line(r.value); }
     consumed += batch.length;
     if (consumed >= pipeline.counts.acked && stopClient.signal.aborted) stopConsumer.abort();
   }, { signal: stopConsumer.signal });

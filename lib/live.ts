@@ -24,6 +24,7 @@ import UPLOT_CSS from "uplot/dist/uPlot.min.css" with { type: "text" };
 import INDEX_HTML from "../web/index.html" with { type: "text" };
 import APP_JS from "../web/app.js" with { type: "text" };
 import STYLE_CSS from "../web/style.css" with { type: "text" };
+import FAVICON_SVG from "../web/favicon.svg" with { type: "text" };
 import type { Gap } from "./pipeline.ts";
 import { checkHealth, type HealthReport, type HealthSource } from "./telemetry.ts";
 
@@ -148,6 +149,7 @@ const STATIC: Record<string, [string, string]> = {
   "/": [INDEX_HTML, "text/html; charset=utf-8"],
   "/app.js": [APP_JS, "text/javascript; charset=utf-8"],
   "/style.css": [STYLE_CSS, "text/css; charset=utf-8"],
+  "/favicon.svg": [FAVICON_SVG, "image/svg+xml"],
   "/vendor/uPlot.iife.min.js": [UPLOT_JS, "text/javascript; charset=utf-8"],
   "/vendor/uPlot.min.css": [UPLOT_CSS, "text/css; charset=utf-8"],
 };
@@ -262,6 +264,11 @@ export class LiveFeed {
     return this.#clients.size;
   }
 
+  /** Unsent bytes each open page holds now (bounded by `clientBufferBytes` + one update). */
+  queuedBytes(): number[] {
+    return [...this.#clients].map((c) => this.#clientBufferBytes - (c.controller.desiredSize ?? 0));
+  }
+
   /** True while the sampling timer runs (only while a page is open). */
   get sampling(): boolean {
     return this.#timer !== undefined;
@@ -285,7 +292,7 @@ export class LiveFeed {
     if (request.method === "HEAD") {
       return new Response(null, { headers: { ...SECURITY_HEADERS, ...EVENT_STREAM } });
     }
-    return this.#subscribe(request);
+    return this.#subscribe();
   }
 
   /** Ends every stream and stops the timer (the server can then shut down). */
@@ -294,7 +301,8 @@ export class LiveFeed {
     for (const client of [...this.#clients]) this.#remove(client, true);
   }
 
-  #subscribe(request: Request): Response {
+  // A page that goes away cancels its stream (the `cancel` callback below).
+  #subscribe(): Response {
     if (this.#closed) return new Response("Shutting down\n", { status: 503 });
     if (this.#clients.size >= this.#maxClients) {
       return new Response(
@@ -314,7 +322,6 @@ export class LiveFeed {
     const added = client!;
     this.#clients.add(added);
     this.clientsGauge.set(this.#clients.size);
-    request.signal.addEventListener("abort", () => this.#remove(added, true), { once: true });
     this.#send(added, `retry: 2000\n\n`);
     this.#send(added, this.#event("init", this.#init()));
     if (this.#timer === undefined) {

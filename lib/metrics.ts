@@ -241,7 +241,10 @@ export class ConsumerMetrics {
 
   /** Counts one batch of valid records per symbol: one label lookup per symbol and batch. */
   observeSpreads(values: readonly SpreadValue[]): void {
-    const perSymbol = new Map<string, { n: number; last: number; crossed: number; locked: number }>();
+    const perSymbol = new Map<
+      string,
+      { n: number; last: number; crossed: number; locked: number }
+    >();
     for (const v of values) {
       let s = perSymbol.get(v.symbol);
       if (!s) perSymbol.set(v.symbol, s = { n: 0, last: v.spread, crossed: 0, locked: 0 });

@@ -49,8 +49,8 @@ function fillTable(selector, entries) {
   body.replaceChildren(...rows);
 }
 
-function chartSize(el, height) {
-  return { width: Math.max(300, el.clientWidth || 600), height };
+function chartSize(height) {
+  return { width: Math.max(300, document.body.clientWidth - 40), height };
 }
 
 const rateChartEl = $("#rate-chart");
@@ -60,43 +60,55 @@ let spreadChart;
 
 function makeRateChart(labels) {
   rateChart?.destroy();
-  rateChart = new uPlot({
-    ...chartSize(rateChartEl, 180),
-    title: labels.title,
-    scales: { x: { time: true } },
-    series: [
-      {},
-      { label: labels.a, stroke: "#2b7bb9", width: 1.5 },
-      { label: labels.b, stroke: "#d9822b", width: 1.5 },
-    ],
-    axes: [{}, { label: "per second", size: 60 }],
-  }, [[], [], []], rateChartEl);
+  rateChart = new uPlot(
+    {
+      ...chartSize(180),
+      title: labels.title,
+      scales: { x: { time: true } },
+      series: [
+        {},
+        { label: labels.a, stroke: "#2b7bb9", width: 1.5 },
+        { label: labels.b, stroke: "#d9822b", width: 1.5 },
+      ],
+      axes: [{}, { label: "per second", size: 60 }],
+    },
+    [[], [], []],
+    rateChartEl,
+  );
 }
 
 function makeSpreadChart() {
-  spreadChart = new uPlot({
-    ...chartSize(spreadChartEl, 260),
-    scales: { x: { time: true } },
-    series: [
-      {},
-      { label: "spread", stroke: "#1a7f37", width: 1.5, spanGaps: true, points: { show: false } },
-    ],
-    axes: [{}, { size: 70 }],
-  }, [[], []], spreadChartEl);
+  spreadChart = new uPlot(
+    {
+      ...chartSize(260),
+      scales: { x: { time: true } },
+      series: [
+        {},
+        { label: "spread", stroke: "#1a7f37", width: 1.5, spanGaps: true, points: { show: false } },
+      ],
+      axes: [{}, { size: 70 }],
+    },
+    [[], []],
+    spreadChartEl,
+  );
 }
 
 function sparkline(el) {
-  return new uPlot({
-    width: 120,
-    height: 28,
-    pxAlign: false,
-    cursor: { show: false },
-    legend: { show: false },
-    select: { show: false },
-    scales: { x: { time: false } },
-    axes: [{ show: false }, { show: false }],
-    series: [{}, { stroke: "#2b7bb9", width: 1, spanGaps: true, points: { show: false } }],
-  }, [[], []], el);
+  return new uPlot(
+    {
+      width: 120,
+      height: 28,
+      pxAlign: false,
+      cursor: { show: false },
+      legend: { show: false },
+      select: { show: false },
+      scales: { x: { time: false } },
+      axes: [{ show: false }, { show: false }],
+      series: [{}, { stroke: "#2b7bb9", width: 1, spanGaps: true, points: { show: false } }],
+    },
+    [[], []],
+    el,
+  );
 }
 
 function drawSpreadChart() {
@@ -135,7 +147,7 @@ function pushHistory(t, update) {
   const c = update.consumer;
   state.rates[0].push(p ? p.framesPerSec : c ? c.recordsPerSec : null);
   state.rates[1].push(p ? p.ackedPerSec : null);
-  if (drop) for (const r of state.rates) r.shift();
+  if (drop) { for (const r of state.rates) r.shift(); }
 }
 
 function applyInit(init) {
@@ -316,6 +328,11 @@ $("#prev").addEventListener("click", () => {
 $("#next").addEventListener("click", () => {
   state.page++;
   drawTable();
+});
+
+addEventListener("resize", () => {
+  rateChart?.setSize(chartSize(180));
+  spreadChart?.setSize(chartSize(260));
 });
 
 const events = new EventSource("/events");
