@@ -9,7 +9,11 @@
 import assert from "node:assert/strict";
 import { Browser, chromiumPath, type Page } from "./helpers/browser.ts";
 import { freePort, ServiceProcess, waitForHttp } from "./helpers/service_process.ts";
-import { bucketQuantile } from "../lib/live.ts";
+import { bucketQuantile, LiveFeed } from "../lib/live.ts";
+import { ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
+import { RecordPrinter } from "../lib/consumer_output.ts";
+import type { InRecord } from "../lib/sink.ts";
+import { serveTelemetry } from "../lib/telemetry.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHOTS = `${ROOT}.cache/screenshots/`;
@@ -118,7 +122,7 @@ function readPage(page: Page): Promise<Shown> {
 const count = (text: string) => Number(text.replace(/[^0-9]/g, ""));
 const share = (part: number, whole: number) =>
   whole > 0 ? `${((part / whole) * 100).toFixed(2)}%` : "–";
-const ms = (seconds: number | null) => seconds === null ? "–" : `${(seconds * 1000).toFixed(1)} ms`;
+const ms = (seconds: number | null) => seconds === null ? "–" : (seconds * 1000).toFixed(1);
 
 /** Waits for an update sampled after `after` (epoch ms) and returns what the page shows. */
 async function nextShown(page: Page, after: number): Promise<Shown> {
@@ -234,7 +238,7 @@ Deno.test({
         .sort((a, b) => a[0] - b[0]);
       assert.equal(
         shown.receiveToAck,
-        `${ms(bucketQuantile(0.5, buckets))} / ${ms(bucketQuantile(0.99, buckets))}`,
+        `${ms(bucketQuantile(0.5, buckets))} / ${ms(bucketQuantile(0.99, buckets))} ms`,
       );
       assert.equal(shown.healthState, health.status);
       assert.equal(
@@ -296,6 +300,131 @@ Deno.test({
       const status = await demo.status;
       await Deno.remove(dir, { recursive: true });
       assert.equal(status.code, 0, `demo exit: ${demo.tail()}`);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the consumer's live page shows records, lag per partition and its per-symbol view as /metrics has them",
+  ignore: chromiumPath() === undefined,
+  async fn() {
+    const metrics = new ConsumerMetrics();
+    const printer = new RecordPrinter({
+      line: () => {},
+      report: () => {},
+      onValues: (values) => metrics.observeSpreads(values),
+    });
+    const records: InRecord[] = [
+      ["BTC-USD", 0.5],
+      ["BTC-USD", -0.01],
+      [HOSTILE_SCRIPT, 0],
+      ["ETH-USD", 0.02],
+    ].map(([symbol, spread], i) => ({
+      topic: "t",
+      partition: i % 2,
+      offset: String(i),
+      key: String(symbol),
+      value: JSON.stringify({ timestamp: "2024-01-01T00:00:00.000Z", symbol, spread }),
+      timestamp: Date.now(),
+      headers: {},
+    }));
+    metrics.recordsConsumed.inc(await printer.handle(records));
+    metrics.lag.set({ partition: "0" }, 12);
+    metrics.lag.set({ partition: "1" }, 0);
+    const live = new LiveFeed({ registry: metrics.registry });
+    const server = serveTelemetry({ registry: metrics.registry, live, port: 0 });
+    const browser = await Browser.launch();
+    try {
+      const page = await browser.open(`${server.url}/`);
+      await page.waitFor(`document.querySelector("#stream").dataset.t`, "the first update");
+      const m = await readMetrics(server.url);
+      const shown = await page.evaluate<Record<string, unknown>>(`({
+        role: document.querySelector("#role").textContent,
+        pipelineHidden: document.querySelector("#pipeline").hidden,
+        consumerHidden: document.querySelector("#consumer").hidden,
+        records: document.querySelector('[data-metric="recordsTotal"]').textContent,
+        lag: [...document.querySelectorAll("#lag tbody tr")]
+          .map((tr) => [tr.cells[0].textContent, tr.cells[1].textContent]),
+        rows: [...document.querySelectorAll("#symbol-table tbody tr")].map((tr) =>
+          [...tr.querySelectorAll("td:not(.c-spark)")].map((td) => td.textContent)),
+      })`);
+      const q = (s: string) => metric(m, `crypto_consumer_quotes_total{symbol="${label(s)}"}`);
+      assert.deepEqual(shown, {
+        role: "consumer",
+        pipelineHidden: true,
+        consumerHidden: false,
+        records: `${metric(m, "crypto_consumer_records_total")} records`,
+        lag: [
+          ["0", String(metric(m, 'crypto_consumer_lag{partition="0"}'))],
+          ["1", String(metric(m, 'crypto_consumer_lag{partition="1"}'))],
+        ],
+        // symbol, spread, quotes/s (no earlier sample), quotes, crossed, locked
+        rows: [
+          [HOSTILE_SCRIPT, "0", "–", String(q(HOSTILE_SCRIPT)), "0.00%", "100.00%"],
+          ["BTC-USD", "-0.01", "–", String(q("BTC-USD")), "50.00%", "0.00%"],
+          ["ETH-USD", "0.02", "–", String(q("ETH-USD")), "0.00%", "0.00%"],
+        ],
+      });
+      assert.equal(q("BTC-USD"), 2);
+      assert.equal(
+        await page.evaluate("window.__xss ?? null"),
+        null,
+      );
+      assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "with 500 symbols the page shows 50 rows a page with sparklines, and filters and sorts them",
+  ignore: chromiumPath() === undefined,
+  async fn() {
+    const metrics = new ProducerMetrics();
+    for (let i = 0; i < 500; i++) {
+      const symbol = `P${String(i).padStart(3, "0")}-USD`;
+      metrics.spreadLast.set({ symbol }, i / 1000);
+      metrics.recordsBySymbol.inc({ symbol }, (i * 7919) % 1000 + 1);
+    }
+    const live = new LiveFeed({ registry: metrics.registry });
+    const server = serveTelemetry({ registry: metrics.registry, live, port: 0 });
+    const browser = await Browser.launch();
+    try {
+      const page = await browser.open(`${server.url}/`);
+      await page.waitFor(`document.querySelector("#stream").dataset.t`, "the first update");
+      const rows = `[...document.querySelectorAll("#symbol-table tbody tr")]`;
+      assert.deepEqual(
+        await page.evaluate(`({
+          count: document.querySelector("#symbol-count").textContent,
+          pages: document.querySelector("#page").textContent,
+          rows: ${rows}.length,
+          sparks: document.querySelectorAll("#symbol-table .c-spark canvas").length,
+          first: ${rows}[0].dataset.symbol,
+        })`),
+        { count: "(500)", pages: "page 1 of 10", rows: 50, sparks: 50, first: "P000-USD" },
+      );
+      // Sort by quotes, most first: the symbol with the most quotes leads.
+      await page.evaluate(`document.querySelector('th[data-sort="2"]').click()`);
+      const values = (await metrics.recordsBySymbol.get()).values;
+      const most = values.reduce((a, b) => b.value > a.value ? b : a);
+      assert.equal(await page.evaluate(`${rows}[0].dataset.symbol`), most.labels.symbol);
+      // Filter: only matching symbols remain.
+      await page.evaluate(`(() => {
+        const input = document.querySelector("#filter");
+        input.value = "p42";
+        input.dispatchEvent(new Event("input"));
+      })()`);
+      const filtered = await page.evaluate<string[]>(`${rows}.map((tr) => tr.dataset.symbol)`);
+      assert.equal(filtered.length, 10);
+      assert.ok(filtered.every((s) => s.startsWith("P42")), filtered.join(","));
+      assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+      await server.shutdown();
     }
   },
 });

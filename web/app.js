@@ -24,7 +24,8 @@ const state = {
 
 const integer = (n) => n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en-US");
 const perSecond = (n) => n === null || n === undefined ? "–" : n.toFixed(1);
-const milliseconds = (n) => n === null || n === undefined ? "–" : `${n.toFixed(1)} ms`;
+const milliseconds = (n) => n === null || n === undefined ? "–" : n.toFixed(1);
+const latencyPair = (p50, p99) => `${milliseconds(p50)} / ${milliseconds(p99)} ms`;
 const share = (part, whole) => whole > 0 ? `${((part / whole) * 100).toFixed(2)}%` : "–";
 const spreadText = (n) => n === null || n === undefined ? "–" : String(n);
 const STATES = ["disconnected", "connecting", "authenticating", "subscribing", "streaming"];
@@ -181,10 +182,7 @@ function showPipeline(p) {
   setMetric("ackedTotal", `${integer(p.ackedTotal)} records`);
   setMetric("queueDepth", integer(p.queueDepth));
   setMetric("queueDropped", `${integer(p.queueDropped)} frames dropped`);
-  setMetric(
-    "receiveToAck",
-    `${milliseconds(p.receiveToAckP50Ms)} / ${milliseconds(p.receiveToAckP99Ms)}`,
-  );
+  setMetric("receiveToAck", latencyPair(p.receiveToAckP50Ms, p.receiveToAckP99Ms));
   setMetric("connectionState", STATES[p.connectionState] ?? String(p.connectionState));
   const reconnects = Object.values(p.reconnects).reduce((a, b) => a + b, 0);
   setMetric("reconnectsTotal", `${integer(reconnects)} reconnects`);
@@ -207,10 +205,7 @@ function showConsumer(c) {
   setMetric("recordsPerSec", perSecond(c.recordsPerSec));
   setMetric("recordsTotal", `${integer(c.recordsTotal)} records`);
   setMetric("malformed", integer(c.malformed));
-  setMetric(
-    "kafkaToConsumer",
-    `${milliseconds(c.kafkaToConsumerP50Ms)} / ${milliseconds(c.kafkaToConsumerP99Ms)}`,
-  );
+  setMetric("kafkaToConsumer", latencyPair(c.kafkaToConsumerP50Ms, c.kafkaToConsumerP99Ms));
   fillTable("#lag", Object.entries(c.lag).map(([k, v]) => [k, integer(v)]));
 }
 
