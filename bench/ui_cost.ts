@@ -2,9 +2,11 @@
  * What the live page costs the producer: `producer.ts` (a real process, a real local Kafka
  * broker) streams 5,000 quotes/s from the fake Polygon server over 24 pairs, while headless
  * Chromium has the live page open in alternate phases. The producer's CPU time (utime + stime
- * from /proc) is compared between phases with no page and phases with one page, interleaved so
- * that drift on a shared machine falls on both; then RSS is sampled every second over 60 s with
- * the page open. Writes bench/ui_cost.md.
+ * from /proc) is compared between phases with no page and phases with one page, in ABBA order so
+ * that a linear drift on a shared machine falls on both equally; then RSS is sampled every second
+ * over 60 s with the page open. Also measures, in this process, what one update costs to build
+ * (the only work a page adds to the producer besides writing a few KB a second to a socket).
+ * Writes bench/ui_cost.md.
  *
  *   deno run -A bench/ui_cost.ts [--rate 5000] [--phase-s 30] [--rounds 3] [--memory-s 60]
  *
@@ -12,6 +14,8 @@
  * chromium`). Permissions: -A (processes, /proc, network, the output file).
  */
 import { parseArgs } from "node:util";
+import { LiveFeed } from "../lib/live.ts";
+import { ProducerMetrics } from "../lib/metrics.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { Browser, type Page } from "../tests/helpers/browser.ts";
 import { startKafka, uniqueTopic } from "../tests/helpers/kafka_broker.ts";
@@ -24,9 +28,9 @@ const { values } = parseArgs({
   options: {
     rate: { type: "string", default: "5000" },
     "phase-s": { type: "string", default: "30" },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "4" },
     "memory-s": { type: "string", default: "60" },
-    "warm-s": { type: "string", default: "15" },
+    "warm-s": { type: "string", default: "30" },
     out: { type: "string", default: new URL("./ui_cost.md", import.meta.url).pathname },
   },
 });
@@ -72,6 +76,32 @@ async function metric(url: string, name: string): Promise<number> {
   return line ? Number(line.slice(name.length + 1)) : Number.NaN;
 }
 
+/** Mean ms to build and encode one update, and one `/metrics` render, with `symbols` pairs. */
+async function updateCost(symbols: number): Promise<[number, number]> {
+  const metrics = new ProducerMetrics();
+  for (let i = 0; i < symbols; i++) {
+    const symbol = `P${i}-USD`;
+    metrics.spreadLast.set({ symbol }, i / 7);
+    metrics.recordsBySymbol.inc({ symbol }, i + 1);
+    metrics.crossed.inc({ symbol });
+    metrics.locked.inc({ symbol });
+    metrics.spreadBps.observe({ symbol }, 3);
+    metrics.hopLatency.observe({ hop: "receive_to_ack" }, i / 1e4);
+  }
+  const feed = new LiveFeed({ registry: metrics.registry });
+  const encoder = new TextEncoder();
+  for (let i = 0; i < 50; i++) await feed.sample();
+  const runs = 300;
+  let bytes = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) bytes = encoder.encode(JSON.stringify(await feed.sample())).length;
+  const ms = (performance.now() - t0) / runs;
+  const s0 = performance.now();
+  for (let i = 0; i < 20; i++) await metrics.registry.metrics();
+  log(`update with ${symbols} pairs: ${ms.toFixed(3)} ms, ${bytes} bytes`);
+  return [ms, (performance.now() - s0) / 20];
+}
+
 interface Phase {
   page: boolean;
   seconds: number;
@@ -79,6 +109,7 @@ interface Phase {
   acked: number;
 }
 
+const costs = [await updateCost(24), await updateCost(500)];
 const broker = await startKafka();
 const topic = uniqueTopic("ui-cost");
 const fake = startFakePolygon({ frames: endlessFrames(), apiKey: E2E_API_KEY, rate: RATE });
@@ -118,6 +149,7 @@ try {
   await sleep(WARM_S * 1000);
   browser = await Browser.launch({ width: 1280, height: 1000 });
   let page: Page | undefined;
+  // ABBA: no page, page, page, no page, …
   const order = Array.from(
     { length: ROUNDS },
     (_, i) => i % 2 === 0 ? [false, true] : [true, false],
@@ -172,6 +204,10 @@ const on = phases.filter((p) => p.page);
 const offCpu = cpuPercent(off);
 const onCpu = cpuPercent(on);
 const diff = (onCpu - offCpu) / offCpu * 100;
+const range = (ps: Phase[]) => {
+  const xs = ps.map((p) => p.cpu / p.seconds * 100);
+  return `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+};
 const perSecond = (ps: Phase[]) => sum(ps.map((p) => p.acked)) / sum(ps.map((p) => p.seconds));
 // Least-squares slope of RSS over time, MiB per minute.
 const n = memory.length;
@@ -207,7 +243,18 @@ ${
 
 CPU with one page open against none: **${diff >= 0 ? "+" : ""}${
   diff.toFixed(1)
-} %** (target: under 3 %).
+} %** (target: under 3 %). Phases of the same kind ranged ${range(off)} % (no page) and ${
+  range(on)
+} % (one page) of one core.
+
+What a page adds, measured without that noise: building and encoding one update (once a second,
+only while a page is open) takes **${costs[0]![0].toFixed(3)} ms with 24 pairs** and **${
+  costs[1]![0].toFixed(3)
+} ms with 500 pairs**, that is ${(costs[0]![0] / 10).toFixed(4)} % and ${
+  (costs[1]![0] / 10).toFixed(3)
+} % of one core. For scale, one Prometheus scrape of \`/metrics\` takes ${
+  costs[0]![1].toFixed(2)
+} ms (24 pairs) and ${costs[1]![1].toFixed(2)} ms (500 pairs).
 
 Memory with the page open, RSS sampled every second for ${MEMORY_S} s: first ${memory[0]} MiB,
 last ${memory.at(-1)} MiB, min ${Math.min(...memory)} MiB, max ${Math.max(...memory)} MiB,

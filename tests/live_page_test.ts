@@ -7,7 +7,7 @@
  * `.cache/screenshots/live_page_test.png`.
  */
 import assert from "node:assert/strict";
-import { Browser, chromiumPath, type Page } from "./helpers/browser.ts";
+import { Browser, type Page } from "./helpers/browser.ts";
 import { freePort, ServiceProcess, waitForHttp } from "./helpers/service_process.ts";
 import { bucketQuantile, LiveFeed } from "../lib/live.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
@@ -152,7 +152,6 @@ function strokePixels(page: Page, selector: string, rgb: [number, number, number
 Deno.test({
   name:
     "the live page shows what /metrics says, draws its charts, logs no error and keeps hostile pair names as text",
-  ignore: chromiumPath() === undefined,
   async fn() {
     const rec = recording();
     const dir = await Deno.makeTempDir({ prefix: "live-page-" });
@@ -307,7 +306,6 @@ Deno.test({
 Deno.test({
   name:
     "the consumer's live page shows records, lag per partition and its per-symbol view as /metrics has them",
-  ignore: chromiumPath() === undefined,
   async fn() {
     const metrics = new ConsumerMetrics();
     const printer = new RecordPrinter({
@@ -382,7 +380,6 @@ Deno.test({
 Deno.test({
   name:
     "with 500 symbols the page shows 50 rows a page with sparklines, and filters and sorts them",
-  ignore: chromiumPath() === undefined,
   async fn() {
     const metrics = new ProducerMetrics();
     for (let i = 0; i < 500; i++) {

@@ -61,19 +61,24 @@ let spreadChart;
 
 function makeRateChart(labels) {
   rateChart?.destroy();
+  const colours = ["#2b7bb9", "#d9822b"];
   rateChart = new uPlot(
     {
       ...chartSize(180),
-      title: labels.title,
+      title: "throughput",
       scales: { x: { time: true } },
       series: [
         {},
-        { label: labels.a, stroke: "#2b7bb9", width: 1.5 },
-        { label: labels.b, stroke: "#d9822b", width: 1.5 },
+        ...labels.map((label, i) => ({
+          label,
+          stroke: colours[i],
+          width: 1.5,
+          points: { show: false },
+        })),
       ],
       axes: [{}, { label: "per second", size: 60 }],
     },
-    [[], [], []],
+    [[], ...labels.map(() => [])],
     rateChartEl,
   );
 }
@@ -122,7 +127,9 @@ function drawSpreadChart() {
 }
 
 function drawRateChart() {
-  if (rateChart) rateChart.setData([state.times, state.rates[0], state.rates[1]]);
+  if (!rateChart) return;
+  const lines = state.role === "producer" ? state.rates : state.rates.slice(0, 1);
+  rateChart.setData([state.times, ...lines]);
 }
 
 function pushHistory(t, update) {
@@ -269,9 +276,12 @@ function applyUpdate(update) {
     state.role = update.role;
     $("#role").textContent = update.role;
     if (update.role === "producer") {
-      makeRateChart({ title: "throughput", a: "frames/s in", b: "records acked/s" });
+      $("#pipeline").hidden = false;
+      makeRateChart(["frames/s in", "records acked/s"]);
     } else if (update.role === "consumer") {
-      makeRateChart({ title: "throughput", a: "records/s", b: "" });
+      $("#consumer").hidden = false;
+      $("#consumer .cards").after(rateChartEl);
+      makeRateChart(["records/s"]);
     }
   }
   pushHistory(update.t / 1000, update);

@@ -110,7 +110,7 @@ export class Browser {
         // Already gone.
       }
       await child.status;
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
+      await removeProfile(profile);
       throw new Error("Cannot start Chromium: it printed no DevTools endpoint in time");
     }
     const socket = new WebSocket(endpoint);
@@ -183,7 +183,7 @@ export class Browser {
     await this.#child.status;
     for (const pending of this.#pending.values()) pending.reject(new Error("Chromium closed"));
     this.#pending.clear();
-    await Deno.remove(this.#profile, { recursive: true }).catch(() => {});
+    await removeProfile(this.#profile);
   }
 
   /** The Chromium process id (for CPU and memory readings). */
@@ -307,6 +307,19 @@ export class Page {
   /** Closes the tab. */
   async close(): Promise<void> {
     await this.#browser.send("Target.closeTarget", { targetId: this.targetId });
+  }
+}
+
+/** Removes a profile folder; Chromium's helper processes may still write to it for a moment. */
+async function removeProfile(path: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      await Deno.remove(path, { recursive: true });
+      return;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 }
 
