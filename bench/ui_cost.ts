@@ -8,7 +8,7 @@
  * (the only work a page adds to the producer besides writing a few KB a second to a socket).
  * Writes bench/ui_cost.md.
  *
- *   deno run -A bench/ui_cost.ts [--rate 5000] [--phase-s 30] [--rounds 3] [--memory-s 60]
+ *   deno run -A bench/ui_cost.ts [--rate 5000] [--phase-s 30] [--rounds 8] [--memory-s 60]
  *
  * Needs the Kafka jars (`scripts/kafka_local.sh install`) and Chromium (`apt-get install -y
  * chromium`). Permissions: -A (processes, /proc, network, the output file).
@@ -28,7 +28,7 @@ const { values } = parseArgs({
   options: {
     rate: { type: "string", default: "5000" },
     "phase-s": { type: "string", default: "30" },
-    rounds: { type: "string", default: "4" },
+    rounds: { type: "string", default: "8" },
     "memory-s": { type: "string", default: "60" },
     "warm-s": { type: "string", default: "30" },
     out: { type: "string", default: new URL("./ui_cost.md", import.meta.url).pathname },
@@ -258,7 +258,12 @@ only while a page is open) takes **${costs[0]![0].toFixed(3)} ms with 24 pairs**
 
 Memory with the page open, RSS sampled every second for ${MEMORY_S} s: first ${memory[0]} MiB,
 last ${memory.at(-1)} MiB, min ${Math.min(...memory)} MiB, max ${Math.max(...memory)} MiB,
-least-squares slope ${slope.toFixed(2)} MiB/min. Updates dropped for slow pages: ${dropped}.
+least-squares slope ${slope.toFixed(2)} MiB/min (the garbage collector's sawtooth moves it). The
+floor after collection, lowest RSS of the first half against the second: ${
+  Math.min(...memory.slice(0, memory.length >> 1))
+} → ${
+  Math.min(...memory.slice(memory.length >> 1))
+} MiB. Updates dropped for slow pages: ${dropped}.
 
 RSS samples (MiB): ${memory.join(", ")}
 `;

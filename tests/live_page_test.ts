@@ -425,3 +425,24 @@ Deno.test({
     }
   },
 });
+
+Deno.test("demo --ui refuses a bad --port or --speed with exit code 2, naming the flag", async () => {
+  for (
+    const [args, message] of [
+      [["--ui", "--port", "70000"], 'ConfigError: --port must be between 0 and 65535, got "70000"'],
+      [
+        ["--ui", "--speed", "fast"],
+        'ConfigError: --speed must be a number of at least 0, got "fast"',
+      ],
+    ] as const
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net=127.0.0.1", "--allow-read", `${ROOT}demo.ts`, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(out.code, 2);
+    assert.equal(new TextDecoder().decode(out.stderr).trim(), message);
+  }
+});
