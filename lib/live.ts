@@ -351,6 +351,8 @@ export class LiveFeed {
     if (this.#clients.size === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
+      // Rates restart with the next page rather than averaging over the time without one.
+      this.#previous = undefined;
     }
   }
 
