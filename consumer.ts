@@ -155,6 +155,7 @@ async function main(): Promise<number> {
       if (age < 0) metrics.negativeHops.inc({ hop: "kafka_to_consumer" });
       hop.observe(age / 1000);
     },
+    onValues: (values) => metrics.observeSpreads(values),
   });
   const onBatch = async (records: InRecord[]): Promise<number> => {
     const handled = await printer.handle(records);

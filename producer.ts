@@ -25,6 +25,7 @@ import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
+import { GapLog } from "./lib/live.ts";
 
 const HELP = usage(
   "producer",
@@ -74,11 +75,13 @@ async function main(): Promise<number> {
   // A send the sink gives up on ends the run (the sink itself retries what can be retried).
   const pipelineFailed = new AbortController();
   pipeline.start().catch(() => pipelineFailed.abort());
+  const gaps = new GapLog();
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
     health: pipeline,
     staleAfterMs: polygon.staleAfterMs,
+    gaps,
     service: "producer",
     log,
   });
@@ -92,7 +95,10 @@ async function main(): Promise<number> {
     quietAfterMs: polygon.quietAfterMs,
     backoffMaxMs: polygon.backoffMaxMs,
     onFrame: (text, at) => pipeline.push(text, at),
-    onGap: (gap) => pipeline.gap(gap),
+    onGap: (gap) => {
+      pipeline.gap(gap);
+      gaps.add(gap);
+    },
     recorder,
     metrics,
     log,

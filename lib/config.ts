@@ -383,7 +383,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "metrics-port",
     env: "METRICS_PORT",
     type: "int",
-    help: "serve /metrics and /healthz on this port (off when unset; 9464 is usual)",
+    help: "serve the live page (/), /metrics and /healthz on this port (off when unset)",
     scripts: PC,
   },
   {

@@ -98,6 +98,8 @@ export interface RecordPrinterOptions {
   table?: SpreadTable;
   /** Called for each valid record with the local time, e.g. for metrics. Default none. */
   onRecord?: (record: InRecord, now: number) => void;
+  /** Called once per batch with its valid records' values (per-symbol metrics). Default none. */
+  onValues?: (values: SpreadValue[], now: number) => void;
   /** Clock in epoch ms; default `Date.now`. */
   now?: () => number;
 }
@@ -126,8 +128,9 @@ export class RecordPrinter {
 
   /** Handles a batch in order; resolves to the number of records handled, after the flush. */
   async handle(records: readonly InRecord[]): Promise<number> {
-    const { line, flush, report, table, onRecord } = this.#options;
+    const { line, flush, report, table, onRecord, onValues } = this.#options;
     const now = (this.#options.now ?? Date.now)();
+    const values: SpreadValue[] | undefined = onValues ? [] : undefined;
     let handled = 0;
     for (const r of records) {
       if (this.full) break;
@@ -140,10 +143,12 @@ export class RecordPrinter {
       }
       this.consumed++;
       onRecord?.(r, now);
+      values?.push(value);
       if (table) table.add(value, now);
       else await line(r.value!);
     }
     await flush?.();
+    if (values && values.length > 0) onValues?.(values, now);
     return handled;
   }
 }

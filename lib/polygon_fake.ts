@@ -545,9 +545,12 @@ export class FakePolygon {
         } else {
           const m = typeof frame === "string" ? T_RE.exec(frame) : null;
           const t = m ? Number(m[1]) : Number.NaN;
-          if (Number.isNaN(startT)) startT = lastT = Number.isNaN(t) ? 0 : t;
-          if (t > lastT) lastT = t;
-          due = startWall + (lastT - startT) / speed;
+          // The clock starts at the first frame with a time: a status frame before it has none.
+          if (!Number.isNaN(t)) {
+            if (Number.isNaN(startT)) startT = lastT = t;
+            if (t > lastT) lastT = t;
+          }
+          due = Number.isNaN(startT) ? startWall : startWall + (lastT - startT) / speed;
         }
         const wait = due - performance.now();
         if (wait >= 1) {

@@ -1,7 +1,8 @@
 /**
  * Telemetry exposure: an HTTP server with `/metrics` (Prometheus text format, from a prom-client
- * registry) and `/healthz` (200 only while data is fresh: quotes arrived within `staleAfterMs`
- * and Kafka acks are flowing; otherwise 503 with a JSON reason).
+ * registry), `/healthz` (200 only while data is fresh: quotes arrived within `staleAfterMs`
+ * and Kafka acks are flowing; otherwise 503 with a JSON reason) and, when given a `LiveFeed`
+ * (`live.ts`), the live page at `/`.
  *
  * Health inputs come through the small {@linkcode HealthSource} interface, which the pipeline
  * implements; the clock is injected. The InfluxDB push lives in `influx.ts`.
@@ -20,6 +21,7 @@
  * ```
  */
 import type { Registry } from "prom-client";
+import type { LiveFeed } from "./live.ts";
 
 /** What `/healthz` needs to know, read on each request. Times are ms since the epoch. */
 export interface HealthSource {
@@ -113,6 +115,8 @@ export interface TelemetryOptions {
   staleAfterMs?: number;
   /** Clock in ms since the epoch; default `Date.now`. */
   now?: () => number;
+  /** The live page (`/`, `/events`); default none (then `/` is 404). */
+  live?: LiveFeed;
 }
 
 /** Options for {@linkcode serveTelemetry}. */
@@ -142,7 +146,10 @@ function json(body: unknown, status: number): Response {
   });
 }
 
-/** The request handler behind {@linkcode serveTelemetry}: `/metrics` and `/healthz`. */
+/**
+ * The request handler behind {@linkcode serveTelemetry}: `/metrics`, `/healthz`, and the live
+ * page's paths when `live` is given.
+ */
 export function telemetryHandler(
   options: TelemetryOptions,
 ): (request: Request) => Promise<Response> {
@@ -150,9 +157,12 @@ export function telemetryHandler(
   const staleAfterMs = options.staleAfterMs ?? 30_000;
   const now = options.now ?? Date.now;
   return async (request) => {
+    const page = options.live?.handle(request);
+    if (page) return page;
     const { pathname } = new URL(request.url);
     if (pathname !== "/metrics" && pathname !== "/healthz") {
-      return new Response("Not found: try /metrics or /healthz\n", { status: 404 });
+      const paths = options.live ? "/, /metrics or /healthz" : "/metrics or /healthz";
+      return new Response(`Not found: try ${paths}\n`, { status: 404 });
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
@@ -175,7 +185,10 @@ export function telemetryHandler(
   };
 }
 
-/** Serves `/metrics` and `/healthz` with `Deno.serve` on `hostname:port`. */
+/**
+ * Serves `/metrics`, `/healthz` (and the live page, when `live` is given) with `Deno.serve` on
+ * `hostname:port`.
+ */
 export function serveTelemetry(options: ServeTelemetryOptions): TelemetryServer {
   const handler = telemetryHandler(options);
   const server = Deno.serve({
@@ -188,6 +201,10 @@ export function serveTelemetry(options: ServeTelemetryOptions): TelemetryServer 
   return {
     addr,
     url: `http://${host}:${addr.port}`,
-    shutdown: () => server.shutdown(),
+    shutdown: () => {
+      // Event streams never end by themselves: end them, or shutdown would wait forever.
+      options.live?.close();
+      return server.shutdown();
+    },
   };
 }

@@ -1,11 +1,12 @@
 /**
- * Wiring used by entry scripts: the telemetry config to a running `/metrics` + `/healthz`
- * server and an InfluxDB push loop, each only when configured.
+ * Wiring used by entry scripts: the telemetry config to a running server (the live page at `/`,
+ * `/metrics`, `/healthz`) and an InfluxDB push loop, each only when configured.
  */
 import type { Registry } from "prom-client";
 import type { TelemetryConfig } from "./config.ts";
 import { type HealthSource, serveTelemetry, type TelemetryServer } from "./telemetry.ts";
 import { type InfluxPush, startInfluxPush } from "./influx.ts";
+import { type GapLog, LiveFeed } from "./live.ts";
 
 /** The telemetry counters every metrics class has. */
 interface TelemetryCounters {
@@ -60,6 +61,8 @@ export interface StartTelemetryOptions {
   health?: HealthSource;
   /** Freshness limit for `/healthz`, ms. */
   staleAfterMs: number;
+  /** Recent gaps for the live page; default none. */
+  gaps?: GapLog;
   /** `service` tag on InfluxDB points, e.g. "producer"; the `instance` tag comes from the config. */
   service: string;
   log: (line: string) => void;
@@ -80,14 +83,25 @@ export function startTelemetry(
   let server: TelemetryServer | undefined;
   let influx: InfluxPush | undefined;
   if (config.metricsPort !== undefined) {
+    const live = new LiveFeed({
+      registry: options.registry,
+      health: options.health,
+      staleAfterMs: options.staleAfterMs,
+      gaps: options.gaps,
+      log: options.log,
+    });
     server = serveTelemetry({
       registry: options.registry,
       health: options.health,
       staleAfterMs: options.staleAfterMs,
+      live,
       hostname: config.metricsHost,
       port: config.metricsPort,
       onListen: (addr) =>
-        options.log(`telemetry: /metrics and /healthz on http://${addr.hostname}:${addr.port}`),
+        options.log(
+          `telemetry: live page at http://${addr.hostname}:${addr.port}/, ` +
+            `with /metrics and /healthz`,
+        ),
     });
   }
   if (config.influx) {

@@ -400,6 +400,28 @@ Deno.test("fake paces by exchange time at the given speed, bursts excepted", asy
   }
 });
 
+Deno.test("fake paces by exchange time from the first frame that has one, not from a status frame before it", async () => {
+  // A recording opens with status frames that carry no t (fixtures/btc.jsonl does): they must
+  // not start the clock at t = 0, which would put the first quote decades away.
+  const status = '[{"ev":"status","status":"connected","message":"Connected Successfully"}]';
+  const frames = [status, ...Array.from({ length: 5 }, (_, i) => quote("BTC-USD", 1e12 + i * 20))];
+  const fake = startFakePolygon({ apiKey: KEY, frames, speed: 1 });
+  try {
+    const client = await handshake(fake, "XQ.*");
+    const start = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => timer = setTimeout(resolve, 3000));
+    await Promise.race([fake.done, late]);
+    clearTimeout(timer);
+    const elapsed = performance.now() - start;
+    // 80 ms of exchange time at speed 1.
+    assert.ok(elapsed >= 60 && elapsed < 2000, `elapsed ${elapsed} ms`);
+    await client.close();
+  } finally {
+    await fake.close();
+  }
+});
+
 Deno.test("fake replays the whole capture unpaced while a client reads", async () => {
   const lines = await readCapture();
   const fake = startFakePolygon({ apiKey: KEY, frames: lines });

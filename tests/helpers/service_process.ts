@@ -57,6 +57,11 @@ export class ServiceProcess {
     return this.#output.join("").split("\n").slice(-lines).join("\n");
   }
 
+  /** The process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Resolves when the process exits. */
   get status(): Promise<Deno.CommandStatus> {
     return this.#done;
