@@ -5,9 +5,8 @@
  * kafka`. The scripts run as subprocesses with the permissions of their deno tasks and only the
  * environment given here, so a developer's `.env` or shell settings cannot leak in.
  *
- * With KAFKA_BROKERS set, the TLS and SCRAM tests are skipped. The capture tests need
- * `../shared/data/polygon-xq-capture-2023-07-26.jsonl` (or CAPTURE_FILE) and are skipped
- * without it.
+ * With KAFKA_BROKERS set, the TLS and SCRAM tests are skipped. The capture tests need the real
+ * capture (tests/helpers/capture.ts) and are ignored without it.
  */
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
 import {
@@ -25,20 +24,12 @@ import { readAllFrames } from "../lib/recording.ts";
 import { partitionFor } from "../lib/memory_broker.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
 import { RECORD_HEADERS, transform } from "../transform.ts";
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 // kafkajs keeps timers and sockets past disconnect(); the broker is shared across files.
 const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const CAPTURE = Deno.env.get("CAPTURE_FILE") ??
-  new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url).pathname;
-const HAVE_CAPTURE = (() => {
-  try {
-    return Deno.statSync(CAPTURE).isFile;
-  } catch {
-    return false;
-  }
-})();
 const API_KEY = "test-polygon-key";
 /** The longest any one process may run before the test kills it and fails. */
 const PROCESS_LIMIT_MS = 180_000;
@@ -405,10 +396,9 @@ function replayOfCapture(): Promise<string[]> {
 
 // --- the real capture -------------------------------------------------------------------------
 
-Deno.test({
+captureTest({
   name: "every quote of the real capture goes from the fake server through Kafka to the consumer " +
     "exactly once, in order per symbol, byte-identical to replay",
-  ignore: !HAVE_CAPTURE,
   ...KAFKA_TEST,
   async fn() {
     const b = await kafka();
@@ -477,9 +467,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+captureTest({
   name: "replay --to kafka writes the same records as replay to stdout",
-  ignore: !HAVE_CAPTURE,
   ...KAFKA_TEST,
   async fn() {
     const b = await kafka();

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { type FakePolygon, selectEvents, startFakePolygon } from "../lib/polygon_fake.ts";
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 const KEY = "fake-test-key-7f3a";
-const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
 
 function quote(pair: string, t: number): string {
   return `[{"ev":"XQ","pair":"${pair}","bp":1.5,"bs":2,"ap":1.75,"as":3,"t":${t},"x":1,"r":${t}}]`;
@@ -216,22 +216,25 @@ Deno.test("fake replays frames from an async iterable", async () => {
   }
 });
 
-Deno.test("fake sends only the subscribed pairs of the real capture, events verbatim", async () => {
-  const lines = await readCapture();
-  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
-  try {
-    const client = await handshake(fake, "XQ.SOL-USD,XQ.MKR-USD");
-    await fake.done;
-    await waitFor(() => fake.stats.framesSent === client.data().length, "every frame");
-    const events = client.data().flatMap((f) => JSON.parse(f) as { pair: string }[]);
-    assert.equal(events.filter((e) => e.pair === "SOL-USD").length, 1072);
-    assert.equal(events.filter((e) => e.pair === "MKR-USD").length, 1589);
-    assert.equal(events.length, 1072 + 1589);
-    assert.equal(fake.stats.framesSent + fake.stats.framesFiltered, 9857);
-    await client.close();
-  } finally {
-    await fake.close();
-  }
+captureTest({
+  name: "fake sends only the subscribed pairs of the real capture, events verbatim",
+  async fn() {
+    const lines = await readCapture();
+    const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+    try {
+      const client = await handshake(fake, "XQ.SOL-USD,XQ.MKR-USD");
+      await fake.done;
+      await waitFor(() => fake.stats.framesSent === client.data().length, "every frame");
+      const events = client.data().flatMap((f) => JSON.parse(f) as { pair: string }[]);
+      assert.equal(events.filter((e) => e.pair === "SOL-USD").length, 1072);
+      assert.equal(events.filter((e) => e.pair === "MKR-USD").length, 1589);
+      assert.equal(events.length, 1072 + 1589);
+      assert.equal(fake.stats.framesSent + fake.stats.framesFiltered, 9857);
+      await client.close();
+    } finally {
+      await fake.close();
+    }
+  },
 });
 
 Deno.test("selectEvents keeps the subscribed events of a mixed frame as their exact text", () => {
@@ -400,16 +403,19 @@ Deno.test("fake paces by exchange time at the given speed, bursts excepted", asy
   }
 });
 
-Deno.test("fake replays the whole capture unpaced while a client reads", async () => {
-  const lines = await readCapture();
-  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
-  try {
-    const client = await handshake(fake, "XQ.*");
-    await fake.done;
-    await waitFor(() => client.data().length === 9857, "9857 frames");
-    assert.deepEqual(client.data(), lines);
-    await client.close();
-  } finally {
-    await fake.close();
-  }
+captureTest({
+  name: "fake replays the whole capture unpaced while a client reads",
+  async fn() {
+    const lines = await readCapture();
+    const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+    try {
+      const client = await handshake(fake, "XQ.*");
+      await fake.done;
+      await waitFor(() => client.data().length === 9857, "9857 frames");
+      assert.deepEqual(client.data(), lines);
+      await client.close();
+    } finally {
+      await fake.close();
+    }
+  },
 });
