@@ -559,6 +559,39 @@ function convert(s: Setting, raw: string, source: string): Settings[string] {
   }
 }
 
+/** Column where the help text of an option starts in `--help`. */
+const HELP_COLUMN = 34;
+/** Width `--help` wraps its text at. */
+const HELP_WIDTH = 100;
+
+/** Wraps words into lines of at most `width` characters (a longer word gets a line of its own). */
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/**
+ * One option of `--help`: the names, then the text from {@linkcode HELP_COLUMN}, wrapped. A name
+ * too long for its column gets a line of its own, so a name never runs into its text.
+ */
+function helpEntry(name: string, text: string): string[] {
+  const indent = " ".repeat(HELP_COLUMN);
+  const wrapped = wrapWords(text, HELP_WIDTH - HELP_COLUMN).map((l) => indent + l);
+  const head = `  ${name}`;
+  if (head.length + 2 > HELP_COLUMN) return [head, ...wrapped];
+  return [head.padEnd(HELP_COLUMN) + (wrapped[0] ?? "").trimStart(), ...wrapped.slice(1)];
+}
+
 /** Usage text for one script, built from {@linkcode SETTINGS}. Never shows secret values. */
 export function usage(script: Script, synopsis: string, description: string): string {
   const lines = [
@@ -568,15 +601,15 @@ export function usage(script: Script, synopsis: string, description: string): st
     "",
     "Options (flag / environment variable):",
   ];
-  lines.push("  -h, --help".padEnd(34) + "show this help");
+  lines.push(...helpEntry("-h, --help", "show this help"));
   for (const s of settingsFor(script)) {
     const name = [s.flag ? `--${s.flag}` : "", s.env ?? ""].filter((x) => x).join(" / ");
     const def = s.default !== undefined && s.type !== "secret" ? ` (default ${s.default})` : "";
-    lines.push(`  ${name}`.padEnd(34) + s.help + def);
+    lines.push(...helpEntry(name, s.help + def));
   }
   lines.push(
     "",
-    "Settings load from .env (deno run --env-file), the environment, then flags; flags win.",
+    "Settings load from .env, then the environment, then flags; flags win.",
   );
   return lines.join("\n");
 }

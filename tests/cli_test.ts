@@ -1,4 +1,5 @@
-import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
+import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
+import { SETTINGS } from "../lib/config.ts";
 import { transform } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 
@@ -93,6 +94,48 @@ Deno.test("every entry script answers --help with its usage", async () => {
     equal(code, 0, script);
     ok(stdout.startsWith("Usage: "), `${script}: ${stdout.slice(0, 80)}`);
   }
+});
+
+/**
+ * The option names of a `--help` text. Throws on a line that is neither an option (its names,
+ * then two or more spaces before its text) nor a continuation indented to the text column.
+ */
+function helpOptionNames(help: string): string[] {
+  const section = help.split("\n");
+  const start = section.indexOf("Options (flag / environment variable):");
+  ok(start >= 0, "no Options section");
+  const names: string[] = [];
+  for (const line of section.slice(start + 1)) {
+    if (line === "") break;
+    if (/^ {34}\S/.test(line)) continue;
+    const m = /^ {2}(-h, --help|(?:--[a-z-]+ \/ )?[A-Z][A-Z0-9_]*|--[a-z-]+)(?: {2,}\S.*)?$/.exec(
+      line,
+    );
+    ok(m, `a help line runs its name into its text: ${JSON.stringify(line)}`);
+    names.push(m[1]!);
+  }
+  return names;
+}
+
+Deno.test("no --help line runs an option's name into its text, and every option is listed", async () => {
+  // The three scripts whose help lists the settings table (demo.ts has two flags of its own).
+  const scripts = {
+    "replay.ts": "replay",
+    "producer.ts": "producer",
+    "consumer.ts": "consumer",
+  } as const;
+  for (const [file, script] of Object.entries(scripts)) {
+    const { stdout } = await run(file, ["--help"]);
+    const expected = SETTINGS.filter((s) => s.scripts.includes(script)).map((s) =>
+      [s.flag ? `--${s.flag}` : "", s.env ?? ""].filter((x) => x).join(" / ")
+    );
+    deepStrictEqual(helpOptionNames(stdout), ["-h, --help", ...expected], file);
+  }
+  // The check itself catches the old layout, where a long name ran into its text.
+  throws(
+    () => helpOptionNames("Options (flag / environment variable):\n  SHUTDOWN_TIMEOUTon SIGINT\n"),
+    /runs its name into its text/,
+  );
 });
 
 Deno.test("the demo runs the whole pipeline and prints every record of the fixture", async () => {
