@@ -457,6 +457,20 @@ export const SETTINGS: readonly Setting[] = [
 /** Raw settings after parsing: typed values by key. */
 export type Settings = Record<string, string | number | boolean | string[] | undefined>;
 
+/** Where each value of a parsed {@linkcode Settings} came from, for messages that name it. */
+const SOURCES = new WeakMap<Settings, Record<string, string>>();
+
+/**
+ * The flag or variable the user set for `key` (`--batch-max`, `"KAFKA_SASL_MECHANISM" environment
+ * variable`), so that a message names what was actually set; the flag for a default.
+ */
+function sourceOf(settings: Settings, key: string): string {
+  const recorded = SOURCES.get(settings)?.[key];
+  if (recorded) return recorded;
+  const s = SETTINGS.find((x) => x.key === key);
+  return s?.flag ? `--${s.flag}` : `"${s?.env ?? key}"`;
+}
+
 /** The result of reading flags and environment for one script. */
 export interface Parsed {
   settings: Settings;
@@ -489,24 +503,10 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
   for (const s of own) {
     if (s.flag) flagOptions[s.flag] = { type: s.type === "boolean" ? "boolean" : "string" };
   }
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    const parsed = parseArgs({
-      args,
-      options: flagOptions,
-      strict: true,
-      allowPositionals: options.allowPositionals ?? false,
-    });
-    values = parsed.values as Record<string, string | boolean | undefined>;
-    positionals = parsed.positionals;
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`Cannot parse the command line: ${message}; see --help`, {
-      cause: error,
-    });
-  }
+  const { values, positionals } = readArgs(args, flagOptions, options.allowPositionals ?? false);
   const settings: Settings = {};
+  const sources: Record<string, string> = {};
+  SOURCES.set(settings, sources);
   for (const s of own) {
     const flagValue = s.flag ? values[s.flag] : undefined;
     let raw: string | undefined;
@@ -521,9 +521,63 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
       raw = s.default;
       source = s.flag ? `--${s.flag}` : `"${s.env}"`;
     }
+    sources[s.key] = source;
     settings[s.key] = raw === undefined ? undefined : convert(s, raw, source);
   }
   return { settings, positionals, help: values.help === true };
+}
+
+/**
+ * Reads the command line with `node:util` `parseArgs` tokens, and answers a mistake with one line
+ * of our own that names the flag (parseArgs's own messages span lines and suggest its syntax).
+ * A value that looks like a negative number (`--replication-factor -1`) is taken as a value.
+ */
+function readArgs(
+  args: string[],
+  flagOptions: Record<string, { type: "string" | "boolean"; short?: string }>,
+  allowPositionals: boolean,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  const { tokens } = parseArgs({
+    args,
+    options: flagOptions,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const values: Record<string, string | boolean | undefined> = {};
+  const positionals: string[] = [];
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      if (!allowPositionals) {
+        throw new ConfigError(
+          `Unexpected argument "${token.value}": this command takes no positional arguments; ` +
+            "see --help",
+        );
+      }
+      positionals.push(token.value);
+    } else if (token.kind === "option") {
+      const option = flagOptions[token.name];
+      if (!option) throw new ConfigError(`Unknown option "${token.rawName}"; see --help`);
+      const flag = token.name === "help" ? token.rawName : `--${token.name}`;
+      if (option.type === "boolean") {
+        if (token.inlineValue) {
+          throw new ConfigError(`${flag} takes no value, got "${token.value}"; see --help`);
+        }
+        values[token.name] = true;
+        continue;
+      }
+      const value = token.value;
+      if (value === undefined) throw new ConfigError(`${flag} needs a value; see --help`);
+      if (!token.inlineValue && value.startsWith("-") && !/^-\d/.test(value)) {
+        throw new ConfigError(
+          `${flag} needs a value, got the option "${value}"; write ${flag}=${value} if that is ` +
+            "the value",
+        );
+      }
+      values[token.name] = value;
+    }
+  }
+  return { values, positionals };
 }
 
 function convert(s: Setting, raw: string, source: string): Settings[string] {
@@ -621,25 +675,24 @@ export function requireString(settings: Settings, key: string): string {
   const s = SETTINGS.find((x) => x.key === key);
   const name = s?.env ? `"${s.env}" environment variable` : `--${s?.flag ?? key}`;
   const alt = s?.env && s.flag ? ` (or --${s.flag})` : "";
-  throw new ConfigError(`${name}${alt} must be set`);
+  const hint = s?.env ? "; set it in .env (cp .env.example .env, which lists every setting)" : "";
+  throw new ConfigError(`${name}${alt} must be set${hint}`);
 }
 
 /** Checks that a setting is one of the allowed words. */
 export function oneOf<T extends string>(settings: Settings, key: string, allowed: readonly T[]): T {
   const value = String(settings[key]);
   if ((allowed as readonly string[]).includes(value)) return value as T;
-  const s = SETTINGS.find((x) => x.key === key);
-  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
-  throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${value}"`);
+  throw new ConfigError(
+    `${sourceOf(settings, key)} must be one of ${allowed.join(", ")}, got "${value}"`,
+  );
 }
 
 /** Checks that a numeric setting is at least `min`. */
 export function atLeast(settings: Settings, key: string, min: number): number {
   const value = settings[key];
   if (typeof value === "number" && value >= min) return value;
-  const s = SETTINGS.find((x) => x.key === key);
-  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
-  throw new ConfigError(`${name} must be at least ${min}, got "${value}"`);
+  throw new ConfigError(`${sourceOf(settings, key)} must be at least ${min}, got "${value}"`);
 }
 
 /** Kafka connection and producer settings, with certificate files already read. */
@@ -716,7 +769,10 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
   const warn = options.warn ?? ((m: string) => console.error(m));
   const brokersValue = settings.brokers;
   if (!Array.isArray(brokersValue)) {
-    throw new ConfigError(`"KAFKA_BROKERS" environment variable (or --brokers) must be set`);
+    throw new ConfigError(
+      `"KAFKA_BROKERS" environment variable (or --brokers) must be set; set it in .env ` +
+        "(cp .env.example .env, which lists every setting)",
+    );
   }
   for (const b of brokersValue) {
     if (!/^[^\s:/]+:\d{1,5}$/.test(b)) {
@@ -754,6 +810,9 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
       `--replication-factor must be -1 (broker default) or at least 1, got "${config.replicationFactor}"`,
     );
   }
+  const mechanism = security === "sasl_ssl" && mechanismRaw
+    ? oneOf(settings, "saslMechanism", ["scram-sha-256", "scram-sha-512", "plain"] as const)
+    : undefined;
   if (security !== "plaintext") {
     const rejectUnauthorized = settings.insecureSkipVerify !== true;
     if (!rejectUnauthorized) {
@@ -780,14 +839,9 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     }
   }
   if (security === "sasl_ssl") {
-    if (!mechanismRaw) {
+    if (!mechanism) {
       throw new ConfigError(`"KAFKA_SASL_MECHANISM" must be set when KAFKA_SECURITY is sasl_ssl`);
     }
-    const mechanism = oneOf(
-      settings,
-      "saslMechanism",
-      ["scram-sha-256", "scram-sha-512", "plain"] as const,
-    );
     config.sasl = {
       mechanism,
       username: requireString(settings, "saslUsername"),

@@ -897,13 +897,13 @@ Deno.test({
   async fn() {
     const env = { KAFKA_BROKERS: "127.0.0.1:9", KAFKA_SECURITY: "plaintext" };
     const cases: [string[], Record<string, string>, string][] = [
-      [["--bogus"], env, "Unknown option '--bogus'"],
+      [["--bogus"], env, 'Unknown option "--bogus"; see --help'],
       [["--from", "yesterday"], env, "--from must be latest, earliest or an ISO 8601 time"],
       [["--format", "xml"], env, '--format must be json or table, got "xml"'],
       [["--max-messages", "0"], env, '--max-messages must be at least 1, got "0"'],
       [["--max-messages", "ten"], env, '--max-messages must be a whole number, got "ten"'],
       [["--timeout=soon"], env, '--timeout must be a number of seconds, got "soon"'],
-      [[], {}, '"KAFKA_BROKERS" environment variable (or --brokers) must be set'],
+      [[], {}, '"KAFKA_BROKERS" environment variable (or --brokers) must be set; set it in .env'],
     ];
     for (const [args, e, says] of cases) {
       const r = await run("consumer.ts", args, e);
