@@ -12,6 +12,7 @@ import {
   buildKafkaConfig,
   buildTelemetryConfig,
   ConfigError,
+  entryEnv,
   EXIT,
   type KafkaConfig,
   parseSettings,
@@ -80,7 +81,7 @@ async function requireTopic(kafka: Kafka, config: KafkaConfig): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  const parsed = parseSettings("consumer", Deno.args, { env: (n) => Deno.env.get(n) });
+  const parsed = parseSettings("consumer", Deno.args, { env: entryEnv() });
   if (parsed.help) {
     console.log(HELP);
     return EXIT.OK;

@@ -12,6 +12,7 @@ import {
   buildKafkaConfig,
   buildPolygonConfig,
   buildTelemetryConfig,
+  entryEnv,
   EXIT,
   parseSettings,
   usage,
@@ -36,7 +37,7 @@ function log(line: string): void {
 }
 
 async function main(): Promise<number> {
-  const parsed = parseSettings("producer", Deno.args, { env: (n) => Deno.env.get(n) });
+  const parsed = parseSettings("producer", Deno.args, { env: entryEnv() });
   if (parsed.help) {
     console.log(HELP);
     return EXIT.OK;

@@ -9,6 +9,7 @@ import { emptySkips, type SpreadRecord, transformInto } from "./transform.ts";
 import {
   buildKafkaConfig,
   ConfigError,
+  entryEnv,
   parseSettings,
   type Settings,
   usage,
@@ -42,7 +43,7 @@ function parseReplay(
   args: string[],
 ): { options?: ReplayOptions; settings: Settings } {
   const parsed = parseSettings("replay", args, {
-    env: (n) => Deno.env.get(n),
+    env: entryEnv(),
     allowPositionals: true,
   });
   if (parsed.help) return { settings: parsed.settings };

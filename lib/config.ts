@@ -1,5 +1,5 @@
 /**
- * Configuration: flags, environment and `.env` (loaded by `deno run --env-file`) become one
+ * Configuration: flags, environment and `.env` (read by {@linkcode entryEnv}) become one
  * typed object per entry script. Flags win over the environment. Bad input throws
  * {@linkcode ConfigError}, which entry scripts turn into exit code 2.
  *
@@ -453,6 +453,64 @@ export const SETTINGS: readonly Setting[] = [
     scripts: PC,
   },
 ];
+
+/**
+ * Reads the `KEY=value` lines of a dotenv file, as `deno run --env-file` does: `#` comments, an
+ * optional `export `, values in single quotes (literal) or double quotes (`\n` escapes), and
+ * unquoted values up to a ` #` comment. A missing file is normal and gives `{}`; a line that is
+ * not `KEY=value` is a {@linkcode ConfigError} naming the file and the line.
+ */
+export function readEnvFile(
+  path: string,
+  readTextFile: (path: string) => string = Deno.readTextFileSync,
+): Record<string, string> {
+  let text: string;
+  try {
+    text = readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return {};
+    throw new ConfigError(`Cannot read the settings file "${path}": ${fileErrorReason(error)}`, {
+      cause: error,
+    });
+  }
+  const vars: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$/.exec(line);
+    const value = m ? envFileValue(m[2]!) : undefined;
+    if (!m || value === undefined) {
+      throw new ConfigError(
+        `Cannot read the settings file "${path}": line ${i + 1} is not KEY=value`,
+      );
+    }
+    if (!(m[1]! in vars)) vars[m[1]!] = value;
+  }
+  return vars;
+}
+
+function envFileValue(raw: string): string | undefined {
+  const quote = raw[0];
+  if (quote === "'" || quote === '"') {
+    const end = raw.indexOf(quote, 1);
+    if (end < 0 || !/^\s*(#.*)?$/.test(raw.slice(end + 1))) return undefined;
+    const inner = raw.slice(1, end);
+    return quote === "'" ? inner : inner.replaceAll("\\n", "\n");
+  }
+  return raw.replace(/\s+#.*$/, "").trim();
+}
+
+/**
+ * The environment of an entry script: the process environment, then the settings file named by
+ * `ENV_FILE` (the deno tasks set `ENV_FILE=.env`; a missing file is normal and says nothing).
+ * Like `deno run --env-file`, a variable set in the environment wins over the file.
+ */
+export function entryEnv(): (name: string) => string | undefined {
+  const file = Deno.env.get("ENV_FILE");
+  const vars = file ? readEnvFile(file) : {};
+  return (name) => Deno.env.get(name) ?? vars[name];
+}
 
 /** Raw settings after parsing: typed values by key. */
 export type Settings = Record<string, string | number | boolean | string[] | undefined>;

@@ -6,9 +6,18 @@ import { readAllFrames } from "../lib/recording.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURE = new URL("../fixtures/btc.jsonl", import.meta.url).pathname;
 
-async function run(
+function run(
   script: string,
   args: string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runWithEnv(script, args, {}, stdin);
+}
+
+async function runWithEnv(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
   stdin?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const cmd = new Deno.Command(Deno.execPath(), {
@@ -17,7 +26,7 @@ async function run(
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   });
   const child = cmd.spawn();
   // Write stdin while stdout is being read, or a large input deadlocks both pipes.
@@ -146,4 +155,34 @@ Deno.test("the demo runs the whole pipeline and prints every record of the fixtu
   ok(stderr.includes("8000 records"), stderr);
   ok(stderr.includes("8000 consumed"), stderr);
   ok(/per symbol BTC-USD=\d+/.test(stderr), stderr);
+});
+
+Deno.test("the tasks load .env through ENV_FILE, and a missing settings file says nothing", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  for (const task of ["produce", "consume", "replay"]) {
+    ok(tasks[task]!.startsWith("ENV_FILE=.env deno run "), task);
+    ok(!tasks[task]!.includes("--env-file"), task);
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const missing = await runWithEnv("replay.ts", [FIXTURE, "--to", "memory"], {
+      ENV_FILE: `${dir}/.env`,
+    });
+    equal(missing.code, 0, missing.stderr);
+    deepStrictEqual(
+      missing.stderr.trimEnd().split("\n").map((l) => l.split(":")[0]),
+      ["replay", "memory broker"],
+    );
+    await Deno.writeTextFile(`${dir}/.env`, "KAFKA_TOPIC=from-the-file\n");
+    const present = await runWithEnv("replay.ts", [FIXTURE, "--to", "memory"], {
+      ENV_FILE: `${dir}/.env`,
+    });
+    equal(present.code, 0, present.stderr);
+    ok(present.stderr.includes('topic "from-the-file"'), present.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -5,6 +5,7 @@ import {
   buildTelemetryConfig,
   ConfigError,
   parseSettings,
+  readEnvFile,
   SETTINGS,
   usage,
 } from "../lib/config.ts";
@@ -231,4 +232,37 @@ Deno.test("every environment variable is in .env.example and help never shows se
   const withKey = parseSettings("producer", [], { env: envOf({ POLYGON_API_KEY: "sekrit-123" }) });
   equal(withKey.settings.polygonApiKey, "sekrit-123");
   ok(!help.includes("sekrit-123"));
+});
+
+Deno.test("a settings file reads like deno's --env-file, and a missing one is simply empty", () => {
+  const files: Record<string, string> = {
+    ".env": [
+      "# a comment",
+      "",
+      "POLYGON_PAIRS=BTC-USD,ETH-USD   # trailing comment",
+      "export KAFKA_TOPIC = quotes",
+      "KAFKA_SASL_PASSWORD='p#ss word'",
+      'INFLUX_TOKEN="line1\\nline2"',
+      "RECORD_FILE=",
+      "POLYGON_PAIRS=ignored, the first one wins",
+    ].join("\n"),
+    "bad.env": "KAFKA_TOPIC=ok\nthis is not a setting\n",
+  };
+  const read = (path: string) => {
+    const text = files[path];
+    if (text === undefined) throw new Deno.errors.NotFound(path);
+    return text;
+  };
+  deepStrictEqual(readEnvFile(".env", read), {
+    POLYGON_PAIRS: "BTC-USD,ETH-USD",
+    KAFKA_TOPIC: "quotes",
+    KAFKA_SASL_PASSWORD: "p#ss word",
+    INFLUX_TOKEN: "line1\nline2",
+    RECORD_FILE: "",
+  });
+  deepStrictEqual(readEnvFile("missing.env", read), {});
+  throws(() => readEnvFile("bad.env", read), {
+    name: "ConfigError",
+    message: 'Cannot read the settings file "bad.env": line 2 is not KEY=value',
+  });
 });
