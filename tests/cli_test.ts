@@ -186,3 +186,40 @@ Deno.test("the tasks load .env through ENV_FILE, and a missing settings file say
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("replay of an input with no Polygon frame in it says so and exits 2", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const binary = `${dir}/random.bin`;
+    // Fixed bytes, no line holding JSON: 83 lines of noise.
+    const bytes = new Uint8Array(83 * 40).map((_, i) => ((i * 7919 + 13) % 200) + 14);
+    for (let i = 39; i < bytes.length; i += 40) bytes[i] = 10;
+    await Deno.writeFile(binary, bytes);
+    for (const to of ["stdout", "memory"]) {
+      const r = await run("replay.ts", [binary, "--to", to]);
+      equal(r.code, 2, r.stderr);
+      equal(r.stdout, "");
+      const last = r.stderr.trimEnd().split("\n").at(-1)!;
+      ok(
+        last.startsWith(
+          `ConfigError: Cannot replay "${binary}": not a recording of Polygon frames: 0 of 83 lines`,
+        ),
+        last,
+      );
+    }
+    const text = await run("replay.ts", ["-"], "plain text\n[1,2]\n42\n");
+    equal(text.code, 2, text.stderr);
+    ok(text.stderr.includes("0 of 3 lines hold a Polygon event (2 parsed as JSON;"), text.stderr);
+    // Bad lines among real frames are counted skips, not a failure; nor is an empty input.
+    const mixed = await run(
+      "replay.ts",
+      ["-"],
+      'garbage\n[{"ev":"status","status":"connected"}]\n',
+    );
+    equal(mixed.code, 0, mixed.stderr);
+    const empty = await run("replay.ts", ["-"], "");
+    equal(empty.code, 0, empty.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
