@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 
-/** Exit codes shared by every entry script (DESIGN.md). */
+/** Exit codes shared by every entry script (listed in the README). */
 export const EXIT = {
   OK: 0,
   FAILURE: 1,
