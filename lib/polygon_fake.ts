@@ -458,9 +458,13 @@ export class FakePolygon {
         } else {
           const m = typeof frame === "string" ? T_RE.exec(frame) : null;
           const t = m ? Number(m[1]) : Number.NaN;
-          if (Number.isNaN(startT)) startT = lastT = Number.isNaN(t) ? 0 : t;
+          // The clock starts at the first frame with a time; frames before it go at once.
+          if (Number.isNaN(startT) && !Number.isNaN(t)) {
+            startT = lastT = t;
+            startWall = performance.now();
+          }
           if (t > lastT) lastT = t;
-          due = startWall + (lastT - startT) / speed;
+          due = Number.isNaN(startT) ? 0 : startWall + (lastT - startT) / speed;
         }
         const wait = due - performance.now();
         if (wait >= 1) {

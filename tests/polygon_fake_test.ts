@@ -378,6 +378,36 @@ Deno.test("fake paces frames at the given rate", async () => {
   }
 });
 
+Deno.test("fake starts the exchange-time clock at the first frame that has a time", async () => {
+  // Status frames first, as in a recording: they have no t. Then 100 ms of exchange time.
+  const frames = [
+    '[{"ev":"status","status":"connected","message":"Connected Successfully"}]',
+    '[{"ev":"status","status":"auth_success","message":"authenticated"}]',
+    quote("BTC-USD", 1_626_828_416_000),
+    quote("BTC-USD", 1_626_828_416_050),
+    quote("BTC-USD", 1_626_828_416_100),
+  ];
+  const fake = startFakePolygon({ apiKey: KEY, frames, speed: 1 });
+  try {
+    const client = await handshake(fake, "XQ.*");
+    const start = performance.now();
+    // Before the fix the wait after the untimed frames was about 1.6e12 ms: give up after 5 s.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finished = await Promise.race([
+      fake.done.then(() => true),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 5_000)),
+    ]);
+    clearTimeout(timer);
+    const elapsed = performance.now() - start;
+    assert.ok(finished, "the fake never finished its replay");
+    assert.ok(elapsed >= 80 && elapsed < 2_000, `elapsed ${elapsed} ms`);
+    await waitFor(() => client.data().length === 3, "the 3 quote frames");
+    await client.close();
+  } finally {
+    await fake.close();
+  }
+});
+
 Deno.test("fake paces by exchange time at the given speed, bursts excepted", async () => {
   // t advances 20 ms per frame: 10 frames span 180 ms of exchange time, 90 ms at speed 2.
   const frames = Array.from({ length: 10 }, (_, i) => quote("BTC-USD", 1_000 + i * 20));
