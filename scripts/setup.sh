@@ -8,7 +8,8 @@
 #
 # What it installs:
 #   - influxd, prometheus, kcat, openssl: Debian packages influxdb, prometheus, kcat, openssl;
-#   - java (17 or newer) and mvn: Debian packages default-jre-headless and maven;
+#   - java (17 or newer) and mvn: Debian packages default-jre-headless (openjdk-17-jre-headless
+#     where the default Java is older) and maven;
 #   - the Kafka broker jars: scripts/kafka_local.sh install (Maven Central, into .cache/kafka);
 #   - Deno's npm packages: deno install (from deno.lock).
 # Packages are installed only as root, with apt-get. Otherwise it prints the exact command to run
@@ -23,7 +24,7 @@ case "${1:-}" in
   --check) CHECK_ONLY=1 ;;
   "") ;;
   -h | --help)
-    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
@@ -56,8 +57,9 @@ need influxd influxdb influxdb
 need prometheus prometheus prometheus
 need kcat kcat
 need openssl openssl
+JAVA_PACKAGE=default-jre-headless # Java 17 on Debian 12; resolved again after apt-get update
 if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
-  packages+=(default-jre-headless)
+  packages+=("$JAVA_PACKAGE")
 fi
 need mvn maven
 
@@ -79,9 +81,19 @@ if [ ${#packages[@]} -gt 0 ]; then
   fi
   say "installing the Debian packages ${packages[*]} (log: .cache/setup-apt.log)"
   mkdir -p .cache
-  if ! (export DEBIAN_FRONTEND=noninteractive &&
-    apt-get update -q && apt-get install -y -q --no-install-recommends "${packages[@]}") \
-    >.cache/setup-apt.log 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get update -q >.cache/setup-apt.log 2>&1; then
+    tail -20 .cache/setup-apt.log >&2
+    say "apt-get update failed (see .cache/setup-apt.log)"
+    exit 1
+  fi
+  # Distributions whose default Java is older than 17 (Ubuntu 22.04: 11) get openjdk-17.
+  default_java=$(apt-cache policy default-jre-headless 2>/dev/null |
+    sed -nE 's/.*Candidate: ([0-9]+:)?1\.([0-9]+).*/\2/p')
+  if [ "${default_java:-0}" -lt 17 ]; then
+    packages=("${packages[@]/#$JAVA_PACKAGE/openjdk-17-jre-headless}")
+  fi
+  if ! apt-get install -y -q --no-install-recommends "${packages[@]}" >>.cache/setup-apt.log 2>&1; then
     tail -20 .cache/setup-apt.log >&2
     say "apt-get failed (see .cache/setup-apt.log)"
     exit 1

@@ -117,3 +117,18 @@ Deno.test("setup installs Java from Debian when the java on PATH is older than 1
     "apt-get install -y -q --no-install-recommends default-jre-headless",
   ]);
 });
+
+Deno.test("setup installs openjdk-17 where the distribution's default Java is older", async () => {
+  const r = await setup({
+    uid: 0,
+    replace: {
+      java: "exit 127",
+      "apt-cache": `echo "default-jre-headless:"; echo "  Candidate: 2:1.11-72build2"`,
+    },
+  });
+  equal(r.code, 0, r.stderr);
+  deepStrictEqual(r.calls, [
+    "apt-get update -q",
+    "apt-get install -y -q --no-install-recommends openjdk-17-jre-headless",
+  ]);
+});
