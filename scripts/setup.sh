@@ -24,7 +24,7 @@ case "${1:-}" in
   --check) CHECK_ONLY=1 ;;
   "") ;;
   -h | --help)
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
