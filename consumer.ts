@@ -11,6 +11,7 @@ import {
   buildKafkaConfig,
   buildTelemetryConfig,
   ConfigError,
+  entryEnv,
   EXIT,
   type KafkaConfig,
   parseSettings,
@@ -68,7 +69,7 @@ async function requireTopic(kafka: KafkaClient, config: KafkaConfig): Promise<vo
 }
 
 async function main(): Promise<number> {
-  const parsed = parseSettings("consumer", Deno.args, { env: (n) => Deno.env.get(n) });
+  const parsed = parseSettings("consumer", Deno.args, { env: entryEnv() });
   if (parsed.help) {
     console.log(HELP);
     return EXIT.OK;

@@ -14,6 +14,7 @@ import {
   buildKafkaConfig,
   buildPolygonConfig,
   buildTelemetryConfig,
+  entryEnv,
   EXIT,
   parseSettings,
   usage,
@@ -39,7 +40,7 @@ function log(line: string): void {
 }
 
 async function main(): Promise<number> {
-  const parsed = parseSettings("producer", Deno.args, { env: (n) => Deno.env.get(n) });
+  const parsed = parseSettings("producer", Deno.args, { env: entryEnv() });
   if (parsed.help) {
     console.log(HELP);
     return EXIT.OK;

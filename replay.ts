@@ -5,10 +5,18 @@
  * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
  * --allow-net (Kafka, only with --to kafka).
  */
-import { emptySkips, type SpreadRecord, transformInto } from "./transform.ts";
+import {
+  emptySkips,
+  SKIP_REASONS,
+  type SkipCounts,
+  type SkipReason,
+  type SpreadRecord,
+  transformInto,
+} from "./transform.ts";
 import {
   buildKafkaConfig,
   ConfigError,
+  entryEnv,
   parseSettings,
   type Settings,
   usage,
@@ -43,7 +51,7 @@ function parseReplay(
   args: string[],
 ): { options?: ReplayOptions; settings: Settings } {
   const parsed = parseSettings("replay", args, {
-    env: (n) => Deno.env.get(n),
+    env: entryEnv(),
     allowPositionals: true,
   });
   if (parsed.help) return { settings: parsed.settings };
@@ -124,7 +132,7 @@ async function main(): Promise<number> {
     }
     await out.close();
     summary(frames, events, count, skipped, performance.now() - started);
-    return 0;
+    return checkPolygon(options.path, frames, count, skipped);
   }
 
   let sink: RecordSink;
@@ -172,7 +180,36 @@ async function main(): Promise<number> {
     const parts = memory.records(topic).map((p) => p.length);
     console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);
   }
-  return 0;
+  return checkPolygon(options.path, frames, c.records, c.skipped);
+}
+
+/** Skip reasons of a line that is not a Polygon frame at all (no event object in it). */
+const NOT_POLYGON: readonly SkipReason[] = [
+  "invalid_json",
+  "not_a_frame",
+  "nested_array",
+  "not_an_object",
+];
+
+/**
+ * A non-empty input in which no line holds a single Polygon event (an object: a quote, a status,
+ * another channel) is not a recording at all, such as a binary or a text file: say so, and fail.
+ */
+function checkPolygon(
+  path: string,
+  frames: number,
+  records: number,
+  skipped: SkipCounts,
+): number {
+  const events = SKIP_REASONS.filter((r) => !NOT_POLYGON.includes(r))
+    .reduce((n, r) => n + skipped[r], records);
+  if (frames === 0 || events > 0) return 0;
+  const parsed = frames - skipped.invalid_json;
+  throw new ConfigError(
+    `Cannot replay "${path === "-" ? "stdin" : path}": not a recording of Polygon frames: ` +
+      `0 of ${frames} lines hold a Polygon event (${parsed} parsed as JSON; ` +
+      `${formatCounts(skipped)}); see fixtures/btc.jsonl for the format`,
+  );
 }
 
 function summary(

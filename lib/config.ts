@@ -1,5 +1,5 @@
 /**
- * Configuration: flags, environment and `.env` (loaded by `deno run --env-file`) become one
+ * Configuration: flags, environment and `.env` (read by {@linkcode entryEnv}) become one
  * typed object per entry script. Flags win over the environment. Bad input throws
  * {@linkcode ConfigError}, which entry scripts turn into exit code 2.
  *
@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 
-/** Exit codes shared by every entry script (DESIGN.md). */
+/** Exit codes shared by every entry script (listed in the README). */
 export const EXIT = {
   OK: 0,
   FAILURE: 1,
@@ -494,8 +494,80 @@ export const SETTINGS: readonly Setting[] = [
   },
 ];
 
+/**
+ * Reads the `KEY=value` lines of a dotenv file, as `deno run --env-file` does: `#` comments, an
+ * optional `export `, values in single quotes (literal) or double quotes (`\n` escapes), and
+ * unquoted values up to a ` #` comment. A missing file is normal and gives `{}`; a line that is
+ * not `KEY=value` is a {@linkcode ConfigError} naming the file and the line.
+ */
+export function readEnvFile(
+  path: string,
+  readTextFile: (path: string) => string = Deno.readTextFileSync,
+): Record<string, string> {
+  let text: string;
+  try {
+    text = readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return {};
+    throw new ConfigError(`Cannot read the settings file "${path}": ${fileErrorReason(error)}`, {
+      cause: error,
+    });
+  }
+  const vars: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$/.exec(line);
+    const value = m ? envFileValue(m[2]!) : undefined;
+    if (!m || value === undefined) {
+      throw new ConfigError(
+        `Cannot read the settings file "${path}": line ${i + 1} is not KEY=value`,
+      );
+    }
+    if (!(m[1]! in vars)) vars[m[1]!] = value;
+  }
+  return vars;
+}
+
+function envFileValue(raw: string): string | undefined {
+  const quote = raw[0];
+  if (quote === "'" || quote === '"') {
+    const end = raw.indexOf(quote, 1);
+    if (end < 0 || !/^\s*(#.*)?$/.test(raw.slice(end + 1))) return undefined;
+    const inner = raw.slice(1, end);
+    return quote === "'" ? inner : inner.replaceAll("\\n", "\n");
+  }
+  return raw.replace(/\s+#.*$/, "").trim();
+}
+
+/**
+ * The environment of an entry script: the process environment, then the settings file named by
+ * `ENV_FILE` (the deno tasks set `ENV_FILE=.env`; a missing file is normal and says nothing).
+ * Like `deno run --env-file`, a variable set in the environment wins over the file.
+ */
+export function entryEnv(): (name: string) => string | undefined {
+  const file = Deno.env.get("ENV_FILE");
+  const vars = file ? readEnvFile(file) : {};
+  return (name) => Deno.env.get(name) ?? vars[name];
+}
+
 /** Raw settings after parsing: typed values by key. */
 export type Settings = Record<string, string | number | boolean | string[] | undefined>;
+
+/** Where each value of a parsed {@linkcode Settings} came from, for messages that name it. */
+const SOURCES = new WeakMap<Settings, Record<string, string>>();
+
+/**
+ * The flag or variable the user set for `key` (`--batch-max`, `"KAFKA_SASL_MECHANISM" environment
+ * variable`), so that a message names what was actually set; the flag for a default.
+ */
+function sourceOf(settings: Settings, key: string): string {
+  const recorded = SOURCES.get(settings)?.[key];
+  if (recorded) return recorded;
+  const s = SETTINGS.find((x) => x.key === key);
+  return s?.flag ? `--${s.flag}` : `"${s?.env ?? key}"`;
+}
 
 /** The result of reading flags and environment for one script. */
 export interface Parsed {
@@ -529,24 +601,10 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
   for (const s of own) {
     if (s.flag) flagOptions[s.flag] = { type: s.type === "boolean" ? "boolean" : "string" };
   }
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    const parsed = parseArgs({
-      args,
-      options: flagOptions,
-      strict: true,
-      allowPositionals: options.allowPositionals ?? false,
-    });
-    values = parsed.values as Record<string, string | boolean | undefined>;
-    positionals = parsed.positionals;
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`Cannot parse the command line: ${message}; see --help`, {
-      cause: error,
-    });
-  }
+  const { values, positionals } = readArgs(args, flagOptions, options.allowPositionals ?? false);
   const settings: Settings = {};
+  const sources: Record<string, string> = {};
+  SOURCES.set(settings, sources);
   for (const s of own) {
     const flagValue = s.flag ? values[s.flag] : undefined;
     let raw: string | undefined;
@@ -561,9 +619,63 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
       raw = s.default;
       source = s.flag ? `--${s.flag}` : `"${s.env}"`;
     }
+    sources[s.key] = source;
     settings[s.key] = raw === undefined ? undefined : convert(s, raw, source);
   }
   return { settings, positionals, help: values.help === true };
+}
+
+/**
+ * Reads the command line with `node:util` `parseArgs` tokens, and answers a mistake with one line
+ * of our own that names the flag (parseArgs's own messages span lines and suggest its syntax).
+ * A value that looks like a negative number (`--replication-factor -1`) is taken as a value.
+ */
+function readArgs(
+  args: string[],
+  flagOptions: Record<string, { type: "string" | "boolean"; short?: string }>,
+  allowPositionals: boolean,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  const { tokens } = parseArgs({
+    args,
+    options: flagOptions,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const values: Record<string, string | boolean | undefined> = {};
+  const positionals: string[] = [];
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      if (!allowPositionals) {
+        throw new ConfigError(
+          `Unexpected argument "${token.value}": this command takes no positional arguments; ` +
+            "see --help",
+        );
+      }
+      positionals.push(token.value);
+    } else if (token.kind === "option") {
+      const option = flagOptions[token.name];
+      if (!option) throw new ConfigError(`Unknown option "${token.rawName}"; see --help`);
+      const flag = token.name === "help" ? token.rawName : `--${token.name}`;
+      if (option.type === "boolean") {
+        if (token.inlineValue) {
+          throw new ConfigError(`${flag} takes no value, got "${token.value}"; see --help`);
+        }
+        values[token.name] = true;
+        continue;
+      }
+      const value = token.value;
+      if (value === undefined) throw new ConfigError(`${flag} needs a value; see --help`);
+      if (!token.inlineValue && value.startsWith("-") && !/^-\d/.test(value)) {
+        throw new ConfigError(
+          `${flag} needs a value, got the option "${value}"; write ${flag}=${value} if that is ` +
+            "the value",
+        );
+      }
+      values[token.name] = value;
+    }
+  }
+  return { values, positionals };
 }
 
 function convert(s: Setting, raw: string, source: string): Settings[string] {
@@ -599,6 +711,39 @@ function convert(s: Setting, raw: string, source: string): Settings[string] {
   }
 }
 
+/** Column where the help text of an option starts in `--help`. */
+const HELP_COLUMN = 34;
+/** Width `--help` wraps its text at. */
+const HELP_WIDTH = 100;
+
+/** Wraps words into lines of at most `width` characters (a longer word gets a line of its own). */
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
+/**
+ * One option of `--help`: the names, then the text from {@linkcode HELP_COLUMN}, wrapped. A name
+ * too long for its column gets a line of its own, so a name never runs into its text.
+ */
+function helpEntry(name: string, text: string): string[] {
+  const indent = " ".repeat(HELP_COLUMN);
+  const wrapped = wrapWords(text, HELP_WIDTH - HELP_COLUMN).map((l) => indent + l);
+  const head = `  ${name}`;
+  if (head.length + 2 > HELP_COLUMN) return [head, ...wrapped];
+  return [head.padEnd(HELP_COLUMN) + (wrapped[0] ?? "").trimStart(), ...wrapped.slice(1)];
+}
+
 /** Usage text for one script, built from {@linkcode SETTINGS}. Never shows secret values. */
 export function usage(script: Script, synopsis: string, description: string): string {
   const lines = [
@@ -608,15 +753,15 @@ export function usage(script: Script, synopsis: string, description: string): st
     "",
     "Options (flag / environment variable):",
   ];
-  lines.push("  -h, --help".padEnd(34) + "show this help");
+  lines.push(...helpEntry("-h, --help", "show this help"));
   for (const s of settingsFor(script)) {
     const name = [s.flag ? `--${s.flag}` : "", s.env ?? ""].filter((x) => x).join(" / ");
     const def = s.default !== undefined && s.type !== "secret" ? ` (default ${s.default})` : "";
-    lines.push(`  ${name}`.padEnd(34) + s.help + def);
+    lines.push(...helpEntry(name, s.help + def));
   }
   lines.push(
     "",
-    "Settings load from .env (deno run --env-file), the environment, then flags; flags win.",
+    "Settings load from .env, then the environment, then flags; flags win.",
   );
   return lines.join("\n");
 }
@@ -628,25 +773,24 @@ export function requireString(settings: Settings, key: string): string {
   const s = SETTINGS.find((x) => x.key === key);
   const name = s?.env ? `"${s.env}" environment variable` : `--${s?.flag ?? key}`;
   const alt = s?.env && s.flag ? ` (or --${s.flag})` : "";
-  throw new ConfigError(`${name}${alt} must be set`);
+  const hint = s?.env ? "; set it in .env (cp .env.example .env, which lists every setting)" : "";
+  throw new ConfigError(`${name}${alt} must be set${hint}`);
 }
 
 /** Checks that a setting is one of the allowed words. */
 export function oneOf<T extends string>(settings: Settings, key: string, allowed: readonly T[]): T {
   const value = String(settings[key]);
   if ((allowed as readonly string[]).includes(value)) return value as T;
-  const s = SETTINGS.find((x) => x.key === key);
-  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
-  throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${value}"`);
+  throw new ConfigError(
+    `${sourceOf(settings, key)} must be one of ${allowed.join(", ")}, got "${value}"`,
+  );
 }
 
 /** Checks that a numeric setting is at least `min`. */
 export function atLeast(settings: Settings, key: string, min: number): number {
   const value = settings[key];
   if (typeof value === "number" && value >= min) return value;
-  const s = SETTINGS.find((x) => x.key === key);
-  const name = s?.flag ? `--${s.flag}` : `"${s?.env}"`;
-  throw new ConfigError(`${name} must be at least ${min}, got "${value}"`);
+  throw new ConfigError(`${sourceOf(settings, key)} must be at least ${min}, got "${value}"`);
 }
 
 /** Kafka connection and producer settings, with certificate files already read. */
@@ -725,7 +869,10 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
   const warn = options.warn ?? ((m: string) => console.error(m));
   const brokersValue = settings.brokers;
   if (!Array.isArray(brokersValue)) {
-    throw new ConfigError(`"KAFKA_BROKERS" environment variable (or --brokers) must be set`);
+    throw new ConfigError(
+      `"KAFKA_BROKERS" environment variable (or --brokers) must be set; set it in .env ` +
+        "(cp .env.example .env, which lists every setting)",
+    );
   }
   for (const b of brokersValue) {
     if (!/^[^\s:/]+:\d{1,5}$/.test(b)) {
@@ -766,6 +913,9 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
       `--replication-factor must be -1 (broker default) or at least 1, got "${config.replicationFactor}"`,
     );
   }
+  const mechanism = security === "sasl_ssl" && mechanismRaw
+    ? oneOf(settings, "saslMechanism", ["scram-sha-256", "scram-sha-512", "plain"] as const)
+    : undefined;
   if (security !== "plaintext") {
     const rejectUnauthorized = settings.insecureSkipVerify !== true;
     if (!rejectUnauthorized) {
@@ -792,14 +942,9 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     }
   }
   if (security === "sasl_ssl") {
-    if (!mechanismRaw) {
+    if (!mechanism) {
       throw new ConfigError(`"KAFKA_SASL_MECHANISM" must be set when KAFKA_SECURITY is sasl_ssl`);
     }
-    const mechanism = oneOf(
-      settings,
-      "saslMechanism",
-      ["scram-sha-256", "scram-sha-512", "plain"] as const,
-    );
     config.sasl = {
       mechanism,
       username: requireString(settings, "saslUsername"),

@@ -64,24 +64,50 @@ export class SpreadTable {
     row.recent.push(now);
   }
 
-  /** The table as text, symbols sorted, with ages relative to `now`. */
+  /**
+   * The table as text, symbols sorted, with ages relative to `now`. Columns widen to fit their
+   * longest cell, so two columns are always at least two spaces apart.
+   */
   render(now: number): string {
-    const lines = [
-      "symbol".padEnd(14) + "last spread".padStart(16) + "upd/s".padStart(9) +
-      "age".padStart(10) + "count".padStart(10),
-    ];
+    const rows: string[][] = [["symbol", "last spread", "upd/s", "age", "count"]];
     for (const [symbol, row] of [...this.#rows].sort((a, b) => a[0].localeCompare(b[0]))) {
       const cutoff = now - this.#windowMs;
       while (row.recent.length > 0 && row.recent[0]! < cutoff) row.recent.shift();
       const rate = row.recent.length / (this.#windowMs / 1000);
-      const age = (now - Date.parse(row.last.timestamp)) / 1000;
-      lines.push(
-        symbol.padEnd(14) + String(row.last.spread).padStart(16) + rate.toFixed(1).padStart(9) +
-          `${age.toFixed(1)}s`.padStart(10) + String(row.count).padStart(10),
-      );
+      rows.push([
+        symbol,
+        String(row.last.spread),
+        rate.toFixed(1),
+        formatAge(now, row.last.timestamp),
+        String(row.count),
+      ]);
     }
-    return lines.join("\n");
+    const widths = MIN_WIDTHS.map((min, i) => Math.max(min, ...rows.map((r) => r[i]!.length + 2)));
+    return rows.map((r) =>
+      r.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join("")
+        .trimEnd()
+    ).join("\n");
   }
+}
+
+/** Least width of each table column: symbol, last spread, upd/s, age, count. */
+const MIN_WIDTHS = [14, 16, 9, 10, 10];
+
+/**
+ * The age of a quote for the table: seconds under a minute (`9.0s`), then minutes (`12m05s`),
+ * then hours (`3h12m`); a quote a day old or more shows its UTC time instead
+ * (`2021-07-21 00:46Z`), since a count of seconds that large reads as nothing.
+ */
+export function formatAge(now: number, timestamp: string): string {
+  const ms = now - Date.parse(timestamp);
+  const seconds = ms / 1000;
+  if (Math.abs(seconds) < 60) return `${seconds.toFixed(1)}s`;
+  if (seconds < 0 || seconds >= 86_400) {
+    return `${timestamp.slice(0, 10)} ${timestamp.slice(11, 16)}Z`;
+  }
+  const whole = Math.floor(seconds);
+  if (whole < 3600) return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`;
+  return `${Math.floor(whole / 3600)}h${String(Math.floor(whole / 60) % 60).padStart(2, "0")}m`;
 }
 
 /** Options for {@linkcode RecordPrinter}. */

@@ -545,12 +545,13 @@ export class FakePolygon {
         } else {
           const m = typeof frame === "string" ? T_RE.exec(frame) : null;
           const t = m ? Number(m[1]) : Number.NaN;
-          // The clock starts at the first frame with a time: a status frame before it has none.
-          if (!Number.isNaN(t)) {
-            if (Number.isNaN(startT)) startT = lastT = t;
-            if (t > lastT) lastT = t;
+          // The clock starts at the first frame with a time; frames before it go at once.
+          if (Number.isNaN(startT) && !Number.isNaN(t)) {
+            startT = lastT = t;
+            startWall = performance.now();
           }
-          due = Number.isNaN(startT) ? startWall : startWall + (lastT - startT) / speed;
+          if (t > lastT) lastT = t;
+          due = Number.isNaN(startT) ? 0 : startWall + (lastT - startT) / speed;
         }
         const wait = due - performance.now();
         if (wait >= 1) {

@@ -5,6 +5,7 @@ import {
   buildTelemetryConfig,
   ConfigError,
   parseSettings,
+  readEnvFile,
   SETTINGS,
   usage,
 } from "../lib/config.ts";
@@ -26,7 +27,7 @@ Deno.test("a bad flag or setting is a ConfigError that names it", () => {
   throws(() => parseSettings("producer", ["--nope"]), (e: unknown) => {
     ok(e instanceof ConfigError);
     equal(e.exitCode, 2);
-    ok(e.message.includes("'--nope'"), e.message);
+    equal(e.message, 'Unknown option "--nope"; see --help');
     return true;
   });
   throws(
@@ -42,7 +43,10 @@ Deno.test("a bad flag or setting is a ConfigError that names it", () => {
   );
   throws(
     () => buildPolygonConfig(parseSettings("producer", []).settings),
-    { message: '"POLYGON_API_KEY" environment variable must be set' },
+    {
+      message:
+        '"POLYGON_API_KEY" environment variable must be set; set it in .env (cp .env.example .env, which lists every setting)',
+    },
   );
   throws(
     () =>
@@ -101,6 +105,75 @@ Deno.test("the URL defaults to the massive.com host; a host not known to carry X
     name: "ConfigError",
     message: '--quiet-after must be at least --stale-after (10), got "5"',
   });
+
+Deno.test("a bad value names what the user set: the environment variable or the flag", () => {
+  const env = envOf({ KAFKA_BROKERS: "h:1", KAFKA_SASL_MECHANISM: "scram-sha-1" });
+  const read = () => "PEM";
+  throws(
+    () => buildKafkaConfig(parseSettings("consumer", [], { env }).settings, { readTextFile: read }),
+    {
+      message:
+        '"KAFKA_SASL_MECHANISM" environment variable must be one of scram-sha-256, scram-sha-512, ' +
+        'plain, got "scram-sha-1"',
+    },
+  );
+  throws(
+    () =>
+      buildKafkaConfig(
+        parseSettings("consumer", ["--sasl-mechanism", "md5"], { env }).settings,
+        { readTextFile: read },
+      ),
+    { message: '--sasl-mechanism must be one of scram-sha-256, scram-sha-512, plain, got "md5"' },
+  );
+  throws(
+    () =>
+      buildKafkaConfig(
+        parseSettings("producer", [], {
+          env: envOf({ KAFKA_BROKERS: "h:1", KAFKA_BATCH_MAX: "0" }),
+        })
+          .settings,
+      ),
+    { message: '"KAFKA_BATCH_MAX" environment variable must be at least 1, got "0"' },
+  );
+});
+
+Deno.test("command-line mistakes get one line of our own that names the flag", () => {
+  const cases: [string[], string][] = [
+    [["--batch-max"], "--batch-max needs a value; see --help"],
+    [
+      ["--record", "--pairs", "ETH-USD"],
+      '--record needs a value, got the option "--pairs"; write --record=--pairs if that is the value',
+    ],
+    [["--bogus"], 'Unknown option "--bogus"; see --help'],
+    [["-x"], 'Unknown option "-x"; see --help'],
+    [
+      ["--insecure-skip-verify=yes"],
+      '--insecure-skip-verify takes no value, got "yes"; see --help',
+    ],
+    [
+      ["extra"],
+      'Unexpected argument "extra": this command takes no positional arguments; see --help',
+    ],
+  ];
+  for (const [args, message] of cases) {
+    throws(() => parseSettings("producer", args), (error: unknown) => {
+      ok(error instanceof ConfigError, args.join(" "));
+      equal(error.message, message);
+      ok(!error.message.includes("\n"));
+      return true;
+    });
+  }
+  // A negative number is a value: the range check names the flag.
+  const negative = parseSettings("producer", ["--batch-max", "-3", "--replication-factor", "-1"]);
+  equal(negative.settings.batchMax, -3);
+  equal(negative.settings.replicationFactor, -1);
+  throws(
+    () =>
+      buildKafkaConfig(
+        parseSettings("producer", ["--brokers", "h:1", "--batch-max", "-3"]).settings,
+      ),
+    { message: '--batch-max must be at least 1, got "-3"' },
+  );
 });
 
 Deno.test("kafka config picks plaintext, ssl or sasl_ssl and names a missing certificate", () => {
@@ -151,7 +224,10 @@ Deno.test("kafka config picks plaintext, ssl or sasl_ssl and names a missing cer
   deepStrictEqual(sasl.sasl, { mechanism: "scram-sha-512", username: "u", password: "p" });
   throws(
     () => buildKafkaConfig(parseSettings("producer", []).settings),
-    { message: '"KAFKA_BROKERS" environment variable (or --brokers) must be set' },
+    {
+      message:
+        '"KAFKA_BROKERS" environment variable (or --brokers) must be set; set it in .env (cp .env.example .env, which lists every setting)',
+    },
   );
   throws(
     () => buildKafkaConfig(parseSettings("producer", ["--brokers", "kafka://h:1"]).settings),
@@ -186,7 +262,10 @@ Deno.test("telemetry config requires org, bucket and token for the v2 API", () =
           env: envOf({ INFLUX_URL: "http://x", INFLUX_API: "v2" }),
         }).settings,
       ),
-    { message: '"INFLUX_ORG" environment variable must be set' },
+    {
+      message:
+        '"INFLUX_ORG" environment variable must be set; set it in .env (cp .env.example .env, which lists every setting)',
+    },
   );
 });
 
@@ -211,5 +290,38 @@ Deno.test("--instance (TELEMETRY_INSTANCE) names the process in the telemetry co
   throws(() => build(["--instance", "two words"]), {
     name: "ConfigError",
     message: '--instance must be 1 to 128 letters, digits or . _ : @ / -, got "two words"',
+  });
+});
+
+Deno.test("a settings file reads like deno's --env-file, and a missing one is simply empty", () => {
+  const files: Record<string, string> = {
+    ".env": [
+      "# a comment",
+      "",
+      "POLYGON_PAIRS=BTC-USD,ETH-USD   # trailing comment",
+      "export KAFKA_TOPIC = quotes",
+      "KAFKA_SASL_PASSWORD='p#ss word'",
+      'INFLUX_TOKEN="line1\\nline2"',
+      "RECORD_FILE=",
+      "POLYGON_PAIRS=ignored, the first one wins",
+    ].join("\n"),
+    "bad.env": "KAFKA_TOPIC=ok\nthis is not a setting\n",
+  };
+  const read = (path: string) => {
+    const text = files[path];
+    if (text === undefined) throw new Deno.errors.NotFound(path);
+    return text;
+  };
+  deepStrictEqual(readEnvFile(".env", read), {
+    POLYGON_PAIRS: "BTC-USD,ETH-USD",
+    KAFKA_TOPIC: "quotes",
+    KAFKA_SASL_PASSWORD: "p#ss word",
+    INFLUX_TOKEN: "line1\nline2",
+    RECORD_FILE: "",
+  });
+  deepStrictEqual(readEnvFile("missing.env", read), {});
+  throws(() => readEnvFile("bad.env", read), {
+    name: "ConfigError",
+    message: 'Cannot read the settings file "bad.env": line 2 is not KEY=value',
   });
 });

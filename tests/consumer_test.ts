@@ -4,7 +4,7 @@
  * itself, against a real broker, is tested in e2e_test.ts.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { RecordPrinter, SpreadTable, validateRecord } from "../lib/consumer_output.ts";
+import { formatAge, RecordPrinter, SpreadTable, validateRecord } from "../lib/consumer_output.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import type { InRecord, OutRecord } from "../lib/sink.ts";
 
@@ -82,6 +82,30 @@ Deno.test("the table shows each symbol's last spread, rate, age and count, sorte
     "BTC-USD                   0.75      0.4      9.0s         2",
     "ETH-USD                    0.5      0.0     10.0s         1",
   ]);
+});
+
+Deno.test("the table keeps its columns apart and shows an old quote's age as a time, not seconds", () => {
+  const table = new SpreadTable(5_000);
+  const now = Date.parse("2026-11-27T12:00:00.000Z");
+  const add = (symbol: string, timestamp: string, spread: number, n = 1) => {
+    for (let i = 0; i < n; i++) table.add({ timestamp, symbol, spread }, now - 100);
+  };
+  add("BTC-USD", "2023-07-26T10:15:30.123Z", 0.44, 6392); // the issue's 169 million seconds
+  add("SHIB-USDT", "2026-11-27T11:47:55.000Z", 0.00000012345678);
+  add("A-VERY-LONG-PAIR-NAME-USD", "2026-11-27T09:48:00.000Z", 1278.41689477);
+  add("ETH-USD", "2026-11-27T11:59:50.500Z", 0);
+  const rows = table.render(now).split("\n");
+  deepStrictEqual(rows.map((r) => r.split(/ {2,}/)), [
+    ["symbol", "last spread", "upd/s", "age", "count"],
+    ["A-VERY-LONG-PAIR-NAME-USD", "1278.41689477", "0.2", "2h12m", "1"],
+    ["BTC-USD", "0.44", "1278.4", "2023-07-26 10:15Z", "6392"],
+    ["ETH-USD", "0", "0.2", "9.5s", "1"],
+    ["SHIB-USDT", "1.2345678e-7", "0.2", "12m05s", "1"],
+  ]);
+  // Right-aligned columns end at the same place on every line.
+  equal(new Set(rows.map((r) => r.length)).size, 1);
+  equal(formatAge(now, "2026-11-28T12:00:00.000Z"), "2026-11-28 12:00Z");
+  equal(formatAge(now, "2026-11-27T11:59:59.000Z"), "1.0s");
 });
 
 function printer(lines: string[], reports: string[], maxMessages?: number, table?: SpreadTable) {

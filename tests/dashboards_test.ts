@@ -22,12 +22,9 @@ import { Pipeline } from "../lib/pipeline.ts";
 import { serveTelemetry } from "../lib/telemetry.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
+import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
 
 const DIR = new URL("../dashboards/", import.meta.url);
-const CAPTURE = new URL(
-  "../../shared/data/polygon-xq-capture-2023-07-26.jsonl",
-  import.meta.url,
-);
 /** Quotes in the capture (its README: 10,795 quotes in 9,857 frames, 21 pairs). */
 const CAPTURE_QUOTES = 10_795;
 const CAPTURE_PAIRS = 21;
@@ -314,20 +311,13 @@ async function until(
   }
 }
 
-Deno.test({
+captureTest({
   name:
     "every query of every panel of both dashboards returns data from a real InfluxDB and Prometheus fed by the real capture",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(CAPTURE);
-    } catch (error) {
-      throw new Error(
-        `Cannot read the capture "${CAPTURE.pathname}": ${error}; it lives in ../shared/data, outside the repo`,
-      );
-    }
+    const text = await Deno.readTextFile(CAPTURE_PATH);
     const lines = text.split("\n").filter((l) => l.trim() !== "");
     const firstR = lines.map((l) => /"r":(\d{13})/.exec(l)).find((m) => m)![1]!;
     const lastR = Number(

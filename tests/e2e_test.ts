@@ -5,9 +5,8 @@
  * kafka`. The scripts run as subprocesses with the permissions of their deno tasks and only the
  * environment given here, so a developer's `.env` or shell settings cannot leak in.
  *
- * With KAFKA_BROKERS set, the TLS and SCRAM tests are skipped. The capture tests need
- * `../shared/data/polygon-xq-capture-2023-07-26.jsonl` (or CAPTURE_FILE) and are skipped
- * without it.
+ * With KAFKA_BROKERS set, the TLS and SCRAM tests are skipped. The capture tests need the real
+ * capture (tests/helpers/capture.ts) and are ignored without it.
  */
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
 import {
@@ -26,20 +25,12 @@ import { readAllFrames } from "../lib/recording.ts";
 import { partitionFor } from "../lib/memory_broker.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
 import { RECORD_HEADERS, transform } from "../transform.ts";
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 // Clients keep timers and sockets past close(); the broker is shared across files.
 const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const CAPTURE = Deno.env.get("CAPTURE_FILE") ??
-  new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url).pathname;
-const HAVE_CAPTURE = (() => {
-  try {
-    return Deno.statSync(CAPTURE).isFile;
-  } catch {
-    return false;
-  }
-})();
 const API_KEY = "test-polygon-key";
 /** The longest any one process may run before the test kills it and fails. */
 const PROCESS_LIMIT_MS = 180_000;
@@ -403,10 +394,9 @@ function replayOfCapture(): Promise<string[]> {
 
 // --- the real capture -------------------------------------------------------------------------
 
-Deno.test({
+captureTest({
   name: "every quote of the real capture goes from the fake server through Kafka to the consumer " +
     "exactly once, in order per symbol, byte-identical to replay",
-  ignore: !HAVE_CAPTURE,
   ...KAFKA_TEST,
   async fn() {
     const b = await kafka();
@@ -475,9 +465,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+captureTest({
   name: "replay --to kafka writes the same records as replay to stdout",
-  ignore: !HAVE_CAPTURE,
   ...KAFKA_TEST,
   async fn() {
     const b = await kafka();
@@ -887,7 +876,7 @@ Deno.test({
     const b = await kafka();
     const config = brokerConfig(b);
     const topic = uniqueTopic("e2e-table");
-    const sent = spreadRecords(5, Date.now() - 60_000, ["BTC-USD", "ETH-USD"]);
+    const sent = spreadRecords(5, Date.now() - 120_000, ["BTC-USD", "ETH-USD"]);
     await produce(config, topic, sent, 1);
     const r = await run(
       "consumer.ts",
@@ -902,8 +891,9 @@ Deno.test({
     equal(table.length, 3, r.stdout);
     match(table[0]!, /^symbol\s+last spread\s+upd\/s\s+age\s+count$/);
     // BTC-USD: records 0, 2, 4 (spread 4.25); ETH-USD: records 1, 3 (spread 3.25).
-    match(table[1]!, /^BTC-USD\s+4\.25\s+\d+\.\d\s+-?\d+\.\ds\s+3$/);
-    match(table[2]!, /^ETH-USD\s+3\.25\s+\d+\.\d\s+-?\d+\.\ds\s+2$/);
+    // The records are two minutes old: the age reads as minutes and seconds.
+    match(table[1]!, /^BTC-USD {2,}4\.25 {2,}\d+\.\d {2,}\dm\d\ds {2,}3$/);
+    match(table[2]!, /^ETH-USD {2,}3\.25 {2,}\d+\.\d {2,}\dm\d\ds {2,}2$/);
     ok(!r.stdout.includes('{"timestamp"'), "table mode printed JSON lines");
   },
 });
@@ -914,13 +904,13 @@ Deno.test({
   async fn() {
     const env = { KAFKA_BROKERS: "127.0.0.1:9", KAFKA_SECURITY: "plaintext" };
     const cases: [string[], Record<string, string>, string][] = [
-      [["--bogus"], env, "Unknown option '--bogus'"],
+      [["--bogus"], env, 'Unknown option "--bogus"; see --help'],
       [["--from", "yesterday"], env, "--from must be latest, earliest or an ISO 8601 time"],
       [["--format", "xml"], env, '--format must be json or table, got "xml"'],
       [["--max-messages", "0"], env, '--max-messages must be at least 1, got "0"'],
       [["--max-messages", "ten"], env, '--max-messages must be a whole number, got "ten"'],
       [["--timeout=soon"], env, '--timeout must be a number of seconds, got "soon"'],
-      [[], {}, '"KAFKA_BROKERS" environment variable (or --brokers) must be set'],
+      [[], {}, '"KAFKA_BROKERS" environment variable (or --brokers) must be set; set it in .env'],
     ];
     for (const [args, e, says] of cases) {
       const r = await run("consumer.ts", args, e);

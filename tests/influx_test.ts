@@ -16,6 +16,7 @@ import {
 } from "../lib/influx.ts";
 import { ProducerMetrics } from "../lib/metrics.ts";
 import { startInfluxDb } from "./helpers/influxdb.ts";
+import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
 
 const T = 1465839830100;
 
@@ -570,17 +571,15 @@ Deno.test("InfluxDB stopped mid-run: the oldest points are dropped and counted, 
   }
 });
 
-Deno.test({
+captureTest({
   name:
     "the pipeline keeps its pace on the real capture while InfluxDB is down, and the push counts the failures",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const capture = new URL(
-      "../../shared/data/polygon-xq-capture-2023-07-26.jsonl",
-      import.meta.url,
+    const lines = (await Deno.readTextFile(CAPTURE_PATH)).split("\n").filter((l) =>
+      l.trim() !== ""
     );
-    const lines = (await Deno.readTextFile(capture)).split("\n").filter((l) => l.trim() !== "");
     const influx = await startInfluxDb();
     try {
       await influx.query("CREATE DATABASE crypto");

@@ -16,10 +16,10 @@ import {
   topicsFor,
 } from "../lib/polygon_client.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 const KEY = "pk_live_9d8c7b6a5f4e";
 const WRONG_KEY = "pk_revoked_0a1b2c3d";
-const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
 const CONNECTED = '[{"ev":"status","status":"connected","message":"Connected Successfully"}]';
 const AUTH_SUCCESS = '[{"ev":"status","status":"auth_success","message":"authenticated"}]';
 
@@ -302,25 +302,28 @@ Deno.test("client streams only once every topic is confirmed", async () => {
   assert.equal(socket.readyState, WebSocket.CLOSED);
 });
 
-Deno.test("client subscribes to XQ.* for the pair * and receives every pair", async () => {
-  const lines = (await Deno.readTextFile(CAPTURE)).split("\n").slice(0, 500);
-  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
-  const capture = new Capture();
-  const controller = new AbortController();
-  try {
-    const running = new PolygonClient(capture.options(fake.url, { pairs: ["*"] }))
-      .run(controller.signal);
-    await fake.done;
-    await waitFor(() => capture.data().length === 500, "500 frames");
-    controller.abort();
-    await running;
-    assert.deepEqual(capture.data(), lines);
-    assert.deepEqual(capture.frames[0], confirmation("XQ.*"));
-    assert.deepEqual(fake.stats.subscriptions, ["XQ.*"]);
-  } finally {
-    controller.abort();
-    await fake.close();
-  }
+captureTest({
+  name: "client subscribes to XQ.* for the pair * and receives every pair",
+  async fn() {
+    const lines = (await Deno.readTextFile(CAPTURE)).split("\n").slice(0, 500);
+    const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+    const capture = new Capture();
+    const controller = new AbortController();
+    try {
+      const running = new PolygonClient(capture.options(fake.url, { pairs: ["*"] }))
+        .run(controller.signal);
+      await fake.done;
+      await waitFor(() => capture.data().length === 500, "500 frames");
+      controller.abort();
+      await running;
+      assert.deepEqual(capture.data(), lines);
+      assert.deepEqual(capture.frames[0], confirmation("XQ.*"));
+      assert.deepEqual(fake.stats.subscriptions, ["XQ.*"]);
+    } finally {
+      controller.abort();
+      await fake.close();
+    }
+  },
 });
 
 Deno.test("client rejects with AuthFailedError after exactly one attempt", async () => {

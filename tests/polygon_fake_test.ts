@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { type FakePolygon, selectEvents, startFakePolygon } from "../lib/polygon_fake.ts";
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 const KEY = "fake-test-key-7f3a";
-const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
 
 function quote(pair: string, t: number): string {
   return `[{"ev":"XQ","pair":"${pair}","bp":1.5,"bs":2,"ap":1.75,"as":3,"t":${t},"x":1,"r":${t}}]`;
@@ -216,22 +216,25 @@ Deno.test("fake replays frames from an async iterable", async () => {
   }
 });
 
-Deno.test("fake sends only the subscribed pairs of the real capture, events verbatim", async () => {
-  const lines = await readCapture();
-  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
-  try {
-    const client = await handshake(fake, "XQ.SOL-USD,XQ.MKR-USD");
-    await fake.done;
-    await waitFor(() => fake.stats.framesSent === client.data().length, "every frame");
-    const events = client.data().flatMap((f) => JSON.parse(f) as { pair: string }[]);
-    assert.equal(events.filter((e) => e.pair === "SOL-USD").length, 1072);
-    assert.equal(events.filter((e) => e.pair === "MKR-USD").length, 1589);
-    assert.equal(events.length, 1072 + 1589);
-    assert.equal(fake.stats.framesSent + fake.stats.framesFiltered, 9857);
-    await client.close();
-  } finally {
-    await fake.close();
-  }
+captureTest({
+  name: "fake sends only the subscribed pairs of the real capture, events verbatim",
+  async fn() {
+    const lines = await readCapture();
+    const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+    try {
+      const client = await handshake(fake, "XQ.SOL-USD,XQ.MKR-USD");
+      await fake.done;
+      await waitFor(() => fake.stats.framesSent === client.data().length, "every frame");
+      const events = client.data().flatMap((f) => JSON.parse(f) as { pair: string }[]);
+      assert.equal(events.filter((e) => e.pair === "SOL-USD").length, 1072);
+      assert.equal(events.filter((e) => e.pair === "MKR-USD").length, 1589);
+      assert.equal(events.length, 1072 + 1589);
+      assert.equal(fake.stats.framesSent + fake.stats.framesFiltered, 9857);
+      await client.close();
+    } finally {
+      await fake.close();
+    }
+  },
 });
 
 Deno.test("selectEvents keeps the subscribed events of a mixed frame as their exact text", () => {
@@ -375,6 +378,36 @@ Deno.test("fake paces frames at the given rate", async () => {
   }
 });
 
+Deno.test("fake starts the exchange-time clock at the first frame that has a time", async () => {
+  // Status frames first, as in a recording: they have no t. Then 100 ms of exchange time.
+  const frames = [
+    '[{"ev":"status","status":"connected","message":"Connected Successfully"}]',
+    '[{"ev":"status","status":"auth_success","message":"authenticated"}]',
+    quote("BTC-USD", 1_626_828_416_000),
+    quote("BTC-USD", 1_626_828_416_050),
+    quote("BTC-USD", 1_626_828_416_100),
+  ];
+  const fake = startFakePolygon({ apiKey: KEY, frames, speed: 1 });
+  try {
+    const client = await handshake(fake, "XQ.*");
+    const start = performance.now();
+    // Before the fix the wait after the untimed frames was about 1.6e12 ms: give up after 5 s.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finished = await Promise.race([
+      fake.done.then(() => true),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 5_000)),
+    ]);
+    clearTimeout(timer);
+    const elapsed = performance.now() - start;
+    assert.ok(finished, "the fake never finished its replay");
+    assert.ok(elapsed >= 80 && elapsed < 2_000, `elapsed ${elapsed} ms`);
+    await waitFor(() => client.data().length === 3, "the 3 quote frames");
+    await client.close();
+  } finally {
+    await fake.close();
+  }
+});
+
 Deno.test("fake paces by exchange time at the given speed, bursts excepted", async () => {
   // t advances 20 ms per frame: 10 frames span 180 ms of exchange time, 90 ms at speed 2.
   const frames = Array.from({ length: 10 }, (_, i) => quote("BTC-USD", 1_000 + i * 20));
@@ -422,18 +455,21 @@ Deno.test("fake paces by exchange time from the first frame that has one, not fr
   }
 });
 
-Deno.test("fake replays the whole capture unpaced while a client reads", async () => {
-  const lines = await readCapture();
-  const fake = startFakePolygon({ apiKey: KEY, frames: lines });
-  try {
-    const client = await handshake(fake, "XQ.*");
-    await fake.done;
-    await waitFor(() => client.data().length === 9857, "9857 frames");
-    assert.deepEqual(client.data(), lines);
-    await client.close();
-  } finally {
-    await fake.close();
-  }
+captureTest({
+  name: "fake replays the whole capture unpaced while a client reads",
+  async fn() {
+    const lines = await readCapture();
+    const fake = startFakePolygon({ apiKey: KEY, frames: lines });
+    try {
+      const client = await handshake(fake, "XQ.*");
+      await fake.done;
+      await waitFor(() => client.data().length === 9857, "9857 frames");
+      assert.deepEqual(client.data(), lines);
+      await client.close();
+    } finally {
+      await fake.close();
+    }
+  },
 });
 
 const NOT_AUTHORIZED = '[{"ev":"status","status":"error","message":"not authorized"}]';

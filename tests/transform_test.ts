@@ -1,8 +1,7 @@
 import { assertEquals, deepStrictEqual, equal, ok } from "./helpers/assert.ts";
 import { emptySkips, type SpreadRecord, transform, transformInto } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
-
-const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
+import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
 function xq(fields: Record<string, unknown>): string {
   return JSON.stringify({ ev: "XQ", pair: "BTC-USD", bp: 1, ap: 2, t: 1626828416892, ...fields });
@@ -119,46 +118,51 @@ Deno.test("transform rejects huge numbers that JSON turns into infinity", () => 
   equal(skipped.bad_bid, 1);
 });
 
-Deno.test("transform keeps all 10,795 quotes of the real capture in order with exact spreads", async () => {
-  const frames = await readAllFrames(CAPTURE);
-  equal(frames.length, 9857);
-  const records: SpreadRecord[] = [];
-  const skipped = emptySkips();
-  let events = 0;
-  for (const f of frames) events += transformInto(f, records, skipped);
-  equal(records.length, 10795);
-  equal(events, 10795);
-  deepStrictEqual(skipped, emptySkips());
-  // An independent reference: source texts of ap and bp, subtracted with BigInt.
-  let i = 0;
-  let nonTrivial = 0;
-  for (const f of frames) {
-    const texts: { ap?: string; bp?: string }[] = [];
-    const parsed = JSON.parse(f, function (this: unknown, key, value, ctx?: { source?: string }) {
-      if (key === "ev") texts.push({});
-      if ((key === "ap" || key === "bp") && ctx?.source) texts[texts.length - 1]![key] = ctx.source;
-      return value;
-    }) as { pair: string; t: number }[];
-    for (let j = 0; j < parsed.length; j++) {
-      const rec = records[i++]!;
-      const ev = parsed[j]!;
-      equal(rec.symbol, ev.pair);
-      equal(rec.timestamp, ev.t);
-      equal(JSON.parse(rec.value).timestamp, new Date(ev.t).toISOString());
-      const expected = scaled(texts[j]!.ap!) - scaled(texts[j]!.bp!);
-      equal(scaled(rec.spread), expected, `record ${i}: ${rec.value}`);
-      // The JSON number in the value is the same exact decimal.
-      ok(rec.value.endsWith(`"spread":${rec.spread}}`));
-      if (String(ev.t).length === 13 && rec.spread.length > 4) nonTrivial++;
+captureTest({
+  name: "transform keeps all 10,795 quotes of the real capture in order with exact spreads",
+  async fn() {
+    const frames = await readAllFrames(CAPTURE);
+    equal(frames.length, 9857);
+    const records: SpreadRecord[] = [];
+    const skipped = emptySkips();
+    let events = 0;
+    for (const f of frames) events += transformInto(f, records, skipped);
+    equal(records.length, 10795);
+    equal(events, 10795);
+    deepStrictEqual(skipped, emptySkips());
+    // An independent reference: source texts of ap and bp, subtracted with BigInt.
+    let i = 0;
+    let nonTrivial = 0;
+    for (const f of frames) {
+      const texts: { ap?: string; bp?: string }[] = [];
+      const parsed = JSON.parse(f, function (this: unknown, key, value, ctx?: { source?: string }) {
+        if (key === "ev") texts.push({});
+        if ((key === "ap" || key === "bp") && ctx?.source) {
+          texts[texts.length - 1]![key] = ctx.source;
+        }
+        return value;
+      }) as { pair: string; t: number }[];
+      for (let j = 0; j < parsed.length; j++) {
+        const rec = records[i++]!;
+        const ev = parsed[j]!;
+        equal(rec.symbol, ev.pair);
+        equal(rec.timestamp, ev.t);
+        equal(JSON.parse(rec.value).timestamp, new Date(ev.t).toISOString());
+        const expected = scaled(texts[j]!.ap!) - scaled(texts[j]!.bp!);
+        equal(scaled(rec.spread), expected, `record ${i}: ${rec.value}`);
+        // The JSON number in the value is the same exact decimal.
+        ok(rec.value.endsWith(`"spread":${rec.spread}}`));
+        if (String(ev.t).length === 13 && rec.spread.length > 4) nonTrivial++;
+      }
     }
-  }
-  equal(i, records.length);
-  ok(nonTrivial > 1000, "the capture exercises multi-digit spreads");
-  // The tutorial's float subtraction would have been wrong for many of these.
-  const floatNoise = records.filter((r) => String(r.ap - r.bp) !== r.spread).length;
-  ok(floatNoise > 100, `float subtraction differs on ${floatNoise} records`);
-  assertEquals(
-    records[0]!.value,
-    '{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"CHZ-USD","spread":0.0002}',
-  );
+    equal(i, records.length);
+    ok(nonTrivial > 1000, "the capture exercises multi-digit spreads");
+    // The tutorial's float subtraction would have been wrong for many of these.
+    const floatNoise = records.filter((r) => String(r.ap - r.bp) !== r.spread).length;
+    ok(floatNoise > 100, `float subtraction differs on ${floatNoise} records`);
+    assertEquals(
+      records[0]!.value,
+      '{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"CHZ-USD","spread":0.0002}',
+    );
+  },
 });
