@@ -293,14 +293,14 @@ export class ProducerMetrics {
     );
     // Counters that follow the sink's own counts: raised to them at each collection.
     const follow = (name: string, help: string, read: (s: SinkStatsLike) => number) => {
-      const metrics = this;
+      const current = () => this.#sinkStats?.();
       let reported = 0;
       return new Counter({
         name,
         help,
         registers: [registry],
         collect() {
-          const stats = metrics.#sinkStats?.();
+          const stats = current();
           if (!stats || read(stats) <= reported) return;
           this.inc(read(stats) - reported);
           reported = read(stats);
@@ -377,7 +377,7 @@ export class ConsumerMetrics {
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
-    const { c, g, h, fh } = factories(registry);
+    const { c, g, fh } = factories(registry);
     this.recordsConsumed = c("crypto_consumer_records_total", "records consumed");
     this.malformed = c(
       "crypto_consumer_malformed_total",

@@ -8,7 +8,7 @@
  *
  * `scripts/reliability_repeat.sh` runs these (and the outage scenario) N times in a row.
  */
-import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
+import { equal, ok } from "./helpers/assert.ts";
 import { EXIT } from "../lib/config.ts";
 import {
   EXTERNAL_KAFKA,
@@ -16,7 +16,15 @@ import {
   startKafka,
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
-import { KAFKA_TEST, readTopic, scriptKafka, ScriptProcess, sleep } from "./helpers/reliability.ts";
+import {
+  KAFKA_TEST,
+  readTopic,
+  reappended,
+  scriptKafka,
+  ScriptProcess,
+  sleep,
+  storedBatches,
+} from "./helpers/reliability.ts";
 
 const CAPTURE = Deno.env.get("CAPTURE_FILE") ??
   new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url).pathname;
@@ -48,12 +56,15 @@ function counts(values: readonly string[]): Map<string, number> {
   return out;
 }
 
-/** Asserts the topic holds each record of the recording exactly as often as the recording. */
-async function assertExactlyTheRecording(
+/**
+ * Compares the topic with the recording: every record must be there as often as the recording
+ * has it (nothing missing); returns how many copies are extra.
+ */
+async function compareWithRecording(
   broker: KafkaBroker,
   topic: string,
   stderr: string,
-): Promise<{ records: number; extra: number; missing: number }> {
+): Promise<{ records: number; extra: number }> {
   const want = await referenceValues();
   const got = (await readTopic(broker, topic)).map((r) => r.value!);
   const have = counts(got);
@@ -65,13 +76,9 @@ async function assertExactlyTheRecording(
     if (h < n) missing += n - h;
   }
   for (const [v, h] of have) if (!want.includes(v)) extra += h;
-  deepStrictEqual(
-    { extra, missing },
-    { extra: 0, missing: 0 },
-    `the topic differs from the recording; the replay's log ends:\n${stderr.slice(-3000)}`,
-  );
-  equal(got.length, want.length);
-  return { records: got.length, extra, missing };
+  equal(missing, 0, `records are missing; the replay's log ends:\n${stderr.slice(-3000)}`);
+  equal(got.length, want.length + extra);
+  return { records: got.length, extra };
 }
 
 function replayInto(broker: KafkaBroker, topic: string, args: string[]): ScriptProcess {
@@ -103,7 +110,17 @@ Deno.test({
         const backMs = performance.now() - killedAt;
         const r = await replay.exit(180_000);
         equal(r.code, EXIT.OK, replay.stderr);
-        const result = await assertExactlyTheRecording(broker, topic, replay.stderr);
+        const result = await compareWithRecording(broker, topic, replay.stderr);
+        // The client retries a batch with the same producer id, epoch and sequence numbers, so
+        // the broker must drop a copy it already holds. After this unclean restart Kafka 4.1
+        // sometimes appends that retry again (RELIABILITY.md, finding 1): every extra copy must
+        // be such a broker re-append, never a batch the client sent under new numbers.
+        const again = reappended(await storedBatches(broker, topic));
+        equal(
+          again.reduce((n, b) => n + b.count, 0),
+          result.extra,
+          `${result.extra} extra copies; batches appended twice: ${JSON.stringify(again)}`,
+        );
         const sink = /kafka sink: (\d+) produce retries, (\d+) producer resets/.exec(
           replay.stderr,
         );
@@ -111,7 +128,15 @@ Deno.test({
         console.log(
           `[reliability] broker SIGKILL mid-replay: ${result.records} records, broker back ` +
             `${(backMs / 1000).toFixed(1)} s after the kill; ${sink[1]} produce retries, ` +
-            `${sink[2]} producer resets; 0 missing, 0 duplicated`,
+            `${sink[2]} producer resets; 0 missing, ${result.extra} duplicated` +
+            (again.length > 0
+              ? ` (the broker appended ${again.length} retried batch(es) again with the same ` +
+                `producer id, epoch and sequence numbers: ${
+                  again.map((b) =>
+                    `partition ${b.partition} offset ${b.baseOffset}, seq ${b.baseSequence}-${b.lastSequence}, leader epoch ${b.leaderEpoch}`
+                  ).join("; ")
+                })`
+              : ""),
         );
       } finally {
         await replay.dispose();
@@ -135,7 +160,8 @@ Deno.test({
       try {
         const r = await replay.exit(180_000);
         equal(r.code, EXIT.OK, replay.stderr);
-        const result = await assertExactlyTheRecording(broker, topic, replay.stderr);
+        const result = await compareWithRecording(broker, topic, replay.stderr);
+        equal(result.extra, 0, `${result.extra} duplicates on a fresh broker`);
         console.log(
           `[reliability] fresh broker: ${result.records} records, 0 missing, 0 duplicated`,
         );

@@ -76,8 +76,12 @@ export interface KafkaBroker {
   metrics?: string;
   /** Stops a private broker and removes its folder; a no-op for shared or external ones. */
   stop(): Promise<void>;
-  /** Stops the broker process (SIGTERM), keeping its data; `crash: true` sends SIGKILL. */
-  pause(options?: { crash?: boolean }): Promise<void>;
+  /**
+   * Stops the broker process (SIGTERM), keeping its data; `crash: true` sends SIGKILL. Resolves
+   * with `killed: true` when the broker was SIGKILLed: asked to, or because it did not stop
+   * within 20 s of SIGTERM (an unclean shutdown either way).
+   */
+  pause(options?: { crash?: boolean }): Promise<{ killed: boolean }>;
   /** Starts the paused broker again with the same ports and data; resolves once it answers. */
   resume(): Promise<void>;
 }
@@ -193,6 +197,13 @@ function tmpDir(): string {
 }
 
 async function runScript(args: string[], env: Record<string, string> = {}): Promise<string> {
+  return (await runScriptOutput(args, env)).stdout;
+}
+
+async function runScriptOutput(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ stdout: string; stderr: string }> {
   const output = await new Deno.Command("bash", {
     args: [SCRIPT, ...args],
     env,
@@ -201,13 +212,13 @@ async function runScript(args: string[], env: Record<string, string> = {}): Prom
     stderr: "piped",
   }).output();
   const stdout = new TextDecoder().decode(output.stdout);
+  const stderr = new TextDecoder().decode(output.stderr).trim();
   if (!output.success) {
-    const stderr = new TextDecoder().decode(output.stderr).trim();
     throw new KafkaBrokerError(
       `Cannot run "kafka_local.sh ${args.join(" ")}": exit code ${output.code}\n${stderr}`,
     );
   }
-  return stdout;
+  return { stdout, stderr };
 }
 
 function freePorts(count: number): number[] {
@@ -365,7 +376,8 @@ function brokerAt(dir: string, isPrivate: boolean): KafkaBroker {
       await runScript(["down", dir]);
     },
     async pause(options = {}) {
-      await runScript([options.crash ? "kill" : "stop", dir]);
+      const { stderr } = await runScriptOutput([options.crash ? "kill" : "stop", dir]);
+      return { killed: options.crash === true || stderr.includes("sending SIGKILL") };
     },
     async resume() {
       await runScript(["start", dir]);

@@ -458,3 +458,69 @@ export function assertNoSecrets(
 export function recordTexts(records: readonly InRecord[]): string {
   return records.map((r) => `${r.key} ${r.value}`).join("\n");
 }
+
+/** One record batch as the broker stored it (kafka.tools.DumpLogSegments). */
+export interface StoredBatch {
+  partition: number;
+  baseOffset: number;
+  count: number;
+  producerId: string;
+  producerEpoch: number;
+  baseSequence: number;
+  lastSequence: number;
+  leaderEpoch: number;
+}
+
+/** The record batches of every partition of `topic`, read from the broker's log files. */
+export async function storedBatches(broker: KafkaBroker, topic: string): Promise<StoredBatch[]> {
+  const lib = `${
+    Deno.env.get("KAFKA_CACHE") ?? new URL("../../.cache/kafka", import.meta.url).pathname
+  }/lib`;
+  const jars = [...Deno.readDirSync(lib)].map((e) => `${lib}/${e.name}`).join(":");
+  const out: StoredBatch[] = [];
+  for (const entry of Deno.readDirSync(`${broker.dir}/data`)) {
+    const m = new RegExp(`^${topic}-(\\d+)$`).exec(entry.name);
+    if (!m) continue;
+    const dir = `${broker.dir}/data/${entry.name}`;
+    const files = [...Deno.readDirSync(dir)].filter((f) => f.name.endsWith(".log"))
+      .map((f) => `${dir}/${f.name}`).sort();
+    const r = await new Deno.Command("java", {
+      args: ["-cp", jars, "kafka.tools.DumpLogSegments", "--files", files.join(",")],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
+      const f = (k: string) => new RegExp(`\\b${k}: (-?\\d+)`).exec(line)?.[1];
+      if (f("baseOffset") === undefined) continue;
+      out.push({
+        partition: Number(m[1]),
+        baseOffset: Number(f("baseOffset")),
+        count: Number(f("count")),
+        producerId: f("producerId")!,
+        producerEpoch: Number(f("producerEpoch")),
+        baseSequence: Number(f("baseSequence")),
+        lastSequence: Number(f("lastSequence")),
+        leaderEpoch: Number(f("partitionLeaderEpoch")),
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * Batches the broker appended a second time with the same producer id, epoch and sequence
+ * numbers as a batch it already held: a retry the broker should have dropped as a duplicate.
+ */
+export function reappended(batches: readonly StoredBatch[]): StoredBatch[] {
+  const seen = new Set<string>();
+  const again: StoredBatch[] = [];
+  for (
+    const b of [...batches].sort((x, y) => x.partition - y.partition || x.baseOffset - y.baseOffset)
+  ) {
+    const id =
+      `${b.partition}/${b.producerId}/${b.producerEpoch}/${b.baseSequence}-${b.lastSequence}`;
+    if (seen.has(id)) again.push(b);
+    seen.add(id);
+  }
+  return again;
+}
