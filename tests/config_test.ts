@@ -105,6 +105,7 @@ Deno.test("the URL defaults to the massive.com host; a host not known to carry X
     name: "ConfigError",
     message: '--quiet-after must be at least --stale-after (10), got "5"',
   });
+});
 
 Deno.test("a bad value names what the user set: the environment variable or the flag", () => {
   const env = envOf({ KAFKA_BROKERS: "h:1", KAFKA_SASL_MECHANISM: "scram-sha-1" });
