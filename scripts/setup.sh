@@ -7,7 +7,8 @@
 #   scripts/setup.sh --check    only say what is missing (exit 1 if anything is)
 #
 # What it installs:
-#   - influxd, prometheus, kcat, openssl: Debian packages influxdb, prometheus, kcat, openssl;
+#   - influxd, prometheus, kcat, openssl, chromium: Debian packages influxdb, prometheus, kcat,
+#     openssl, chromium (the live page's browser tests);
 #   - java (17 or newer) and mvn: Debian packages default-jre-headless (openjdk-17-jre-headless
 #     where the default Java is older) and maven;
 #   - the Kafka broker jars: scripts/kafka_local.sh install (Maven Central, into .cache/kafka);
@@ -57,6 +58,9 @@ need influxd influxdb influxdb
 need prometheus prometheus prometheus
 need kcat kcat
 need openssl openssl
+# The live page is tested in a real browser (tests/live_page_test.ts); CHROMIUM names another.
+[ -n "${CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+  packages+=(chromium)
 JAVA_PACKAGE=default-jre-headless # Java 17 on Debian 12; resolved again after apt-get update
 if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
   packages+=("$JAVA_PACKAGE")
@@ -74,7 +78,7 @@ if [ ${#packages[@]} -gt 0 ]; then
       say "the tests need the Debian packages ${packages[*]}; install them with:"
       echo "  sudo sh -c '$command'" >&2
     else
-      say "the tests need influxd, prometheus, kcat, openssl, Java 17+ and Maven;" \
+      say "the tests need influxd, prometheus, kcat, openssl, chromium, Java 17+ and Maven;" \
         "this machine has no apt-get, so install the packages ${packages[*]} with its own manager"
     fi
     exit 1

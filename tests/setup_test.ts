@@ -17,8 +17,16 @@ interface Machine {
   replace?: Record<string, string>;
 }
 
-async function sha256Hex(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+/**
+ * The stamp `kafka_local.sh install` leaves when the jars are complete: the SHA-256 of the pom
+ * followed by the JMX exporter agent's name and version (see `cmd_install`).
+ */
+async function installStamp(): Promise<string> {
+  const script = await Deno.readTextFile(`${ROOT}scripts/kafka_local.sh`);
+  const version = /^JMX_EXPORTER_VERSION=(\S+)$/m.exec(script)?.[1];
+  const pom = await Deno.readTextFile(`${ROOT}scripts/kafka/pom.xml`);
+  const text = new TextEncoder().encode(`${pom}jmx_prometheus_javaagent ${version}\n`);
+  const digest = await crypto.subtle.digest("SHA-256", text);
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -58,7 +66,7 @@ async function setup(machine: Machine): Promise<{ code: number; stderr: string; 
     await Deno.mkdir(`${cache}/lib`, { recursive: true });
     await Deno.writeTextFile(
       `${cache}/lib/.complete`,
-      `${await sha256Hex(`${ROOT}scripts/kafka/pom.xml`)}\n`,
+      `${await installStamp()}\n`,
     );
     const out = await new Deno.Command("/bin/bash", {
       args: [SETUP],
