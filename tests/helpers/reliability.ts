@@ -328,7 +328,8 @@ export async function prepareTopics(broker: KafkaBroker, topic: string): Promise
 
 /** The producer's telemetry base URL, once it is listening. */
 export async function telemetryUrl(producer: ScriptProcess): Promise<string> {
-  const m = await producer.waitForStderr(/\/metrics and \/healthz on (http:\/\/\S+)/);
+  // "telemetry: live page at http://127.0.0.1:PORT/, with /metrics and /healthz"
+  const m = await producer.waitForStderr(/telemetry: live page at (http:\/\/[^/\s]+)\//);
   return m[1]!;
 }
 

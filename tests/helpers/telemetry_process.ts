@@ -101,7 +101,10 @@ const config = buildTelemetryConfig(
 if (!config.influx || config.metricsPort === undefined) {
   throw new TypeError("INFLUX_URL and METRICS_PORT must be set");
 }
-const pointsPerPush =
+// startTelemetry adds the live page's two series (lib/live.ts: crypto_ui_updates_dropped_total,
+// crypto_ui_clients) to the registry; checked against the real count once it has started.
+const LIVE_PAGE_POINTS = 2;
+const pointsPerPush = LIVE_PAGE_POINTS +
   new MetricsConverter().convert(await registry.getMetricsAsJSON(), Date.now()).points.length;
 if (dropPerPush > 0) config.influx.bufferMax = pointsPerPush - dropPerPush;
 const timer = setInterval(advance, 100);
@@ -112,6 +115,13 @@ const telemetry = await startTelemetry(config, {
   service: role,
   log: (line) => console.error(line),
 });
+const counted =
+  new MetricsConverter().convert(await registry.getMetricsAsJSON(), Date.now()).points.length;
+if (counted !== pointsPerPush) {
+  throw new Error(
+    `A push holds ${counted} points, not the ${pointsPerPush} the buffer was sized for`,
+  );
+}
 console.log(JSON.stringify({
   port: telemetry.server!.addr.port,
   instance: config.instance ?? defaultInstance(),
