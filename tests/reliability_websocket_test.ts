@@ -145,6 +145,9 @@ Deno.test({
           framesDropped: 0,
           gaps: drops,
           sendErrors: 0,
+          // Kafka was up throughout: no produce was retried.
+          produceRetries: 0,
+          producerResets: 0,
         },
       );
       assertNoSecrets({
