@@ -129,7 +129,13 @@ async function main(): Promise<number> {
     const skipped = Object.values(c.skipped).reduce((a, b) => a + b, 0);
     const perSymbol = [...c.bySymbol].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s}=${n}`);
     console.error(
-      `demo: ${fake.stats.framesSent} frames sent, ${c.framesIn} received, ${c.events} events, ` +
+      // The fake server, like Polygon, sends only frames holding a subscribed event (the
+      // recording's own status frames stay behind), and the client also receives the
+      // subscription confirmation.
+      `demo: ${fake.stats.framesSent} of the recording's ` +
+        `${fake.stats.framesSent + fake.stats.framesFiltered} frames sent (the others held no ` +
+        `subscribed event), ${c.framesIn} received (with the subscription confirmation), ` +
+        `${c.events} events, ` +
         `${c.acked} records, ${skipped} skipped (${formatCounts(c.skipped)}), ` +
         `${consumed} consumed in ${((performance.now() - started) / 1000).toFixed(2)} s`,
     );
@@ -160,21 +166,7 @@ async function main(): Promise<number> {
     await out.close();
     await page?.shutdown();
   }
-  const c = pipeline.counts;
-  const skipped = Object.values(c.skipped).reduce((a, b) => a + b, 0);
-  const perSymbol = [...c.bySymbol].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s}=${n}`);
-  console.error(
-    // The fake server, like Polygon, sends only frames holding a subscribed event (the recording's
-    // own status frames stay behind), and the client also receives the subscription confirmation.
-    `demo: ${fake.stats.framesSent} of the recording's ` +
-      `${fake.stats.framesSent + fake.stats.framesFiltered} frames sent (the others held no ` +
-      `subscribed event), ${c.framesIn} received (with the subscription confirmation), ` +
-      `${c.events} events, ` +
-      `${c.acked} records, ${skipped} skipped (${formatCounts(c.skipped)}), ` +
-      `${consumed} consumed in ${((performance.now() - started) / 1000).toFixed(2)} s`,
-  );
-  console.error(`demo: per symbol ${perSymbol.join(" ")}`);
-  return consumed === c.acked ? 0 : 1;
+  return consumed === pipeline.counts.acked ? 0 : 1;
 }
 
 if (import.meta.main) runMain(main);
