@@ -6,6 +6,7 @@
  * second" must add up to the records the replay had acknowledged. Then `consumer.ts` reads the
  * topic back (bytes out, fetch requests, and our own lag, scraped from its `/metrics`).
  */
+import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
 import assert from "node:assert/strict";
 import { BROKER_PANELS } from "../dashboards/build_dashboards.ts";
 import { EXTERNAL_KAFKA, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
@@ -13,7 +14,7 @@ import { startPrometheus } from "./helpers/prometheus.ts";
 import { freePort } from "./helpers/service_process.ts";
 
 const ROOT = new URL("../", import.meta.url);
-const CAPTURE = new URL("../../shared/data/polygon-xq-capture-2023-07-26.jsonl", import.meta.url);
+const CAPTURE = new URL(`file://${CAPTURE_PATH}`);
 /** Quotes in the capture: each one is a record (its README: 10,795 quotes). */
 const CAPTURE_QUOTES = 10_795;
 const SCRAPE_S = 1;
@@ -31,7 +32,7 @@ function fill(expr: string, topic: string): string {
   return expr.replaceAll("$__rate_interval", `${4 * SCRAPE_S}s`).replaceAll("$topic", topic);
 }
 
-Deno.test({
+captureTest({
   name:
     "after a replay into the local broker every broker panel has data in Aiven's names, and messages in/s adds up to the acked records",
   ignore: EXTERNAL_KAFKA,
