@@ -678,7 +678,7 @@ async function main(): Promise<void> {
     }
     const ours = produced.get(DEFAULT_KAFKA_CLIENT)!.ours;
 
-    log(`6. consumer backlog of ${input.quotes} records vs kcat -C -e`);
+    log(`2b. consumer backlog of ${input.quotes} records vs kcat -C -e`);
     const consumed = new Map<KafkaClientName, { ours: KcatResult[]; kcat: KcatResult[] }>(
       KAFKA_CLIENTS.map((c) => [c, { ours: [], kcat: [] }]),
     );
@@ -856,7 +856,7 @@ function report(r: Report): string[] {
     "|---|---|---|---|---|",
     ...pairRows(r.produced, TARGETS.producerRatio),
     "",
-    "## 6. Consumer throughput over a backlog",
+    "## 2b. Consumer throughput over a backlog",
     "",
     `\`deno task consume --from earliest --max-messages ${r.input.quotes}\` (consumer.ts in its ` +
       "own process, fresh group, JSON lines into a pipe this process reads) against " +
