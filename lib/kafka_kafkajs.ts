@@ -42,6 +42,7 @@ import {
   lagRows,
   type PartitionLag,
   PendingCommits,
+  securitySettings,
   SinkClosedError,
   type SinkStats,
   throttledLog,
@@ -169,23 +170,10 @@ export function kafkaJsConfig(
     logCreator: kafkaLogCreator(config, options.log ?? ((line) => console.error(line))),
     socketFactory,
   };
-  if (config.security !== "plaintext") {
-    if (!config.ssl) {
-      throw new TypeError(`Kafka security "${config.security}" needs the CA certificate`);
-    }
-    const { ca, cert, key, rejectUnauthorized } = config.ssl;
-    out.ssl = { ca: [ca], rejectUnauthorized };
-    if (config.security === "ssl") {
-      if (!cert || !key) {
-        throw new TypeError(`Kafka security "ssl" needs a client certificate and key`);
-      }
-      out.ssl.cert = cert;
-      out.ssl.key = key;
-    }
-  }
-  if (config.security === "sasl_ssl") {
-    if (!config.sasl) throw new TypeError(`Kafka security "sasl_ssl" needs SASL settings`);
-    const { mechanism, username, password } = config.sasl;
+  const { tls, sasl } = securitySettings(config);
+  if (tls) out.ssl = tls;
+  if (sasl) {
+    const { mechanism, username, password } = sasl;
     out.sasl = { mechanism, username, password } as SASLOptions;
   }
   return out;

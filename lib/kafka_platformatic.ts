@@ -37,6 +37,7 @@ import {
   type PartitionLag,
   PendingCommits,
   probeTls,
+  securitySettings,
   SinkClosedError,
   type SinkStats,
   throttledLog,
@@ -90,23 +91,10 @@ export function platformaticOptions(
     retryDelay,
     autocreateTopics: false,
   };
-  if (config.security !== "plaintext") {
-    if (!config.ssl) {
-      throw new TypeError(`Kafka security "${config.security}" needs the CA certificate`);
-    }
-    const { ca, cert, key, rejectUnauthorized } = config.ssl;
-    out.tls = { ca: [ca], rejectUnauthorized };
-    if (config.security === "ssl") {
-      if (!cert || !key) {
-        throw new TypeError(`Kafka security "ssl" needs a client certificate and key`);
-      }
-      out.tls.cert = cert;
-      out.tls.key = key;
-    }
-  }
-  if (config.security === "sasl_ssl") {
-    if (!config.sasl) throw new TypeError(`Kafka security "sasl_ssl" needs SASL settings`);
-    const { mechanism, username, password } = config.sasl;
+  const { tls, sasl } = securitySettings(config);
+  if (tls) out.tls = tls;
+  if (sasl) {
+    const { mechanism, username, password } = sasl;
     out.sasl = { mechanism: SASL_MECHANISMS[mechanism], username, password } as SASLOptions;
   }
   return out;
