@@ -20,6 +20,15 @@ export const EXIT = {
   NOT_IN_PLAN: 6,
 } as const;
 
+/** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */
+export const KAFKA_CLIENTS = ["platformatic", "kafkajs"] as const;
+
+/** A Kafka client adapter's name. */
+export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
+
+/** The client used when none is set: the faster producer on `deno task bench` (docs/kafka_client.md). */
+export const DEFAULT_KAFKA_CLIENT: KafkaClientName = "platformatic";
+
 /** A usage or configuration error: names the flag or variable. Exit code 2. */
 export class ConfigError extends Error {
   /** The exit code an entry script should use. */
@@ -297,7 +306,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "kafka-client",
     env: "KAFKA_CLIENT",
     type: "string",
-    default: "platformatic",
+    default: DEFAULT_KAFKA_CLIENT,
     help: "Kafka client library: platformatic (@platformatic/kafka, faster) or kafkajs",
     scripts: PCR,
   },
@@ -815,7 +824,7 @@ export interface KafkaConfig {
   connectTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** The Kafka client adapter. */
-  client: "platformatic" | "kafkajs";
+  client: KafkaClientName;
 }
 
 /** Options for {@linkcode buildKafkaConfig}. */
@@ -905,8 +914,8 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     connectTimeoutMs: Number(settings.connectTimeout) * 1000,
     shutdownTimeoutMs: Number(settings.shutdownTimeout ?? 10) * 1000,
     client: settings.kafkaClient === undefined
-      ? "platformatic"
-      : oneOf(settings, "kafkaClient", ["platformatic", "kafkajs"] as const),
+      ? DEFAULT_KAFKA_CLIENT
+      : oneOf(settings, "kafkaClient", KAFKA_CLIENTS),
   };
   if (config.replicationFactor === 0 || config.replicationFactor < -1) {
     throw new ConfigError(

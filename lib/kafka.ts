@@ -18,17 +18,11 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { EXIT, type KafkaConfig } from "./config.ts";
+import { DEFAULT_KAFKA_CLIENT, EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
 import type { RecordSink, RecordSource } from "./sink.ts";
 
-/** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */
-export const KAFKA_CLIENTS = ["platformatic", "kafkajs"] as const;
-
-/** A Kafka client adapter's name. */
-export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
-
-/** The client used when none is set: the faster one on `deno task bench` (see the README). */
-export const DEFAULT_KAFKA_CLIENT: KafkaClientName = "platformatic";
+// The adapters' names and the default are declared with the settings (config.ts), once.
+export { DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS, type KafkaClientName } from "./config.ts";
 
 /** Kafka could not be reached at start-up within the time allowed. Exit code 5. */
 export class KafkaUnreachableError extends Error {
@@ -207,7 +201,7 @@ export interface KafkaClient {
 
 /** Options for {@linkcode openKafka}. */
 export interface OpenKafkaOptions {
-  /** The adapter; default `config.client`, else {@linkcode DEFAULT_KAFKA_CLIENT}. */
+  /** The adapter; default `config.client` ({@linkcode DEFAULT_KAFKA_CLIENT} unless set). */
   client?: KafkaClientName;
   /** Client id sent to the broker; default "crypto-quotes". */
   clientId?: string;
@@ -220,7 +214,7 @@ export async function openKafka(
   config: KafkaConfig,
   options: OpenKafkaOptions = {},
 ): Promise<KafkaClient> {
-  const name = options.client ?? config.client ?? DEFAULT_KAFKA_CLIENT;
+  const name = options.client ?? config.client;
   const adapterOptions = {
     clientId: options.clientId ?? "crypto-quotes",
     log: options.log ?? ((line: string) => console.error(line)),
