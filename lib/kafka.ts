@@ -18,7 +18,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { DEFAULT_KAFKA_CLIENT, EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
+import { EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
 import type { RecordSink, RecordSource } from "./sink.ts";
 
 // The adapters' names and the default are declared with the settings (config.ts), once.
