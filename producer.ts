@@ -19,7 +19,7 @@ import {
   parseSettings,
   usage,
 } from "./lib/config.ts";
-import { abortOnSignals, formatCounts, runMain } from "./lib/cli.ts";
+import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
 import { FlushTimeoutError, Pipeline } from "./lib/pipeline.ts";
 import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
@@ -27,6 +27,7 @@ import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
 import { GapLog } from "./lib/live.ts";
+import { producerSummary, type ReconnectRecord, writeSummary } from "./lib/summary.ts";
 
 const HELP = usage(
   "producer",
@@ -88,6 +89,7 @@ async function main(): Promise<number> {
   });
 
   const signals = abortOnSignals();
+  const reconnects: ReconnectRecord[] = [];
   const client = new PolygonClient({
     url: polygon.url,
     apiKey: polygon.apiKey,
@@ -100,6 +102,7 @@ async function main(): Promise<number> {
       pipeline.gap(gap);
       gaps.add(gap);
     },
+    onReconnect: (r) => reconnects.push(r),
     recorder,
     metrics,
     log,
@@ -138,6 +141,20 @@ async function main(): Promise<number> {
       `retries, ${sink.stats.producerResets} producer resets` +
       (recorder ? `, ${recorder.frames} frames recorded` : ""),
   );
+  if (typeof s.summary === "string") {
+    await writeSummary(
+      s.summary,
+      producerSummary({
+        counts: c,
+        sinkStats: sink.stats,
+        framesRecorded: recorder?.frames,
+        reconnects,
+        topics: client.topics,
+        error: failure,
+        exitCode: failure === undefined ? code : exitCodeOf(failure),
+      }),
+    );
+  }
   if (failure !== undefined) throw failure;
   return code;
 }

@@ -9,7 +9,8 @@ export interface ExitCodeError extends Error {
   exitCode: number;
 }
 
-function exitCodeOf(error: unknown): number {
+/** The exit code for an error: its `exitCode`, or 1. */
+export function exitCodeOf(error: unknown): number {
   if (error instanceof Error && typeof (error as Partial<ExitCodeError>).exitCode === "number") {
     return (error as ExitCodeError).exitCode;
   }

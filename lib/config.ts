@@ -136,6 +136,15 @@ export const SETTINGS: readonly Setting[] = [
     scripts: P,
   },
   {
+    key: "summary",
+    flag: "summary",
+    env: "SUMMARY_FILE",
+    type: "string",
+    help: "write the run's JSON summary (counts, reconnects, topics, error, exit code) to this " +
+      "file at exit; not written if start-up fails",
+    scripts: P,
+  },
+  {
     key: "queueMax",
     flag: "queue-max",
     env: "QUEUE_MAX",

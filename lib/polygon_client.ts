@@ -122,6 +122,8 @@ export interface PolygonClientOptions {
   onGap?: (gap: Gap) => void;
   /** Called on every state change. */
   onState?: (state: PolygonState) => void;
+  /** Called for every lost connection, before its backoff: why, which attempt, how long. */
+  onReconnect?: (reconnect: { reason: LossReason; attempt: number; delayMs: number }) => void;
   /** Log sink, one line per call; lines never hold the key. Default: none. */
   log?: (line: string) => void;
   /** Connection metrics: `connectionState`, `reconnects`, `gaps`, `gapSeconds`. Default none. */
@@ -367,6 +369,7 @@ export class PolygonClient {
           random: this.#options.random,
         });
         attempt++;
+        this.#options.onReconnect?.({ reason: loss.reason, attempt, delayMs: delay });
         const gapSoFar = lost === undefined
           ? ""
           : `; not listening for ${this.#clock.now() - lost.at} ms so far`;
