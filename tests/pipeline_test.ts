@@ -18,6 +18,11 @@ class TestSink implements RecordSink {
   sends = 0;
   #gate: Promise<void> = Promise.resolve();
   #open: () => void = () => {};
+  #onSend: (() => void)[] = [];
+  /** Resolves when `send` is next called (before it waits on a hold). */
+  nextSend(): Promise<void> {
+    return new Promise((resolve) => this.#onSend.push(resolve));
+  }
   hold(): void {
     this.#gate = new Promise((resolve) => this.#open = resolve);
   }
@@ -26,6 +31,7 @@ class TestSink implements RecordSink {
   }
   async send(topic: string, records: readonly OutRecord[]): Promise<void> {
     this.sends++;
+    for (const resolve of this.#onSend.splice(0)) resolve();
     await this.#gate;
     if (this.failNext > 0) {
       this.failNext--;
@@ -66,8 +72,9 @@ Deno.test("pipeline push never waits on a slow sink, and drop-oldest drops exact
   const p = new Pipeline(sink, { topic: "t", queueMax: 10, lingerMs: 0, metrics, log: quiet });
   sink.hold();
   p.start();
+  const inFlight = sink.nextSend();
   p.push(frame(0));
-  await new Promise((r) => setTimeout(r, 10)); // frame 0 is in flight, held by the sink
+  await inFlight; // frame 0 is in flight, held by the sink
   for (let i = 1; i <= 25; i++) p.push(frame(i));
   equal(p.queued, 10);
   equal(p.counts.framesDropped, 15);
