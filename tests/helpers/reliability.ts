@@ -5,10 +5,24 @@
  * a topic (every record it holds, duplicates included).
  */
 import { deepStrictEqual, equal, ok } from "./assert.ts";
-import type { KafkaConfig } from "../../lib/config.ts";
+import { type KafkaConfig } from "../../lib/config.ts";
 import { openKafka } from "../../lib/kafka.ts";
+import {
+  type FakePolygon,
+  type FakePolygonOptions,
+  startFakePolygon,
+} from "../../lib/polygon_fake.ts";
 import type { InRecord } from "../../lib/sink.ts";
-import { brokerConfig, type KafkaBroker, requireSecure } from "./kafka_broker.ts";
+import type { ProducerSummary } from "../../lib/summary.ts";
+import {
+  brokerConfig,
+  type KafkaBroker,
+  requireSecure,
+  startKafka,
+  uniqueTopic,
+} from "./kafka_broker.ts";
+
+export type { ProducerSummary };
 
 /** Clients keep timers and sockets past close(); the broker is shared across files. */
 export const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
@@ -49,7 +63,10 @@ export function quoteFrames(count: number, start = 0): string[] {
   return Array.from({ length: count }, (_, i) => quoteFrame(start + i));
 }
 
-/** The producer's `final:` summary line, parsed. */
+/**
+ * The producer's `final:` summary line, parsed.
+ * @deprecated Read {@linkcode ProducerProcess.summary} (the `--summary` file) instead.
+ */
 export interface FinalCounts {
   framesIn: number;
   events: number;
@@ -72,7 +89,10 @@ const FINAL_RE = new RegExp(
     String.raw`(\d+) produce retries, (\d+) producer resets`,
 );
 
-/** Parses the producer's final line out of its stderr; throws if there is none. */
+/**
+ * Parses the producer's final line out of its stderr; throws if there is none.
+ * @deprecated Tests read machine-readable results: {@linkcode ProducerProcess.summary}.
+ */
 export function parseFinal(stderr: string): FinalCounts {
   const m = FINAL_RE.exec(stderr);
   if (!m) throw new Error(`No "final:" line in the producer's stderr:\n${stderr.slice(-3000)}`);
@@ -278,10 +298,62 @@ export interface StartProducerOptions {
   env?: Record<string, string>;
 }
 
-/** Starts `producer.ts` with `/metrics` on a free port, pairs `*` and three partitions. */
-export function startProducer(options: StartProducerOptions): ScriptProcess {
-  return new ScriptProcess(
-    "producer.ts",
+/** `producer.ts` run as a subprocess, with the JSON summary it writes at exit (`--summary`). */
+export class ProducerProcess extends ScriptProcess {
+  /** Where the producer writes its summary. */
+  readonly summaryPath: string;
+  #dir: string;
+
+  constructor(args: string[], env: Record<string, string>) {
+    const dir = Deno.makeTempDirSync({ prefix: "producer_summary_" });
+    const summaryPath = `${dir}/summary.json`;
+    super("producer.ts", ["--summary", summaryPath, ...args], env);
+    this.#dir = dir;
+    this.summaryPath = summaryPath;
+  }
+
+  /**
+   * The summary the producer wrote when it ended: waits for the exit (SIGKILL after `timeoutMs`)
+   * and throws, with the end of its stderr, when there is none (start-up failed).
+   */
+  async summary(timeoutMs = 60_000): Promise<ProducerSummary> {
+    const { code } = await this.exit(timeoutMs);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.summaryPath);
+    } catch (error) {
+      throw new Error(
+        `Cannot read the producer's summary "${this.summaryPath}" (exit code ${code}): ` +
+          `${error instanceof Error ? error.message : error}; its stderr ends:\n` +
+          this.stderr.slice(-3000),
+      );
+    }
+    return JSON.parse(text) as ProducerSummary;
+  }
+
+  /** Whether the producer wrote a summary. */
+  hasSummary(): boolean {
+    try {
+      Deno.statSync(this.summaryPath);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Kills the process if it still runs, waits for it and removes the summary. */
+  override async dispose(): Promise<void> {
+    await super.dispose();
+    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Starts `producer.ts` with `/metrics` on a free port, pairs `*`, three partitions and a
+ * `--summary` file to read with {@linkcode ProducerProcess.summary}.
+ */
+export function startProducer(options: StartProducerOptions): ProducerProcess {
+  return new ProducerProcess(
     [
       "--url",
       options.url,
@@ -297,6 +369,107 @@ export function startProducer(options: StartProducerOptions): ScriptProcess {
     ],
     { POLYGON_API_KEY: API_KEY, ...options.kafka.env, ...options.env },
   );
+}
+
+/** The producer's count of records the broker acknowledged, on `/metrics`. */
+export const ACKED_METRIC = "crypto_kafka_records_acked_total";
+
+/** Options for {@linkcode startScenario}. */
+export interface ScenarioOptions {
+  /** Prefix of the scenario's unique topic name, e.g. `"rel-drops"`. */
+  topic: string;
+  /** The fake Polygon server's options; `apiKey` defaults to {@linkcode API_KEY}. */
+  fake?: FakePolygonOptions;
+  /** More producer flags, as for {@linkcode startProducer}. */
+  args?: string[];
+  /** More producer environment, as for {@linkcode startProducer}. */
+  env?: Record<string, string>;
+  /** The broker; default the shared one ({@linkcode startKafka}). */
+  broker?: KafkaBroker;
+  /** The producer's Kafka settings; default SASL_SSL to the broker ({@linkcode scriptKafka}). */
+  kafka?: ScriptKafka;
+}
+
+/**
+ * One reliability scenario: a broker, a fresh topic (and its gaps topic), the fake Polygon
+ * server, and the real producer streaming from one to the other. Dispose it (`await using`) to
+ * kill the producer and close the fake.
+ */
+export interface Scenario extends AsyncDisposable {
+  readonly broker: KafkaBroker;
+  readonly kafka: ScriptKafka;
+  readonly topic: string;
+  readonly fake: FakePolygon;
+  readonly producer: ProducerProcess;
+  /** The producer's telemetry base URL, once it listens. */
+  telemetry(): Promise<string>;
+  /** Records acknowledged so far, from `/metrics`. */
+  acked(): Promise<number>;
+  /** Waits until exactly `count` records are acknowledged. */
+  waitAcked(count: number, timeoutMs?: number): Promise<void>;
+  /** SIGTERM, then the exit; asserts exit code 0 and returns the producer's summary. */
+  stop(timeoutMs?: number): Promise<ProducerSummary>;
+  /**
+   * Waits for the producer to end on its own, then closes the fake: once the process is gone and
+   * the fake has answered every request in flight, its counts are final, with no wait for
+   * something that should not happen. Returns the exit code, the time to it and the summary.
+   */
+  ended(timeoutMs?: number): Promise<{ code: number; ms: number; summary: ProducerSummary }>;
+  /**
+   * Asserts that neither the API key nor the Kafka password (nor `secrets`) occurs in the
+   * producer's stdout and stderr or in `outputs`.
+   */
+  assertNoSecrets(outputs?: Record<string, string>, secrets?: readonly string[]): void;
+}
+
+/** Starts a {@linkcode Scenario}: topics first, then the fake, then the producer. */
+export async function startScenario(options: ScenarioOptions): Promise<Scenario> {
+  const broker = options.broker ?? await startKafka();
+  const kafka = options.kafka ?? scriptKafka(broker);
+  const topic = uniqueTopic(options.topic);
+  await prepareTopics(broker, topic);
+  const fake = startFakePolygon({ apiKey: API_KEY, ...options.fake });
+  const producer = startProducer({
+    url: fake.url,
+    kafka,
+    topic,
+    args: options.args,
+    env: options.env,
+  });
+  let base: Promise<string> | undefined;
+  const telemetry = () => base ??= telemetryUrl(producer);
+  const acked = async () => await metric(await telemetry(), ACKED_METRIC);
+  return {
+    broker,
+    kafka,
+    topic,
+    fake,
+    producer,
+    telemetry,
+    acked,
+    waitAcked: (count, timeoutMs = 30_000) =>
+      waitUntil(async () => await acked() === count, `${count} records acked`, timeoutMs),
+    async stop(timeoutMs = 20_000) {
+      producer.kill("SIGTERM");
+      equal((await producer.exit(timeoutMs)).code, 0, producer.stderr);
+      return await producer.summary();
+    },
+    async ended(timeoutMs = 60_000) {
+      const { code, ms } = await producer.exit(timeoutMs);
+      await fake.close();
+      return { code, ms, summary: await producer.summary() };
+    },
+    assertNoSecrets(outputs = {}, secrets = []) {
+      assertNoSecrets(
+        { stdout: producer.stdout, stderr: producer.stderr, ...outputs },
+        [API_KEY, kafka.password, ...secrets],
+      );
+    },
+    async [Symbol.asyncDispose]() {
+      await producer.dispose();
+      await fake.close();
+    },
+  };
 }
 
 /**
