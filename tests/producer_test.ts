@@ -58,6 +58,8 @@ Deno.test({
           recording,
           "--partitions",
           "3",
+          "--summary",
+          `${dir}/summary.json`,
         ],
         cwd: ROOT,
         env: {
@@ -79,15 +81,17 @@ Deno.test({
       const stdout = new TextDecoder().decode(out.stdout);
       equal(out.code, 0, stderr);
       const expected = values(frames);
-      match(
-        stderr,
-        new RegExp(
-          `final: \\d+ frames, \\d+ events, ${expected.length} records, ${expected.length} acked`,
-        ),
-      );
+      const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
+      equal(summary.records, expected.length);
+      equal(summary.acked, expected.length);
+      equal(summary.exitCode, 0);
       ok(!stderr.includes(KEY) && !stdout.includes(KEY), "the API key appears in the output");
       // The recording: a header without the key, then every frame, and it replays to the same records.
       const text = await Deno.readTextFile(recording);
+      // The recording holds a header and as many frames as the summary says were recorded: the
+      // frames the pipeline had and the two before the subscription (connected, auth_success).
+      equal(text.trimEnd().split("\n").length - 1, summary.framesRecorded);
+      equal(summary.framesRecorded, summary.frames + 2);
       ok(!text.includes(KEY), "the API key appears in the recording");
       const header = JSON.parse(text.slice(0, text.indexOf("\n")));
       equal(header.recording, 1);
@@ -116,8 +120,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
+    const dir = await Deno.makeTempDir();
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "producer.ts", "--connect-timeout", "2"],
+      args: ["run", "-A", "producer.ts", "--connect-timeout", "2", "--summary", `${dir}/s.json`],
       cwd: ROOT,
       env: {
         POLYGON_API_KEY: KEY,
@@ -132,5 +137,8 @@ Deno.test({
     equal(out.code, 5, stderr);
     match(stderr, /KafkaUnreachableError: Cannot reach Kafka at "127\.0\.0\.1:1"/);
     ok(!stderr.includes(KEY));
+    // A run that never started writes no summary.
+    deepStrictEqual([...Deno.readDirSync(dir)], []);
+    await Deno.remove(dir);
   },
 });
