@@ -4,29 +4,23 @@
  * SASL_SSL against the shared real Kafka broker.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { EXIT } from "../lib/config.ts";
 import { DEFAULT_SESSION_TIMEOUT_MS, openKafka } from "../lib/kafka.ts";
 import { SCHEMA_VERSION } from "../lib/sink.ts";
 import { brokerConfig, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {
-  API_KEY,
   assertDelivered,
   assertNoSecrets,
   duplicates,
   health,
   KAFKA_TEST,
-  metric,
-  parseFinal,
-  prepareTopics,
   quoteFrames,
   quoteValue,
   readTopic,
   scriptKafka,
   ScriptProcess,
   sleep,
-  startProducer,
-  telemetryUrl,
+  startScenario,
   waitUntil,
 } from "./helpers/reliability.ts";
 
@@ -35,54 +29,41 @@ Deno.test({
     "SIGTERM under load: the producer acks every record it accepted and exits 0 within the shutdown bound",
   ...KAFKA_TEST,
   async fn() {
-    const broker = await startKafka();
-    const kafka = scriptKafka(broker);
-    const topic = uniqueTopic("rel-sigterm");
     const shutdownS = 10;
-    const fake = startFakePolygon({ apiKey: API_KEY, frames: quoteFrames(200_000), rate: 15_000 });
-    await prepareTopics(broker, topic);
-    const producer = startProducer({
-      url: fake.url,
-      kafka,
-      topic,
+    await using s = await startScenario({
+      topic: "rel-sigterm",
+      fake: { frames: quoteFrames(200_000), rate: 15_000 },
       args: ["--shutdown-timeout", String(shutdownS)],
     });
-    try {
-      const base = await telemetryUrl(producer);
-      await waitUntil(() => fake.stats.framesSent >= 30_000, "30,000 frames sent", 60_000);
-      const before = await health(base);
-      const ackedBefore = await metric(base, "crypto_kafka_records_acked_total");
-      const termAt = performance.now();
-      producer.kill("SIGTERM");
-      const { code, ms } = await producer.exit(shutdownS * 1000 + 20_000, termAt);
-      equal(code, EXIT.OK, producer.stderr);
-      ok(ms < shutdownS * 1000 + 2000, `exited ${ms} ms after SIGTERM`);
+    const base = await s.telemetry();
+    await waitUntil(() => s.fake.stats.framesSent >= 30_000, "30,000 frames sent", 60_000);
+    const before = await health(base);
+    const ackedBefore = await s.acked();
+    const termAt = performance.now();
+    s.producer.kill("SIGTERM");
+    const { code, ms } = await s.producer.exit(shutdownS * 1000 + 20_000, termAt);
+    equal(code, EXIT.OK, s.producer.stderr);
+    ok(ms < shutdownS * 1000 + 2000, `exited ${ms} ms after SIGTERM`);
 
-      const final = parseFinal(producer.stderr);
-      const accepted = final.framesIn - 1; // the first frame is the subscription confirmation
-      equal(final.framesDropped, 0);
-      equal(final.records, accepted);
-      equal(final.acked, accepted);
-      const records = await readTopic(broker, topic);
-      // The frames accepted are a prefix of those sent, and each is in the topic.
-      const extra = assertDelivered(
-        records,
-        Array.from({ length: accepted }, (_, i) => quoteValue(i)),
-        producer.stderr,
-      );
-      console.log(
-        `[reliability] SIGTERM at 15,000 frames/s: ${before.pendingRecords} records pending and ` +
-          `${ackedBefore} acked at the signal; exit 0 after ${Math.round(ms)} ms ` +
-          `(bound ${shutdownS} s); ${accepted} accepted, ${final.acked} acked, 0 lost, ${extra} duplicated`,
-      );
-      assertNoSecrets({ stdout: producer.stdout, stderr: producer.stderr }, [
-        API_KEY,
-        kafka.password,
-      ]);
-    } finally {
-      await producer.dispose();
-      await fake.close();
-    }
+    const final = await s.producer.summary();
+    const accepted = final.frames - 1; // the first frame is the subscription confirmation
+    equal(final.framesDropped, 0);
+    equal(final.records, accepted);
+    equal(final.acked, accepted);
+    equal(final.exitCode, EXIT.OK);
+    const records = await readTopic(s.broker, s.topic);
+    // The frames accepted are a prefix of those sent, and each is in the topic.
+    const extra = assertDelivered(
+      records,
+      Array.from({ length: accepted }, (_, i) => quoteValue(i)),
+      s.producer.stderr,
+    );
+    console.log(
+      `[reliability] SIGTERM at 15,000 frames/s: ${before.pendingRecords} records pending and ` +
+        `${ackedBefore} acked at the signal; exit 0 after ${Math.round(ms)} ms ` +
+        `(bound ${shutdownS} s); ${accepted} accepted, ${final.acked} acked, 0 lost, ${extra} duplicated`,
+    );
+    s.assertNoSecrets();
   },
 });
 
