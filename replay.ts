@@ -1,9 +1,10 @@
 /**
  * `deno task replay FILE`: recorded Polygon frames through the production transform, to stdout
- * (records as JSON lines), Kafka, or the in-memory broker. The summary goes to stderr.
+ * (records as JSON lines), Kafka, or the in-memory broker. The summary goes to stderr, and with
+ * --summary FILE as JSON to a file.
  *
  * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
- * --allow-net (Kafka, only with --to kafka).
+ * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary).
  */
 import {
   emptySkips,
@@ -21,13 +22,14 @@ import {
   type Settings,
   usage,
 } from "./lib/config.ts";
-import { formatCounts, LineWriter, runMain } from "./lib/cli.ts";
+import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka.ts";
+import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
 
 const HELP = usage(
   "replay",
@@ -132,7 +134,11 @@ async function main(): Promise<number> {
     }
     await out.close();
     summary(frames, events, count, skipped, performance.now() - started);
-    return checkPolygon(options.path, frames, count, skipped);
+    return await finish(
+      settings.summary,
+      { frames, events, records: count, skipped },
+      () => checkPolygon(options.path, frames, count, skipped),
+    );
   }
 
   let sink: RecordSink;
@@ -180,7 +186,42 @@ async function main(): Promise<number> {
     const parts = memory.records(topic).map((p) => p.length);
     console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);
   }
-  return checkPolygon(options.path, frames, c.records, c.skipped);
+  return await finish(
+    settings.summary,
+    {
+      frames,
+      events: c.events,
+      records: c.records,
+      acked: c.acked,
+      skipped: c.skipped,
+      sinkStats: kafka ? (sink as KafkaSink).stats : undefined,
+    },
+    () => checkPolygon(options.path, frames, c.records, c.skipped),
+  );
+}
+
+/**
+ * Runs the last check (its result is the exit code; it may throw), then writes the `--summary`
+ * file, when one is set, with that code or the error.
+ */
+async function finish(
+  path: unknown,
+  parts: Omit<ReplaySummaryParts, "error" | "exitCode">,
+  check: () => number,
+): Promise<number> {
+  let exitCode: number;
+  let error: unknown;
+  try {
+    exitCode = check();
+  } catch (e) {
+    error = e;
+    exitCode = exitCodeOf(e);
+  }
+  if (typeof path === "string") {
+    await writeSummary(path, replaySummary({ ...parts, error, exitCode }));
+  }
+  if (error !== undefined) throw error;
+  return exitCode;
 }
 
 /** Skip reasons of a line that is not a Polygon frame at all (no event object in it). */

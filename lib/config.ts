@@ -140,9 +140,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: "summary",
     env: "SUMMARY_FILE",
     type: "string",
-    help: "write the run's JSON summary (counts, reconnects, topics, error, exit code) to this " +
-      "file at exit; not written if start-up fails",
-    scripts: P,
+    help: "write a JSON summary to this file at exit: counts, error, exit code (produce adds " +
+      "reconnects, topics); none if start-up fails",
+    scripts: PR,
   },
   {
     key: "queueMax",

@@ -1,8 +1,9 @@
 /**
- * The producer's machine-readable run summary (`--summary FILE`): one JSON object written when
- * the run ends, with the same counts as the human `final:` line and the facts a caller would
- * otherwise have to read out of the log (reconnects and their backoffs, the topics streamed,
- * the error that ended the run, the exit code). Tests and scripts read this, never log wording.
+ * The machine-readable run summaries of the producer and of replay (`--summary FILE`): one JSON
+ * object written when the run ends, with the same counts as the human summary line and the facts
+ * a caller would otherwise have to read out of the log (reconnects and their backoffs, the
+ * topics streamed, the error that ended the run, the exit code). Tests and scripts read this,
+ * never log wording.
  */
 import type { PipelineCounts } from "./pipeline.ts";
 
@@ -66,21 +67,13 @@ export interface ProducerSummaryParts {
 /** Builds the summary from the pipeline's counts and the other parts of a run. */
 export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
   const c = parts.counts;
-  const skippedByReason = Object.fromEntries(
-    Object.entries(c.skipped).filter(([, n]) => n > 0),
-  );
-  const error = parts.error === undefined ? null : {
-    name: parts.error instanceof Error ? parts.error.name : "Error",
-    message: parts.error instanceof Error ? parts.error.message : String(parts.error),
-  };
   return {
     summary: SUMMARY_VERSION,
     frames: c.framesIn,
     events: c.events,
     records: c.records,
     acked: c.acked,
-    skipped: Object.values(c.skipped).reduce((a, b) => a + b, 0),
-    skippedByReason,
+    ...skips(c.skipped),
     framesDropped: c.framesDropped,
     gaps: c.gapsAcked,
     sendErrors: c.sendErrors,
@@ -89,8 +82,78 @@ export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
     framesRecorded: parts.framesRecorded ?? null,
     reconnects: [...parts.reconnects],
     topics: [...parts.topics],
-    error,
+    error: errorOf(parts.error),
     exitCode: parts.exitCode,
+  };
+}
+
+/** The summary `replay.ts --summary FILE` writes when it ends. */
+export interface ReplaySummary {
+  /** {@linkcode SUMMARY_VERSION}. */
+  summary: number;
+  /** Lines of the recording read as frames. */
+  frames: number;
+  events: number;
+  records: number;
+  /** Records the sink acknowledged; null when the records went to stdout. */
+  acked: number | null;
+  /** Events skipped, all reasons. */
+  skipped: number;
+  /** Events skipped, the non-zero reasons only. */
+  skippedByReason: Record<string, number>;
+  /** Produce requests the Kafka client retried; null without Kafka. */
+  produceRetries: number | null;
+  /** Times the Kafka producer started again under a new producer id; null without Kafka. */
+  producerResets: number | null;
+  /** The error that ended the run, or null. */
+  error: { name: string; message: string } | null;
+  /** The exit code replay exits with. */
+  exitCode: number;
+}
+
+/** What {@linkcode replaySummary} is built from. */
+export interface ReplaySummaryParts {
+  frames: number;
+  events: number;
+  records: number;
+  acked?: number;
+  skipped: Readonly<Record<string, number>>;
+  sinkStats?: { retries: number; producerResets: number };
+  error?: unknown;
+  exitCode: number;
+}
+
+/** Builds replay's summary. */
+export function replaySummary(parts: ReplaySummaryParts): ReplaySummary {
+  return {
+    summary: SUMMARY_VERSION,
+    frames: parts.frames,
+    events: parts.events,
+    records: parts.records,
+    acked: parts.acked ?? null,
+    ...skips(parts.skipped),
+    produceRetries: parts.sinkStats?.retries ?? null,
+    producerResets: parts.sinkStats?.producerResets ?? null,
+    error: errorOf(parts.error),
+    exitCode: parts.exitCode,
+  };
+}
+
+function skips(
+  counts: Readonly<Record<string, number>>,
+): { skipped: number; skippedByReason: Record<string, number> } {
+  const skippedByReason = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
+  return {
+    skipped: Object.values(counts).reduce((a, b) => a + b, 0),
+    skippedByReason,
+  };
+}
+
+function errorOf(error: unknown): { name: string; message: string } | null {
+  if (error === undefined) return null;
+  return {
+    name: error instanceof Error ? error.name : "Error",
+    message: error instanceof Error ? error.message : String(error),
   };
 }
 
@@ -98,7 +161,10 @@ export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
  * Writes `summary` to `path` as one JSON line, whole or not at all: a temporary file beside it is
  * renamed over it, so a reader never sees half a summary.
  */
-export async function writeSummary(path: string, summary: ProducerSummary): Promise<void> {
+export async function writeSummary(
+  path: string,
+  summary: ProducerSummary | ReplaySummary,
+): Promise<void> {
   const tmp = `${path}.${Deno.pid}.tmp`;
   await Deno.writeTextFile(tmp, JSON.stringify(summary) + "\n");
   await Deno.rename(tmp, path);

@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
 import { SETTINGS } from "../lib/config.ts";
 import { transform } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
+import type { ReplaySummary } from "../lib/summary.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURE = new URL("../fixtures/btc.jsonl", import.meta.url).pathname;
@@ -19,9 +20,18 @@ async function runWithEnv(
   args: string[],
   env: Record<string, string>,
   stdin?: string,
+  permissions: string[] = [],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", "--allow-net=127.0.0.1", script, ...args],
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-net=127.0.0.1",
+      ...permissions,
+      script,
+      ...args,
+    ],
     cwd: ROOT,
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -40,22 +50,55 @@ async function runWithEnv(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** Runs replay with `--summary` and returns its output and the summary it wrote. */
+async function replayWithSummary(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string; summary: ReplaySummary }> {
+  const dir = await Deno.makeTempDir({ prefix: "replay_summary_" });
+  try {
+    const path = `${dir}/summary.json`;
+    const out = await runWithEnv("replay.ts", [...args, "--summary", path], {}, undefined, [
+      `--allow-write=${dir}`,
+    ]);
+    const summary = JSON.parse(await Deno.readTextFile(path)) as ReplaySummary;
+    return { ...out, summary };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The fixture's events skipped, by reason. */
+const FIXTURE_SKIPS = {
+  invalid_json: 2,
+  status: 5,
+  other_event: 1,
+  bad_bid: 1,
+  bad_time: 1,
+};
+
 async function expectedLines(): Promise<string[]> {
   return (await readAllFrames(FIXTURE)).flatMap((f) => transform(f).records.map((r) => r.value));
 }
 
-Deno.test("replay prints exactly the transform's records and a summary on stderr", async () => {
-  const { code, stdout, stderr } = await run("replay.ts", [FIXTURE]);
+Deno.test("replay prints exactly the transform's records, and its summary counts them", async () => {
+  const { code, stdout, stderr, summary } = await replayWithSummary([FIXTURE]);
   equal(code, 0, stderr);
   const lines = stdout.trimEnd().split("\n");
   deepStrictEqual(lines, await expectedLines());
   equal(lines.length, 8000);
-  ok(
-    stderr.includes(
-      "5248 frames, 8010 events, 8000 records, 10 skipped (invalid_json=2 status=5 other_event=1 bad_bid=1 bad_time=1)",
-    ),
-    stderr,
-  );
+  deepStrictEqual(summary, {
+    summary: 1,
+    frames: 5248,
+    events: 8010,
+    records: 8000,
+    acked: null,
+    skipped: 10,
+    skippedByReason: FIXTURE_SKIPS,
+    produceRetries: null,
+    producerResets: null,
+    error: null,
+    exitCode: 0,
+  });
 });
 
 Deno.test("replay reads a recording from stdin with -", async () => {
@@ -66,9 +109,12 @@ Deno.test("replay reads a recording from stdin with -", async () => {
 });
 
 Deno.test("replay to the in-memory broker counts the same records", async () => {
-  const { code, stderr } = await run("replay.ts", [FIXTURE, "--to", "memory"]);
+  const { code, stderr, summary } = await replayWithSummary([FIXTURE, "--to", "memory"]);
   equal(code, 0, stderr);
-  ok(stderr.includes("8010 events, 8000 records, 10 skipped"), stderr);
+  deepStrictEqual(
+    [summary.events, summary.records, summary.acked, summary.skippedByReason],
+    [8010, 8000, 8000, FIXTURE_SKIPS],
+  );
 });
 
 Deno.test("replay paces by exchange time with --speed", async () => {

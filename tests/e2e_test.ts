@@ -24,6 +24,7 @@ import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { partitionFor } from "../lib/memory_broker.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
+import type { ProducerSummary, ReplaySummary } from "../lib/summary.ts";
 import { RECORD_HEADERS, transform } from "../transform.ts";
 import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
@@ -39,7 +40,7 @@ const PROCESS_LIMIT_MS = 180_000;
 const PERMISSIONS: Record<string, string[]> = {
   "producer.ts": ["--allow-net", "--allow-read", "--allow-write", "--allow-env"],
   "consumer.ts": ["--allow-net", "--allow-read", "--allow-env"],
-  "replay.ts": ["--allow-read", "--allow-env", "--allow-net"],
+  "replay.ts": ["--allow-read", "--allow-env", "--allow-net", "--allow-write"],
 };
 
 // --- processes --------------------------------------------------------------------------------
@@ -315,59 +316,38 @@ function sorted(values: readonly string[]): string[] {
   return [...values].sort();
 }
 
-/** Runs the producer against a fake Polygon server replaying `frames`; SIGTERM once all are sent. */
+/**
+ * Runs the producer against a fake Polygon server replaying `frames`; SIGTERM once all are sent.
+ * Returns its output and the summary it wrote (`--summary`).
+ */
 async function produceThroughFake(
   frames: readonly string[],
   env: Record<string, string>,
   args: string[] = [],
-): Promise<Finished & { framesSent: number }> {
+): Promise<Finished & { framesSent: number; summary: ProducerSummary }> {
   const fake = startFakePolygon({ frames, apiKey: API_KEY });
+  const dir = await Deno.makeTempDir({ prefix: "e2e_summary_" });
   try {
     const producer = new ScriptProcess(
       "producer.ts",
-      ["--url", fake.url, "--pairs", "*", ...args],
+      ["--url", fake.url, "--pairs", "*", "--summary", `${dir}/summary.json`, ...args],
       { POLYGON_API_KEY: API_KEY, ...env },
     );
     // If the producer dies early, the fake never finishes: stop waiting then.
     await Promise.race([fake.done, producer.finished]);
     producer.kill("SIGTERM");
-    return { ...(await producer.finished), framesSent: fake.stats.framesSent };
+    const finished = await producer.finished;
+    const summary = await Deno.readTextFile(`${dir}/summary.json`).then(
+      (text) => JSON.parse(text) as ProducerSummary,
+      (error) => {
+        throw new Error(`the producer wrote no summary (${error}):\n${finished.stderr}`);
+      },
+    );
+    return { ...finished, framesSent: fake.stats.framesSent, summary };
   } finally {
     await fake.close();
+    await Deno.remove(dir, { recursive: true });
   }
-}
-
-interface FinalCounts {
-  frames: number;
-  events: number;
-  records: number;
-  acked: number;
-  skipped: number;
-  /** The skip reasons, as printed: "status=1". */
-  skips: string;
-  dropped: number;
-  gaps: number;
-  sendErrors: number;
-}
-
-/** The producer's last counts line, parsed. */
-function finalCounts(stderr: string): FinalCounts {
-  const m =
-    /final: (\d+) frames, (\d+) events, (\d+) records, (\d+) acked, (\d+) skipped \(([^)]*)\), (\d+) frames dropped, (\d+) gaps, (\d+) send errors/
-      .exec(stderr);
-  if (!m) throw new Error(`no final counts line on stderr:\n${stderr}`);
-  const n = (i: number) => Number(m[i]);
-  return {
-    frames: n(1),
-    events: n(2),
-    records: n(3),
-    acked: n(4),
-    skipped: n(5),
-    skips: m[6]!,
-    dropped: n(7),
-    gaps: n(8),
-    sendErrors: n(9),
-  };
 }
 
 /** Asserts that none of the secrets (a password, PEM files) shows in the output. */
@@ -414,19 +394,27 @@ captureTest({
     equal(producer.framesSent, 9857);
     equal(producer.code, 0, producer.stderr);
     match(producer.stderr, new RegExp(`topic "${topic}" exists with 6 partitions; left as it is`));
-    // The 9857 frames plus the server's "connected" status frame, whose event is skipped.
-    deepStrictEqual(finalCounts(producer.stderr), {
+    // The 9857 frames plus the server's "subscribed to" status frame, whose event is skipped.
+    const counts = producer.summary;
+    deepStrictEqual({ ...counts, reconnects: counts.reconnects.length }, {
+      summary: 1,
       frames: 9858,
       events: 10796,
       records: 10795,
       acked: 10795,
       skipped: 1,
-      skips: "status=1",
-      dropped: 0,
+      skippedByReason: { status: 1 },
+      framesDropped: 0,
       gaps: 0,
       sendErrors: 0,
+      produceRetries: 0,
+      producerResets: 0,
+      framesRecorded: null,
+      reconnects: 0,
+      topics: ["XQ.*"],
+      error: null,
+      exitCode: 0,
     });
-    const counts = finalCounts(producer.stderr);
     equal(counts.events, counts.records + counts.skipped);
 
     const consumer = await run(
@@ -473,13 +461,19 @@ captureTest({
     const config = brokerConfig(b);
     const topic = uniqueTopic("e2e-replay");
     await createKeepingTopic(config, topic, 6);
+    const dir = await Deno.makeTempDir({ prefix: "e2e_replay_" });
     const result = await run(
       "replay.ts",
-      [CAPTURE, "--to", "kafka"],
+      [CAPTURE, "--to", "kafka", "--summary", `${dir}/summary.json`],
       kafkaEnv(b, "plaintext", topic),
     );
     equal(result.code, 0, result.stderr);
-    match(result.stderr, /replay: 9857 frames, 10795 events, 10795 records, 0 skipped \(none\)/);
+    const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`)) as ReplaySummary;
+    await Deno.remove(dir, { recursive: true });
+    deepStrictEqual(
+      [summary.frames, summary.events, summary.records, summary.acked, summary.skipped],
+      [9857, 10795, 10795, 10795, 0],
+    );
     equal(result.stdout, "");
     const replayed = await replayOfCapture();
     const records = await readTopic(config, topic, 10795);
@@ -522,7 +516,7 @@ for (
       const producer = await produceThroughFake(frames, env, ["--partitions", "2"]);
       equal(producer.code, 0, producer.stderr);
       match(producer.stderr, new RegExp(`created topic "${topic}" with 2 partitions`));
-      const counts = finalCounts(producer.stderr);
+      const counts = producer.summary;
       equal(counts.records, 200);
       equal(counts.acked, 200);
 
@@ -647,7 +641,7 @@ Deno.test({
     equal(producer.code, 0, producer.stderr);
     ok(producer.stderr.includes(`created topic "${topic}" with 4 partitions`), producer.stderr);
     ok(producer.stderr.includes(`created topic "${topic}.gaps" with 1 partition`));
-    equal(finalCounts(producer.stderr).acked, 16);
+    equal(producer.summary.acked, 16);
     const meta = await withAdmin(
       config,
       (admin) => admin.fetchTopicMetadata({ topics: [topic, `${topic}.gaps`] }),

@@ -1,10 +1,9 @@
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
-import { brokerConfig, type KafkaBroker, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
+import { startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
+import { readTopic } from "./helpers/reliability.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { transform } from "../transform.ts";
-import { openKafka } from "../lib/kafka.ts";
-import type { InRecord } from "../lib/sink.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FIXTURE = new URL("../fixtures/btc.jsonl", import.meta.url).pathname;
@@ -12,25 +11,6 @@ const KEY = "pk_test_3f9a0c7e5b1d4a2c8e6f";
 
 function values(frames: string[]): string[] {
   return frames.flatMap((f) => transform(f).records.map((r) => r.value));
-}
-
-async function readTopic(broker: KafkaBroker, topic: string, n: number): Promise<InRecord[]> {
-  const kafka = await openKafka(brokerConfig(broker, "plaintext", { topic }), { log: () => {} });
-  const source = kafka.source({ groupId: `g-${topic}`, topic, from: "earliest" });
-  const out: InRecord[] = [];
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), 60_000);
-  try {
-    await source.consume((batch) => {
-      out.push(...batch);
-      if (out.length >= n) stop.abort();
-    }, { signal: stop.signal });
-  } finally {
-    clearTimeout(timer);
-    await source.close();
-    await kafka.close();
-  }
-  return out;
 }
 
 Deno.test({
@@ -99,7 +79,7 @@ Deno.test({
       equal(header.subscription, "XQ.*");
       deepStrictEqual(values(await readAllFrames(recording)), expected);
       // Kafka holds every record once, keyed by symbol, stamped with the exchange time.
-      const got = await readTopic(broker, topic, expected.length);
+      const got = await readTopic(broker, topic);
       equal(got.length, expected.length);
       deepStrictEqual(got.map((r) => r.value).sort(), [...expected].sort());
       for (const r of got) {

@@ -67,21 +67,21 @@ export function quoteFrames(count: number, start = 0): string[] {
  * The producer's `final:` summary line, parsed.
  * @deprecated Read {@linkcode ProducerProcess.summary} (the `--summary` file) instead.
  */
-export interface FinalCounts {
-  framesIn: number;
-  events: number;
-  records: number;
-  acked: number;
-  skipped: number;
-  skippedByReason: Record<string, number>;
-  framesDropped: number;
-  gaps: number;
-  sendErrors: number;
-  /** Produce requests the Kafka client retried with the same sequence numbers. */
-  produceRetries: number;
-  /** Times the producer started again under a new producer id (duplicates possible). */
-  producerResets: number;
-}
+export type FinalCounts =
+  & Pick<
+    ProducerSummary,
+    | "events"
+    | "records"
+    | "acked"
+    | "skipped"
+    | "skippedByReason"
+    | "framesDropped"
+    | "gaps"
+    | "sendErrors"
+    | "produceRetries"
+    | "producerResets"
+  >
+  & { framesIn: number };
 
 const FINAL_RE = new RegExp(
   String.raw`final: (\d+) frames, (\d+) events, (\d+) records, (\d+) acked, (\d+) skipped ` +
