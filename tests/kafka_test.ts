@@ -122,6 +122,19 @@ async function failure(config: KafkaConfig): Promise<{ error: Error; ms: number 
   throw new Error("connect succeeded but was expected to fail");
 }
 
+/** One way to fail authentication with the broker, and what the error must say. */
+interface AuthFailureCase {
+  name: string;
+  /** The client config that fails. */
+  config(): KafkaConfig;
+  /** How the message starts, when that matters. */
+  startsWith?: string;
+  /** Texts the message holds. */
+  says: string[];
+  /** A secret neither the message nor the client's log lines may hold. */
+  secret?: string;
+}
+
 let broker: KafkaBroker | undefined;
 async function kafka(): Promise<KafkaBroker> {
   broker ??= await startKafka();
@@ -357,73 +370,70 @@ for (const client of KAFKA_CLIENTS) {
   }
 
   Deno.test({
-    name: `${client}: a CA that did not sign the broker certificate fails fast with KafkaAuthError`,
-    ignore: EXTERNAL_KAFKA,
-    ...KAFKA_TEST,
-    async fn() {
-      const b = await kafka();
-      const s = requireSecure(b, "a TLS test");
-      const config = cfg(b, "ssl", { connectTimeoutMs: 20_000 });
-      config.ssl!.ca = Deno.readTextFileSync(s.untrustedCaPem);
-      const { error, ms } = await failure(config);
-      ok(error instanceof KafkaAuthError, `${error}`);
-      ok(error instanceof KafkaUnreachableError);
-      equal(error.name, "KafkaAuthError");
-      equal((error as KafkaAuthError).exitCode, 5);
-      ok(error.message.startsWith(`Cannot connect to Kafka at "${s.ssl}" (ssl): TLS handshake`));
-      ok(error.message.includes("not signed by the CA in KAFKA_SSL_CA"), error.message);
-      ok(ms < 5_000, `took ${ms} ms`);
-    },
-  });
-
-  Deno.test({
     name:
-      `${client}: a client certificate the broker does not trust fails fast with KafkaAuthError`,
+      `${client}: an untrusted CA, an untrusted client certificate or a wrong SCRAM password fails fast with KafkaAuthError, the password never shown`,
     ignore: EXTERNAL_KAFKA,
     ...KAFKA_TEST,
-    async fn() {
+    async fn(t) {
       const b = await kafka();
-      const s = requireSecure(b, "a TLS test");
-      const config = cfg(b, "ssl", { connectTimeoutMs: 20_000 });
-      config.ssl!.cert = Deno.readTextFileSync(s.untrustedCertPem);
-      config.ssl!.key = Deno.readTextFileSync(s.untrustedKeyPem);
-      const { error, ms } = await failure(config);
-      ok(error instanceof KafkaAuthError, `${error}`);
-      ok(error.message.includes("the broker rejected the client certificate"), error.message);
-      ok(error.message.includes(`"${s.ssl}"`), error.message);
-      ok(ms < 5_000, `took ${ms} ms`);
-    },
-  });
-
-  Deno.test({
-    name: `${client}: a wrong SCRAM password fails fast with KafkaAuthError and is never shown`,
-    ignore: EXTERNAL_KAFKA,
-    ...KAFKA_TEST,
-    async fn() {
-      const b = await kafka();
-      const s = requireSecure(b, "a SCRAM test");
+      const s = requireSecure(b, "a TLS and SCRAM test");
       const password = `wrong-${crypto.randomUUID()}`;
-      const config = cfg(b, "sasl_ssl", {
-        connectTimeoutMs: 20_000,
-        sasl: { mechanism: "scram-sha-512", username: s.scramSha512.username, password },
-      });
-      const { error, ms } = await failure(config);
-      ok(error instanceof KafkaAuthError, `${error}`);
-      ok(
-        error.message.includes(
-          `SCRAM-SHA-512 authentication failed for user "${s.scramSha512.username}"`,
-        ),
-        error.message,
-      );
-      ok(error.message.includes("KAFKA_SASL_PASSWORD"), error.message);
-      ok(!error.message.includes(password));
-      ok(ms < 5_000, `took ${ms} ms`);
-      // Whatever the client logs meanwhile never shows the password.
-      const lines: string[] = [];
-      const k = await openKafka(config, { log: (l) => lines.push(l) });
-      await rejects(k.admin.listTopics());
-      await k.close();
-      deepStrictEqual(lines.filter((l) => l.includes(password)), []);
+      const cases: AuthFailureCase[] = [
+        {
+          name: "a CA that did not sign the broker certificate",
+          config() {
+            const config = cfg(b, "ssl", { connectTimeoutMs: 20_000 });
+            config.ssl!.ca = Deno.readTextFileSync(s.untrustedCaPem);
+            return config;
+          },
+          startsWith: `Cannot connect to Kafka at "${s.ssl}" (ssl): TLS handshake`,
+          says: ["not signed by the CA in KAFKA_SSL_CA"],
+        },
+        {
+          name: "a client certificate the broker does not trust",
+          config() {
+            const config = cfg(b, "ssl", { connectTimeoutMs: 20_000 });
+            config.ssl!.cert = Deno.readTextFileSync(s.untrustedCertPem);
+            config.ssl!.key = Deno.readTextFileSync(s.untrustedKeyPem);
+            return config;
+          },
+          says: ["the broker rejected the client certificate", `"${s.ssl}"`],
+        },
+        {
+          name: "a wrong SCRAM password",
+          config: () =>
+            cfg(b, "sasl_ssl", {
+              connectTimeoutMs: 20_000,
+              sasl: { mechanism: "scram-sha-512", username: s.scramSha512.username, password },
+            }),
+          says: [
+            `SCRAM-SHA-512 authentication failed for user "${s.scramSha512.username}"`,
+            "KAFKA_SASL_PASSWORD",
+          ],
+          secret: password,
+        },
+      ];
+      for (const c of cases) {
+        await t.step(c.name, async () => {
+          const config = c.config();
+          const { error, ms } = await failure(config);
+          ok(error instanceof KafkaAuthError, `${error}`);
+          ok(error instanceof KafkaUnreachableError);
+          equal(error.name, "KafkaAuthError");
+          equal(error.exitCode, 5);
+          if (c.startsWith) ok(error.message.startsWith(c.startsWith), error.message);
+          for (const text of c.says) ok(error.message.includes(text), error.message);
+          ok(ms < 5_000, `took ${ms} ms`);
+          if (c.secret === undefined) return;
+          ok(!error.message.includes(c.secret));
+          // Whatever the client logs meanwhile never shows the secret.
+          const lines: string[] = [];
+          const k = await openKafka(config, { log: (l) => lines.push(l) });
+          await rejects(k.admin.listTopics());
+          await k.close();
+          deepStrictEqual(lines.filter((l) => l.includes(c.secret!)), []);
+        });
+      }
     },
   });
 
