@@ -21,6 +21,7 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
+import { spreadStages } from "./lib/spread_metrics.ts";
 import { FlushTimeoutError, Pipeline } from "./lib/pipeline.ts";
 import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
 import { RecordingWriter } from "./lib/recording.ts";
@@ -64,6 +65,7 @@ async function main(): Promise<number> {
     })
     : undefined;
   const pipeline = new Pipeline(sink, {
+    ...spreadStages(metrics),
     topic: kafkaConfig.topic,
     gapsTopic: kafkaConfig.gapsTopic,
     batchMax: kafkaConfig.batchMax,

@@ -6,19 +6,19 @@
  * --allow-net (Kafka, only with --to kafka).
  */
 import {
-  emptySkips,
+  createSpreadTransform,
   SKIP_REASONS,
   type SkipCounts,
   type SkipReason,
   type SpreadRecord,
-  transformInto,
 } from "./transform.ts";
 import {
   buildKafkaConfig,
   ConfigError,
+  DEFAULTS,
   entryEnv,
   parseSettings,
-  type Settings,
+  type SettingsOf,
   usage,
 } from "./lib/config.ts";
 import { formatCounts, LineWriter, runMain } from "./lib/cli.ts";
@@ -40,16 +40,8 @@ const HELP = usage(
 /** Frames queued ahead of the transform during a replay into a sink. */
 export const REPLAY_QUEUE_MAX = 10_000;
 
-/** Parsed replay options. */
-interface ReplayOptions {
-  path: string;
-  to: "stdout" | "kafka" | "memory";
-  speed: number;
-}
-
-function parseReplay(
-  args: string[],
-): { options?: ReplayOptions; settings: Settings } {
+/** Replay's settings and the recording's path (undefined with --help). */
+function parseReplay(args: string[]): { path?: string; settings: SettingsOf<"replay"> } {
   const parsed = parseSettings("replay", args, {
     env: entryEnv(),
     allowPositionals: true,
@@ -60,15 +52,7 @@ function parseReplay(
       `Expected one recording FILE (or - for stdin), got ${parsed.positionals.length}; see --help`,
     );
   }
-  const to = String(parsed.settings.to);
-  if (to !== "stdout" && to !== "kafka" && to !== "memory") {
-    throw new ConfigError(`--to must be one of stdout, kafka, memory, got "${to}"`);
-  }
-  const speed = Number(parsed.settings.speed);
-  if (!Number.isFinite(speed) || speed < 0) {
-    throw new ConfigError(`--speed must be a number of at least 0, got "${parsed.settings.speed}"`);
-  }
-  return { options: { path: parsed.positionals[0]!, to, speed }, settings: parsed.settings };
+  return { path: parsed.positionals[0]!, settings: parsed.settings };
 }
 
 /** Paces frames by exchange time: waits until (t - t0) / speed has elapsed since the start. */
@@ -98,50 +82,52 @@ function firstTime(text: string): number | undefined {
 }
 
 async function main(): Promise<number> {
-  const { options, settings } = parseReplay(Deno.args);
-  if (!options) {
+  const { path, settings } = parseReplay(Deno.args);
+  if (path === undefined) {
     console.log(HELP);
     return 0;
   }
+  const { to, speed } = settings;
   let recording;
   try {
-    recording = await openRecording(options.path);
+    recording = await openRecording(path);
   } catch (error) {
     if (error instanceof RecordingError) throw new ConfigError(error.message, { cause: error });
     throw error;
   }
-  const pacer = new Pacer(options.speed);
+  const pacer = new Pacer(speed);
   const started = performance.now();
+  const transform = createSpreadTransform();
+  const skipped = transform.skipped;
   let frames = 0;
 
-  if (options.to === "stdout") {
+  if (to === "stdout") {
     const out = new LineWriter();
     const records: SpreadRecord[] = [];
-    const skipped = emptySkips();
     let events = 0;
     let count = 0;
     for await (const frame of recording.frames) {
       frames++;
-      if (options.speed > 0) await pacer.wait(firstTime(frame));
-      events += transformInto(frame, records, skipped);
+      if (speed > 0) await pacer.wait(firstTime(frame));
+      events += transform.frame(frame, records);
       for (const r of records) await out.line(r.value);
       count += records.length;
       records.length = 0;
       if (out.broken) break;
-      if (options.speed > 0) await out.flush();
+      if (speed > 0) await out.flush();
     }
     await out.close();
     summary(frames, events, count, skipped, performance.now() - started);
-    return checkPolygon(options.path, frames, count, skipped);
+    return checkPolygon(path, frames, count, skipped);
   }
 
   let sink: RecordSink;
   let kafka: KafkaClient | undefined;
-  let topic = String(settings.topic);
-  let batchMax = Number(settings.batchMax);
-  let lingerMs = Number(settings.lingerMs);
-  let shutdownMs = 10_000;
-  const memory = options.to === "memory" ? new MemoryBroker() : undefined;
+  let topic = settings.topic;
+  let batchMax = settings.batchMax;
+  let lingerMs = settings.lingerMs;
+  let shutdownMs: number = DEFAULTS.shutdownTimeoutMs;
+  const memory = to === "memory" ? new MemoryBroker() : undefined;
   if (memory) {
     sink = memory.sink();
   } else {
@@ -154,12 +140,18 @@ async function main(): Promise<number> {
   }
   // A file can wait (offer() blocks while the queue is full), so a small bound keeps memory
   // flat without dropping anything; the live producer's larger bound absorbs network bursts.
-  const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs, queueMax: REPLAY_QUEUE_MAX });
+  const pipeline = new Pipeline(sink, {
+    transform,
+    topic,
+    batchMax,
+    lingerMs,
+    queueMax: REPLAY_QUEUE_MAX,
+  });
   pipeline.start();
   try {
     for await (const frame of recording.frames) {
       frames++;
-      if (options.speed > 0) await pacer.wait(firstTime(frame));
+      if (speed > 0) await pacer.wait(firstTime(frame));
       await pipeline.offer(frame, Date.now());
     }
     await pipeline.close(Math.max(shutdownMs, 60_000));
@@ -168,7 +160,7 @@ async function main(): Promise<number> {
     await kafka?.close();
   }
   const c = pipeline.counts;
-  summary(frames, c.events, c.acked, c.skipped, performance.now() - started);
+  summary(frames, c.events, c.acked, skipped, performance.now() - started);
   if (kafka) {
     const stats = (sink as KafkaSink).stats;
     console.error(
@@ -180,7 +172,7 @@ async function main(): Promise<number> {
     const parts = memory.records(topic).map((p) => p.length);
     console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);
   }
-  return checkPolygon(options.path, frames, c.records, c.skipped);
+  return checkPolygon(path, frames, c.records, skipped);
 }
 
 /** Skip reasons of a line that is not a Polygon frame at all (no event object in it). */
@@ -216,7 +208,7 @@ function summary(
   frames: number,
   events: number,
   records: number,
-  skipped: ReturnType<typeof emptySkips>,
+  skipped: SkipCounts,
   ms: number,
 ): void {
   const skips = Object.values(skipped).reduce((a, b) => a + b, 0);

@@ -6,7 +6,7 @@
  * with the spread computed exactly in decimal from the JSON number texts.
  */
 import { subtract } from "./lib/decimal.ts";
-import { type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
+import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
 /** Why an event (or a whole frame) produced no record. */
 export type SkipReason =
@@ -84,102 +84,6 @@ const MAX_PAIR_LENGTH = 64;
 const MAX_DATE_MS = 8.64e15;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
-
-let secondStart = Number.NaN;
-let secondPrefix = "";
-
-/**
- * The record value up to the milliseconds of its timestamp, `{"timestamp":"2021-07-21T00:46:56.`,
- * for the second holding `t`. Cached: quotes arrive in time order, so most share the last second.
- */
-function valuePrefix(t: number): string {
-  const second = t - (t % 1000);
-  if (second !== secondStart) {
-    const iso = new Date(second).toISOString();
-    // Years beyond 9999 have a longer date part; the milliseconds are the last four characters.
-    secondPrefix = '{"timestamp":"' + iso.slice(0, iso.length - 4);
-    secondStart = second;
-  }
-  return secondPrefix;
-}
-
-const symbolParts = new Map<string, string>();
-
-/** The record value from the `Z` of the timestamp to the spread: `Z","symbol":"…","spread":`. */
-function symbolPart(pair: string): string {
-  let part = symbolParts.get(pair);
-  if (part === undefined) {
-    if (symbolParts.size >= 10_000) symbolParts.clear();
-    part = `Z","symbol":${JSON.stringify(pair)},"spread":`;
-    symbolParts.set(pair, part);
-  }
-  return part;
-}
-
-// Result registers of scanNumber (avoids an allocation per number).
-let scanCoef = 0;
-let scanPlaces = 0;
-
-/**
- * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
- * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
- * Returns the end index, or -1 when the key is not found, the number needs the general path,
- * or its value is not `value` (then the text found is not this event's number).
- */
-function scanNumber(text: string, key: string, from: number, value: number): number {
-  const k = text.indexOf(key, from);
-  if (k === -1) return -1;
-  let i = k + key.length;
-  const n = text.length;
-  let coef = 0;
-  let digits = 0;
-  let frac = 0;
-  let dot = false;
-  let c = text.charCodeAt(i);
-  if (c === 45) return -1; // negative prices are rejected before this point anyway
-  for (; i < n; i++) {
-    c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      if (coef !== 0 || c !== 48) {
-        coef = coef * 10 + (c - 48);
-        digits++;
-      }
-      if (dot) frac++;
-    } else if (c === 46 && !dot) dot = true;
-    else break;
-  }
-  if (digits > 15) return -1;
-  let places = frac;
-  if (c === 101 || c === 69) {
-    let j = i + 1;
-    let sign = 1;
-    c = text.charCodeAt(j);
-    if (c === 45 || c === 43) {
-      if (c === 45) sign = -1;
-      j++;
-    }
-    let exp = 0;
-    const expStart = j;
-    for (; j < n; j++) {
-      c = text.charCodeAt(j);
-      if (c < 48 || c > 57 || exp > 1000) break;
-      exp = exp * 10 + (c - 48);
-    }
-    if (j === expStart) return -1;
-    i = j;
-    places -= sign * exp;
-  }
-  if (places < 0) {
-    if (places < -15 || digits - places > 15) return -1;
-    coef *= POW10[-places]!;
-    places = 0;
-  }
-  if (places > 22 || coef / POW10[places]! !== value) return -1;
-  scanCoef = coef;
-  scanPlaces = places;
-  return i;
-}
-
 const ZEROS = ["", "0", "00", "000", "0000", "00000"];
 
 /**
@@ -222,137 +126,255 @@ function parseWithSources(text: string, sources: Sources): unknown {
   );
 }
 
-// Per-frame state of the source-text lookup, in module variables rather than an object per
-// frame (the transform is synchronous, so one frame is in flight at a time).
-let frameText = "";
-/** Where the next event's numbers are searched from. */
-let frameCursor = 0;
-/** Events of the slow-path parse and their number texts, made on first need. */
-let slowEvents: unknown[] | undefined;
-let slowSourceMap: Sources | undefined;
-
-function slowSources(index: number): { bp?: string; ap?: string } | undefined {
-  if (slowSourceMap === undefined) {
-    slowSourceMap = new WeakMap();
-    const parsed = parseWithSources(frameText, slowSourceMap);
-    slowEvents = Array.isArray(parsed) ? parsed : [parsed];
-  }
-  const ev = slowEvents![index];
-  return typeof ev === "object" && ev !== null ? slowSourceMap.get(ev) : undefined;
-}
-
-function event(
-  ev: unknown,
-  index: number,
-  records: SpreadRecord[],
-  skipped: SkipCounts,
-): void {
-  if (typeof ev !== "object" || ev === null) {
-    skipped.not_an_object++;
-    return;
-  }
-  if (Array.isArray(ev)) {
-    skipped.nested_array++;
-    return;
-  }
-  const e = ev as Record<string, unknown>;
-  const kind = e.ev;
-  if (kind !== "XQ") {
-    if (kind === "status") skipped.status++;
-    else skipped.other_event++;
-    return;
-  }
-  const pair = e.pair;
-  if (typeof pair !== "string" || pair.length === 0 || pair.length > MAX_PAIR_LENGTH) {
-    skipped.bad_pair++;
-    return;
-  }
-  const bp = e.bp;
-  if (typeof bp !== "number" || !(bp > 0) || bp === Infinity) {
-    skipped.bad_bid++;
-    return;
-  }
-  const ap = e.ap;
-  if (typeof ap !== "number" || !(ap > 0) || ap === Infinity) {
-    skipped.bad_ask++;
-    return;
-  }
-  const t = e.t;
-  if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
-    skipped.bad_time++;
-    return;
-  }
-  const r = typeof e.r === "number" ? e.r : undefined;
-  // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
-  // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
-  // odd spacing or key order).
-  let spread: string | undefined;
-  const text = frameText;
-  const bpEnd = scanNumber(text, '"bp":', frameCursor, bp);
-  if (bpEnd !== -1) {
-    const bc = scanCoef;
-    const bs = scanPlaces;
-    // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
-    let apEnd = scanNumber(text, '"ap":', bpEnd, ap);
-    if (apEnd === -1) apEnd = scanNumber(text, '"ap":', frameCursor, ap);
-    if (apEnd !== -1) {
-      frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
-      const s = bs > scanPlaces ? bs : scanPlaces;
-      const ai = scanCoef * POW10[s - scanPlaces]!;
-      const bi = bc * POW10[s - bs]!;
-      const d = ai - bi;
-      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
-    }
-  }
-  if (spread === undefined) {
-    const src = slowSources(index);
-    spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
-  }
-  records.push({
-    key: pair,
-    value: valuePrefix(t) + PAD3[t % 1000] + symbolPart(pair) + spread + "}",
-    timestamp: t,
-    headers: RECORD_HEADERS,
-    symbol: pair,
-    spread,
-    t,
-    r,
-    bp,
-    ap,
-  });
-}
-
 /**
- * Transforms one frame, appending records to `records` and counting skips into `skipped`.
- * Returns the number of events seen. Never throws on bad input. This is the allocation-light
- * form the pipeline uses; {@linkcode transform} wraps it.
+ * The XQ (crypto quote) transform. Its caches (the value prefix of the current second, the
+ * symbol parts) and its per-frame scan state are its own, so two transforms in one process never
+ * interfere. Made by {@linkcode createSpreadTransform}.
  */
-export function transformInto(text: string, records: SpreadRecord[], skipped: SkipCounts): number {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    skipped.invalid_json++;
+export class SpreadTransform implements FrameTransform<SpreadRecord> {
+  /** The Polygon channel it maps: crypto quotes. */
+  readonly channel = "XQ";
+  /** Skips by reason since it was made. */
+  readonly skipped: SkipCounts = emptySkips();
+
+  #secondStart = Number.NaN;
+  #secondPrefix = "";
+  #symbolParts = new Map<string, string>();
+  // Result registers of #scanNumber (avoids an allocation per number).
+  #scanCoef = 0;
+  #scanPlaces = 0;
+  // Per-frame state of the source-text lookup, in fields rather than an object per frame (a
+  // frame is transformed synchronously, so one is in flight at a time).
+  #frameText = "";
+  /** Where the next event's numbers are searched from. */
+  #frameCursor = 0;
+  /** Events of the slow-path parse and their number texts, made on first need. */
+  #slowEvents: unknown[] | undefined;
+  #slowSourceMap: Sources | undefined;
+
+  /**
+   * Transforms one frame, appending its records to `records` and counting skips in
+   * {@linkcode SpreadTransform.skipped}. Returns the number of events seen. Never throws on
+   * bad input.
+   */
+  frame(text: string, records: SpreadRecord[]): number {
+    const skipped = this.skipped;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      skipped.invalid_json++;
+      return 1;
+    }
+    this.#frameText = text;
+    this.#frameCursor = 0;
+    this.#slowEvents = undefined;
+    this.#slowSourceMap = undefined;
+    if (Array.isArray(parsed)) {
+      for (let i = 0; i < parsed.length; i++) this.#event(parsed[i], i, records, skipped);
+      return parsed.length;
+    }
+    if (typeof parsed === "object" && parsed !== null) {
+      this.#event(parsed, 0, records, skipped);
+      return 1;
+    }
+    skipped.not_a_frame++;
     return 1;
   }
-  frameText = text;
-  frameCursor = 0;
-  slowEvents = undefined;
-  slowSourceMap = undefined;
-  if (Array.isArray(parsed)) {
-    for (let i = 0; i < parsed.length; i++) event(parsed[i], i, records, skipped);
-    return parsed.length;
+
+  /**
+   * The record value up to the milliseconds of its timestamp, `{"timestamp":"2021-07-21T00:46:56.`,
+   * for the second holding `t`. Cached: quotes arrive in time order, so most share the last second.
+   */
+  #valuePrefix(t: number): string {
+    const second = t - (t % 1000);
+    if (second !== this.#secondStart) {
+      const iso = new Date(second).toISOString();
+      // Years beyond 9999 have a longer date part; the milliseconds are the last four characters.
+      this.#secondPrefix = '{"timestamp":"' + iso.slice(0, iso.length - 4);
+      this.#secondStart = second;
+    }
+    return this.#secondPrefix;
   }
-  if (typeof parsed === "object" && parsed !== null) {
-    event(parsed, 0, records, skipped);
-    return 1;
+
+  /** The record value from the `Z` of the timestamp to the spread: `Z","symbol":"…","spread":`. */
+  #symbolPart(pair: string): string {
+    const parts = this.#symbolParts;
+    let part = parts.get(pair);
+    if (part === undefined) {
+      if (parts.size >= 10_000) parts.clear();
+      part = `Z","symbol":${JSON.stringify(pair)},"spread":`;
+      parts.set(pair, part);
+    }
+    return part;
   }
-  skipped.not_a_frame++;
-  return 1;
+
+  /**
+   * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
+   * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
+   * Returns the end index, or -1 when the key is not found, the number needs the general path,
+   * or its value is not `value` (then the text found is not this event's number).
+   */
+  #scanNumber(text: string, key: string, from: number, value: number): number {
+    const k = text.indexOf(key, from);
+    if (k === -1) return -1;
+    let i = k + key.length;
+    const n = text.length;
+    let coef = 0;
+    let digits = 0;
+    let frac = 0;
+    let dot = false;
+    let c = text.charCodeAt(i);
+    if (c === 45) return -1; // negative prices are rejected before this point anyway
+    for (; i < n; i++) {
+      c = text.charCodeAt(i);
+      if (c >= 48 && c <= 57) {
+        if (coef !== 0 || c !== 48) {
+          coef = coef * 10 + (c - 48);
+          digits++;
+        }
+        if (dot) frac++;
+      } else if (c === 46 && !dot) dot = true;
+      else break;
+    }
+    if (digits > 15) return -1;
+    let places = frac;
+    if (c === 101 || c === 69) {
+      let j = i + 1;
+      let sign = 1;
+      c = text.charCodeAt(j);
+      if (c === 45 || c === 43) {
+        if (c === 45) sign = -1;
+        j++;
+      }
+      let exp = 0;
+      const expStart = j;
+      for (; j < n; j++) {
+        c = text.charCodeAt(j);
+        if (c < 48 || c > 57 || exp > 1000) break;
+        exp = exp * 10 + (c - 48);
+      }
+      if (j === expStart) return -1;
+      i = j;
+      places -= sign * exp;
+    }
+    if (places < 0) {
+      if (places < -15 || digits - places > 15) return -1;
+      coef *= POW10[-places]!;
+      places = 0;
+    }
+    if (places > 22 || coef / POW10[places]! !== value) return -1;
+    this.#scanCoef = coef;
+    this.#scanPlaces = places;
+    return i;
+  }
+
+  #slowSources(index: number): { bp?: string; ap?: string } | undefined {
+    if (this.#slowSourceMap === undefined) {
+      this.#slowSourceMap = new WeakMap();
+      const parsed = parseWithSources(this.#frameText, this.#slowSourceMap);
+      this.#slowEvents = Array.isArray(parsed) ? parsed : [parsed];
+    }
+    const ev = this.#slowEvents![index];
+    return typeof ev === "object" && ev !== null ? this.#slowSourceMap.get(ev) : undefined;
+  }
+
+  #event(ev: unknown, index: number, records: SpreadRecord[], skipped: SkipCounts): void {
+    if (typeof ev !== "object" || ev === null) {
+      skipped.not_an_object++;
+      return;
+    }
+    if (Array.isArray(ev)) {
+      skipped.nested_array++;
+      return;
+    }
+    const e = ev as Record<string, unknown>;
+    const kind = e.ev;
+    if (kind !== "XQ") {
+      if (kind === "status") skipped.status++;
+      else skipped.other_event++;
+      return;
+    }
+    const pair = e.pair;
+    if (typeof pair !== "string" || pair.length === 0 || pair.length > MAX_PAIR_LENGTH) {
+      skipped.bad_pair++;
+      return;
+    }
+    const bp = e.bp;
+    if (typeof bp !== "number" || !(bp > 0) || bp === Infinity) {
+      skipped.bad_bid++;
+      return;
+    }
+    const ap = e.ap;
+    if (typeof ap !== "number" || !(ap > 0) || ap === Infinity) {
+      skipped.bad_ask++;
+      return;
+    }
+    const t = e.t;
+    if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+      skipped.bad_time++;
+      return;
+    }
+    const r = typeof e.r === "number" ? e.r : undefined;
+    // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
+    // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
+    // odd spacing or key order).
+    let spread: string | undefined;
+    const text = this.#frameText;
+    const cursor = this.#frameCursor;
+    const bpEnd = this.#scanNumber(text, '"bp":', cursor, bp);
+    if (bpEnd !== -1) {
+      const bc = this.#scanCoef;
+      const bs = this.#scanPlaces;
+      // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
+      let apEnd = this.#scanNumber(text, '"ap":', bpEnd, ap);
+      if (apEnd === -1) apEnd = this.#scanNumber(text, '"ap":', cursor, ap);
+      if (apEnd !== -1) {
+        this.#frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
+        const as = this.#scanPlaces;
+        const s = bs > as ? bs : as;
+        const ai = this.#scanCoef * POW10[s - as]!;
+        const bi = bc * POW10[s - bs]!;
+        const d = ai - bi;
+        if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
+      }
+    }
+    if (spread === undefined) {
+      const src = this.#slowSources(index);
+      spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
+    }
+    records.push({
+      key: pair,
+      value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
+      timestamp: t,
+      headers: RECORD_HEADERS,
+      symbol: pair,
+      spread,
+      t,
+      r,
+      bp,
+      ap,
+    });
+  }
 }
 
 /**
- * Transforms the text of one WebSocket frame into spread records, in frame order.
+ * A new spread transform with its own caches and skip counts: one per pipeline (or replay).
+ * @example
+ * ```ts
+ * const spreads = createSpreadTransform();
+ * const records: SpreadRecord[] = [];
+ * spreads.frame('[{"ev":"XQ","pair":"BTC-USD","bp":1.5,"ap":1.75,"t":0}]', records);
+ * records[0].spread; // "0.25"
+ * ```
+ */
+export function createSpreadTransform(): SpreadTransform {
+  return new SpreadTransform();
+}
+
+/**
+ * Transforms the text of one WebSocket frame into spread records, in frame order, with a new
+ * {@linkcode SpreadTransform} (for one-off use: a pipeline keeps one transform).
  * @example
  * ```ts
  * const { records } = transform('[{"ev":"XQ","pair":"BTC-USD","bp":29603.82,"ap":29603.83,"t":1626828416892}]');
@@ -360,8 +382,8 @@ export function transformInto(text: string, records: SpreadRecord[], skipped: Sk
  * ```
  */
 export function transform(text: string): TransformResult {
+  const spreads = createSpreadTransform();
   const records: SpreadRecord[] = [];
-  const skipped = emptySkips();
-  const events = transformInto(text, records, skipped);
-  return { records, skipped, events };
+  const events = spreads.frame(text, records);
+  return { records, skipped: spreads.skipped, events };
 }

@@ -18,8 +18,8 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import { EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
-import type { RecordSink, RecordSource } from "./sink.ts";
+import { DEFAULTS, EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
+import type { RecordSink, RecordSource, StartFrom } from "./sink.ts";
 
 // The adapters' names and the default are declared with the settings (config.ts), once.
 export { DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS, type KafkaClientName } from "./config.ts";
@@ -132,8 +132,7 @@ export interface KafkaSinkOptions {
   onReset?: (line: string) => void;
 }
 
-/** Where a consumer group starts on partitions where it has committed nothing yet. */
-export type StartFrom = "earliest" | "latest" | Date;
+export type { StartFrom } from "./sink.ts";
 
 /** Options for {@linkcode KafkaClient.source}. */
 export interface KafkaSourceOptions {
@@ -167,7 +166,7 @@ export interface KafkaSourceOptions {
  * consumer that cannot heartbeat for this long (a stalled process) loses them and its
  * uncommitted records are read again by the member that takes over.
  */
-export const DEFAULT_SESSION_TIMEOUT_MS = 6_000;
+export const DEFAULT_SESSION_TIMEOUT_MS: number = DEFAULTS.sessionTimeoutMs;
 
 /** Options for {@linkcode KafkaClient.connect}. */
 export interface ConnectOptions {

@@ -26,7 +26,8 @@
  * Frames are handed to `onFrame` synchronously from the socket's message event: the read path
  * awaits nothing. The API key never appears in logs or errors.
  */
-import { ConfigError, EXIT } from "./config.ts";
+import type { Gap as GapOf } from "./gap.ts";
+import { ConfigError, DEFAULTS, EXIT } from "./config.ts";
 import type { ProducerMetrics } from "./metrics.ts";
 
 /** The client's state; the `connectionState` gauge shows it as 0 to 4. */
@@ -53,36 +54,30 @@ const STATE_GAUGE: Record<PolygonState, number> = {
   stopped: 0,
 };
 
-/** Why a connection was lost; the `reason` label of the reconnects counter. */
-export type LossReason =
-  /** The server closed the socket (or it dropped). */
-  | "closed"
-  /** The socket reported an error (refused, reset, TLS, …). */
-  | "error"
-  /** No frame for `staleAfterMs`, in any state (a probe went unanswered). */
-  | "stale"
-  /** The server sent status `auth_timeout`. */
-  | "auth_timeout"
-  /** The server sent status `auth_required` mid-stream. */
-  | "status"
-  /** The server sent status `force_disconnect`. */
-  | "force_disconnect"
-  /** The server sent status `slow_consumer`: we read too slowly. */
-  | "slow_consumer"
-  /** The socket answered, but no quote arrived for `quietAfterMs`. */
-  | "quiet"
-  /** No topic was confirmed or refused within `subscribeTimeoutMs`. */
-  | "subscribe_timeout";
+/**
+ * Why a connection was lost, with what each reason means; the `reason` label of the reconnects
+ * counter. The reasons, their type and {@linkcode LOSS_REASON_LIST} all come from this one table.
+ */
+export const LOSS_REASONS = {
+  closed: "the server closed the socket (or it dropped)",
+  error: "the socket reported an error (refused, reset, TLS, …)",
+  stale: "no frame for staleAfterMs, in any state (a probe went unanswered)",
+  auth_timeout: "the server sent status auth_timeout",
+  status: "the server sent status auth_required mid-stream",
+  force_disconnect: "the server sent status force_disconnect",
+  slow_consumer: "the server sent status slow_consumer: we read too slowly",
+  quiet: "the socket answered, but no quote arrived for quietAfterMs",
+  subscribe_timeout: "no topic was confirmed or refused within subscribeTimeoutMs",
+} as const;
 
-/** An interval during which we were not listening. */
-export interface Gap {
-  /** When the connection was lost (for staleness: when its last frame arrived), epoch ms. */
-  from: number;
-  /** When every topic was confirmed again (or the client stopped), epoch ms. */
-  to: number;
-  /** Why the connection that opened the gap was lost. */
-  reason: LossReason;
-}
+/** Why a connection was lost: a key of {@linkcode LOSS_REASONS}. */
+export type LossReason = keyof typeof LOSS_REASONS;
+
+/** Every {@linkcode LossReason}, in the table's order. */
+export const LOSS_REASON_LIST: readonly LossReason[] = Object.keys(LOSS_REASONS) as LossReason[];
+
+/** An interval during which we were not listening, lost for a {@linkcode LossReason}. */
+export type Gap = GapOf<LossReason>;
 
 /** A source of the current time in epoch ms. */
 export interface Clock {
@@ -218,7 +213,7 @@ export interface BackoffOptions {
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
   const base = options.baseMs ?? 500;
-  const max = options.maxMs ?? 30_000;
+  const max = options.maxMs ?? DEFAULTS.backoffMaxMs;
   const random = options.random ?? Math.random;
   const ceiling = Math.min(max, base * 2 ** Math.max(0, attempt));
   return Math.floor(random() * ceiling);
@@ -293,7 +288,9 @@ export class PolygonClient {
     this.#clock = options.clock ?? DEFAULT_CLOCK;
     this.#timers = options.timers ?? DEFAULT_TIMERS;
     this.#topics = topicsFor(options.pairs);
-    this.#staleAfterMs = options.staleAfterMs ?? 30_000;
+    this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
+    // Every reason starts at 0: a series that exists reads as "none yet", not "no data".
+    for (const reason of LOSS_REASON_LIST) options.metrics?.reconnects.inc({ reason }, 0);
   }
 
   /** The current state. */
@@ -403,7 +400,7 @@ export class PolygonClient {
     const metrics = options.metrics;
     const staleAfterMs = this.#staleAfterMs;
     const probeAfterMs = options.probeAfterMs ?? staleAfterMs / 2;
-    const quietAfterMs = options.quietAfterMs ?? 300_000;
+    const quietAfterMs = options.quietAfterMs ?? DEFAULTS.quietAfterMs;
     const subscribeTimeoutMs = options.subscribeTimeoutMs ?? Math.min(10_000, staleAfterMs);
     const onFrame = options.onFrame;
     const recorder = options.recorder;

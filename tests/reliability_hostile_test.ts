@@ -47,7 +47,7 @@ Deno.test({
       await fake.done;
       equal(fake.stats.framesSent, set.frames.length);
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === set.values.length,
+        async () => await metric(base, "crypto_sink_records_acked_total") === set.values.length,
         `${set.values.length} records acked`,
         60_000,
       );

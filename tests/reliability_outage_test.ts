@@ -153,7 +153,7 @@ Deno.test({
     try {
       const base = await telemetryUrl(producer);
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") >= 400,
+        async () => await metric(base, "crypto_sink_records_acked_total") >= 400,
         "a steady flow",
         60_000,
       );
@@ -172,7 +172,7 @@ Deno.test({
       await fake.done;
       const total = limit.at;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
         60_000,
       );
@@ -266,7 +266,7 @@ Deno.test({
       try {
         const base = await telemetryUrl(producer);
         await waitUntil(
-          async () => await metric(base, "crypto_kafka_records_acked_total") >= 1000,
+          async () => await metric(base, "crypto_sink_records_acked_total") >= 1000,
           "a steady flow",
           60_000,
         );
@@ -285,7 +285,7 @@ Deno.test({
         const total = limit.at;
         await waitUntil(
           async () =>
-            await metric(base, "crypto_kafka_records_acked_total") +
+            await metric(base, "crypto_sink_records_acked_total") +
                 await metric(base, "crypto_queue_dropped_total") === total,
           `${total} records acked or dropped`,
           60_000,

@@ -51,7 +51,7 @@ Deno.test({
       const base = await telemetryUrl(producer);
       await waitUntil(() => fake.stats.framesSent >= 30_000, "30,000 frames sent", 60_000);
       const before = await health(base);
-      const ackedBefore = await metric(base, "crypto_kafka_records_acked_total");
+      const ackedBefore = await metric(base, "crypto_sink_records_acked_total");
       const termAt = performance.now();
       producer.kill("SIGTERM");
       const { code, ms } = await producer.exit(shutdownS * 1000 + 20_000, termAt);

@@ -71,14 +71,14 @@ Deno.test({
 
       // InfluxDB down for 5 s while quotes keep flowing.
       await influx.stop();
-      const ackedAtStop = await metric(base, "crypto_kafka_records_acked_total");
+      const ackedAtStop = await metric(base, "crypto_sink_records_acked_total");
       const stoppedAt = performance.now();
       const pending: number[] = [];
       while (performance.now() - stoppedAt < 5000) {
         pending.push((await health(base)).pendingRecords as number);
         await sleep(250);
       }
-      const ackedAtStart = await metric(base, "crypto_kafka_records_acked_total");
+      const ackedAtStart = await metric(base, "crypto_sink_records_acked_total");
       const downS = (performance.now() - stoppedAt) / 1000;
       const droppedWhileDown = await metric(base, "crypto_telemetry_points_dropped_total");
       const errorsWhileDown = await metric(base, "crypto_telemetry_write_errors_total");
@@ -87,7 +87,7 @@ Deno.test({
 
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
       );
       // Once InfluxDB answers again, the writer reports how many points it dropped meanwhile.

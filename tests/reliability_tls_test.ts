@@ -74,7 +74,7 @@ Deno.test({
         const base = await telemetryUrl(insecure);
         await fake.done;
         await waitUntil(
-          async () => await metric(base, "crypto_kafka_records_acked_total") === 300,
+          async () => await metric(base, "crypto_sink_records_acked_total") === 300,
           "300 records acked",
         );
         insecure.kill("SIGTERM");

@@ -75,7 +75,7 @@ Deno.test({
       const base = await telemetryUrl(producer);
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
       );
       const reconnects = await metric(
@@ -197,7 +197,7 @@ Deno.test({
       const silentAt = performance.now();
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
       );
       equal(await metric(base, "crypto_ws_reconnects_total", 'reason="stale"'), 1);
@@ -460,7 +460,7 @@ Deno.test({
       const base = await telemetryUrl(producer);
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === expected.length,
+        async () => await metric(base, "crypto_sink_records_acked_total") === expected.length,
         `${expected.length} records acked`,
       );
       deepStrictEqual(await reconnectsByReason(base), {});
@@ -503,7 +503,7 @@ Deno.test({
       const base = await telemetryUrl(producer);
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
       );
       const probes = await metric(base, "crypto_ws_probes_total");
@@ -567,7 +567,7 @@ Deno.test({
       const base = await telemetryUrl(producer);
       await fake.done;
       await waitUntil(
-        async () => await metric(base, "crypto_kafka_records_acked_total") === total,
+        async () => await metric(base, "crypto_sink_records_acked_total") === total,
         `${total} records acked`,
       );
       deepStrictEqual(await reconnectsByReason(base), { force_disconnect: 1, slow_consumer: 1 });

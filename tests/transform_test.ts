@@ -1,5 +1,5 @@
 import { assertEquals, deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { emptySkips, type SpreadRecord, transform, transformInto } from "../transform.ts";
+import { createSpreadTransform, emptySkips, type SpreadRecord, transform } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 
@@ -118,18 +118,46 @@ Deno.test("transform rejects huge numbers that JSON turns into infinity", () => 
   equal(skipped.bad_bid, 1);
 });
 
+Deno.test("two spread transforms in one process keep their own skip counts and caches", () => {
+  const a = createSpreadTransform();
+  const b = createSpreadTransform();
+  const frames = [
+    xq({ pair: "A", t: 1_000 }),
+    "not json",
+    xq({ pair: "B", t: 253_402_300_799_999 }), // 9999-12-31T23:59:59.999Z
+    `[${xq({ pair: "A", t: 1_001 })},{"ev":"status"}]`,
+    xq({ pair: "C", t: 253_402_300_800_000 }), // a five-digit year
+  ];
+  // Alternate the frames between two transforms, then run them all through a third alone.
+  const split: SpreadRecord[] = [];
+  frames.forEach((f, i) => (i % 2 === 0 ? a : b).frame(f, split));
+  const alone = createSpreadTransform();
+  const together: SpreadRecord[] = [];
+  for (const f of frames) alone.frame(f, together);
+  deepStrictEqual(split.map((r) => r.value), together.map((r) => r.value));
+  deepStrictEqual(split.map((r) => r.value), [
+    '{"timestamp":"1970-01-01T00:00:01.000Z","symbol":"A","spread":1}',
+    '{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"B","spread":1}',
+    '{"timestamp":"1970-01-01T00:00:01.001Z","symbol":"A","spread":1}',
+    '{"timestamp":"+010000-01-01T00:00:00.000Z","symbol":"C","spread":1}',
+  ]);
+  deepStrictEqual(a.skipped, emptySkips());
+  deepStrictEqual(b.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
+  deepStrictEqual(alone.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
+});
+
 captureTest({
   name: "transform keeps all 10,795 quotes of the real capture in order with exact spreads",
   async fn() {
     const frames = await readAllFrames(CAPTURE);
     equal(frames.length, 9857);
     const records: SpreadRecord[] = [];
-    const skipped = emptySkips();
+    const spreads = createSpreadTransform();
     let events = 0;
-    for (const f of frames) events += transformInto(f, records, skipped);
+    for (const f of frames) events += spreads.frame(f, records);
     equal(records.length, 10795);
     equal(events, 10795);
-    deepStrictEqual(skipped, emptySkips());
+    deepStrictEqual(spreads.skipped, emptySkips());
     // An independent reference: source texts of ap and bp, subtracted with BigInt.
     let i = 0;
     let nonTrivial = 0;
