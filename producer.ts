@@ -52,6 +52,8 @@ async function main(): Promise<number> {
   const telemetryConfig = buildTelemetryConfig(s);
   const metrics = new ProducerMetrics();
 
+  const stages = spreadStages(metrics);
+  const topics = topicsFor(polygon.pairs, stages.transform.channel);
   const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
@@ -59,13 +61,13 @@ async function main(): Promise<number> {
       header: {
         recording: 1,
         source: polygon.url,
-        subscription: topicsFor(polygon.pairs).join(","),
+        subscription: topics.join(","),
         started: new Date().toISOString(),
       },
     })
     : undefined;
   const pipeline = new Pipeline(sink, {
-    ...spreadStages(metrics),
+    ...stages,
     topic: kafkaConfig.topic,
     gapsTopic: kafkaConfig.gapsTopic,
     batchMax: kafkaConfig.batchMax,
@@ -94,6 +96,7 @@ async function main(): Promise<number> {
     url: polygon.url,
     apiKey: polygon.apiKey,
     pairs: polygon.pairs,
+    channel: stages.transform.channel,
     staleAfterMs: polygon.staleAfterMs,
     quietAfterMs: polygon.quietAfterMs,
     backoffMaxMs: polygon.backoffMaxMs,
@@ -107,7 +110,7 @@ async function main(): Promise<number> {
     log,
   });
   log(
-    `producing ${topicsFor(polygon.pairs).join(",")} to "${kafkaConfig.topic}" ` +
+    `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
       `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
   );
   let failure: unknown;

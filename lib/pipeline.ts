@@ -114,6 +114,8 @@ export class Pipeline<R extends OutRecord = OutRecord> {
   #gaps: Gap[] = [];
   #wake: (() => void) | undefined;
   #stopping = false;
+  /** close() gave up waiting: the worker stops at its next step, whatever is left. */
+  #abandoned = false;
   #done: Promise<void> | undefined;
   #lastDropLog = 0;
   #dropsSinceLog = 0;
@@ -315,6 +317,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
   async #work(): Promise<void> {
     let firstPendingAt = 0;
     for (;;) {
+      if (this.#abandoned) return;
       if (this.#gaps.length > 0) await this.#sendGaps();
       const hadPending = this.#pending.length > 0;
       this.#fill();
@@ -424,6 +427,9 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     try {
       const outcome = await Promise.race([done.then(() => "done" as const), timeout]);
       if (outcome === "timeout") {
+        // Leave no worker behind: it stops once its send in flight (if any) settles.
+        this.#abandoned = true;
+        this.#wake?.();
         throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
       }
     } finally {

@@ -107,6 +107,8 @@ export interface PolygonClientOptions {
   apiKey: string;
   /** Pairs to subscribe to on channel XQ (e.g. `["BTC-USD"]`); `"*"` means all. Required. */
   pairs: readonly string[];
+  /** The channel subscribed for each pair: the transform's (`XQ` for spreads). Default `XQ`. */
+  channel?: string;
   /**
    * Called synchronously for every frame received after authentication (subscription
    * confirmations and data; the transform counts status events as skips), with the local
@@ -219,10 +221,13 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}): num
   return Math.floor(random() * ceiling);
 }
 
-/** The XQ topics for `pairs`: `XQ.<pair>` each, or only `XQ.*` when `"*"` is among them. */
-export function topicsFor(pairs: readonly string[]): string[] {
-  if (pairs.includes("*")) return ["XQ.*"];
-  return [...new Set(pairs.map((p) => `XQ.${p}`))];
+/**
+ * The topics of `channel` (default `XQ`) for `pairs`: `XQ.<pair>` each, or only `XQ.*` when
+ * `"*"` is among them.
+ */
+export function topicsFor(pairs: readonly string[], channel = "XQ"): string[] {
+  if (pairs.includes("*")) return [`${channel}.*`];
+  return [...new Set(pairs.map((p) => `${channel}.${p}`))];
 }
 
 interface Loss {
@@ -287,7 +292,7 @@ export class PolygonClient {
     this.#options = options;
     this.#clock = options.clock ?? DEFAULT_CLOCK;
     this.#timers = options.timers ?? DEFAULT_TIMERS;
-    this.#topics = topicsFor(options.pairs);
+    this.#topics = topicsFor(options.pairs, options.channel);
     this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
     // Every reason starts at 0: a series that exists reads as "none yet", not "no data".
     for (const reason of LOSS_REASON_LIST) options.metrics?.reconnects.inc({ reason }, 0);

@@ -141,18 +141,22 @@ Deno.test("a send the sink rejects stops the pipeline: nothing is resent under a
   ok(lines.some((l) => l.includes("the pipeline stops")), lines.join("\n"));
 });
 
-Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks", async () => {
+Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks, and leaves no worker", async () => {
   const sink = new TestSink();
   sink.hold();
-  const p = new Pipeline(sink, { ...spreadStages(), topic: "t", log: quiet });
-  p.start();
+  const p = new Pipeline(sink, { ...spreadStages(), topic: "t", batchMax: 2, log: quiet });
+  const worker = p.start();
   for (let i = 0; i < 3; i++) p.push(frame(i));
   await rejects(() => p.close(50), (e: unknown) => {
     ok(e instanceof FlushTimeoutError);
     equal(e.unacked, 3);
     return true;
   });
+  // The held send settles; the worker then stops instead of sending the third record.
   sink.release();
+  await worker;
+  equal(sink.sends, 1);
+  equal(p.counts.acked, 2);
 });
 
 Deno.test("pipeline publishes gaps as records on the gaps topic", async () => {
