@@ -20,6 +20,7 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
 import { CONSUMER_HOP, ConsumerMetrics } from "./lib/metrics.ts";
+import { ConsumerSpreadMetrics } from "./lib/spread_metrics.ts";
 import { type KafkaClient, KafkaUnreachableError, openKafka, type StartFrom } from "./lib/kafka.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
@@ -90,6 +91,7 @@ function makePrinter(
   options: { maxMessages: number | undefined; table: SpreadTable | undefined },
 ): RecordPrinter {
   const hop = metrics.hopLatency.labels(CONSUMER_HOP);
+  const spreads = new ConsumerSpreadMetrics(metrics);
   return new RecordPrinter({
     line: (text) => out.line(text),
     flush: () => out.flush(),
@@ -104,7 +106,7 @@ function makePrinter(
       if (age < 0) metrics.negativeHops.inc({ hop: CONSUMER_HOP });
       hop.observe(age / 1000);
     },
-    onValues: (values) => metrics.observeSpreads(values),
+    onValues: (values) => spreads.observe(values),
   });
 }
 

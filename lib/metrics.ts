@@ -11,7 +11,6 @@ import {
   type MetricValueWithName,
   Registry,
 } from "prom-client";
-import type { SpreadValue } from "./consumer_output.ts";
 
 /** The pipeline's hop of `crypto_hop_latency_seconds`: local receive → the sink's ack. */
 export const RECEIVE_TO_ACK = "receive_to_ack";
@@ -330,17 +329,12 @@ export class ProducerMetrics implements PipelineMetrics {
   }
 }
 
-/** Every metric of the consumer side. */
+/** Every metric of the consumer side but the per-symbol spread ones (`spread_metrics.ts`). */
 export class ConsumerMetrics {
   readonly registry: Registry;
   readonly recordsConsumed: Counter<string>;
   readonly malformed: Counter<string>;
   readonly lag: Gauge<"partition">;
-  /** Per symbol, as read: records, last spread, crossed and locked quotes (the live page's). */
-  readonly recordsBySymbol: Counter<"symbol">;
-  readonly spreadLast: Gauge<"symbol">;
-  readonly crossed: Counter<"symbol">;
-  readonly locked: Counter<"symbol">;
   /** Hop kafka_to_consumer: Kafka record timestamp → consumer receive. */
   readonly hopLatency: FastHistogram<"hop">;
   readonly negativeHops: Counter<"hop">;
@@ -359,22 +353,6 @@ export class ConsumerMetrics {
     this.lag = g("crypto_consumer_lag", "end offset minus committed offset, per partition", [
       "partition",
     ]);
-    this.recordsBySymbol = c("crypto_consumer_quotes_total", "records consumed, per symbol", [
-      "symbol",
-    ]);
-    this.spreadLast = g("crypto_consumer_spread_last", "last spread consumed, per symbol", [
-      "symbol",
-    ]);
-    this.crossed = c(
-      "crypto_consumer_quotes_crossed_total",
-      "records consumed with a negative spread (crossed quotes)",
-      ["symbol"],
-    );
-    this.locked = c(
-      "crypto_consumer_quotes_locked_total",
-      "records consumed with a zero spread (locked quotes)",
-      ["symbol"],
-    );
     this.hopLatency = fh(
       "crypto_hop_latency_seconds",
       "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
@@ -389,27 +367,5 @@ export class ConsumerMetrics {
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
     this.negativeHops.inc({ hop: CONSUMER_HOP }, 0);
-  }
-
-  /** Counts one batch of valid records per symbol: one label lookup per symbol and batch. */
-  observeSpreads(values: readonly SpreadValue[]): void {
-    const perSymbol = new Map<
-      string,
-      { n: number; last: number; crossed: number; locked: number }
-    >();
-    for (const v of values) {
-      let s = perSymbol.get(v.symbol);
-      if (!s) perSymbol.set(v.symbol, s = { n: 0, last: v.spread, crossed: 0, locked: 0 });
-      s.n++;
-      s.last = v.spread;
-      if (v.spread < 0) s.crossed++;
-      else if (v.spread === 0) s.locked++;
-    }
-    for (const [symbol, s] of perSymbol) {
-      this.recordsBySymbol.inc({ symbol }, s.n);
-      this.spreadLast.set({ symbol }, s.last);
-      if (s.crossed > 0) this.crossed.inc({ symbol }, s.crossed);
-      if (s.locked > 0) this.locked.inc({ symbol }, s.locked);
-    }
   }
 }

@@ -6,7 +6,9 @@
  */
 import type { Counter, Gauge } from "prom-client";
 import { createSpreadTransform, type SpreadRecord, type SpreadTransform } from "../transform.ts";
+import type { SpreadValue } from "./consumer_output.ts";
 import {
+  type ConsumerMetrics,
   factories,
   type FastHistogram,
   type HistogramChild,
@@ -106,6 +108,57 @@ export class SpreadMetrics implements BatchObserver<SpreadRecord> {
       this.recordsBySymbol.inc({ symbol }, s.n);
       this.spreadLast.set({ symbol }, Number(s.last.spread));
       this.lastQuoteTime.set({ symbol }, nowSeconds);
+      if (s.crossed > 0) this.crossed.inc({ symbol }, s.crossed);
+      if (s.locked > 0) this.locked.inc({ symbol }, s.locked);
+    }
+  }
+}
+
+/** The consumer's per-symbol spread metrics: what it read, per symbol (the live page's view). */
+export class ConsumerSpreadMetrics {
+  readonly recordsBySymbol: Counter<"symbol">;
+  readonly spreadLast: Gauge<"symbol">;
+  readonly crossed: Counter<"symbol">;
+  readonly locked: Counter<"symbol">;
+
+  /** Registers on the consumer's registry. */
+  constructor(consumer: ConsumerMetrics) {
+    const { c, g } = factories(consumer.registry);
+    this.recordsBySymbol = c("crypto_consumer_quotes_total", "records consumed, per symbol", [
+      "symbol",
+    ]);
+    this.spreadLast = g("crypto_consumer_spread_last", "last spread consumed, per symbol", [
+      "symbol",
+    ]);
+    this.crossed = c(
+      "crypto_consumer_quotes_crossed_total",
+      "records consumed with a negative spread (crossed quotes)",
+      ["symbol"],
+    );
+    this.locked = c(
+      "crypto_consumer_quotes_locked_total",
+      "records consumed with a zero spread (locked quotes)",
+      ["symbol"],
+    );
+  }
+
+  /** Counts one batch of valid records per symbol: one label lookup per symbol and batch. */
+  observe(values: readonly SpreadValue[]): void {
+    const perSymbol = new Map<
+      string,
+      { n: number; last: number; crossed: number; locked: number }
+    >();
+    for (const v of values) {
+      let s = perSymbol.get(v.symbol);
+      if (!s) perSymbol.set(v.symbol, s = { n: 0, last: v.spread, crossed: 0, locked: 0 });
+      s.n++;
+      s.last = v.spread;
+      if (v.spread < 0) s.crossed++;
+      else if (v.spread === 0) s.locked++;
+    }
+    for (const [symbol, s] of perSymbol) {
+      this.recordsBySymbol.inc({ symbol }, s.n);
+      this.spreadLast.set({ symbol }, s.last);
       if (s.crossed > 0) this.crossed.inc({ symbol }, s.crossed);
       if (s.locked > 0) this.locked.inc({ symbol }, s.locked);
     }

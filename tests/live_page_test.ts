@@ -14,7 +14,7 @@ import { ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
 import { RecordPrinter } from "../lib/consumer_output.ts";
 import type { InRecord } from "../lib/sink.ts";
 import { serveTelemetry } from "../lib/telemetry.ts";
-import { SpreadMetrics } from "../lib/spread_metrics.ts";
+import { ConsumerSpreadMetrics, SpreadMetrics } from "../lib/spread_metrics.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHOTS = `${ROOT}.cache/screenshots/`;
@@ -309,10 +309,11 @@ Deno.test({
     "the consumer's live page shows records, lag per partition and its per-symbol view as /metrics has them",
   async fn() {
     const metrics = new ConsumerMetrics();
+    const spreads = new ConsumerSpreadMetrics(metrics);
     const printer = new RecordPrinter({
       line: () => {},
       report: () => {},
-      onValues: (values) => metrics.observeSpreads(values),
+      onValues: (values) => spreads.observe(values),
     });
     const records: InRecord[] = [
       ["BTC-USD", 0.5],

@@ -8,7 +8,7 @@ import { PolygonClient } from "../lib/polygon_client.ts";
 import { RecordPrinter } from "../lib/consumer_output.ts";
 import { serveTelemetry, telemetryHandler } from "../lib/telemetry.ts";
 import type { InRecord } from "../lib/sink.ts";
-import { SpreadMetrics, spreadStages } from "../lib/spread_metrics.ts";
+import { ConsumerSpreadMetrics, SpreadMetrics, spreadStages } from "../lib/spread_metrics.ts";
 
 function quoteFrame(pair: string, bp: string, ap: string, t: number): string {
   return `[{"ev":"XQ","pair":${JSON.stringify(pair)},"bp":${bp},"bs":1,"ap":${ap},"as":1,` +
@@ -275,10 +275,11 @@ Deno.test("a page that disconnects is forgotten, and shutdown ends open event st
 
 Deno.test("a consumer update shows records, lag and the per-symbol view of what it read", async () => {
   const metrics = new ConsumerMetrics();
+  const spreads = new ConsumerSpreadMetrics(metrics);
   const printer = new RecordPrinter({
     line: () => {},
     report: () => {},
-    onValues: (values) => metrics.observeSpreads(values),
+    onValues: (values) => spreads.observe(values),
   });
   const record = (offset: number, symbol: string, spread: number): InRecord => ({
     topic: "t",
