@@ -168,6 +168,18 @@ export function factories(registry: Registry) {
   return { c, g, h, fh };
 }
 
+/** `crypto_hop_latency_seconds` and `crypto_hop_negative_total`, by hop; `hops` says which. */
+function hopMetrics(
+  registry: Registry,
+  hops: string,
+): [FastHistogram<"hop">, Counter<"hop">] {
+  const { c, fh } = factories(registry);
+  return [
+    fh("crypto_hop_latency_seconds", `latency hop by hop: ${hops}`, LATENCY_BUCKETS, ["hop"]),
+    c("crypto_hop_negative_total", "hops with negative latency (clock skew), by hop", ["hop"]),
+  ];
+}
+
 /** The telemetry sink's own counters: points written, points dropped, failed writes. */
 function telemetryCounters(c: CounterFactory): [Counter<string>, Counter<string>, Counter<string>] {
   return [
@@ -190,7 +202,8 @@ export interface SinkStatsLike {
  * What the pipeline updates: the queue, the sink's sends and acks, skips by reason and the
  * receive → ack hop. Nothing here knows what the records mean.
  */
-export interface PipelineMetrics {
+export class PipelineMetrics {
+  readonly registry: Registry;
   readonly framesReceived: Counter<string>;
   readonly eventsReceived: Counter<string>;
   readonly skips: Counter<"reason">;
@@ -202,17 +215,46 @@ export interface PipelineMetrics {
   readonly sendErrors: Counter<string>;
   readonly ackLatency: Histogram<string>;
   readonly batchSize: Histogram<string>;
+  /** Hop latency by hop: the pipeline's receive_to_ack and the transform's own hops. */
   readonly hopLatency: FastHistogram<"hop">;
+  /** Negative hops (clock skew), counted, not hidden. */
+  readonly negativeHops: Counter<"hop">;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const { c, g, h } = factories(registry);
+    this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
+    this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
+    this.skips = c("crypto_transform_skipped_total", "events skipped, by reason", ["reason"]);
+    this.queueDepth = g("crypto_queue_depth", "frames waiting between socket and transform");
+    this.queueDrops = c("crypto_queue_dropped_total", "frames dropped because the queue was full");
+    this.recordsProduced = c("crypto_records_produced_total", "records made by the transform");
+    this.recordsSent = c("crypto_sink_records_sent_total", "records handed to the sink");
+    this.recordsAcked = c("crypto_sink_records_acked_total", "records acknowledged by the sink");
+    this.sendErrors = c(
+      "crypto_sink_send_errors_total",
+      "sends the sink gave up on (the pipeline stops; the sink retries all it can first)",
+    );
+    this.ackLatency = h(
+      "crypto_sink_ack_latency_seconds",
+      "time from send to the sink's ack, per batch",
+      LATENCY_BUCKETS,
+    );
+    this.batchSize = h("crypto_sink_batch_size", "records per send to the sink", BATCH_BUCKETS);
+    [this.hopLatency, this.negativeHops] = hopMetrics(
+      registry,
+      "exchange_to_polygon (t→r), polygon_to_receive (r→local), receive_to_ack (local→sink ack)",
+    );
+    this.negativeHops.inc({ hop: RECEIVE_TO_ACK }, 0);
+  }
 }
 
 /**
  * Every metric of the producer side but the per-record ones of its transform (for spreads:
- * `spread_metrics.ts`), registered on one registry.
+ * `spread_metrics.ts`): the pipeline's, the Polygon client's and the Kafka client's, on one
+ * registry.
  */
-export class ProducerMetrics implements PipelineMetrics {
-  readonly registry: Registry;
-  readonly framesReceived: Counter<string>;
-  readonly eventsReceived: Counter<string>;
+export class ProducerMetrics extends PipelineMetrics {
   /** 0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming. */
   readonly connectionState: Gauge<string>;
   readonly reconnects: Counter<"reason">;
@@ -222,34 +264,19 @@ export class ProducerMetrics implements PipelineMetrics {
   readonly wsProbes: Counter<string>;
   readonly gapSeconds: Counter<string>;
   readonly gaps: Counter<string>;
-  readonly skips: Counter<"reason">;
-  readonly queueDepth: Gauge<string>;
-  readonly queueDrops: Counter<string>;
-  readonly recordsProduced: Counter<string>;
-  readonly recordsSent: Counter<string>;
-  readonly recordsAcked: Counter<string>;
-  readonly sendErrors: Counter<string>;
   /** Produce requests the Kafka client retried with the same records and sequence numbers. */
   readonly produceRetries: Counter<string>;
   /** Producer restarts under a new producer id: records in flight may be written twice. */
   readonly producerResets: Counter<string>;
   /** Where the two counters above are read from at each scrape; set by {@linkcode followSink}. */
-  #sinkStats: (() => { retries: number; producerResets: number }) | undefined;
-  readonly ackLatency: Histogram<string>;
-  readonly batchSize: Histogram<string>;
-  /** Hop latency by hop: the pipeline's receive_to_ack and the transform's own hops. */
-  readonly hopLatency: FastHistogram<"hop">;
-  /** Negative hops (clock skew), counted, not hidden. */
-  readonly negativeHops: Counter<"hop">;
+  #sinkStats: (() => SinkStatsLike) | undefined;
   readonly telemetryPointsWritten: Counter<string>;
   readonly telemetryPointsDropped: Counter<string>;
   readonly telemetryWriteErrors: Counter<string>;
 
   constructor(registry: Registry = new Registry()) {
-    this.registry = registry;
-    const { c, g, h, fh } = factories(registry);
-    this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
-    this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
+    super(registry);
+    const { c, g } = factories(registry);
     this.connectionState = g(
       "crypto_ws_connection_state",
       "0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming",
@@ -263,16 +290,6 @@ export class ProducerMetrics implements PipelineMetrics {
     this.wsProbes = c("crypto_ws_probes_total", "liveness probes sent on an idle socket");
     this.gapSeconds = c("crypto_ws_gap_seconds_total", "seconds spent not listening");
     this.gaps = c("crypto_ws_gaps_total", "gaps in the stream (each is also a gap record)");
-    this.skips = c("crypto_transform_skipped_total", "events skipped, by reason", ["reason"]);
-    this.queueDepth = g("crypto_queue_depth", "frames waiting between socket and transform");
-    this.queueDrops = c("crypto_queue_dropped_total", "frames dropped because the queue was full");
-    this.recordsProduced = c("crypto_records_produced_total", "records made by the transform");
-    this.recordsSent = c("crypto_sink_records_sent_total", "records handed to the sink");
-    this.recordsAcked = c("crypto_sink_records_acked_total", "records acknowledged by the sink");
-    this.sendErrors = c(
-      "crypto_sink_send_errors_total",
-      "sends the sink gave up on (the pipeline stops; the sink retries all it can first)",
-    );
     // Counters that follow the sink's own counts: raised to them at each collection.
     const follow = (name: string, help: string, read: (s: SinkStatsLike) => number) => {
       const current = () => this.#sinkStats?.();
@@ -300,27 +317,8 @@ export class ProducerMetrics implements PipelineMetrics {
         "in flight may be written twice)",
       (s) => s.producerResets,
     );
-    this.ackLatency = h(
-      "crypto_sink_ack_latency_seconds",
-      "time from send to the sink's ack, per batch",
-      LATENCY_BUCKETS,
-    );
-    this.batchSize = h("crypto_sink_batch_size", "records per send to the sink", BATCH_BUCKETS);
-    this.hopLatency = fh(
-      "crypto_hop_latency_seconds",
-      "latency hop by hop: exchange_to_polygon (t→r), polygon_to_receive (r→local), " +
-        "receive_to_ack (local→sink ack)",
-      LATENCY_BUCKETS,
-      ["hop"],
-    );
-    this.negativeHops = c(
-      "crypto_hop_negative_total",
-      "hops with negative latency (clock skew), by hop",
-      ["hop"],
-    );
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
-    this.negativeHops.inc({ hop: RECEIVE_TO_ACK }, 0);
   }
 
   /** Reads the sink's retry and reset counts at every scrape (and InfluxDB push). */
@@ -344,7 +342,7 @@ export class ConsumerMetrics {
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
-    const { c, g, fh } = factories(registry);
+    const { c, g } = factories(registry);
     this.recordsConsumed = c("crypto_consumer_records_total", "records consumed");
     this.malformed = c(
       "crypto_consumer_malformed_total",
@@ -353,16 +351,9 @@ export class ConsumerMetrics {
     this.lag = g("crypto_consumer_lag", "end offset minus committed offset, per partition", [
       "partition",
     ]);
-    this.hopLatency = fh(
-      "crypto_hop_latency_seconds",
-      "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
-      LATENCY_BUCKETS,
-      ["hop"],
-    );
-    this.negativeHops = c(
-      "crypto_hop_negative_total",
-      "hops with negative latency (clock skew), by hop",
-      ["hop"],
+    [this.hopLatency, this.negativeHops] = hopMetrics(
+      registry,
+      "kafka_to_consumer (Kafka timestamp → consumer receive)",
     );
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
