@@ -26,6 +26,7 @@
  * Frames are handed to `onFrame` synchronously from the socket's message event: the read path
  * awaits nothing. The API key never appears in logs or errors.
  */
+import { delay, exponentialBackoff, REAL_TIMERS, type Timers } from "./async.ts";
 import { ConfigError, EXIT } from "./config.ts";
 import type { ProducerMetrics } from "./metrics.ts";
 
@@ -90,13 +91,7 @@ export interface Clock {
   now(): number;
 }
 
-/** Timer functions, injectable so tests control time. */
-export interface Timers {
-  /** Calls `fn` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
-  setTimeout(fn: () => void, ms: number): unknown;
-  /** Cancels a timer made by `setTimeout`. */
-  clearTimeout(handle: unknown): void;
-}
+export type { Timers } from "./async.ts";
 
 /** Receives every frame verbatim, e.g. a JSON Lines recording writer (`--record`). */
 export interface FrameRecorder {
@@ -217,11 +212,11 @@ export interface BackoffOptions {
  * `floor(random() × min(maxMs, baseMs × 2^attempt))`.
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
-  const base = options.baseMs ?? 500;
-  const max = options.maxMs ?? 30_000;
-  const random = options.random ?? Math.random;
-  const ceiling = Math.min(max, base * 2 ** Math.max(0, attempt));
-  return Math.floor(random() * ceiling);
+  return exponentialBackoff(attempt, {
+    minTimeout: options.baseMs ?? 500,
+    maxTimeout: options.maxMs ?? 30_000,
+    random: options.random,
+  });
 }
 
 /** The XQ topics for `pairs`: `XQ.<pair>` each, or only `XQ.*` when `"*"` is among them. */
@@ -249,10 +244,6 @@ interface Session {
   ended: Promise<Loss | undefined>;
 }
 
-const DEFAULT_TIMERS: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
 const DEFAULT_CLOCK: Clock = { now: () => Date.now() };
 const SUBSCRIBED_PREFIX = "subscribed to: ";
 /** A `success` status that is the connect event (one spec version), not an auth reply. */
@@ -291,7 +282,7 @@ export class PolygonClient {
     }
     this.#options = options;
     this.#clock = options.clock ?? DEFAULT_CLOCK;
-    this.#timers = options.timers ?? DEFAULT_TIMERS;
+    this.#timers = options.timers ?? REAL_TIMERS;
     this.#topics = topicsFor(options.pairs);
     this.#staleAfterMs = options.staleAfterMs ?? 30_000;
   }
@@ -361,7 +352,7 @@ export class PolygonClient {
           }
         }
         metrics?.reconnects.inc({ reason: loss.reason });
-        const delay = backoffDelay(attempt, {
+        const wait = backoffDelay(attempt, {
           baseMs: this.#options.backoffBaseMs,
           maxMs: this.#options.backoffMaxMs,
           random: this.#options.random,
@@ -372,9 +363,9 @@ export class PolygonClient {
           : `; not listening for ${this.#clock.now() - lost.at} ms so far`;
         this.#log(
           `polygon: connection lost (${loss.reason}: ${this.#redact(loss.detail)}); ` +
-            `reconnecting in ${delay} ms (attempt ${attempt})${gapSoFar}`,
+            `reconnecting in ${wait} ms (attempt ${attempt})${gapSoFar}`,
         );
-        await this.#sleep(delay, signal);
+        await delay(wait, { signal, timers: this.#timers }).catch(() => {});
       }
       this.#log("polygon: stopped");
     } finally {
@@ -733,19 +724,6 @@ export class PolygonClient {
     } catch {
       // Already closing.
     }
-  }
-
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        this.#timers.clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = this.#timers.setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
   }
 
   #setState(state: PolygonState): void {
