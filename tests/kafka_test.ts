@@ -13,10 +13,9 @@ import {
   type KafkaClientName,
   KafkaUnreachableError,
   openKafka,
-  redact,
   type StartFrom,
-  throttledLog,
 } from "../lib/kafka.ts";
+import { redact, throttledLog } from "../lib/kafka_diagnosis.ts";
 import { kafkaJsConfig, kafkaLogCreator } from "../lib/kafka_kafkajs.ts";
 import { platformaticOptions } from "../lib/kafka_platformatic.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
