@@ -74,34 +74,58 @@ export class KafkaJsSource implements RecordSource {
   ): Promise<void> {
     const { signal } = options;
     if (signal.aborted) return;
-    const { topic } = this.#options;
+    const startAt = await this.#join();
+    const run = new ConsumeRun(this.#options.topic, this.#options.commitIntervalMs ?? 100);
+    const unwatch = this.#watch(run, signal, startAt);
+    try {
+      await this.#consumer.run({
+        autoCommit: false,
+        // Partitions are handled side by side (each still in order), so one partition's commit
+        // round trip does not hold back the others' records.
+        partitionsConsumedConcurrently: 6,
+        eachBatchAutoResolve: false,
+        eachBatch: (payload) => handleBatch(payload, run, onBatch, signal),
+      });
+      await run.stopped.promise;
+      // Before stop() begins, while commitOffsets still works: what finished batches left.
+      if (run.pending.size > 0) {
+        await run.commit((offsets) =>
+          this.#consumer.commitOffsets(offsets.topics.flatMap(
+            (t) => t.partitions.map((p) => ({ topic: t.topic, ...p })),
+          ))
+        );
+      }
+    } finally {
+      unwatch();
+      // Waits for a batch in progress to finish (and commit) before it returns.
+      await this.#consumer.stop();
+    }
+    if (run.failure !== undefined) throw run.failure;
+  }
+
+  /** Connects and subscribes; returns the start offsets of `--from TIME`, by partition. */
+  async #join(): Promise<Map<number, string>> {
     const from = this.#options.from ?? "latest";
     const startAt = from instanceof Date ? await this.#offsetsAt(from) : new Map<number, string>();
     await this.#consumer.connect();
     this.#connected = true;
-    await this.#consumer.subscribe({ topics: [topic], fromBeginning: from === "earliest" });
+    await this.#consumer.subscribe({
+      topics: [this.#options.topic],
+      fromBeginning: from === "earliest",
+    });
+    return startAt;
+  }
 
-    const pending = new PendingCommits(this.#options.commitIntervalMs ?? 100);
-    type Offsets = {
-      topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
-    };
-    const commitPending = async (commit: (offsets: Offsets) => Promise<unknown>) => {
-      const partitions = pending.take().map(([partition, offset]) => ({
-        partition,
-        offset: offset.toString(),
-      }));
-      await commit({ topics: [{ topic, partitions }] });
-    };
-    const stopped = Promise.withResolvers<void>();
-    let failure: unknown;
-    const fail = (error: unknown) => {
-      failure ??= error;
-      stopped.resolve();
-    };
-    const onAbort = () => stopped.resolve();
+  /**
+   * Ends `run` on abort or on a crash kafkajs does not restart from, and reports (and on the
+   * first join seeks) each assignment. Returns a function that removes these listeners.
+   */
+  #watch(run: ConsumeRun, signal: AbortSignal, startAt: Map<number, string>): () => void {
+    const { topic } = this.#options;
+    const onAbort = () => run.stopped.resolve();
     signal.addEventListener("abort", onAbort, { once: true });
     const removeCrash = this.#consumer.on(this.#consumer.events.CRASH, (event) => {
-      if (!event.payload.restart) fail(event.payload.error);
+      if (!event.payload.restart) run.fail(event.payload.error);
     });
     // kafkajs emits GROUP_JOIN synchronously after the assignment and before the first fetch,
     // so a seek made here is applied to that fetch. Only on the first join: after that the
@@ -117,68 +141,11 @@ export class KafkaJsSource implements RecordSource {
         if (offset !== undefined) this.#consumer.seek({ topic, partition, offset });
       }
     });
-
-    try {
-      await this.#consumer.run({
-        autoCommit: false,
-        // Partitions are handled side by side (each still in order), so one partition's commit
-        // round trip does not hold back the others' records.
-        partitionsConsumedConcurrently: 6,
-        eachBatchAutoResolve: false,
-        eachBatch: async (payload) => {
-          const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
-          if (batch.isEmpty()) {
-            // An idle fetch: commit what is pending once the interval has passed.
-            if (pending.due()) {
-              await commitPending((offsets) => payload.commitOffsetsIfNecessary(offsets));
-            }
-            return;
-          }
-          if (signal.aborted || failure !== undefined) return;
-          if (!isRunning() || isStale()) return;
-          const records = batch.messages.map((m) => toInRecord(batch.topic, batch.partition, m));
-          let handled: void | number;
-          try {
-            handled = await onBatch(records);
-          } catch (error) {
-            fail(error);
-            return;
-          }
-          // A number: only that many records were handled; commit just those, now.
-          let partial = false;
-          if (typeof handled === "number" && handled < records.length) {
-            if (handled <= 0) return;
-            records.length = handled;
-            partial = true;
-          }
-          const last = records[records.length - 1]!.offset;
-          resolveOffset(last);
-          pending.handled(batch.partition, BigInt(last));
-          // Not consumer.commitOffsets() here: it silently skips the commit once stop() has
-          // begun, which would lose the final commit of the batch being finished on shutdown.
-          if (partial || signal.aborted || pending.due()) {
-            await commitPending((offsets) => payload.commitOffsetsIfNecessary(offsets));
-          }
-          await heartbeat();
-        },
-      });
-      await stopped.promise;
-      // Before stop() begins, while commitOffsets still works: what finished batches left.
-      if (pending.size > 0) {
-        await commitPending((offsets) =>
-          this.#consumer.commitOffsets(offsets.topics.flatMap(
-            (t) => t.partitions.map((p) => ({ topic: t.topic, ...p })),
-          ))
-        );
-      }
-    } finally {
+    return () => {
       signal.removeEventListener("abort", onAbort);
       removeCrash();
       removeJoin();
-      // Waits for a batch in progress to finish (and commit) before it returns.
-      await this.#consumer.stop();
-    }
-    if (failure !== undefined) throw failure;
+    };
   }
 
   async close(): Promise<void> {
@@ -186,4 +153,81 @@ export class KafkaJsSource implements RecordSource {
     this.#connected = false;
     await this.#consumer.disconnect();
   }
+}
+
+type Offsets = {
+  topics: { topic: string; partitions: { partition: number; offset: string }[] }[];
+};
+
+/** The state of one `consume` call: what is pending commit, and how it ends. */
+class ConsumeRun {
+  readonly pending: PendingCommits;
+  /** Resolves when the run should end: aborted, failed or crashed. */
+  readonly stopped = Promise.withResolvers<void>();
+  /** The first failure (of `onBatch`, or a crash), thrown by `consume` once stopped. */
+  failure: unknown;
+  #topic: string;
+
+  constructor(topic: string, commitIntervalMs: number) {
+    this.#topic = topic;
+    this.pending = new PendingCommits(commitIntervalMs);
+  }
+
+  /** Records the first failure and ends the run. */
+  fail(error: unknown): void {
+    this.failure ??= error;
+    this.stopped.resolve();
+  }
+
+  /** Commits what is pending with `commit`. */
+  async commit(commit: (offsets: Offsets) => Promise<unknown>): Promise<void> {
+    const partitions = this.pending.take().map(([partition, offset]) => ({
+      partition,
+      offset: offset.toString(),
+    }));
+    await commit({ topics: [{ topic: this.#topic, partitions }] });
+  }
+}
+
+/**
+ * One fetched batch: hands its records to `onBatch` and commits what it handled when the
+ * interval has passed, after a partial batch, or when stopping. An empty batch (an idle fetch)
+ * only commits what is due.
+ */
+async function handleBatch(
+  payload: EachBatchPayload,
+  run: ConsumeRun,
+  onBatch: (records: InRecord[]) => Promise<void | number> | void | number,
+  signal: AbortSignal,
+): Promise<void> {
+  const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+  // Not consumer.commitOffsets() here: it silently skips the commit once stop() has begun,
+  // which would lose the final commit of the batch being finished on shutdown.
+  const commit = () => run.commit((offsets) => payload.commitOffsetsIfNecessary(offsets));
+  if (batch.isEmpty()) {
+    if (run.pending.due()) await commit();
+    return;
+  }
+  if (signal.aborted || run.failure !== undefined) return;
+  if (!isRunning() || isStale()) return;
+  const records = batch.messages.map((m) => toInRecord(batch.topic, batch.partition, m));
+  let handled: void | number;
+  try {
+    handled = await onBatch(records);
+  } catch (error) {
+    run.fail(error);
+    return;
+  }
+  // A number: only that many records were handled; commit just those, now.
+  let partial = false;
+  if (typeof handled === "number" && handled < records.length) {
+    if (handled <= 0) return;
+    records.length = handled;
+    partial = true;
+  }
+  const last = records[records.length - 1]!.offset;
+  resolveOffset(last);
+  run.pending.handled(batch.partition, BigInt(last));
+  if (partial || signal.aborted || run.pending.due()) await commit();
+  await heartbeat();
 }

@@ -33,6 +33,10 @@ export class PendingCommits {
   constructor(intervalMs: number) {
     this.#intervalMs = intervalMs;
   }
+  /** The commit interval, ms. */
+  get intervalMs(): number {
+    return this.#intervalMs;
+  }
   /** Notes that `offset` of `partition` was handled (its next offset may be committed). */
   handled(partition: number, offset: bigint): void {
     this.#pending.set(partition, offset + 1n);

@@ -107,13 +107,34 @@ export class PlatformaticSource implements RecordSource {
   ): Promise<void> {
     const { signal } = options;
     if (signal.aborted) return;
-    const { topic, groupId } = this.#options;
     const from = this.#options.from ?? "latest";
     if (from instanceof Date) await this.#seedOffsets(from);
     const sessionTimeout = this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
-    const consumer = new Consumer<string, string, string, string>({
+    const consumer = this.#createConsumer(sessionTimeout);
+    this.#consumer = consumer;
+    const log = throttledLog(this.#config, this.#adapter.log);
+    const assignment = this.#track(consumer, log);
+    const stream = await consumer.consume({
+      topics: [this.#options.topic],
+      mode: MessagesStreamModes.COMMITTED,
+      fallbackMode: from === "earliest"
+        ? MessagesStreamFallbackModes.EARLIEST
+        : MessagesStreamFallbackModes.LATEST,
+      autocommit: false,
+      sessionTimeout,
+      heartbeatInterval: Math.floor(sessionTimeout / 3),
+      maxWaitTime: 100,
+    });
+    this.#stream = stream;
+    const commits = new Commits(consumer, this.#options, log);
+    const failure = await pump(stream, { signal, commits, assignment, onBatch });
+    if (failure !== undefined) throw failure;
+  }
+
+  #createConsumer(sessionTimeout: number): Consumer<string, string, string, string> {
+    return new Consumer<string, string, string, string>({
       ...platformaticOptions(this.#config, { clientId: this.#adapter.clientId }),
-      groupId,
+      groupId: this.#options.groupId,
       sessionTimeout,
       // A third of the session timeout, as Kafka's own consumer.
       heartbeatInterval: Math.floor(sessionTimeout / 3),
@@ -132,20 +153,22 @@ export class PlatformaticSource implements RecordSource {
         headerValue: stringOrUndefined,
       } as never,
     });
-    this.#consumer = consumer;
-    const log = throttledLog(this.#config, this.#adapter.log);
-    // This member's partitions now. A fetch made before a rebalance can still deliver records
-    // of a partition that has moved to another member; those are dropped here, uncommitted,
-    // and the new owner reads them from the group's committed offset.
-    let assigned = new Set<number>();
-    let revoked = false;
+  }
+
+  /** Follows this member's partitions through rebalances, and logs failed heartbeats. */
+  #track(
+    consumer: Consumer<string, string, string, string>,
+    log: (key: string, line: string) => void,
+  ): Assignment {
+    const { topic } = this.#options;
+    const assignment: Assignment = { partitions: new Set(), revoked: false };
     consumer.on(
       "consumer:group:join",
       (payload: { assignments?: { topic: string; partitions: number[] }[] }) => {
         const mine = payload.assignments?.find((a) => a.topic === topic)?.partitions ?? [];
         const next = new Set(mine);
-        if ([...assigned].some((p) => !next.has(p))) revoked = true;
-        assigned = next;
+        if ([...assignment.partitions].some((p) => !next.has(p))) assignment.revoked = true;
+        assignment.partitions = next;
         this.#options.onAssign?.([...mine].sort((a, b) => a - b));
       },
     );
@@ -155,105 +178,7 @@ export class PlatformaticSource implements RecordSource {
       if (/REBALANCE_IN_PROGRESS|rebalance/i.test(reason)) return;
       log("heartbeat", `kafka consumer: heartbeat failed: ${reason}`);
     });
-
-    const stream = await consumer.consume({
-      topics: [topic],
-      mode: MessagesStreamModes.COMMITTED,
-      fallbackMode: from === "earliest"
-        ? MessagesStreamFallbackModes.EARLIEST
-        : MessagesStreamFallbackModes.LATEST,
-      autocommit: false,
-      sessionTimeout,
-      heartbeatInterval: Math.floor(sessionTimeout / 3),
-      maxWaitTime: 100,
-    });
-    this.#stream = stream;
-
-    const pending = new PendingCommits(this.#options.commitIntervalMs ?? 100);
-    const epochs = new Map<number, number>();
-    const commit = async () => {
-      const offsets = pending.take().map(([partition, offset]) => ({
-        topic,
-        partition,
-        offset,
-        leaderEpoch: epochs.get(partition) ?? -1,
-      }));
-      if (offsets.length === 0) return;
-      try {
-        await consumer.commit({ offsets });
-      } catch (error) {
-        // After a rebalance the partitions may belong to another member, which reads from the
-        // last committed offset: those records are read again (at least once).
-        log("commit", `kafka consumer: commit failed: ${reasonOf(error)}`);
-      }
-    };
-
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    const poke = () => {
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    const onError = (error: unknown) => {
-      failure ??= error;
-      poke();
-    };
-    // Flowing mode with pause/resume for backpressure, as the library expects: reading with
-    // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
-    // over a large backlog those loops multiplied until the heap ran out.
-    let buffered: Message<string, string, string, string>[] = [];
-    const onData = (m: Message<string, string, string, string>) => {
-      buffered.push(m);
-      if (buffered.length >= BATCH_MAX && !stream.isPaused()) stream.pause();
-      poke();
-    };
-    stream.on("data", onData);
-    stream.on("error", onError);
-    stream.on("close", poke);
-    signal.addEventListener("abort", poke, { once: true });
-    const ticker = setInterval(() => {
-      if (pending.due()) poke();
-    }, this.#options.commitIntervalMs ?? 100);
-    try {
-      while (!signal.aborted && failure === undefined && !stream.destroyed) {
-        const batch = buffered;
-        buffered = [];
-        if (stream.isPaused()) stream.resume();
-        if (batch.length === 0) {
-          if (pending.due()) await commit();
-          await new Promise<void>((resolve) => wake = resolve);
-          continue;
-        }
-        if (revoked) {
-          pending.keep(assigned);
-          revoked = false;
-        }
-        const mine = batch.filter((m) => assigned.has(m.partition));
-        if (mine.length === 0) continue;
-        const records = mine.map(toInRecord);
-        const handled = await onBatch(records);
-        const n = typeof handled === "number"
-          ? Math.max(0, Math.min(handled, records.length))
-          : records.length;
-        for (let i = 0; i < n; i++) {
-          const msg = mine[i]!;
-          pending.handled(msg.partition, msg.offset);
-          epochs.set(msg.partition, msg.leaderEpoch);
-        }
-        // A partial batch: the caller stopped; commit just what it handled, now.
-        if (n < records.length || signal.aborted || pending.due()) await commit();
-        if (n < records.length) break;
-      }
-      if (pending.size > 0) await commit();
-    } finally {
-      clearInterval(ticker);
-      signal.removeEventListener("abort", poke);
-      stream.off("data", onData);
-      // Records fetched but not handled stay uncommitted: the group reads them again.
-      stream.pause();
-    }
-    if (failure !== undefined) throw failure;
+    return assignment;
   }
 
   async close(): Promise<void> {
@@ -265,4 +190,144 @@ export class PlatformaticSource implements RecordSource {
     // Leaves the group, so the partitions move to the other members at once.
     await consumer?.close(true).catch(() => {});
   }
+}
+
+type StringMessage = Message<string, string, string, string>;
+
+/**
+ * This member's partitions now. A fetch made before a rebalance can still deliver records of a
+ * partition that has moved to another member; those are dropped, uncommitted, and the new owner
+ * reads them from the group's committed offset.
+ */
+interface Assignment {
+  partitions: Set<number>;
+  /** A partition was taken away since the last batch: forget what is pending for it. */
+  revoked: boolean;
+}
+
+/** Handled offsets (and their leader epochs) committed at most every interval. */
+class Commits {
+  readonly pending: PendingCommits;
+  #epochs = new Map<number, number>();
+  #consumer: Consumer<string, string, string, string>;
+  #topic: string;
+  #log: (key: string, line: string) => void;
+
+  constructor(
+    consumer: Consumer<string, string, string, string>,
+    options: KafkaSourceOptions,
+    log: (key: string, line: string) => void,
+  ) {
+    this.#consumer = consumer;
+    this.#topic = options.topic;
+    this.#log = log;
+    this.pending = new PendingCommits(options.commitIntervalMs ?? 100);
+  }
+
+  /** Notes that `message` was handled. */
+  handled(message: StringMessage): void {
+    this.pending.handled(message.partition, message.offset);
+    this.#epochs.set(message.partition, message.leaderEpoch);
+  }
+
+  /** Commits what is pending; a failure is logged, not thrown. */
+  async commit(): Promise<void> {
+    const offsets = this.pending.take().map(([partition, offset]) => ({
+      topic: this.#topic,
+      partition,
+      offset,
+      leaderEpoch: this.#epochs.get(partition) ?? -1,
+    }));
+    if (offsets.length === 0) return;
+    try {
+      await this.#consumer.commit({ offsets });
+    } catch (error) {
+      // After a rebalance the partitions may belong to another member, which reads from the
+      // last committed offset: those records are read again (at least once).
+      this.#log("commit", `kafka consumer: commit failed: ${reasonOf(error)}`);
+    }
+  }
+}
+
+/** What {@linkcode pump} works with. */
+interface PumpOptions {
+  signal: AbortSignal;
+  commits: Commits;
+  assignment: Assignment;
+  onBatch: (records: InRecord[]) => Promise<void | number> | void | number;
+}
+
+/**
+ * Hands the stream's records to `onBatch` in batches of what arrived meanwhile, committing what
+ * was handled, until aborted, failed, the stream ends or `onBatch` handles part of a batch.
+ * Resolves with the stream's failure, if any (`onBatch`'s own failure rejects).
+ */
+async function pump(
+  stream: MessagesStream<string, string, string, string>,
+  options: PumpOptions,
+): Promise<unknown> {
+  const { signal, commits, assignment, onBatch } = options;
+  const { pending } = commits;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onError = (error: unknown) => {
+    failure ??= error;
+    poke();
+  };
+  // Flowing mode with pause/resume for backpressure, as the library expects: reading with
+  // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
+  // over a large backlog those loops multiplied until the heap ran out.
+  let buffered: StringMessage[] = [];
+  const onData = (m: StringMessage) => {
+    buffered.push(m);
+    if (buffered.length >= BATCH_MAX && !stream.isPaused()) stream.pause();
+    poke();
+  };
+  stream.on("data", onData);
+  stream.on("error", onError);
+  stream.on("close", poke);
+  signal.addEventListener("abort", poke, { once: true });
+  const ticker = setInterval(() => {
+    if (pending.due()) poke();
+  }, pending.intervalMs);
+  try {
+    while (!signal.aborted && failure === undefined && !stream.destroyed) {
+      const batch = buffered;
+      buffered = [];
+      if (stream.isPaused()) stream.resume();
+      if (batch.length === 0) {
+        if (pending.due()) await commits.commit();
+        await new Promise<void>((resolve) => wake = resolve);
+        continue;
+      }
+      if (assignment.revoked) {
+        pending.keep(assignment.partitions);
+        assignment.revoked = false;
+      }
+      const mine = batch.filter((m) => assignment.partitions.has(m.partition));
+      if (mine.length === 0) continue;
+      const records = mine.map(toInRecord);
+      const handled = await onBatch(records);
+      const n = typeof handled === "number"
+        ? Math.max(0, Math.min(handled, records.length))
+        : records.length;
+      for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+      // A partial batch: the caller stopped; commit just what it handled, now.
+      if (n < records.length || signal.aborted || pending.due()) await commits.commit();
+      if (n < records.length) break;
+    }
+    if (pending.size > 0) await commits.commit();
+  } finally {
+    clearInterval(ticker);
+    signal.removeEventListener("abort", poke);
+    stream.off("data", onData);
+    // Records fetched but not handled stay uncommitted: the group reads them again.
+    stream.pause();
+  }
+  return failure;
 }
