@@ -69,7 +69,9 @@ export interface BackoffOptions {
   maxTimeout?: number;
   /** How much the ceiling grows per attempt. Default 2. */
   multiplier?: number;
-  /** 1 draws the delay uniformly below the ceiling (full jitter); 0 waits the ceiling. Default 1. */
+  /**
+   * 1 draws the pause uniformly below the ceiling (full jitter); 0 waits the ceiling. Default 1.
+   */
   jitter?: number;
   /** Uniform random in [0, 1). Default `Math.random`. */
   random?: () => number;

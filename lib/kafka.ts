@@ -174,7 +174,7 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Called after each failed attempt that will be retried. */
   onRetry?: (message: string) => void;
-  /** Aborting it stops the attempts and the wait between them: `connect` rejects with its reason. */
+  /** Aborting it stops the attempts and the pauses: `connect` rejects with its reason. */
   signal?: AbortSignal;
 }
 

@@ -193,7 +193,7 @@ export async function probeTls(
   }
 }
 
-/** A Kafka ApiVersions v0 request: size, api key 18, version 0, correlation id 1, client "probe". */
+/** A Kafka ApiVersions v0 request: size, api key 18, version 0, correlation 1, client "probe". */
 function apiVersionsRequest(): Uint8Array {
   const clientId = new TextEncoder().encode("probe");
   const body = new Uint8Array(2 + 2 + 4 + 2 + clientId.length);

@@ -7,8 +7,8 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
-import { retry } from "./async.ts";
-import { type KafkaSink, type KafkaSinkOptions, SinkClosedError, type SinkStats } from "./kafka.ts";
+import { type KafkaSink, type KafkaSinkOptions, type SinkStats } from "./kafka.ts";
+import { resendUntilClosed } from "./kafka_resend.ts";
 import type { OutRecord } from "./sink.ts";
 
 /** Maps an {@linkcode OutRecord} to a kafkajs message (kafkajs only reads the headers). */
@@ -66,7 +66,6 @@ export class KafkaJsSink implements KafkaSink {
   #compression: CompressionTypes;
   #ackTimeoutMs: number;
   #connecting: Promise<void> | undefined;
-  #closed = false;
   #closing = new AbortController();
   #onReset: (line: string) => void;
 
@@ -99,32 +98,18 @@ export class KafkaJsSink implements KafkaSink {
   async send(topic: string, records: readonly OutRecord[]): Promise<void> {
     if (records.length === 0) return;
     const messages = records.map(toMessage);
-    await retry(async () => {
-      if (this.#closed) throw new SinkClosedError("Cannot send to Kafka: the sink is closed");
-      try {
-        await this.connect();
-        await this.#producer.send({
-          topic,
-          messages,
-          acks: -1,
-          timeout: this.#ackTimeoutMs,
-          compression: this.#compression,
-        });
-      } catch (error) {
-        if (this.#closed) {
-          throw new SinkClosedError("Cannot send to Kafka: the sink was closed while retrying", {
-            cause: error,
-          });
-        }
-        throw error;
-      }
+    await resendUntilClosed(async () => {
+      await this.connect();
+      await this.#producer.send({
+        topic,
+        messages,
+        acks: -1,
+        timeout: this.#ackTimeoutMs,
+        compression: this.#compression,
+      });
     }, {
-      maxAttempts: Infinity,
+      closed: this.#closing.signal,
       minTimeout: 100,
-      maxTimeout: 5_000,
-      jitter: 0,
-      signal: this.#closing.signal,
-      shouldRetry: (error) => !(error instanceof SinkClosedError),
       onRetry: (error, attempt) => {
         this.stats.producerResets++;
         if (attempt === 1 || attempt % 10 === 0) {
@@ -140,9 +125,8 @@ export class KafkaJsSink implements KafkaSink {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
     // A send waiting to resend stops now, rather than after its pause.
-    this.#closing.abort(new SinkClosedError("Cannot send to Kafka: the sink is closed"));
+    this.#closing.abort();
     this.#connecting = undefined;
     await this.#producer.disconnect();
   }

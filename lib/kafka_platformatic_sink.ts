@@ -1,17 +1,19 @@
-/** The @platformatic/kafka producer behind {@linkcode KafkaSink}: idempotent, resending until closed. */
+/**
+ * The @platformatic/kafka producer behind {@linkcode KafkaSink}: idempotent, resending a batch
+ * until it is acknowledged or the sink is closed.
+ */
 import { ProduceAcks, Producer, type ProducerOptions } from "@platformatic/kafka";
-import { retry } from "./async.ts";
 import type { KafkaConfig } from "./config.ts";
 import {
   type AdapterOptions,
   type KafkaSink,
   type KafkaSinkOptions,
-  SinkClosedError,
   type SinkStats,
 } from "./kafka.ts";
 import { throttledLog } from "./kafka_diagnosis.ts";
 import { platformaticOptions, reasonOf } from "./kafka_platformatic_options.ts";
 import { murmur2 } from "./memory_broker.ts";
+import { resendUntilClosed } from "./kafka_resend.ts";
 import type { OutRecord } from "./sink.ts";
 
 const encoder = new TextEncoder();
@@ -86,7 +88,6 @@ type Outgoing = {
 export class PlatformaticSink implements KafkaSink {
   readonly stats: SinkStats = { retries: 0, producerResets: 0 };
   #producer: Producer<string, string, string, string>;
-  #closed = false;
   #closing = new AbortController();
   #log: (key: string, line: string) => void;
   #write: (line: string) => void;
@@ -118,7 +119,7 @@ export class PlatformaticSink implements KafkaSink {
     this.#producer.on(
       "client:broker:failed",
       (payload: { broker?: { host: string; port: number } }) => {
-        if (this.#closed) return;
+        if (this.#closing.signal.aborted) return;
         this.#log(
           `failed ${where(payload)}`,
           `kafka producer: cannot connect to ${where(payload)}`,
@@ -128,7 +129,7 @@ export class PlatformaticSink implements KafkaSink {
     this.#producer.on(
       "client:broker:disconnect",
       (payload: { broker?: { host: string; port: number } }) => {
-        if (this.#closed) return;
+        if (this.#closing.signal.aborted) return;
         this.#log(
           `lost ${where(payload)}`,
           `kafka producer: the connection to ${where(payload)} closed`,
@@ -191,26 +192,12 @@ export class PlatformaticSink implements KafkaSink {
       messages[i] = m;
     }
     let retriesBefore = 0;
-    await retry(async () => {
-      if (this.#closed) throw new SinkClosedError("Cannot send to Kafka: the sink is closed");
+    await resendUntilClosed(async () => {
       retriesBefore = this.stats.retries;
-      try {
-        await this.#producer.send({ messages });
-      } catch (error) {
-        if (this.#closed) {
-          throw new SinkClosedError("Cannot send to Kafka: the sink was closed while retrying", {
-            cause: error,
-          });
-        }
-        throw error;
-      }
+      await this.#producer.send({ messages });
     }, {
-      maxAttempts: Infinity,
+      closed: this.#closing.signal,
       minTimeout: 200,
-      maxTimeout: 5_000,
-      jitter: 0,
-      signal: this.#closing.signal,
-      shouldRetry: (error) => !(error instanceof SinkClosedError),
       onRetry: (error, attempt) => {
         // The client only gives up on errors it cannot retry, and then drops its producer id
         // and sequence numbers: the resend goes out under a new id.
@@ -234,9 +221,8 @@ export class PlatformaticSink implements KafkaSink {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
     // A send waiting to resend stops now, rather than after its pause.
-    this.#closing.abort(new SinkClosedError("Cannot send to Kafka: the sink is closed"));
+    this.#closing.abort();
     await this.#producer.close();
   }
 }

@@ -1,4 +1,7 @@
-/** The @platformatic/kafka consumer behind {@linkcode RecordSource}: a group member, at least once. */
+/**
+ * The @platformatic/kafka consumer behind {@linkcode RecordSource}: a member of a group, at least
+ * once.
+ */
 import {
   Admin,
   Consumer,

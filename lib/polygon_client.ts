@@ -631,7 +631,8 @@ export class PolygonClient {
           return this.#answered(conn, at);
         }
         if (this.#state === "connecting") {
-          return this.#authenticate(conn); // The connect event, in the spec version that says "success".
+          // The connect event, in the spec version that says "success".
+          return this.#authenticate(conn);
         }
         if (this.#state === "authenticating" && !CONNECT_MESSAGE_RE.test(message)) {
           return this.#subscribe(conn, at);
