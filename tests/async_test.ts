@@ -6,56 +6,8 @@ import {
   exponentialBackoff,
   retry,
   RetryError,
-  type Timers,
 } from "../lib/async.ts";
-
-/** Timers that fire only when the test advances them; they record every delay asked for. */
-class FakeTimers implements Timers {
-  now = 0;
-  /** Every `ms` passed to `setTimeout`, in order. */
-  readonly requested: number[] = [];
-  #next = 1;
-  #pending = new Map<number, { at: number; fn: () => void }>();
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.requested.push(ms);
-    this.#pending.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#pending.delete(handle as number);
-  }
-
-  /** Timers not yet fired or cleared. */
-  get pending(): number {
-    return this.#pending.size;
-  }
-
-  /** Moves time forward by `ms`, firing due timers in order and letting promises run after each. */
-  async advance(ms: number): Promise<void> {
-    const end = this.now + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#pending) {
-        if (entry[1].at <= end && (first === undefined || entry[1].at < first[1].at)) first = entry;
-      }
-      if (first === undefined) break;
-      this.#pending.delete(first[0]);
-      this.now = first[1].at;
-      first[1].fn();
-      await flush();
-    }
-    this.now = end;
-    await flush();
-  }
-}
-
-/** Lets every queued promise callback run. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
-}
+import { FakeTime, flush } from "./helpers/fake_time.ts";
 
 /** A random source that returns `values` in turn. */
 function sequence(...values: number[]): () => number {
@@ -72,18 +24,18 @@ async function stateOf(promise: Promise<unknown>): Promise<"pending" | "resolved
 }
 
 Deno.test("delay resolves when its timer fires and not before", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const waiting = delay(250, { timers });
   assert.deepEqual(timers.requested, [250]);
-  await timers.advance(249);
+  await timers.advanceAsync(249);
   assert.equal(await stateOf(waiting), "pending");
-  await timers.advance(1);
+  await timers.advanceAsync(1);
   assert.equal(await stateOf(waiting), "resolved");
   assert.equal(timers.pending, 0);
 });
 
 Deno.test("delay rejects with the signal's reason on abort and clears its timer", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const controller = new AbortController();
   const reason = new Error("shutting down");
   const waiting = delay(10_000, { signal: controller.signal, timers });
@@ -94,7 +46,7 @@ Deno.test("delay rejects with the signal's reason on abort and clears its timer"
 });
 
 Deno.test("delay with an aborted signal rejects at once without a timer", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const reason = new Error("already stopped");
   await assert.rejects(
     delay(5, { signal: AbortSignal.abort(reason), timers }),
@@ -104,11 +56,11 @@ Deno.test("delay with an aborted signal rejects at once without a timer", async 
 });
 
 Deno.test("delay treats a negative or NaN time as zero", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const a = delay(-5, { timers });
   const b = delay(Number.NaN, { timers });
   assert.deepEqual(timers.requested, [0, 0]);
-  await timers.advance(0);
+  await timers.advanceAsync(0);
   assert.equal(await stateOf(a), "resolved");
   assert.equal(await stateOf(b), "resolved");
 });
@@ -141,7 +93,7 @@ Deno.test("exponentialBackoff without jitter waits the ceiling; half jitter keep
 });
 
 Deno.test("retry returns the first success after backing off between failures", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const failures: [string, number, number][] = [];
   let calls = 0;
   const result = retry(() => {
@@ -155,7 +107,7 @@ Deno.test("retry returns the first success after backing off between failures", 
     timers,
     onRetry: (error, attempt, ms) => failures.push([(error as Error).message, attempt, ms]),
   });
-  await timers.advance(10_000);
+  await timers.advanceAsync(10_000);
   assert.equal(await result, "ok");
   assert.equal(calls, 4);
   assert.deepEqual(timers.requested, [50, 50, 299]);
@@ -163,7 +115,7 @@ Deno.test("retry returns the first success after backing off between failures", 
 });
 
 Deno.test("retry throws RetryError with the last failure as cause when the attempts run out", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   let calls = 0;
   const last = new Error("broker down");
   const result = retry(() => {
@@ -181,14 +133,14 @@ Deno.test("retry throws RetryError with the last failure as cause when the attem
     );
     return true;
   });
-  await timers.advance(1_000);
+  await timers.advanceAsync(1_000);
   await checked;
   assert.equal(calls, 3);
   assert.deepEqual(timers.requested, [10, 20]);
 });
 
 Deno.test("retry throws a failure shouldRetry declines as it is, without waiting", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const fatal = new TypeError("bad certificate");
   const seen: number[] = [];
   await assert.rejects(
@@ -206,7 +158,7 @@ Deno.test("retry throws a failure shouldRetry declines as it is, without waiting
 });
 
 Deno.test("retry without limit stops on abort with the signal's reason and leaves no timer", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const controller = new AbortController();
   const reason = new Error("sink closed");
   let calls = 0;
@@ -215,7 +167,7 @@ Deno.test("retry without limit stops on abort with the signal's reason and leave
     throw new Error("not yet");
   }, { maxAttempts: Infinity, minTimeout: 100, jitter: 0, signal: controller.signal, timers });
   const checked = assert.rejects(result, (error) => error === reason);
-  await timers.advance(100 + 200 + 50);
+  await timers.advanceAsync(100 + 200 + 50);
   assert.equal(calls, 3);
   assert.equal(timers.pending, 1);
   controller.abort(reason);
@@ -241,24 +193,24 @@ Deno.test("retry refuses options outside their range", async () => {
 });
 
 Deno.test("deadline resolves with the promise's value and clears its timer", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const { promise, resolve } = Promise.withResolvers<number>();
   const bounded = deadline(promise, 1_000, { timers });
-  await timers.advance(999);
+  await timers.advanceAsync(999);
   resolve(42);
   assert.equal(await bounded, 42);
   assert.equal(timers.pending, 0);
 });
 
 Deno.test("deadline passes the promise's rejection through", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const failure = new Error("refused");
   await assert.rejects(deadline(Promise.reject(failure), 50, { timers }), (e) => e === failure);
   assert.equal(timers.pending, 0);
 });
 
 Deno.test("deadline rejects with DeadlineError naming what timed out", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const bounded = deadline(new Promise(() => {}), 2_000, { what: "Connecting", timers });
   const checked = assert.rejects(bounded, (error) => {
     assert.ok(error instanceof DeadlineError);
@@ -267,15 +219,15 @@ Deno.test("deadline rejects with DeadlineError naming what timed out", async () 
     assert.equal(error.message, "Connecting timed out after 2000 ms");
     return true;
   });
-  await timers.advance(1_999);
+  await timers.advanceAsync(1_999);
   assert.equal(await stateOf(bounded), "pending");
-  await timers.advance(1);
+  await timers.advanceAsync(1);
   await checked;
   assert.equal(timers.pending, 0);
 });
 
 Deno.test("deadline rejects with the signal's reason on abort and clears its timer", async () => {
-  const timers = new FakeTimers();
+  const timers = new FakeTime();
   const controller = new AbortController();
   const reason = new Error("stopping");
   const bounded = deadline(new Promise(() => {}), 2_000, { signal: controller.signal, timers });
