@@ -21,6 +21,7 @@ import {
   type SettingsOf,
   usage,
 } from "./lib/config.ts";
+import { delay } from "./lib/async.ts";
 import { formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
@@ -71,8 +72,8 @@ class Pacer {
       return;
     }
     const due = this.#start + (t - this.#t0) / this.#speed;
-    const delay = due - performance.now();
-    if (delay > 1) await new Promise((resolve) => setTimeout(resolve, delay));
+    const wait = due - performance.now();
+    if (wait > 1) await delay(wait);
   }
 }
 

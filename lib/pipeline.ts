@@ -7,6 +7,7 @@
  *
  * The read path only calls {@linkcode Pipeline.push}, which is synchronous and O(1).
  */
+import { deadline, DeadlineError } from "./async.ts";
 import { DEFAULTS, gapsTopicFor } from "./config.ts";
 import { type Gap, gapRecord } from "./gap.ts";
 import { type PipelineMetrics, RECEIVE_TO_ACK } from "./metrics.ts";
@@ -419,21 +420,14 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     this.#stopping = true;
     this.#wake?.();
     this.#roomMade();
-    const done = this.start();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
     try {
-      const outcome = await Promise.race([done.then(() => "done" as const), timeout]);
-      if (outcome === "timeout") {
-        // Leave no worker behind: it stops once its send in flight (if any) settles.
-        this.#abandoned = true;
-        this.#wake?.();
-        throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
-      }
-    } finally {
-      clearTimeout(timer);
+      await deadline(this.start(), timeoutMs, { what: "The flush" });
+    } catch (error) {
+      if (!(error instanceof DeadlineError)) throw error;
+      // Leave no worker behind: it stops once its send in flight (if any) settles.
+      this.#abandoned = true;
+      this.#wake?.();
+      throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
     }
   }
 }

@@ -429,12 +429,12 @@ Deno.test("the push loop snapshots the registry on each timer tick and flushes w
   const callbacks: (() => void)[] = [];
   let cleared = 0;
   const timers: Timers = {
-    setInterval(callback, ms) {
+    setTimeout(callback, ms) {
       assert.equal(ms, 250);
       callbacks.push(callback);
       return 7;
     },
-    clearInterval(id) {
+    clearTimeout(id) {
       assert.equal(id, 7);
       cleared++;
     },
