@@ -4,6 +4,12 @@
  *
  * Record value: `{"timestamp":"<t as ISO 8601 UTC>","symbol":"<pair>","spread":<ap − bp>}`,
  * with the spread computed exactly in decimal from the JSON number texts.
+ *
+ * Two paths, one outcome: a frame of the common shape (an object or an array of flat objects
+ * whose values are strings without escapes or numbers, as Polygon sends them) is read by one
+ * validating pass over its text that notes where the needed values are; every other text goes to
+ * `JSON.parse`. The scan accepts only text `JSON.parse` accepts and makes the same values of it,
+ * so records, skips and event counts are the same either way (tests/transform_test.ts checks).
  */
 import { subtract } from "./lib/decimal.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
