@@ -4,6 +4,12 @@
  *
  * Record value: `{"timestamp":"<t as ISO 8601 UTC>","symbol":"<pair>","spread":<ap − bp>}`,
  * with the spread computed exactly in decimal from the JSON number texts.
+ *
+ * Two paths, one outcome: a frame of the common shape (an object or an array of flat objects
+ * whose values are strings without escapes or numbers, as Polygon sends them) is read by one
+ * validating pass over its text that notes where the needed values are; every other text goes to
+ * `JSON.parse`. The scan accepts only text `JSON.parse` accepts and makes the same values of it,
+ * so records, skips and event counts are the same either way (tests/transform_test.ts checks).
  */
 import { subtract } from "./lib/decimal.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
@@ -86,6 +92,16 @@ const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 const ZEROS = ["", "0", "00", "000", "0000", "00000"];
 
+// The fields the scan keeps of each event: where the value tokens of ev, pair, bp, ap, t and r
+// start and end in the frame text (start -1: absent), two slots each.
+const EV = 0;
+const PAIR = 2;
+const BP = 4;
+const AP = 6;
+const T = 8;
+const R = 10;
+const SPAN = 12;
+
 /**
  * `d × 10^-s` as `Number.prototype.toString` writes it (`0.01`, `1e-8`), for an integer d with
  * at most 15 digits: as `String(d / 10 ** s)`, without the division and the shortest-digits
@@ -126,6 +142,17 @@ function parseWithSources(text: string, sources: Sources): unknown {
   );
 }
 
+/** Options for {@linkcode createSpreadTransform}. */
+export interface SpreadTransformOptions {
+  /**
+   * Whether frames of the common shape (an object, or an array of objects, whose values are all
+   * strings without escapes or numbers) are read by a validating scan of the text instead of
+   * `JSON.parse`. Both give the same records and skips for every input; `false` exists for tests
+   * that compare them. Default: true.
+   */
+  scan?: boolean;
+}
+
 /**
  * The XQ (crypto quote) transform. Its caches (the value prefix of the current second, the
  * symbol parts) and its per-frame scan state are its own, so two transforms in one process never
@@ -151,6 +178,14 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   /** Events of the slow-path parse and their number texts, made on first need. */
   #slowEvents: unknown[] | undefined;
   #slowSourceMap: Sources | undefined;
+  readonly #scanFrames: boolean;
+  /** Per event of the scanned frame, {@linkcode SPAN} token bounds (see {@linkcode EV}). */
+  #spans = new Int32Array(SPAN * 16);
+
+  /** Use {@linkcode createSpreadTransform}. */
+  constructor(options: SpreadTransformOptions = {}) {
+    this.#scanFrames = options.scan ?? true;
+  }
 
   /**
    * Transforms one frame, appending its records to `records` and counting skips in
@@ -159,6 +194,13 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
    */
   frame(text: string, records: SpreadRecord[]): number {
     const skipped = this.skipped;
+    if (this.#scanFrames) {
+      const events = this.#scan(text);
+      if (events >= 0) {
+        for (let k = 0; k < events; k++) this.#scannedEvent(text, k * SPAN, records, skipped);
+        return events;
+      }
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -269,6 +311,290 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
     return i;
   }
 
+  /**
+   * The fast path's first half: checks that `text` is JSON of the common shape (an object, or an
+   * array of objects, every value a string without escapes or a number) and notes where the
+   * values of the keys the transform reads are, without making any value. Returns the number of
+   * events, or -1 when the text is anything else (then `JSON.parse` decides, so invalid JSON and
+   * every unusual shape keep the general path's outcome). Duplicate keys: the last one counts,
+   * as in `JSON.parse`.
+   */
+  #scan(text: string): number {
+    // charCodeAt past the end is NaN, which every comparison below rejects: no bounds checks.
+    let i = 0;
+    let c = text.charCodeAt(0);
+    while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+    const array = c === 91;
+    if (array) {
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (c === 93) {
+        c = text.charCodeAt(++i);
+        while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        return i === text.length ? 0 : -1;
+      }
+    }
+    let spans = this.#spans;
+    let events = 0;
+    for (;;) {
+      if (c !== 123) return -1;
+      const base = events * SPAN;
+      if (base + SPAN > spans.length) {
+        const grown = new Int32Array(spans.length * 2);
+        grown.set(spans);
+        this.#spans = spans = grown;
+      }
+      spans[base + EV] = -1;
+      spans[base + PAIR] = -1;
+      spans[base + BP] = -1;
+      spans[base + AP] = -1;
+      spans[base + T] = -1;
+      spans[base + R] = -1;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (c !== 125) {
+        for (;;) {
+          // Key: a string without escapes or control characters.
+          if (c !== 34) return -1;
+          const keyStart = ++i;
+          c = text.charCodeAt(i);
+          while (c !== 34) {
+            if (c === 92 || !(c >= 32)) return -1;
+            c = text.charCodeAt(++i);
+          }
+          let slot = -1;
+          const k0 = text.charCodeAt(keyStart);
+          switch (i - keyStart) {
+            case 1:
+              if (k0 === 116) slot = T;
+              else if (k0 === 114) slot = R;
+              break;
+            case 2:
+              if (text.charCodeAt(keyStart + 1) === 112) {
+                if (k0 === 98) slot = BP;
+                else if (k0 === 97) slot = AP;
+              } else if (k0 === 101 && text.charCodeAt(keyStart + 1) === 118) slot = EV;
+              break;
+            case 4:
+              if (k0 === 112 && text.startsWith("air", keyStart + 1)) slot = PAIR;
+              break;
+          }
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          if (c !== 58) return -1;
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          const valueStart = i;
+          if (c === 34) {
+            c = text.charCodeAt(++i);
+            while (c !== 34) {
+              if (c === 92 || !(c >= 32)) return -1;
+              c = text.charCodeAt(++i);
+            }
+            c = text.charCodeAt(++i);
+          } else {
+            // A number, in JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+            if (c === 45) c = text.charCodeAt(++i);
+            if (c === 48) c = text.charCodeAt(++i);
+            else if (c >= 49 && c <= 57) {
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            } else return -1;
+            if (c === 46) {
+              c = text.charCodeAt(++i);
+              if (!(c >= 48 && c <= 57)) return -1;
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            }
+            if (c === 101 || c === 69) {
+              c = text.charCodeAt(++i);
+              if (c === 43 || c === 45) c = text.charCodeAt(++i);
+              if (!(c >= 48 && c <= 57)) return -1;
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            }
+          }
+          if (slot !== -1) {
+            spans[base + slot] = valueStart;
+            spans[base + slot + 1] = i;
+          }
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          if (c === 125) break;
+          if (c !== 44) return -1;
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        }
+      }
+      events++;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (!array) break;
+      if (c === 93) {
+        c = text.charCodeAt(++i);
+        while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        break;
+      }
+      if (c !== 44) return -1;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+    }
+    return i === text.length ? events : -1;
+  }
+
+  /**
+   * The value of the JSON number token `text[start, end)`, as `JSON.parse` makes it. For a
+   * non-negative number of at most 15 significant digits whose scale fits (the usual price), also
+   * its integer coefficient and decimal places in the scan registers (places -1: not available).
+   */
+  #decimal(text: string, start: number, end: number): number {
+    let i = start;
+    let c = text.charCodeAt(i);
+    if (c !== 45) {
+      let coef = 0;
+      let digits = 0;
+      let frac = 0;
+      let dot = false;
+      for (; i < end; i++) {
+        c = text.charCodeAt(i);
+        if (c >= 48 && c <= 57) {
+          if (coef !== 0 || c !== 48) {
+            coef = coef * 10 + (c - 48);
+            digits++;
+          }
+          if (dot) frac++;
+        } else if (c === 46) dot = true;
+        else break;
+      }
+      let places = frac;
+      if (i < end) {
+        // The exponent (the scan checked its grammar).
+        c = text.charCodeAt(++i);
+        const negative = c === 45;
+        if (c === 45 || c === 43) i++;
+        let exp = 0;
+        for (; i < end && exp < 1000; i++) exp = exp * 10 + (text.charCodeAt(i) - 48);
+        places += negative ? exp : -exp;
+      }
+      if (places < 0 && places >= -15 && digits - places <= 15) {
+        coef *= POW10[-places]!;
+        places = 0;
+      }
+      if (digits <= 15 && places >= 0 && places <= 22) {
+        // Both exact doubles, so the one rounding of the division is the correct rounding of
+        // the decimal: the value JSON.parse makes.
+        this.#scanCoef = coef;
+        this.#scanPlaces = places;
+        return coef / POW10[places]!;
+      }
+    }
+    this.#scanPlaces = -1;
+    return Number(text.slice(start, end));
+  }
+
+  /** The value of the JSON number token `text[start, end)`, as `JSON.parse` makes it. */
+  #number(text: string, start: number, end: number): number {
+    if (end - start <= 15) {
+      // A whole number of at most 15 digits (a time) is exact as it is read.
+      let v = 0;
+      let i = start;
+      for (; i < end; i++) {
+        const c = text.charCodeAt(i);
+        if (c < 48 || c > 57) break;
+        v = v * 10 + (c - 48);
+      }
+      if (i === end) return v;
+    }
+    return Number(text.slice(start, end));
+  }
+
+  /** {@linkcode SpreadTransform.#event} for an event the scan found, with the same checks. */
+  #scannedEvent(text: string, base: number, records: SpreadRecord[], skipped: SkipCounts): void {
+    const spans = this.#spans;
+    const evStart = spans[base + EV]!;
+    const evEnd = spans[base + EV + 1]!;
+    // ev === "XQ" (a number token holds no letters).
+    if (
+      evStart === -1 || evEnd - evStart !== 4 || text.charCodeAt(evStart + 1) !== 88 ||
+      text.charCodeAt(evStart + 2) !== 81
+    ) {
+      if (
+        evStart !== -1 && evEnd - evStart === 8 && text.charCodeAt(evStart) === 34 &&
+        text.startsWith("status", evStart + 1)
+      ) skipped.status++;
+      else skipped.other_event++;
+      return;
+    }
+    const pairStart = spans[base + PAIR]!;
+    const pairLength = spans[base + PAIR + 1]! - pairStart - 2;
+    if (
+      pairStart === -1 || text.charCodeAt(pairStart) !== 34 || pairLength === 0 ||
+      pairLength > MAX_PAIR_LENGTH
+    ) {
+      skipped.bad_pair++;
+      return;
+    }
+    const bpStart = spans[base + BP]!;
+    const bpEnd = spans[base + BP + 1]!;
+    if (bpStart === -1 || text.charCodeAt(bpStart) === 34) {
+      skipped.bad_bid++;
+      return;
+    }
+    const bp = this.#decimal(text, bpStart, bpEnd);
+    if (!(bp > 0) || bp === Infinity) {
+      skipped.bad_bid++;
+      return;
+    }
+    const bc = this.#scanCoef;
+    const bs = this.#scanPlaces;
+    const apStart = spans[base + AP]!;
+    const apEnd = spans[base + AP + 1]!;
+    if (apStart === -1 || text.charCodeAt(apStart) === 34) {
+      skipped.bad_ask++;
+      return;
+    }
+    const ap = this.#decimal(text, apStart, apEnd);
+    if (!(ap > 0) || ap === Infinity) {
+      skipped.bad_ask++;
+      return;
+    }
+    const tStart = spans[base + T]!;
+    if (tStart === -1 || text.charCodeAt(tStart) === 34) {
+      skipped.bad_time++;
+      return;
+    }
+    const t = this.#number(text, tStart, spans[base + T + 1]!);
+    if (!Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+      skipped.bad_time++;
+      return;
+    }
+    const rStart = spans[base + R]!;
+    const r = rStart === -1 || text.charCodeAt(rStart) === 34
+      ? undefined
+      : this.#number(text, rStart, spans[base + R + 1]!);
+    let spread: string | undefined;
+    const as = this.#scanPlaces;
+    if (bs !== -1 && as !== -1) {
+      const s = bs > as ? bs : as;
+      const ai = this.#scanCoef * POW10[s - as]!;
+      const bi = bc * POW10[s - bs]!;
+      const d = ai - bi;
+      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
+    }
+    if (spread === undefined) {
+      spread = subtract(text.slice(apStart, apEnd), text.slice(bpStart, bpEnd));
+    }
+    const pair = text.slice(pairStart + 1, pairStart + 1 + pairLength);
+    records.push({
+      key: pair,
+      value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
+      timestamp: t,
+      headers: RECORD_HEADERS,
+      symbol: pair,
+      spread,
+      t,
+      r,
+      bp,
+      ap,
+    });
+  }
+
   #slowSources(index: number): { bp?: string; ap?: string } | undefined {
     if (this.#slowSourceMap === undefined) {
       this.#slowSourceMap = new WeakMap();
@@ -368,8 +694,8 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
  * records[0].spread; // "0.25"
  * ```
  */
-export function createSpreadTransform(): SpreadTransform {
-  return new SpreadTransform();
+export function createSpreadTransform(options: SpreadTransformOptions = {}): SpreadTransform {
+  return new SpreadTransform(options);
 }
 
 /**
