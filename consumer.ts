@@ -11,15 +11,16 @@ import {
   buildKafkaConfig,
   buildTelemetryConfig,
   ConfigError,
+  DEFAULTS,
   entryEnv,
   EXIT,
   type KafkaConfig,
   parseSettings,
-  type Settings,
   usage,
 } from "./lib/config.ts";
 import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
-import { ConsumerMetrics } from "./lib/metrics.ts";
+import { CONSUMER_HOP, ConsumerMetrics } from "./lib/metrics.ts";
+import { ConsumerSpreadMetrics } from "./lib/spread_metrics.ts";
 import { type KafkaClient, KafkaUnreachableError, openKafka, type StartFrom } from "./lib/kafka.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
@@ -36,8 +37,7 @@ function log(line: string): void {
   console.error(`${new Date().toISOString()} ${line}`);
 }
 
-function parseFrom(settings: Settings): StartFrom {
-  const from = String(settings.from);
+function parseFrom(from: string): StartFrom {
   if (from === "latest" || from === "earliest") return from;
   const ms = /^\d{4}-\d{2}-\d{2}/.test(from) ? Date.parse(from) : Number.NaN;
   if (Number.isNaN(ms)) {
@@ -68,6 +68,48 @@ async function requireTopic(kafka: KafkaClient, config: KafkaConfig): Promise<vo
   }
 }
 
+/** Reads the group's lag per partition into the metrics every 5 s; returns the stop. */
+function followLag(kafka: KafkaClient, metrics: ConsumerMetrics, groupId: string, topic: string) {
+  const readLag = async () => {
+    try {
+      for (const p of await kafka.admin.lag(groupId, topic)) {
+        metrics.lag.set({ partition: String(p.partition) }, p.lag);
+      }
+    } catch (error) {
+      log(`lag: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const timer = setInterval(readLag, 5000);
+  readLag();
+  return () => clearInterval(timer);
+}
+
+/** The printer of records: JSON lines or the table, with the consumer's metrics. */
+function makePrinter(
+  out: LineWriter,
+  metrics: ConsumerMetrics,
+  options: { maxMessages: number | undefined; table: SpreadTable | undefined },
+): RecordPrinter {
+  const hop = metrics.hopLatency.labels(CONSUMER_HOP);
+  const spreads = new ConsumerSpreadMetrics(metrics);
+  return new RecordPrinter({
+    line: (text) => out.line(text),
+    flush: () => out.flush(),
+    report: (line) => {
+      metrics.malformed.inc();
+      console.error(line);
+    },
+    maxMessages: options.maxMessages,
+    table: options.table,
+    onRecord: (r, now) => {
+      const age = now - r.timestamp;
+      if (age < 0) metrics.negativeHops.inc({ hop: CONSUMER_HOP });
+      hop.observe(age / 1000);
+    },
+    onValues: (values) => spreads.observe(values),
+  });
+}
+
 async function main(): Promise<number> {
   const parsed = parseSettings("consumer", Deno.args, { env: entryEnv() });
   if (parsed.help) {
@@ -77,22 +119,8 @@ async function main(): Promise<number> {
   const s = parsed.settings;
   const config = buildKafkaConfig(s);
   const telemetryConfig = buildTelemetryConfig(s);
-  const from = parseFrom(s);
-  const format = String(s.format);
-  if (format !== "json" && format !== "table") {
-    throw new ConfigError(`--format must be json or table, got "${format}"`);
-  }
-  const maxMessages = s.maxMessages as number | undefined;
-  if (maxMessages !== undefined && maxMessages < 1) {
-    throw new ConfigError(`--max-messages must be at least 1, got "${maxMessages}"`);
-  }
-  const timeoutS = s.timeout as number | undefined;
-  const groupId = String(s.groupId);
-
-  const sessionTimeoutMs = Number(s.sessionTimeout) * 1000;
-  if (!(sessionTimeoutMs >= 1000)) {
-    throw new ConfigError(`--session-timeout must be at least 1 second, got "${s.sessionTimeout}"`);
-  }
+  const from = parseFrom(s.from);
+  const { groupId, maxMessages, timeout } = s;
 
   const metrics = new ConsumerMetrics();
   const kafka = await openKafka(config, { clientId: "crypto-consumer", log });
@@ -102,62 +130,32 @@ async function main(): Promise<number> {
     groupId,
     topic: config.topic,
     from,
-    sessionTimeoutMs,
+    sessionTimeoutMs: s.sessionTimeout * 1000,
     onAssign: (partitions) =>
       log(`joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`),
   });
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
-    staleAfterMs: 30_000,
+    staleAfterMs: DEFAULTS.staleAfterMs,
     service: "consumer",
     log,
   });
   const signals = abortOnSignals();
   const stop = new AbortController();
   signals.signal.addEventListener("abort", () => stop.abort(), { once: true });
-  const timer = timeoutS === undefined
-    ? undefined
-    : setTimeout(() => stop.abort(), timeoutS * 1000);
-
+  const timer = timeout === undefined ? undefined : setTimeout(() => stop.abort(), timeout * 1000);
   // Lag for telemetry, read with the admin client while metrics are exported.
-  let lagTimer: ReturnType<typeof setInterval> | undefined;
-  if (telemetry.server || telemetry.influx) {
-    const readLag = async () => {
-      try {
-        for (const p of await kafka.admin.lag(groupId, config.topic)) {
-          metrics.lag.set({ partition: String(p.partition) }, p.lag);
-        }
-      } catch (error) {
-        log(`lag: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    };
-    lagTimer = setInterval(readLag, 5000);
-    readLag();
-  }
+  const stopLag = telemetry.server || telemetry.influx
+    ? followLag(kafka, metrics, groupId, config.topic)
+    : undefined;
 
   const out = new LineWriter();
-  const table = format === "table" ? new SpreadTable() : undefined;
+  const table = s.format === "table" ? new SpreadTable() : undefined;
   const tableTimer = table
     ? setInterval(() => console.log(table.render(Date.now())), 1000)
     : undefined;
-  const hop = metrics.hopLatency.labels("kafka_to_consumer");
-  const printer = new RecordPrinter({
-    line: (text) => out.line(text),
-    flush: () => out.flush(),
-    report: (line) => {
-      metrics.malformed.inc();
-      console.error(line);
-    },
-    maxMessages,
-    table,
-    onRecord: (r, now) => {
-      const age = now - r.timestamp;
-      if (age < 0) metrics.negativeHops.inc({ hop: "kafka_to_consumer" });
-      hop.observe(age / 1000);
-    },
-    onValues: (values) => metrics.observeSpreads(values),
-  });
+  const printer = makePrinter(out, metrics, { maxMessages, table });
   const onBatch = async (records: InRecord[]): Promise<number> => {
     const handled = await printer.handle(records);
     metrics.recordsConsumed.inc(handled);
@@ -172,7 +170,7 @@ async function main(): Promise<number> {
     code = EXIT.FAILURE;
   } finally {
     clearTimeout(timer);
-    clearInterval(lagTimer);
+    stopLag?.();
     clearInterval(tableTimer);
     signals.dispose();
     await source.close().catch(() => {});

@@ -9,71 +9,49 @@
  * Permissions: --allow-net=127.0.0.1 (the fake server, its client, the live page),
  * --allow-read (fixture).
  */
-import { parseArgs } from "node:util";
 import { abortOnSignals, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
-import { ConfigError } from "./lib/config.ts";
+import { DEFAULTS, parseSettings, usage } from "./lib/config.ts";
 import { GapLog, LiveFeed } from "./lib/live.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
 import { Pipeline } from "./lib/pipeline.ts";
+import { spreadStages } from "./lib/spread_metrics.ts";
 import { PolygonClient } from "./lib/polygon_client.ts";
 import { startFakePolygon } from "./lib/polygon_fake.ts";
 import { openRecording } from "./lib/recording.ts";
 import { serveTelemetry, type TelemetryServer } from "./lib/telemetry.ts";
 
-const HELP = `Usage: deno task demo [--file RECORDING] [--speed N] [--ui [--port P]]
-
-Runs the whole pipeline locally: fake Polygon WebSocket server (replaying RECORDING, default
-fixtures/btc.jsonl) → Polygon client → transform → in-memory broker → consumer → stdout.
---speed N  paces the replay by exchange time (1 = real time); default 0, as fast as possible
-           (1 with --ui).
---ui       serves the live page (spreads and pipeline health) on http://127.0.0.1:P/, prints
-           its URL, counts the records instead of printing them, and keeps serving after the
-           replay until Ctrl-C.
---port P   the live page's port; default 9464 (0 picks a free one).`;
+const HELP = usage(
+  "demo",
+  "deno task demo [--file RECORDING] [--speed N] [--ui [--port P]]",
+  "Runs the whole pipeline locally: fake Polygon WebSocket server (replaying RECORDING, default\n" +
+    "fixtures/btc.jsonl) → Polygon client → transform → in-memory broker → consumer → stdout.",
+);
 
 const TOPIC = "crypto-topic";
 const KEY = "demo-key";
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args: Deno.args,
-      options: {
-        file: {
-          type: "string",
-          default: new URL("./fixtures/btc.jsonl", import.meta.url).pathname,
-        },
-        speed: { type: "string" },
-        ui: { type: "boolean", default: false },
-        port: { type: "string", default: "9464" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw new ConfigError(`Cannot parse the command line: ${(error as Error).message}; see --help`);
-  }
-  if (values.help) {
+  const parsed = parseSettings("demo", Deno.args);
+  if (parsed.help) {
     console.log(HELP);
     return 0;
   }
-  const ui = values.ui!;
-  const speed = Number(values.speed ?? (ui ? "1" : "0"));
-  if (!Number.isFinite(speed) || speed < 0) {
-    throw new ConfigError(`--speed must be a number of at least 0, got "${values.speed}"`);
-  }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ConfigError(`--port must be between 0 and 65535, got "${values.port}"`);
-  }
+  const { ui, port } = parsed.settings;
+  const speed = parsed.settings.speed ?? (ui ? 1 : 0);
+  const file = parsed.settings.file ?? new URL("./fixtures/btc.jsonl", import.meta.url).pathname;
   const started = performance.now();
-  const recording = await openRecording(values.file!);
+  const recording = await openRecording(file);
   const metrics = ui ? new ProducerMetrics() : undefined;
   const fake = startFakePolygon({ frames: recording.frames, apiKey: KEY, speed });
   const broker = new MemoryBroker();
   broker.createTopic(TOPIC, 3);
-  const pipeline = new Pipeline(broker.sink(), { topic: TOPIC, lingerMs: 5, metrics });
+  const pipeline = new Pipeline(broker.sink(), {
+    ...spreadStages(metrics),
+    topic: TOPIC,
+    lingerMs: 5,
+    metrics,
+  });
   pipeline.start();
   const gaps = new GapLog();
   let page: TelemetryServer | undefined;
@@ -127,7 +105,7 @@ async function main(): Promise<number> {
   const summary = () => {
     const c = pipeline.counts;
     const skipped = Object.values(c.skipped).reduce((a, b) => a + b, 0);
-    const perSymbol = [...c.bySymbol].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s}=${n}`);
+    const perSymbol = [...c.byKey].sort((a, b) => b[1] - a[1]).map(([s, n]) => `${s}=${n}`);
     console.error(
       // The fake server, like Polygon, sends only frames holding a subscribed event (the
       // recording's own status frames stay behind), and the client also receives the
@@ -150,7 +128,7 @@ async function main(): Promise<number> {
     await Promise.race([closedAfterStreaming, clientDone]);
     stopClient.abort();
     await clientDone;
-    await pipeline.close(10_000);
+    await pipeline.close(DEFAULTS.shutdownTimeoutMs);
     if (consumed >= pipeline.counts.acked) stopConsumer.abort();
     await consumerDone;
     summary();

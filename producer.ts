@@ -21,6 +21,7 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
+import { spreadStages } from "./lib/spread_metrics.ts";
 import { FlushTimeoutError, Pipeline } from "./lib/pipeline.ts";
 import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
 import { RecordingWriter } from "./lib/recording.ts";
@@ -52,6 +53,8 @@ async function main(): Promise<number> {
   const telemetryConfig = buildTelemetryConfig(s);
   const metrics = new ProducerMetrics();
 
+  const stages = spreadStages(metrics);
+  const topics = topicsFor(polygon.pairs, stages.transform.channel);
   const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
@@ -59,12 +62,13 @@ async function main(): Promise<number> {
       header: {
         recording: 1,
         source: polygon.url,
-        subscription: topicsFor(polygon.pairs).join(","),
+        subscription: topics.join(","),
         started: new Date().toISOString(),
       },
     })
     : undefined;
   const pipeline = new Pipeline(sink, {
+    ...stages,
     topic: kafkaConfig.topic,
     gapsTopic: kafkaConfig.gapsTopic,
     batchMax: kafkaConfig.batchMax,
@@ -94,6 +98,7 @@ async function main(): Promise<number> {
     url: polygon.url,
     apiKey: polygon.apiKey,
     pairs: polygon.pairs,
+    channel: stages.transform.channel,
     staleAfterMs: polygon.staleAfterMs,
     quietAfterMs: polygon.quietAfterMs,
     backoffMaxMs: polygon.backoffMaxMs,
@@ -108,7 +113,7 @@ async function main(): Promise<number> {
     log,
   });
   log(
-    `producing ${topicsFor(polygon.pairs).join(",")} to "${kafkaConfig.topic}" ` +
+    `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
       `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
   );
   let failure: unknown;

@@ -7,21 +7,22 @@
  * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary).
  */
 import {
-  emptySkips,
+  createSpreadTransform,
   SKIP_REASONS,
   type SkipCounts,
   type SkipReason,
   type SpreadRecord,
-  transformInto,
 } from "./transform.ts";
 import {
   buildKafkaConfig,
   ConfigError,
+  DEFAULTS,
   entryEnv,
   parseSettings,
-  type Settings,
+  type SettingsOf,
   usage,
 } from "./lib/config.ts";
+import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
@@ -42,16 +43,8 @@ const HELP = usage(
 /** Frames queued ahead of the transform during a replay into a sink. */
 export const REPLAY_QUEUE_MAX = 10_000;
 
-/** Parsed replay options. */
-interface ReplayOptions {
-  path: string;
-  to: "stdout" | "kafka" | "memory";
-  speed: number;
-}
-
-function parseReplay(
-  args: string[],
-): { options?: ReplayOptions; settings: Settings } {
+/** Replay's settings and the recording's path (undefined with --help). */
+function parseReplay(args: string[]): { path?: string; settings: SettingsOf<"replay"> } {
   const parsed = parseSettings("replay", args, {
     env: entryEnv(),
     allowPositionals: true,
@@ -62,15 +55,7 @@ function parseReplay(
       `Expected one recording FILE (or - for stdin), got ${parsed.positionals.length}; see --help`,
     );
   }
-  const to = String(parsed.settings.to);
-  if (to !== "stdout" && to !== "kafka" && to !== "memory") {
-    throw new ConfigError(`--to must be one of stdout, kafka, memory, got "${to}"`);
-  }
-  const speed = Number(parsed.settings.speed);
-  if (!Number.isFinite(speed) || speed < 0) {
-    throw new ConfigError(`--speed must be a number of at least 0, got "${parsed.settings.speed}"`);
-  }
-  return { options: { path: parsed.positionals[0]!, to, speed }, settings: parsed.settings };
+  return { path: parsed.positionals[0]!, settings: parsed.settings };
 }
 
 /** Paces frames by exchange time: waits until (t - t0) / speed has elapsed since the start. */
@@ -89,8 +74,8 @@ class Pacer {
       return;
     }
     const due = this.#start + (t - this.#t0) / this.#speed;
-    const delay = due - performance.now();
-    if (delay > 1) await new Promise((resolve) => setTimeout(resolve, delay));
+    const wait = due - performance.now();
+    if (wait > 1) await delay(wait);
   }
 }
 
@@ -100,54 +85,56 @@ function firstTime(text: string): number | undefined {
 }
 
 async function main(): Promise<number> {
-  const { options, settings } = parseReplay(Deno.args);
-  if (!options) {
+  const { path, settings } = parseReplay(Deno.args);
+  if (path === undefined) {
     console.log(HELP);
     return 0;
   }
+  const { to, speed } = settings;
   let recording;
   try {
-    recording = await openRecording(options.path);
+    recording = await openRecording(path);
   } catch (error) {
     if (error instanceof RecordingError) throw new ConfigError(error.message, { cause: error });
     throw error;
   }
-  const pacer = new Pacer(options.speed);
+  const pacer = new Pacer(speed);
   const started = performance.now();
+  const transform = createSpreadTransform();
+  const skipped = transform.skipped;
   let frames = 0;
 
-  if (options.to === "stdout") {
+  if (to === "stdout") {
     const out = new LineWriter();
     const records: SpreadRecord[] = [];
-    const skipped = emptySkips();
     let events = 0;
     let count = 0;
     for await (const frame of recording.frames) {
       frames++;
-      if (options.speed > 0) await pacer.wait(firstTime(frame));
-      events += transformInto(frame, records, skipped);
+      if (speed > 0) await pacer.wait(firstTime(frame));
+      events += transform.frame(frame, records);
       for (const r of records) await out.line(r.value);
       count += records.length;
       records.length = 0;
       if (out.broken) break;
-      if (options.speed > 0) await out.flush();
+      if (speed > 0) await out.flush();
     }
     await out.close();
     summary(frames, events, count, skipped, performance.now() - started);
     return await finish(
       settings.summary,
       { frames, events, records: count, skipped },
-      () => checkPolygon(options.path, frames, count, skipped),
+      () => checkPolygon(path, frames, count, skipped),
     );
   }
 
   let sink: RecordSink;
   let kafka: KafkaClient | undefined;
-  let topic = String(settings.topic);
-  let batchMax = Number(settings.batchMax);
-  let lingerMs = Number(settings.lingerMs);
-  let shutdownMs = 10_000;
-  const memory = options.to === "memory" ? new MemoryBroker() : undefined;
+  let topic = settings.topic;
+  let batchMax = settings.batchMax;
+  let lingerMs = settings.lingerMs;
+  let shutdownMs: number = DEFAULTS.shutdownTimeoutMs;
+  const memory = to === "memory" ? new MemoryBroker() : undefined;
   if (memory) {
     sink = memory.sink();
   } else {
@@ -160,12 +147,18 @@ async function main(): Promise<number> {
   }
   // A file can wait (offer() blocks while the queue is full), so a small bound keeps memory
   // flat without dropping anything; the live producer's larger bound absorbs network bursts.
-  const pipeline = new Pipeline(sink, { topic, batchMax, lingerMs, queueMax: REPLAY_QUEUE_MAX });
+  const pipeline = new Pipeline(sink, {
+    transform,
+    topic,
+    batchMax,
+    lingerMs,
+    queueMax: REPLAY_QUEUE_MAX,
+  });
   pipeline.start();
   try {
     for await (const frame of recording.frames) {
       frames++;
-      if (options.speed > 0) await pacer.wait(firstTime(frame));
+      if (speed > 0) await pacer.wait(firstTime(frame));
       await pipeline.offer(frame, Date.now());
     }
     await pipeline.close(Math.max(shutdownMs, 60_000));
@@ -174,7 +167,7 @@ async function main(): Promise<number> {
     await kafka?.close();
   }
   const c = pipeline.counts;
-  summary(frames, c.events, c.acked, c.skipped, performance.now() - started);
+  summary(frames, c.events, c.acked, skipped, performance.now() - started);
   if (kafka) {
     const stats = (sink as KafkaSink).stats;
     console.error(
@@ -193,10 +186,10 @@ async function main(): Promise<number> {
       events: c.events,
       records: c.records,
       acked: c.acked,
-      skipped: c.skipped,
+      skipped,
       sinkStats: kafka ? (sink as KafkaSink).stats : undefined,
     },
-    () => checkPolygon(options.path, frames, c.records, c.skipped),
+    () => checkPolygon(path, frames, c.records, skipped),
   );
 }
 
@@ -257,7 +250,7 @@ function summary(
   frames: number,
   events: number,
   records: number,
-  skipped: ReturnType<typeof emptySkips>,
+  skipped: SkipCounts,
   ms: number,
 ): void {
   const skips = Object.values(skipped).reduce((a, b) => a + b, 0);

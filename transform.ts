@@ -4,9 +4,15 @@
  *
  * Record value: `{"timestamp":"<t as ISO 8601 UTC>","symbol":"<pair>","spread":<ap − bp>}`,
  * with the spread computed exactly in decimal from the JSON number texts.
+ *
+ * Two paths, one outcome: a frame of the common shape (an object or an array of flat objects
+ * whose values are strings without escapes or numbers, as Polygon sends them) is read by one
+ * validating pass over its text that notes where the needed values are; every other text goes to
+ * `JSON.parse`. The scan accepts only text `JSON.parse` accepts and makes the same values of it,
+ * so records, skips and event counts are the same either way (tests/transform_test.ts checks).
  */
 import { subtract } from "./lib/decimal.ts";
-import { type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
+import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
 /** Why an event (or a whole frame) produced no record. */
 export type SkipReason =
@@ -84,103 +90,17 @@ const MAX_PAIR_LENGTH = 64;
 const MAX_DATE_MS = 8.64e15;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
-
-let secondStart = Number.NaN;
-let secondPrefix = "";
-
-/**
- * The record value up to the milliseconds of its timestamp, `{"timestamp":"2021-07-21T00:46:56.`,
- * for the second holding `t`. Cached: quotes arrive in time order, so most share the last second.
- */
-function valuePrefix(t: number): string {
-  const second = t - (t % 1000);
-  if (second !== secondStart) {
-    const iso = new Date(second).toISOString();
-    // Years beyond 9999 have a longer date part; the milliseconds are the last four characters.
-    secondPrefix = '{"timestamp":"' + iso.slice(0, iso.length - 4);
-    secondStart = second;
-  }
-  return secondPrefix;
-}
-
-const symbolParts = new Map<string, string>();
-
-/** The record value from the `Z` of the timestamp to the spread: `Z","symbol":"…","spread":`. */
-function symbolPart(pair: string): string {
-  let part = symbolParts.get(pair);
-  if (part === undefined) {
-    if (symbolParts.size >= 10_000) symbolParts.clear();
-    part = `Z","symbol":${JSON.stringify(pair)},"spread":`;
-    symbolParts.set(pair, part);
-  }
-  return part;
-}
-
-// Result registers of scanNumber (avoids an allocation per number).
-let scanCoef = 0;
-let scanPlaces = 0;
-
-/**
- * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
- * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
- * Returns the end index, or -1 when the key is not found, the number needs the general path,
- * or its value is not `value` (then the text found is not this event's number).
- */
-function scanNumber(text: string, key: string, from: number, value: number): number {
-  const k = text.indexOf(key, from);
-  if (k === -1) return -1;
-  let i = k + key.length;
-  const n = text.length;
-  let coef = 0;
-  let digits = 0;
-  let frac = 0;
-  let dot = false;
-  let c = text.charCodeAt(i);
-  if (c === 45) return -1; // negative prices are rejected before this point anyway
-  for (; i < n; i++) {
-    c = text.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      if (coef !== 0 || c !== 48) {
-        coef = coef * 10 + (c - 48);
-        digits++;
-      }
-      if (dot) frac++;
-    } else if (c === 46 && !dot) dot = true;
-    else break;
-  }
-  if (digits > 15) return -1;
-  let places = frac;
-  if (c === 101 || c === 69) {
-    let j = i + 1;
-    let sign = 1;
-    c = text.charCodeAt(j);
-    if (c === 45 || c === 43) {
-      if (c === 45) sign = -1;
-      j++;
-    }
-    let exp = 0;
-    const expStart = j;
-    for (; j < n; j++) {
-      c = text.charCodeAt(j);
-      if (c < 48 || c > 57 || exp > 1000) break;
-      exp = exp * 10 + (c - 48);
-    }
-    if (j === expStart) return -1;
-    i = j;
-    places -= sign * exp;
-  }
-  if (places < 0) {
-    if (places < -15 || digits - places > 15) return -1;
-    coef *= POW10[-places]!;
-    places = 0;
-  }
-  if (places > 22 || coef / POW10[places]! !== value) return -1;
-  scanCoef = coef;
-  scanPlaces = places;
-  return i;
-}
-
 const ZEROS = ["", "0", "00", "000", "0000", "00000"];
+
+// The fields the scan keeps of each event: where the value tokens of ev, pair, bp, ap, t and r
+// start and end in the frame text (start -1: absent), two slots each.
+const EV = 0;
+const PAIR = 2;
+const BP = 4;
+const AP = 6;
+const T = 8;
+const R = 10;
+const SPAN = 12;
 
 /**
  * `d × 10^-s` as `Number.prototype.toString` writes it (`0.01`, `1e-8`), for an integer d with
@@ -222,137 +142,565 @@ function parseWithSources(text: string, sources: Sources): unknown {
   );
 }
 
-// Per-frame state of the source-text lookup, in module variables rather than an object per
-// frame (the transform is synchronous, so one frame is in flight at a time).
-let frameText = "";
-/** Where the next event's numbers are searched from. */
-let frameCursor = 0;
-/** Events of the slow-path parse and their number texts, made on first need. */
-let slowEvents: unknown[] | undefined;
-let slowSourceMap: Sources | undefined;
-
-function slowSources(index: number): { bp?: string; ap?: string } | undefined {
-  if (slowSourceMap === undefined) {
-    slowSourceMap = new WeakMap();
-    const parsed = parseWithSources(frameText, slowSourceMap);
-    slowEvents = Array.isArray(parsed) ? parsed : [parsed];
-  }
-  const ev = slowEvents![index];
-  return typeof ev === "object" && ev !== null ? slowSourceMap.get(ev) : undefined;
+/** Options for {@linkcode createSpreadTransform}. */
+export interface SpreadTransformOptions {
+  /**
+   * Whether frames of the common shape (an object, or an array of objects, whose values are all
+   * strings without escapes or numbers) are read by a validating scan of the text instead of
+   * `JSON.parse`. Both give the same records and skips for every input; `false` exists for tests
+   * that compare them. Default: true.
+   */
+  scan?: boolean;
 }
 
-function event(
-  ev: unknown,
-  index: number,
-  records: SpreadRecord[],
-  skipped: SkipCounts,
-): void {
-  if (typeof ev !== "object" || ev === null) {
-    skipped.not_an_object++;
-    return;
+/**
+ * The XQ (crypto quote) transform. Its caches (the value prefix of the current second, the
+ * symbol parts) and its per-frame scan state are its own, so two transforms in one process never
+ * interfere. Made by {@linkcode createSpreadTransform}.
+ */
+export class SpreadTransform implements FrameTransform<SpreadRecord> {
+  /** The Polygon channel it maps: crypto quotes. */
+  readonly channel = "XQ";
+  /** Skips by reason since it was made. */
+  readonly skipped: SkipCounts = emptySkips();
+
+  #secondStart = Number.NaN;
+  #secondPrefix = "";
+  #symbolParts = new Map<string, string>();
+  // Result registers of #scanNumber (avoids an allocation per number).
+  #scanCoef = 0;
+  #scanPlaces = 0;
+  // Per-frame state of the source-text lookup, in fields rather than an object per frame (a
+  // frame is transformed synchronously, so one is in flight at a time).
+  #frameText = "";
+  /** Where the next event's numbers are searched from. */
+  #frameCursor = 0;
+  /** Events of the slow-path parse and their number texts, made on first need. */
+  #slowEvents: unknown[] | undefined;
+  #slowSourceMap: Sources | undefined;
+  readonly #scanFrames: boolean;
+  /** Per event of the scanned frame, {@linkcode SPAN} token bounds (see {@linkcode EV}). */
+  #spans = new Int32Array(SPAN * 16);
+
+  /** Use {@linkcode createSpreadTransform}. */
+  constructor(options: SpreadTransformOptions = {}) {
+    this.#scanFrames = options.scan ?? true;
   }
-  if (Array.isArray(ev)) {
-    skipped.nested_array++;
-    return;
+
+  /**
+   * Transforms one frame, appending its records to `records` and counting skips in
+   * {@linkcode SpreadTransform.skipped}. Returns the number of events seen. Never throws on
+   * bad input.
+   */
+  frame(text: string, records: SpreadRecord[]): number {
+    const skipped = this.skipped;
+    if (this.#scanFrames) {
+      const events = this.#scan(text);
+      if (events >= 0) {
+        for (let k = 0; k < events; k++) this.#scannedEvent(text, k * SPAN, records, skipped);
+        return events;
+      }
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      skipped.invalid_json++;
+      return 1;
+    }
+    this.#frameText = text;
+    this.#frameCursor = 0;
+    this.#slowEvents = undefined;
+    this.#slowSourceMap = undefined;
+    if (Array.isArray(parsed)) {
+      for (let i = 0; i < parsed.length; i++) this.#event(parsed[i], i, records, skipped);
+      return parsed.length;
+    }
+    if (typeof parsed === "object" && parsed !== null) {
+      this.#event(parsed, 0, records, skipped);
+      return 1;
+    }
+    skipped.not_a_frame++;
+    return 1;
   }
-  const e = ev as Record<string, unknown>;
-  const kind = e.ev;
-  if (kind !== "XQ") {
-    if (kind === "status") skipped.status++;
-    else skipped.other_event++;
-    return;
+
+  /**
+   * The record value up to the milliseconds of its timestamp, `{"timestamp":"2021-07-21T00:46:56.`,
+   * for the second holding `t`. Cached: quotes arrive in time order, so most share the last second.
+   */
+  #valuePrefix(t: number): string {
+    const second = t - (t % 1000);
+    if (second !== this.#secondStart) {
+      const iso = new Date(second).toISOString();
+      // Years beyond 9999 have a longer date part; the milliseconds are the last four characters.
+      this.#secondPrefix = '{"timestamp":"' + iso.slice(0, iso.length - 4);
+      this.#secondStart = second;
+    }
+    return this.#secondPrefix;
   }
-  const pair = e.pair;
-  if (typeof pair !== "string" || pair.length === 0 || pair.length > MAX_PAIR_LENGTH) {
-    skipped.bad_pair++;
-    return;
+
+  /** The record value from the `Z` of the timestamp to the spread: `Z","symbol":"…","spread":`. */
+  #symbolPart(pair: string): string {
+    const parts = this.#symbolParts;
+    let part = parts.get(pair);
+    if (part === undefined) {
+      if (parts.size >= 10_000) parts.clear();
+      part = `Z","symbol":${JSON.stringify(pair)},"spread":`;
+      parts.set(pair, part);
+    }
+    return part;
   }
-  const bp = e.bp;
-  if (typeof bp !== "number" || !(bp > 0) || bp === Infinity) {
-    skipped.bad_bid++;
-    return;
+
+  /**
+   * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
+   * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
+   * Returns the end index, or -1 when the key is not found, the number needs the general path,
+   * or its value is not `value` (then the text found is not this event's number).
+   */
+  #scanNumber(text: string, key: string, from: number, value: number): number {
+    const k = text.indexOf(key, from);
+    if (k === -1) return -1;
+    let i = k + key.length;
+    const n = text.length;
+    let coef = 0;
+    let digits = 0;
+    let frac = 0;
+    let dot = false;
+    let c = text.charCodeAt(i);
+    if (c === 45) return -1; // negative prices are rejected before this point anyway
+    for (; i < n; i++) {
+      c = text.charCodeAt(i);
+      if (c >= 48 && c <= 57) {
+        if (coef !== 0 || c !== 48) {
+          coef = coef * 10 + (c - 48);
+          digits++;
+        }
+        if (dot) frac++;
+      } else if (c === 46 && !dot) dot = true;
+      else break;
+    }
+    if (digits > 15) return -1;
+    let places = frac;
+    if (c === 101 || c === 69) {
+      let j = i + 1;
+      let sign = 1;
+      c = text.charCodeAt(j);
+      if (c === 45 || c === 43) {
+        if (c === 45) sign = -1;
+        j++;
+      }
+      let exp = 0;
+      const expStart = j;
+      for (; j < n; j++) {
+        c = text.charCodeAt(j);
+        if (c < 48 || c > 57 || exp > 1000) break;
+        exp = exp * 10 + (c - 48);
+      }
+      if (j === expStart) return -1;
+      i = j;
+      places -= sign * exp;
+    }
+    if (places < 0) {
+      if (places < -15 || digits - places > 15) return -1;
+      coef *= POW10[-places]!;
+      places = 0;
+    }
+    if (places > 22 || coef / POW10[places]! !== value) return -1;
+    this.#scanCoef = coef;
+    this.#scanPlaces = places;
+    return i;
   }
-  const ap = e.ap;
-  if (typeof ap !== "number" || !(ap > 0) || ap === Infinity) {
-    skipped.bad_ask++;
-    return;
+
+  /**
+   * The fast path's first half: checks that `text` is JSON of the common shape (an object, or an
+   * array of objects, every value a string without escapes or a number) and notes where the
+   * values of the keys the transform reads are, without making any value. Returns the number of
+   * events, or -1 when the text is anything else (then `JSON.parse` decides, so invalid JSON and
+   * every unusual shape keep the general path's outcome). Duplicate keys: the last one counts,
+   * as in `JSON.parse`.
+   */
+  #scan(text: string): number {
+    // charCodeAt past the end is NaN, which every comparison below rejects: no bounds checks.
+    let i = 0;
+    let c = text.charCodeAt(0);
+    while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+    const array = c === 91;
+    if (array) {
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (c === 93) {
+        c = text.charCodeAt(++i);
+        while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        return i === text.length ? 0 : -1;
+      }
+    }
+    let spans = this.#spans;
+    let events = 0;
+    for (;;) {
+      if (c !== 123) return -1;
+      const base = events * SPAN;
+      if (base + SPAN > spans.length) {
+        const grown = new Int32Array(spans.length * 2);
+        grown.set(spans);
+        this.#spans = spans = grown;
+      }
+      spans[base + EV] = -1;
+      spans[base + PAIR] = -1;
+      spans[base + BP] = -1;
+      spans[base + AP] = -1;
+      spans[base + T] = -1;
+      spans[base + R] = -1;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (c !== 125) {
+        for (;;) {
+          // Key: a string without escapes or control characters.
+          if (c !== 34) return -1;
+          const keyStart = ++i;
+          c = text.charCodeAt(i);
+          while (c !== 34) {
+            if (c === 92 || !(c >= 32)) return -1;
+            c = text.charCodeAt(++i);
+          }
+          let slot = -1;
+          const k0 = text.charCodeAt(keyStart);
+          switch (i - keyStart) {
+            case 1:
+              if (k0 === 116) slot = T;
+              else if (k0 === 114) slot = R;
+              break;
+            case 2:
+              if (text.charCodeAt(keyStart + 1) === 112) {
+                if (k0 === 98) slot = BP;
+                else if (k0 === 97) slot = AP;
+              } else if (k0 === 101 && text.charCodeAt(keyStart + 1) === 118) slot = EV;
+              break;
+            case 4:
+              if (k0 === 112 && text.startsWith("air", keyStart + 1)) slot = PAIR;
+              break;
+          }
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          if (c !== 58) return -1;
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          const valueStart = i;
+          if (c === 34) {
+            c = text.charCodeAt(++i);
+            while (c !== 34) {
+              if (c === 92 || !(c >= 32)) return -1;
+              c = text.charCodeAt(++i);
+            }
+            c = text.charCodeAt(++i);
+          } else {
+            // A number, in JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+            if (c === 45) c = text.charCodeAt(++i);
+            if (c === 48) c = text.charCodeAt(++i);
+            else if (c >= 49 && c <= 57) {
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            } else return -1;
+            if (c === 46) {
+              c = text.charCodeAt(++i);
+              if (!(c >= 48 && c <= 57)) return -1;
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            }
+            if (c === 101 || c === 69) {
+              c = text.charCodeAt(++i);
+              if (c === 43 || c === 45) c = text.charCodeAt(++i);
+              if (!(c >= 48 && c <= 57)) return -1;
+              do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+            }
+          }
+          if (slot !== -1) {
+            spans[base + slot] = valueStart;
+            spans[base + slot + 1] = i;
+          }
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+          if (c === 125) break;
+          if (c !== 44) return -1;
+          c = text.charCodeAt(++i);
+          while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        }
+      }
+      events++;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+      if (!array) break;
+      if (c === 93) {
+        c = text.charCodeAt(++i);
+        while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+        break;
+      }
+      if (c !== 44) return -1;
+      c = text.charCodeAt(++i);
+      while (c === 32 || c === 10 || c === 13 || c === 9) c = text.charCodeAt(++i);
+    }
+    return i === text.length ? events : -1;
   }
-  const t = e.t;
-  if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
-    skipped.bad_time++;
-    return;
+
+  /**
+   * The value of the JSON number token `text[start, end)`, as `JSON.parse` makes it. For a
+   * non-negative number of at most 15 significant digits whose scale fits (the usual price), also
+   * its integer coefficient and decimal places in the scan registers (places -1: not available).
+   */
+  #decimal(text: string, start: number, end: number): number {
+    let i = start;
+    let c = text.charCodeAt(i);
+    if (c !== 45) {
+      let coef = 0;
+      let digits = 0;
+      let frac = 0;
+      let dot = false;
+      for (; i < end; i++) {
+        c = text.charCodeAt(i);
+        if (c >= 48 && c <= 57) {
+          if (coef !== 0 || c !== 48) {
+            coef = coef * 10 + (c - 48);
+            digits++;
+          }
+          if (dot) frac++;
+        } else if (c === 46) dot = true;
+        else break;
+      }
+      let places = frac;
+      if (i < end) {
+        // The exponent (the scan checked its grammar).
+        c = text.charCodeAt(++i);
+        const negative = c === 45;
+        if (c === 45 || c === 43) i++;
+        let exp = 0;
+        for (; i < end && exp < 1000; i++) exp = exp * 10 + (text.charCodeAt(i) - 48);
+        places += negative ? exp : -exp;
+      }
+      if (places < 0 && places >= -15 && digits - places <= 15) {
+        coef *= POW10[-places]!;
+        places = 0;
+      }
+      if (digits <= 15 && places >= 0 && places <= 22) {
+        // Both exact doubles, so the one rounding of the division is the correct rounding of
+        // the decimal: the value JSON.parse makes.
+        this.#scanCoef = coef;
+        this.#scanPlaces = places;
+        return coef / POW10[places]!;
+      }
+    }
+    this.#scanPlaces = -1;
+    return Number(text.slice(start, end));
   }
-  const r = typeof e.r === "number" ? e.r : undefined;
-  // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
-  // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
-  // odd spacing or key order).
-  let spread: string | undefined;
-  const text = frameText;
-  const bpEnd = scanNumber(text, '"bp":', frameCursor, bp);
-  if (bpEnd !== -1) {
-    const bc = scanCoef;
-    const bs = scanPlaces;
-    // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
-    let apEnd = scanNumber(text, '"ap":', bpEnd, ap);
-    if (apEnd === -1) apEnd = scanNumber(text, '"ap":', frameCursor, ap);
-    if (apEnd !== -1) {
-      frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
-      const s = bs > scanPlaces ? bs : scanPlaces;
-      const ai = scanCoef * POW10[s - scanPlaces]!;
+
+  /** The value of the JSON number token `text[start, end)`, as `JSON.parse` makes it. */
+  #number(text: string, start: number, end: number): number {
+    if (end - start <= 15) {
+      // A whole number of at most 15 digits (a time) is exact as it is read.
+      let v = 0;
+      let i = start;
+      for (; i < end; i++) {
+        const c = text.charCodeAt(i);
+        if (c < 48 || c > 57) break;
+        v = v * 10 + (c - 48);
+      }
+      if (i === end) return v;
+    }
+    return Number(text.slice(start, end));
+  }
+
+  /** {@linkcode SpreadTransform.#event} for an event the scan found, with the same checks. */
+  #scannedEvent(text: string, base: number, records: SpreadRecord[], skipped: SkipCounts): void {
+    const spans = this.#spans;
+    const evStart = spans[base + EV]!;
+    const evEnd = spans[base + EV + 1]!;
+    // ev === "XQ" (a number token holds no letters).
+    if (
+      evStart === -1 || evEnd - evStart !== 4 || text.charCodeAt(evStart + 1) !== 88 ||
+      text.charCodeAt(evStart + 2) !== 81
+    ) {
+      if (
+        evStart !== -1 && evEnd - evStart === 8 && text.charCodeAt(evStart) === 34 &&
+        text.startsWith("status", evStart + 1)
+      ) skipped.status++;
+      else skipped.other_event++;
+      return;
+    }
+    const pairStart = spans[base + PAIR]!;
+    const pairLength = spans[base + PAIR + 1]! - pairStart - 2;
+    if (
+      pairStart === -1 || text.charCodeAt(pairStart) !== 34 || pairLength === 0 ||
+      pairLength > MAX_PAIR_LENGTH
+    ) {
+      skipped.bad_pair++;
+      return;
+    }
+    const bpStart = spans[base + BP]!;
+    const bpEnd = spans[base + BP + 1]!;
+    if (bpStart === -1 || text.charCodeAt(bpStart) === 34) {
+      skipped.bad_bid++;
+      return;
+    }
+    const bp = this.#decimal(text, bpStart, bpEnd);
+    if (!(bp > 0) || bp === Infinity) {
+      skipped.bad_bid++;
+      return;
+    }
+    const bc = this.#scanCoef;
+    const bs = this.#scanPlaces;
+    const apStart = spans[base + AP]!;
+    const apEnd = spans[base + AP + 1]!;
+    if (apStart === -1 || text.charCodeAt(apStart) === 34) {
+      skipped.bad_ask++;
+      return;
+    }
+    const ap = this.#decimal(text, apStart, apEnd);
+    if (!(ap > 0) || ap === Infinity) {
+      skipped.bad_ask++;
+      return;
+    }
+    const tStart = spans[base + T]!;
+    if (tStart === -1 || text.charCodeAt(tStart) === 34) {
+      skipped.bad_time++;
+      return;
+    }
+    const t = this.#number(text, tStart, spans[base + T + 1]!);
+    if (!Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+      skipped.bad_time++;
+      return;
+    }
+    const rStart = spans[base + R]!;
+    const r = rStart === -1 || text.charCodeAt(rStart) === 34
+      ? undefined
+      : this.#number(text, rStart, spans[base + R + 1]!);
+    let spread: string | undefined;
+    const as = this.#scanPlaces;
+    if (bs !== -1 && as !== -1) {
+      const s = bs > as ? bs : as;
+      const ai = this.#scanCoef * POW10[s - as]!;
       const bi = bc * POW10[s - bs]!;
       const d = ai - bi;
       if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
     }
+    if (spread === undefined) {
+      spread = subtract(text.slice(apStart, apEnd), text.slice(bpStart, bpEnd));
+    }
+    const pair = text.slice(pairStart + 1, pairStart + 1 + pairLength);
+    records.push({
+      key: pair,
+      value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
+      timestamp: t,
+      headers: RECORD_HEADERS,
+      symbol: pair,
+      spread,
+      t,
+      r,
+      bp,
+      ap,
+    });
   }
-  if (spread === undefined) {
-    const src = slowSources(index);
-    spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
+
+  #slowSources(index: number): { bp?: string; ap?: string } | undefined {
+    if (this.#slowSourceMap === undefined) {
+      this.#slowSourceMap = new WeakMap();
+      const parsed = parseWithSources(this.#frameText, this.#slowSourceMap);
+      this.#slowEvents = Array.isArray(parsed) ? parsed : [parsed];
+    }
+    const ev = this.#slowEvents![index];
+    return typeof ev === "object" && ev !== null ? this.#slowSourceMap.get(ev) : undefined;
   }
-  records.push({
-    key: pair,
-    value: valuePrefix(t) + PAD3[t % 1000] + symbolPart(pair) + spread + "}",
-    timestamp: t,
-    headers: RECORD_HEADERS,
-    symbol: pair,
-    spread,
-    t,
-    r,
-    bp,
-    ap,
-  });
+
+  #event(ev: unknown, index: number, records: SpreadRecord[], skipped: SkipCounts): void {
+    if (typeof ev !== "object" || ev === null) {
+      skipped.not_an_object++;
+      return;
+    }
+    if (Array.isArray(ev)) {
+      skipped.nested_array++;
+      return;
+    }
+    const e = ev as Record<string, unknown>;
+    const kind = e.ev;
+    if (kind !== "XQ") {
+      if (kind === "status") skipped.status++;
+      else skipped.other_event++;
+      return;
+    }
+    const pair = e.pair;
+    if (typeof pair !== "string" || pair.length === 0 || pair.length > MAX_PAIR_LENGTH) {
+      skipped.bad_pair++;
+      return;
+    }
+    const bp = e.bp;
+    if (typeof bp !== "number" || !(bp > 0) || bp === Infinity) {
+      skipped.bad_bid++;
+      return;
+    }
+    const ap = e.ap;
+    if (typeof ap !== "number" || !(ap > 0) || ap === Infinity) {
+      skipped.bad_ask++;
+      return;
+    }
+    const t = e.t;
+    if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+      skipped.bad_time++;
+      return;
+    }
+    const r = typeof e.r === "number" ? e.r : undefined;
+    // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
+    // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
+    // odd spacing or key order).
+    let spread: string | undefined;
+    const text = this.#frameText;
+    const cursor = this.#frameCursor;
+    const bpEnd = this.#scanNumber(text, '"bp":', cursor, bp);
+    if (bpEnd !== -1) {
+      const bc = this.#scanCoef;
+      const bs = this.#scanPlaces;
+      // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
+      let apEnd = this.#scanNumber(text, '"ap":', bpEnd, ap);
+      if (apEnd === -1) apEnd = this.#scanNumber(text, '"ap":', cursor, ap);
+      if (apEnd !== -1) {
+        this.#frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
+        const as = this.#scanPlaces;
+        const s = bs > as ? bs : as;
+        const ai = this.#scanCoef * POW10[s - as]!;
+        const bi = bc * POW10[s - bs]!;
+        const d = ai - bi;
+        if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
+      }
+    }
+    if (spread === undefined) {
+      const src = this.#slowSources(index);
+      spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
+    }
+    records.push({
+      key: pair,
+      value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
+      timestamp: t,
+      headers: RECORD_HEADERS,
+      symbol: pair,
+      spread,
+      t,
+      r,
+      bp,
+      ap,
+    });
+  }
 }
 
 /**
- * Transforms one frame, appending records to `records` and counting skips into `skipped`.
- * Returns the number of events seen. Never throws on bad input. This is the allocation-light
- * form the pipeline uses; {@linkcode transform} wraps it.
+ * A new spread transform with its own caches and skip counts: one per pipeline (or replay).
+ * @example
+ * ```ts
+ * const spreads = createSpreadTransform();
+ * const records: SpreadRecord[] = [];
+ * spreads.frame('[{"ev":"XQ","pair":"BTC-USD","bp":1.5,"ap":1.75,"t":0}]', records);
+ * records[0].spread; // "0.25"
+ * ```
  */
-export function transformInto(text: string, records: SpreadRecord[], skipped: SkipCounts): number {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    skipped.invalid_json++;
-    return 1;
-  }
-  frameText = text;
-  frameCursor = 0;
-  slowEvents = undefined;
-  slowSourceMap = undefined;
-  if (Array.isArray(parsed)) {
-    for (let i = 0; i < parsed.length; i++) event(parsed[i], i, records, skipped);
-    return parsed.length;
-  }
-  if (typeof parsed === "object" && parsed !== null) {
-    event(parsed, 0, records, skipped);
-    return 1;
-  }
-  skipped.not_a_frame++;
-  return 1;
+export function createSpreadTransform(options: SpreadTransformOptions = {}): SpreadTransform {
+  return new SpreadTransform(options);
 }
 
 /**
- * Transforms the text of one WebSocket frame into spread records, in frame order.
+ * Transforms the text of one WebSocket frame into spread records, in frame order, with a new
+ * {@linkcode SpreadTransform} (for one-off use: a pipeline keeps one transform).
  * @example
  * ```ts
  * const { records } = transform('[{"ev":"XQ","pair":"BTC-USD","bp":29603.82,"ap":29603.83,"t":1626828416892}]');
@@ -360,8 +708,8 @@ export function transformInto(text: string, records: SpreadRecord[], skipped: Sk
  * ```
  */
 export function transform(text: string): TransformResult {
+  const spreads = createSpreadTransform();
   const records: SpreadRecord[] = [];
-  const skipped = emptySkips();
-  const events = transformInto(text, records, skipped);
-  return { records, skipped, events };
+  const events = spreads.frame(text, records);
+  return { records, skipped: spreads.skipped, events };
 }

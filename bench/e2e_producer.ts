@@ -27,6 +27,7 @@ import {
   sequenceOf,
   writeTimes,
 } from "./common.ts";
+import { spreadStages } from "../lib/spread_metrics.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -67,6 +68,7 @@ const timedSink: RecordSink = {
 };
 const metrics = new ProducerMetrics();
 const pipeline = new Pipeline(timedSink, {
+  ...spreadStages(metrics),
   topic: config.topic,
   batchMax: config.batchMax,
   lingerMs: config.lingerMs,

@@ -17,6 +17,7 @@ import { Pipeline } from "../lib/pipeline.ts";
 import { openRecording } from "../lib/recording.ts";
 import { benchKafkaConfig, emitResult, peakRss, sampleRss } from "./common.ts";
 import { REPLAY_QUEUE_MAX } from "../replay.ts";
+import { spreadStages } from "../lib/spread_metrics.ts";
 
 /** What one run reports. */
 export interface ProduceResult {
@@ -51,12 +52,14 @@ const sink = kafka.sink({ compression: config.compression });
 await sink.connect();
 const recording = await openRecording(values.file!);
 const rss = sampleRss();
+const metrics = new ProducerMetrics();
 const pipeline = new Pipeline(sink, {
+  ...spreadStages(metrics),
   topic: config.topic,
   batchMax: config.batchMax,
   lingerMs: config.lingerMs,
   queueMax: REPLAY_QUEUE_MAX,
-  metrics: new ProducerMetrics(),
+  metrics,
 });
 const started = performance.now();
 pipeline.start();

@@ -12,7 +12,7 @@
  * Permissions: -A (child processes, the broker script, kcat, files, network on 127.0.0.1).
  */
 import { parseArgs } from "node:util";
-import { emptySkips, type SpreadRecord, transformInto } from "../transform.ts";
+import { createSpreadTransform, type SpreadRecord } from "../transform.ts";
 import {
   DEFAULT_KAFKA_CLIENT,
   KAFKA_CLIENTS,
@@ -297,7 +297,7 @@ async function kcatInput(recordingPath: string, quotes: number): Promise<string>
   const file = await Deno.open(`${path}.tmp`, { write: true, create: true, truncate: true });
   const encoder = new TextEncoder();
   const records: SpreadRecord[] = [];
-  const skipped = emptySkips();
+  const spreads = createSpreadTransform();
   let lines: string[] = [];
   const flush = async () => {
     const data = encoder.encode(lines.join(""));
@@ -306,7 +306,7 @@ async function kcatInput(recordingPath: string, quotes: number): Promise<string>
     lines = [];
   };
   for await (const frame of recording.frames) {
-    transformInto(frame, records, skipped);
+    spreads.frame(frame, records);
     for (const r of records) lines.push(r.key + "\t" + r.value + "\n");
     records.length = 0;
     if (lines.length >= 20_000) await flush();

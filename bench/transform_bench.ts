@@ -2,7 +2,7 @@
  * Transform cost against the JSON.parse floor, per event, on the real capture in ../shared/data.
  * `deno bench bench/transform_bench.ts` (part of `deno task bench`).
  */
-import { emptySkips, type SpreadRecord, transformInto } from "../transform.ts";
+import { createSpreadTransform, type SpreadRecord } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 
 const frames = await readAllFrames(
@@ -22,9 +22,9 @@ Deno.bench(`JSON.parse floor (${frames.length} frames, ${events} events)`, {
 
 Deno.bench(`transform (${frames.length} frames, ${events} events)`, { group: "capture" }, () => {
   const records: SpreadRecord[] = [];
-  const skipped = emptySkips();
+  const spreads = createSpreadTransform();
   for (const f of frames) {
-    transformInto(f, records, skipped);
+    spreads.frame(f, records);
     if (records.length > 4096) records.length = 0;
   }
 });

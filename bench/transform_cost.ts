@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { cpuUsage } from "node:process";
-import { emptySkips, type SpreadRecord, transformInto } from "../transform.ts";
+import { createSpreadTransform, type SpreadRecord } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { emitResult, spreadOf } from "./common.ts";
 
@@ -35,12 +35,12 @@ function parsePass(frames: readonly string[]): number {
 }
 
 const records: SpreadRecord[] = [];
-const skipped = emptySkips();
+const spreads = createSpreadTransform();
 
 function transformPass(frames: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < frames.length; i++) {
-    n += transformInto(frames[i]!, records, skipped);
+    n += spreads.frame(frames[i]!, records);
     if (records.length > 4096) records.length = 0;
   }
   return n;

@@ -22,6 +22,7 @@ import { startKafka, uniqueTopic } from "../tests/helpers/kafka_broker.ts";
 import { freePort, ServiceProcess, waitForHttp } from "../tests/helpers/service_process.ts";
 import { E2E_API_KEY } from "./common.ts";
 import { e2eFrames } from "./e2e_fake.ts";
+import { SpreadMetrics } from "../lib/spread_metrics.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -79,13 +80,14 @@ async function metric(url: string, name: string): Promise<number> {
 /** Mean ms to build and encode one update, and one `/metrics` render, with `symbols` pairs. */
 async function updateCost(symbols: number): Promise<[number, number]> {
   const metrics = new ProducerMetrics();
+  const spreads = new SpreadMetrics(metrics);
   for (let i = 0; i < symbols; i++) {
     const symbol = `P${i}-USD`;
-    metrics.spreadLast.set({ symbol }, i / 7);
-    metrics.recordsBySymbol.inc({ symbol }, i + 1);
-    metrics.crossed.inc({ symbol });
-    metrics.locked.inc({ symbol });
-    metrics.spreadBps.labels({ symbol }).observe(3);
+    spreads.spreadLast.set({ symbol }, i / 7);
+    spreads.recordsBySymbol.inc({ symbol }, i + 1);
+    spreads.crossed.inc({ symbol });
+    spreads.locked.inc({ symbol });
+    spreads.spreadBps.labels({ symbol }).observe(3);
     metrics.hopLatency.labels({ hop: "receive_to_ack" }).observe(i / 1e4);
   }
   const feed = new LiveFeed({ registry: metrics.registry });
@@ -161,7 +163,7 @@ try {
       await page.waitFor(`document.querySelector("#stream").dataset.t`, "the first update");
     }
     const cpu0 = cpuSeconds(pid);
-    const acked0 = await metric(base, "crypto_kafka_records_acked_total");
+    const acked0 = await metric(base, "crypto_sink_records_acked_total");
     const t0 = performance.now();
     await sleep(PHASE_S * 1000);
     const seconds = (performance.now() - t0) / 1000;
@@ -169,7 +171,7 @@ try {
       page: withPage,
       seconds,
       cpu: cpuSeconds(pid) - cpu0,
-      acked: (await metric(base, "crypto_kafka_records_acked_total")) - acked0,
+      acked: (await metric(base, "crypto_sink_records_acked_total")) - acked0,
     };
     phases.push(phase);
     log(

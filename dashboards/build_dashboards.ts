@@ -253,12 +253,12 @@ export const PANELS: readonly PanelSpec[] = [
   {
     title: "Kafka ack latency, p50 and p99",
     description: "Time from send to acknowledgement, per batch " +
-      "(crypto_kafka_ack_latency_seconds). Prometheus: all producers merged. InfluxDB: the " +
+      "(crypto_sink_ack_latency_seconds). Prometheus: all producers merged. InfluxDB: the " +
       "highest producer's quantile of one push interval.",
     unit: "s",
     queries: [
-      quantile(0.5, "crypto_kafka_ack_latency_seconds", { legend: "p50" }),
-      quantile(0.99, "crypto_kafka_ack_latency_seconds", { legend: "p99" }),
+      quantile(0.5, "crypto_sink_ack_latency_seconds", { legend: "p50" }),
+      quantile(0.99, "crypto_sink_ack_latency_seconds", { legend: "p99" }),
     ],
   },
   {
@@ -267,9 +267,9 @@ export const PANELS: readonly PanelSpec[] = [
       "(retried) per second, summed over producers.",
     unit: "ops",
     queries: [
-      counterRate("crypto_kafka_records_sent_total", { legend: "sent" }),
-      counterRate("crypto_kafka_records_acked_total", { legend: "acked" }),
-      counterRate("crypto_kafka_send_errors_total", { legend: "send errors" }),
+      counterRate("crypto_sink_records_sent_total", { legend: "sent" }),
+      counterRate("crypto_sink_records_acked_total", { legend: "acked" }),
+      counterRate("crypto_sink_send_errors_total", { legend: "send errors" }),
     ],
   },
   {

@@ -29,6 +29,40 @@ export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
 /** The client used when none is set: the faster producer on `deno task bench` (docs/kafka_client.md). */
 export const DEFAULT_KAFKA_CLIENT: KafkaClientName = "platformatic";
 
+/**
+ * Defaults that the settings table and the modules' own options share, each stated here once:
+ * the table's defaults are made from them, and a module used without the table (a test, the
+ * demo) falls back to the same values.
+ */
+export const DEFAULTS = {
+  /** Most records per send (`--batch-max`). */
+  batchMax: 1000,
+  /** Bound of the producer's frame queue (`--queue-max`). */
+  queueMax: 100_000,
+  /** No frame for this long: the socket is dead (`--stale-after`); /healthz uses it too. */
+  staleAfterMs: 30_000,
+  /** A live socket without a quote for this long is reconnected (`--quiet-after`). */
+  quietAfterMs: 300_000,
+  /** Cap of the reconnect backoff (`--backoff-max`). */
+  backoffMaxMs: 30_000,
+  /** Longest flush at shutdown (`--shutdown-timeout`). */
+  shutdownTimeoutMs: 10_000,
+  /** Consumer group session timeout (`--session-timeout`). */
+  sessionTimeoutMs: 6_000,
+  /** Partitions of a topic the producer creates (`--partitions`). */
+  partitions: 6,
+} as const;
+
+/** The gaps topic of a records topic, unless `--gaps-topic` names another: `<topic>.gaps`. */
+export function gapsTopicFor(topic: string): string {
+  return `${topic}.gaps`;
+}
+
+/** Seconds as setting text, from a default in ms. */
+function seconds(ms: number): string {
+  return String(ms / 1000);
+}
+
 /** A usage or configuration error: names the flag or variable. Exit code 2. */
 export class ConfigError extends Error {
   /** The exit code an entry script should use. */
@@ -40,7 +74,14 @@ export class ConfigError extends Error {
 }
 
 /** The kind of value a setting holds. */
-export type SettingType = "string" | "int" | "seconds" | "boolean" | "list" | "secret";
+export type SettingType =
+  | "string"
+  | "int"
+  | "number"
+  | "seconds"
+  | "boolean"
+  | "list"
+  | "secret";
 
 /** One setting: its flag, its environment variable, its default and its help line. */
 export interface Setting {
@@ -57,20 +98,27 @@ export interface Setting {
   help: string;
   /** Which entry scripts accept it. */
   scripts: readonly Script[];
+  /** The only values allowed (a string setting), checked when parsed. */
+  choices?: readonly string[];
+  /** Smallest value allowed (a number setting), checked when parsed. */
+  min?: number;
+  /** Largest value allowed (a number setting), checked when parsed. */
+  max?: number;
 }
 
 /** The entry scripts. */
 export type Script = "producer" | "consumer" | "replay" | "demo";
 
-const P: readonly Script[] = ["producer"];
-const PC: readonly Script[] = ["producer", "consumer"];
-const PCR: readonly Script[] = ["producer", "consumer", "replay"];
-const PR: readonly Script[] = ["producer", "replay"];
-const C: readonly Script[] = ["consumer"];
-const R: readonly Script[] = ["replay"];
+const P = ["producer"] as const;
+const PC = ["producer", "consumer"] as const;
+const PCR = ["producer", "consumer", "replay"] as const;
+const PR = ["producer", "replay"] as const;
+const C = ["consumer"] as const;
+const R = ["replay"] as const;
+const D = ["demo"] as const;
 
-/** Every setting of every entry script. */
-export const SETTINGS: readonly Setting[] = [
+/** Every setting of every entry script, with literal types: the scripts' settings types. */
+const SETTING_TABLE = [
   // Polygon
   {
     key: "polygonApiKey",
@@ -103,7 +151,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "stale-after",
     env: "STALE_AFTER",
     type: "seconds",
-    default: "30",
+    default: seconds(DEFAULTS.staleAfterMs),
     help: "reconnect when no frame arrived for this many seconds (an idle socket is probed at " +
       "half of it); /healthz uses it too",
     scripts: P,
@@ -113,7 +161,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "quiet-after",
     env: "QUIET_AFTER",
     type: "seconds",
-    default: "300",
+    default: seconds(DEFAULTS.quietAfterMs),
     help: "reconnect when the socket answers but no quote arrived for this many seconds; " +
       "3 sessions in a row without a quote exit with code 2",
     scripts: P,
@@ -123,7 +171,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "backoff-max",
     env: "BACKOFF_MAX",
     type: "seconds",
-    default: "30",
+    default: seconds(DEFAULTS.backoffMaxMs),
     help: "cap of the reconnect backoff (exponential, full jitter), in seconds",
     scripts: P,
   },
@@ -149,9 +197,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "queue-max",
     env: "QUEUE_MAX",
     type: "int",
-    default: "100000",
+    default: String(DEFAULTS.queueMax),
     help: "bound of the frame queue between the socket and the transform",
     scripts: P,
+    min: 1,
   },
   {
     key: "queuePolicy",
@@ -161,6 +210,7 @@ export const SETTINGS: readonly Setting[] = [
     default: "drop-oldest",
     help: "when the queue is full: drop-oldest or drop-newest (both counted)",
     scripts: P,
+    choices: ["drop-oldest", "drop-newest"],
   },
   // Kafka
   {
@@ -196,6 +246,7 @@ export const SETTINGS: readonly Setting[] = [
     help: "plaintext, ssl or sasl_ssl (default: sasl_ssl if a SASL mechanism is set, " +
       "ssl if the client certificate exists, else plaintext)",
     scripts: PCR,
+    choices: ["plaintext", "ssl", "sasl_ssl"],
   },
   {
     key: "sslCa",
@@ -231,6 +282,7 @@ export const SETTINGS: readonly Setting[] = [
     type: "string",
     help: "scram-sha-256, scram-sha-512 or plain",
     scripts: PCR,
+    choices: ["scram-sha-256", "scram-sha-512", "plain"],
   },
   {
     key: "saslUsername",
@@ -251,9 +303,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "partitions",
     env: "KAFKA_PARTITIONS",
     type: "int",
-    default: "6",
+    default: String(DEFAULTS.partitions),
     help: "partitions when the topic is created (an existing topic is left as it is)",
     scripts: PR,
+    min: 1,
   },
   {
     key: "replicationFactor",
@@ -269,9 +322,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "batch-max",
     env: "KAFKA_BATCH_MAX",
     type: "int",
-    default: "1000",
+    default: String(DEFAULTS.batchMax),
     help: "most records in one produce request",
     scripts: PR,
+    min: 1,
   },
   {
     key: "lingerMs",
@@ -282,6 +336,7 @@ export const SETTINGS: readonly Setting[] = [
     help: "longest wait, in ms, to fill a batch before sending it (0: send at once; records " +
       "that arrive while a send is in flight still form the next batch)",
     scripts: PR,
+    min: 0,
   },
   {
     key: "compression",
@@ -291,6 +346,7 @@ export const SETTINGS: readonly Setting[] = [
     default: "none",
     help: "none or gzip",
     scripts: PR,
+    choices: ["none", "gzip"],
   },
   {
     key: "connectTimeout",
@@ -306,7 +362,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "shutdown-timeout",
     env: "SHUTDOWN_TIMEOUT",
     type: "seconds",
-    default: "10",
+    default: seconds(DEFAULTS.shutdownTimeoutMs),
     help: "on SIGINT/SIGTERM, how long to flush and wait for acks before exiting",
     scripts: PR,
   },
@@ -318,6 +374,7 @@ export const SETTINGS: readonly Setting[] = [
     default: DEFAULT_KAFKA_CLIENT,
     help: "Kafka client library: platformatic (@platformatic/kafka, faster) or kafkajs",
     scripts: PCR,
+    choices: KAFKA_CLIENTS,
   },
   {
     key: "insecureSkipVerify",
@@ -343,9 +400,10 @@ export const SETTINGS: readonly Setting[] = [
     flag: "session-timeout",
     env: "KAFKA_SESSION_TIMEOUT",
     type: "seconds",
-    default: "6",
+    default: seconds(DEFAULTS.sessionTimeoutMs),
     help: "consumer group session timeout: a crashed consumer's partitions move after this long",
     scripts: C,
+    min: 1,
   },
   {
     key: "from",
@@ -362,6 +420,7 @@ export const SETTINGS: readonly Setting[] = [
     default: "json",
     help: "json (one record per line) or table (live per-symbol view)",
     scripts: C,
+    choices: ["json", "table"],
   },
   {
     key: "maxMessages",
@@ -369,6 +428,7 @@ export const SETTINGS: readonly Setting[] = [
     type: "int",
     help: "stop after this many records",
     scripts: C,
+    min: 1,
   },
   {
     key: "timeout",
@@ -385,11 +445,12 @@ export const SETTINGS: readonly Setting[] = [
     default: "stdout",
     help: "stdout (records as JSON lines), kafka, or memory (in-memory broker, counts only)",
     scripts: R,
+    choices: ["stdout", "kafka", "memory"],
   },
   {
     key: "speed",
     flag: "speed",
-    type: "string",
+    type: "number",
     default: "0",
     help:
       "pace by exchange time t: 1 is real time, 10 is ten times faster; 0 is as fast as possible",
@@ -403,6 +464,8 @@ export const SETTINGS: readonly Setting[] = [
     type: "int",
     help: "serve the live page (/), /metrics and /healthz on this port (off when unset)",
     scripts: PC,
+    min: 0,
+    max: 65535,
   },
   {
     key: "metricsHost",
@@ -435,6 +498,7 @@ export const SETTINGS: readonly Setting[] = [
     default: "v1",
     help: "v1 (/write) or v2 (/api/v2/write, also InfluxDB 3)",
     scripts: PC,
+    choices: ["v1", "v2"],
   },
   {
     key: "influxDb",
@@ -501,6 +565,7 @@ export const SETTINGS: readonly Setting[] = [
     default: "1000",
     help: "most points in one InfluxDB write",
     scripts: PC,
+    min: 1,
   },
   {
     key: "influxBufferMax",
@@ -509,8 +574,43 @@ export const SETTINGS: readonly Setting[] = [
     default: "10000",
     help: "points kept while InfluxDB is down; the oldest are dropped and counted",
     scripts: PC,
+    min: 1,
   },
-];
+  // Demo
+  {
+    key: "file",
+    flag: "file",
+    type: "string",
+    help: "the recording the fake Polygon server replays; default fixtures/btc.jsonl",
+    scripts: D,
+  },
+  {
+    key: "speed",
+    flag: "speed",
+    type: "number",
+    help: "pace by exchange time t (1 = real time); default 0, as fast as possible (1 with --ui)",
+    scripts: D,
+  },
+  {
+    key: "ui",
+    flag: "ui",
+    type: "boolean",
+    default: "false",
+    help: "serve the live page on http://127.0.0.1:PORT/, count the records instead of printing " +
+      "them, and keep serving after the replay until Ctrl-C",
+    scripts: D,
+  },
+  {
+    key: "port",
+    flag: "port",
+    type: "int",
+    default: "9464",
+    help: "the live page's port (0 picks a free one)",
+    scripts: D,
+    min: 0,
+    max: 65535,
+  },
+] as const satisfies readonly Setting[];
 
 /**
  * Reads the `KEY=value` lines of a dotenv file, as `deno run --env-file` does: `#` comments, an
@@ -570,26 +670,39 @@ export function entryEnv(): (name: string) => string | undefined {
   return (name) => Deno.env.get(name) ?? vars[name];
 }
 
-/** Raw settings after parsing: typed values by key. */
-export type Settings = Record<string, string | number | boolean | string[] | undefined>;
+/** Every setting of every entry script (drives `--help`, `.env.example` and the README table). */
+export const SETTINGS: readonly Setting[] = SETTING_TABLE;
+const TABLE = SETTINGS;
 
-/** Where each value of a parsed {@linkcode Settings} came from, for messages that name it. */
-const SOURCES = new WeakMap<Settings, Record<string, string>>();
+/** One entry of the settings table, with its literal types. */
+type Entry = (typeof SETTING_TABLE)[number];
+
+/** The value type of a setting type. */
+type ValueOfType<E extends Entry> = E extends { choices: readonly (infer C)[] } ? C
+  : E["type"] extends "int" | "number" | "seconds" ? number
+  : E["type"] extends "boolean" ? boolean
+  : E["type"] extends "list" ? string[]
+  : string;
+
+/** A setting's parsed value: present when it has a default, else possibly undefined. */
+type ValueOf<E extends Entry> = E extends { default: string } ? ValueOfType<E>
+  : ValueOfType<E> | undefined;
 
 /**
- * The flag or variable the user set for `key` (`--batch-max`, `"KAFKA_SASL_MECHANISM" environment
- * variable`), so that a message names what was actually set; the flag for a default.
+ * The parsed settings of one entry script, typed from the settings table: every key the
+ * script accepts, with its value type (`"stdout" | "kafka" | "memory"` for replay's `to`, a
+ * number for `batchMax`, …).
  */
-function sourceOf(settings: Settings, key: string): string {
-  const recorded = SOURCES.get(settings)?.[key];
-  if (recorded) return recorded;
-  const s = SETTINGS.find((x) => x.key === key);
-  return s?.flag ? `--${s.flag}` : `"${s?.env ?? key}"`;
-}
+export type SettingsOf<S extends Script> = {
+  readonly [E in Entry as S extends E["scripts"][number] ? E["key"] : never]: ValueOf<E>;
+};
+
+/** Any script's settings, as the builders read them: every key optional. */
+export type Settings = Partial<{ readonly [E in Entry as E["key"]]: ValueOf<E> }>;
 
 /** The result of reading flags and environment for one script. */
-export interface Parsed {
-  settings: Settings;
+export interface Parsed<S extends Script> {
+  settings: SettingsOf<S>;
   positionals: string[];
   help: boolean;
 }
@@ -603,14 +716,18 @@ export interface ParseOptions {
 }
 
 function settingsFor(script: Script): Setting[] {
-  return SETTINGS.filter((s) => s.scripts.includes(script));
+  return TABLE.filter((s) => s.scripts.includes(script));
 }
 
 /**
  * Parses the flags and environment of one entry script into typed settings.
  * Throws {@linkcode ConfigError} naming the flag or variable at fault.
  */
-export function parseSettings(script: Script, args: string[], options: ParseOptions = {}): Parsed {
+export function parseSettings<S extends Script>(
+  script: S,
+  args: string[],
+  options: ParseOptions = {},
+): Parsed<S> {
   const env = options.env ?? (() => undefined);
   const own = settingsFor(script);
   const flagOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
@@ -620,9 +737,7 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
     if (s.flag) flagOptions[s.flag] = { type: s.type === "boolean" ? "boolean" : "string" };
   }
   const { values, positionals } = readArgs(args, flagOptions, options.allowPositionals ?? false);
-  const settings: Settings = {};
-  const sources: Record<string, string> = {};
-  SOURCES.set(settings, sources);
+  const settings: Record<string, SettingValue | undefined> = {};
   for (const s of own) {
     const flagValue = s.flag ? values[s.flag] : undefined;
     let raw: string | undefined;
@@ -637,10 +752,9 @@ export function parseSettings(script: Script, args: string[], options: ParseOpti
       raw = s.default;
       source = s.flag ? `--${s.flag}` : `"${s.env}"`;
     }
-    sources[s.key] = source;
     settings[s.key] = raw === undefined ? undefined : convert(s, raw, source);
   }
-  return { settings, positionals, help: values.help === true };
+  return { settings: settings as SettingsOf<S>, positionals, help: values.help === true };
 }
 
 /**
@@ -696,12 +810,38 @@ function readArgs(
   return { values, positionals };
 }
 
-function convert(s: Setting, raw: string, source: string): Settings[string] {
+/** A parsed setting value. */
+type SettingValue = string | number | boolean | string[];
+
+function convert(s: Setting, raw: string, source: string): SettingValue {
+  const value = convertType(s, raw, source);
+  if (s.choices && !s.choices.includes(value as string)) {
+    throw new ConfigError(`${source} must be one of ${s.choices.join(", ")}, got "${raw}"`);
+  }
+  if (typeof value === "number") {
+    if (s.min !== undefined && s.max !== undefined && (value < s.min || value > s.max)) {
+      throw new ConfigError(`${source} must be between ${s.min} and ${s.max}, got "${raw}"`);
+    }
+    if (s.min !== undefined && value < s.min) {
+      throw new ConfigError(`${source} must be at least ${s.min}, got "${raw}"`);
+    }
+  }
+  return value;
+}
+
+function convertType(s: Setting, raw: string, source: string): SettingValue {
   const quoted = s.type === "secret" ? "(hidden)" : `"${raw}"`;
   switch (s.type) {
     case "string":
     case "secret":
       return raw;
+    case "number": {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || n < 0) {
+        throw new ConfigError(`${source} must be a number of at least 0, got ${quoted}`);
+      }
+      return n;
+    }
     case "list": {
       const items = raw.split(",").map((x) => x.trim()).filter((x) => x !== "");
       if (items.length === 0) throw new ConfigError(`${source} must list at least one value`);
@@ -764,51 +904,39 @@ function helpEntry(name: string, text: string): string[] {
 
 /** Usage text for one script, built from {@linkcode SETTINGS}. Never shows secret values. */
 export function usage(script: Script, synopsis: string, description: string): string {
+  const own = settingsFor(script);
+  const withEnv = own.some((s) => s.env !== undefined);
   const lines = [
     `Usage: ${synopsis}`,
     "",
     description,
     "",
-    "Options (flag / environment variable):",
+    withEnv ? "Options (flag / environment variable):" : "Options:",
   ];
   lines.push(...helpEntry("-h, --help", "show this help"));
-  for (const s of settingsFor(script)) {
+  for (const s of own) {
     const name = [s.flag ? `--${s.flag}` : "", s.env ?? ""].filter((x) => x).join(" / ");
     const def = s.default !== undefined && s.type !== "secret" ? ` (default ${s.default})` : "";
     lines.push(...helpEntry(name, s.help + def));
   }
-  lines.push(
-    "",
-    "Settings load from .env, then the environment, then flags; flags win.",
-  );
+  if (withEnv) {
+    lines.push("", "Settings load from .env, then the environment, then flags; flags win.");
+  }
   return lines.join("\n");
 }
 
+/** A key of {@linkcode Settings}. */
+type Key = keyof Settings;
+
 /** Reads a required string setting or throws a {@linkcode ConfigError} naming it. */
-export function requireString(settings: Settings, key: string): string {
+export function requireString(settings: Settings, key: Key): string {
   const value = settings[key];
   if (typeof value === "string" && value !== "") return value;
-  const s = SETTINGS.find((x) => x.key === key);
+  const s = TABLE.find((x) => x.key === key);
   const name = s?.env ? `"${s.env}" environment variable` : `--${s?.flag ?? key}`;
   const alt = s?.env && s.flag ? ` (or --${s.flag})` : "";
   const hint = s?.env ? "; set it in .env (cp .env.example .env, which lists every setting)" : "";
   throw new ConfigError(`${name}${alt} must be set${hint}`);
-}
-
-/** Checks that a setting is one of the allowed words. */
-export function oneOf<T extends string>(settings: Settings, key: string, allowed: readonly T[]): T {
-  const value = String(settings[key]);
-  if ((allowed as readonly string[]).includes(value)) return value as T;
-  throw new ConfigError(
-    `${sourceOf(settings, key)} must be one of ${allowed.join(", ")}, got "${value}"`,
-  );
-}
-
-/** Checks that a numeric setting is at least `min`. */
-export function atLeast(settings: Settings, key: string, min: number): number {
-  const value = settings[key];
-  if (typeof value === "number" && value >= min) return value;
-  throw new ConfigError(`${sourceOf(settings, key)} must be at least ${min}, got "${value}"`);
 }
 
 /** Kafka connection and producer settings, with certificate files already read. */
@@ -900,40 +1028,34 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     }
   }
   const topic = requireString(settings, "topic");
-  const mechanismRaw = settings.saslMechanism as string | undefined;
+  const mechanism = settings.saslMechanism;
   let security: KafkaConfig["security"];
-  if (settings.security !== undefined) {
-    security = oneOf(settings, "security", ["plaintext", "ssl", "sasl_ssl"] as const);
-  } else if (mechanismRaw) security = "sasl_ssl";
+  if (settings.security !== undefined) security = settings.security;
+  else if (mechanism) security = "sasl_ssl";
   else if (exists(String(settings.sslCert))) security = "ssl";
   else security = "plaintext";
   const config: KafkaConfig = {
     brokers: brokersValue,
     topic,
-    gapsTopic: (settings.gapsTopic as string | undefined) ?? `${topic}.gaps`,
+    gapsTopic: settings.gapsTopic ?? gapsTopicFor(topic),
     security,
     // Producer-only settings keep their defaults for the consumer, which has no such flags.
-    partitions: settings.partitions === undefined ? 6 : atLeast(settings, "partitions", 1),
-    replicationFactor: (settings.replicationFactor as number | undefined) ?? -1,
-    batchMax: settings.batchMax === undefined ? 1000 : atLeast(settings, "batchMax", 1),
-    lingerMs: settings.lingerMs === undefined ? 0 : atLeast(settings, "lingerMs", 0),
-    compression: settings.compression === undefined
-      ? "none"
-      : oneOf(settings, "compression", ["none", "gzip"] as const),
+    partitions: settings.partitions ?? DEFAULTS.partitions,
+    replicationFactor: settings.replicationFactor ?? -1,
+    batchMax: settings.batchMax ?? DEFAULTS.batchMax,
+    lingerMs: settings.lingerMs ?? 0,
+    compression: settings.compression ?? "none",
     connectTimeoutMs: Number(settings.connectTimeout) * 1000,
-    shutdownTimeoutMs: Number(settings.shutdownTimeout ?? 10) * 1000,
-    client: settings.kafkaClient === undefined
-      ? DEFAULT_KAFKA_CLIENT
-      : oneOf(settings, "kafkaClient", KAFKA_CLIENTS),
+    shutdownTimeoutMs: settings.shutdownTimeout === undefined
+      ? DEFAULTS.shutdownTimeoutMs
+      : settings.shutdownTimeout * 1000,
+    client: settings.kafkaClient ?? DEFAULT_KAFKA_CLIENT,
   };
   if (config.replicationFactor === 0 || config.replicationFactor < -1) {
     throw new ConfigError(
       `--replication-factor must be -1 (broker default) or at least 1, got "${config.replicationFactor}"`,
     );
   }
-  const mechanism = security === "sasl_ssl" && mechanismRaw
-    ? oneOf(settings, "saslMechanism", ["scram-sha-256", "scram-sha-512", "plain"] as const)
-    : undefined;
   if (security !== "plaintext") {
     const rejectUnauthorized = settings.insecureSkipVerify !== true;
     if (!rejectUnauthorized) {
@@ -1021,7 +1143,7 @@ export function normalizePairs(pairs: readonly string[]): string[] {
 
 /** Builds the Polygon config from parsed settings; warns on a host not known to carry XQ. */
 export function buildPolygonConfig(
-  settings: Settings,
+  settings: SettingsOf<"producer">,
   options: BuildPolygonOptions = {},
 ): PolygonConfig {
   const warn = options.warn ?? ((m: string) => console.error(m));
@@ -1045,10 +1167,10 @@ export function buildPolygonConfig(
         `business hosts do not carry XQ`,
     );
   }
-  const pairs = normalizePairs(settings.pairs as string[]);
-  const staleAfterMs = Number(settings.staleAfter) * 1000;
+  const pairs = normalizePairs(settings.pairs);
+  const staleAfterMs = settings.staleAfter * 1000;
   if (staleAfterMs <= 0) throw new ConfigError(`--stale-after must be above 0, got "0"`);
-  const quietAfterMs = Number(settings.quietAfter ?? 300) * 1000;
+  const quietAfterMs = settings.quietAfter * 1000;
   if (quietAfterMs < staleAfterMs) {
     throw new ConfigError(
       `--quiet-after must be at least --stale-after (${staleAfterMs / 1000}), got ` +
@@ -1061,11 +1183,11 @@ export function buildPolygonConfig(
     pairs,
     staleAfterMs,
     quietAfterMs,
-    backoffMaxMs: Number(settings.backoffMax) * 1000,
-    queueMax: atLeast(settings, "queueMax", 1),
-    queuePolicy: oneOf(settings, "queuePolicy", ["drop-oldest", "drop-newest"] as const),
+    backoffMaxMs: settings.backoffMax * 1000,
+    queueMax: settings.queueMax,
+    queuePolicy: settings.queuePolicy,
   };
-  if (typeof settings.record === "string") config.recordPath = settings.record;
+  if (settings.record !== undefined) config.recordPath = settings.record;
   return config;
 }
 
@@ -1092,16 +1214,15 @@ export interface TelemetryConfig {
 }
 
 /** Builds the telemetry config from parsed settings. */
-export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
-  const config: TelemetryConfig = { metricsHost: String(settings.metricsHost) };
-  if (settings.metricsPort !== undefined) {
-    const port = settings.metricsPort as number;
-    if (port < 0 || port > 65535) {
-      throw new ConfigError(`--metrics-port must be between 0 and 65535, got "${port}"`);
-    }
-    config.metricsPort = port;
-  }
-  const instance = settings.instance as string | undefined;
+export function buildTelemetryConfig(
+  settings: Pick<
+    SettingsOf<"producer">,
+    keyof SettingsOf<"producer"> & keyof SettingsOf<"consumer">
+  >,
+): TelemetryConfig {
+  const config: TelemetryConfig = { metricsHost: settings.metricsHost };
+  if (settings.metricsPort !== undefined) config.metricsPort = settings.metricsPort;
+  const instance = settings.instance;
   if (instance !== undefined && instance !== "") {
     if (!/^[A-Za-z0-9._:@\/-]{1,128}$/.test(instance)) {
       throw new ConfigError(
@@ -1110,13 +1231,12 @@ export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
     }
     config.instance = instance;
   }
-  const url = settings.influxUrl as string | undefined;
+  const url = settings.influxUrl;
   if (url) {
     if (!/^https?:\/\//.test(url)) {
       throw new ConfigError(`"INFLUX_URL" must be an http:// or https:// URL, got "${url}"`);
     }
-    const api = oneOf(settings, "influxApi", ["v1", "v2"] as const);
-    const s = (k: string) => settings[k] as string | undefined;
+    const api = settings.influxApi;
     if (api === "v2") {
       requireString(settings, "influxOrg");
       requireString(settings, "influxBucket");
@@ -1126,13 +1246,20 @@ export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
       url: url.replace(/\/+$/, ""),
       api,
       db: String(settings.influxDb),
-      intervalMs: Number(settings.influxInterval) * 1000,
-      batchSize: atLeast(settings, "influxBatch", 1),
-      bufferMax: atLeast(settings, "influxBufferMax", 1),
+      intervalMs: settings.influxInterval * 1000,
+      batchSize: settings.influxBatch,
+      bufferMax: settings.influxBufferMax,
     };
-    for (const k of ["rp", "user", "password", "token", "org", "bucket"] as const) {
-      const v = s(`influx${k[0]!.toUpperCase()}${k.slice(1)}`);
-      if (v) config.influx[k] = v;
+    const optional = {
+      rp: settings.influxRp,
+      user: settings.influxUser,
+      password: settings.influxPassword,
+      token: settings.influxToken,
+      org: settings.influxOrg,
+      bucket: settings.influxBucket,
+    };
+    for (const [k, v] of Object.entries(optional)) {
+      if (v) config.influx[k as keyof typeof optional] = v;
     }
   }
   return config;

@@ -20,6 +20,7 @@
  * ```
  */
 import type { MetricObjectWithValues, MetricValue, Registry } from "prom-client";
+import { delay, REAL_TIMERS, type Timers } from "./async.ts";
 
 /** A value that cannot be written as line protocol (a newline, a trailing backslash, …). */
 export class LineProtocolError extends Error {
@@ -308,13 +309,8 @@ export interface CounterLike {
   inc(value?: number): void;
 }
 
-/** Timers the push loop uses; tests pass controllable ones. */
-export interface Timers {
-  /** Starts a repeating timer and returns its handle. */
-  setInterval(callback: () => void, ms: number): unknown;
-  /** Stops the timer with that handle. */
-  clearInterval(id: unknown): void;
-}
+// The push loop's timers are the shared ones; tests pass controllable ones.
+export type { Timers } from "./async.ts";
 
 /** Where and how to write: the `influx` part of `TelemetryConfig`, plus options. */
 export interface InfluxWriterOptions {
@@ -587,7 +583,7 @@ export interface InfluxPushOptions extends InfluxWriterOptions {
   intervalMs?: number;
   /** Tags added to every point, e.g. `{ service: "producer" }`; default none. */
   tags?: Record<string, string>;
-  /** Timers; default the global `setInterval` / `clearInterval`. */
+  /** Timers for the wait between ticks; default the global `setTimeout` / `clearTimeout`. */
   timers?: Timers;
 }
 
@@ -610,10 +606,7 @@ export function startInfluxPush(registry: Registry, options: InfluxPushOptions):
   const converter = new MetricsConverter({ tags: options.tags });
   const now = options.now ?? Date.now;
   const log = options.log ?? ((line: string) => console.error(line));
-  const timers: Timers = options.timers ?? {
-    setInterval: (callback, ms) => setInterval(callback, ms),
-    clearInterval: (id) => clearInterval(id as number),
-  };
+  const timers = options.timers ?? REAL_TIMERS;
   let skippedLogged = false;
   const tick = async (): Promise<void> => {
     try {
@@ -629,7 +622,15 @@ export function startInfluxPush(registry: Registry, options: InfluxPushOptions):
     }
     await writer.flush();
   };
-  const id = timers.setInterval(() => void tick(), options.intervalMs ?? 10_000);
+  const stopping = new AbortController();
+  const loop = async () => {
+    const intervalMs = options.intervalMs ?? 10_000;
+    for (;;) {
+      await delay(intervalMs, { signal: stopping.signal, timers });
+      void tick(); // The next wait starts now, as with setInterval: a slow flush only enqueues.
+    }
+  };
+  loop().catch(() => {}); // Ends when stop() aborts the wait.
   let stopped = false;
   return {
     writer,
@@ -637,7 +638,7 @@ export function startInfluxPush(registry: Registry, options: InfluxPushOptions):
     async stop() {
       if (stopped) return;
       stopped = true;
-      timers.clearInterval(id);
+      stopping.abort();
       await writer.flush();
       await tick();
     },

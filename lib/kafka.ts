@@ -1,9 +1,12 @@
 /**
  * The Kafka boundary: the project's own small interfaces for a Kafka client (a sink, a source
- * and admin), the errors and diagnoses every adapter shares, and {@linkcode openKafka}, which
- * loads the adapter the config names. No client library type crosses this file: the adapters
- * (`kafka_platformatic.ts` for @platformatic/kafka, `kafka_kafkajs.ts` for kafkajs) are the
- * only files that import a client.
+ * and admin), the errors every adapter throws, and {@linkcode openKafka}, which loads the adapter
+ * the config names. No client library type crosses this file: the adapters
+ * (`kafka_platformatic*.ts` for @platformatic/kafka, `kafka_kafkajs*.ts` for kafkajs) are the
+ * only files that import a client. What the adapters share lives beside it:
+ * `kafka_diagnosis.ts` (explaining failures, redacted logs), `kafka_security.ts` (TLS and SASL
+ * settings), `kafka_startup.ts` (reaching the brokers, topic leaders) and `kafka_offsets.ts`
+ * (lag, pending commits).
  *
  * @example
  * ```ts
@@ -16,10 +19,8 @@
  * await kafka.close();
  * ```
  */
-import net from "node:net";
-import tls from "node:tls";
-import { EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
-import type { RecordSink, RecordSource } from "./sink.ts";
+import { DEFAULTS, EXIT, type KafkaClientName, type KafkaConfig } from "./config.ts";
+import type { RecordSink, RecordSource, StartFrom } from "./sink.ts";
 
 // The adapters' names and the default are declared with the settings (config.ts), once.
 export { DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS, type KafkaClientName } from "./config.ts";
@@ -52,8 +53,6 @@ export class SinkClosedError extends Error {
     this.name = "SinkClosedError";
   }
 }
-
-// --- the boundary -----------------------------------------------------------------------------
 
 /** What {@linkcode KafkaAdmin.ensureTopic} found or did. */
 export interface EnsureTopicResult {
@@ -132,8 +131,7 @@ export interface KafkaSinkOptions {
   onReset?: (line: string) => void;
 }
 
-/** Where a consumer group starts on partitions where it has committed nothing yet. */
-export type StartFrom = "earliest" | "latest" | Date;
+export type { StartFrom } from "./sink.ts";
 
 /** Options for {@linkcode KafkaClient.source}. */
 export interface KafkaSourceOptions {
@@ -167,7 +165,7 @@ export interface KafkaSourceOptions {
  * consumer that cannot heartbeat for this long (a stalled process) loses them and its
  * uncommitted records are read again by the member that takes over.
  */
-export const DEFAULT_SESSION_TIMEOUT_MS = 6_000;
+export const DEFAULT_SESSION_TIMEOUT_MS: number = DEFAULTS.sessionTimeoutMs;
 
 /** Options for {@linkcode KafkaClient.connect}. */
 export interface ConnectOptions {
@@ -175,6 +173,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Called after each failed attempt that will be retried. */
   onRetry?: (message: string) => void;
+  /** Aborting it stops the attempts and the pauses: `connect` rejects with its reason. */
+  signal?: AbortSignal;
 }
 
 /** One Kafka client adapter, bound to one config. */
@@ -232,371 +232,4 @@ export async function openKafka(
 export interface AdapterOptions {
   clientId: string;
   log: (line: string) => void;
-}
-
-// --- shared by the adapters -------------------------------------------------------------------
-
-/** Removes every secret of `config` (SASL password, client key) from a line of text. */
-export function redact(text: string, config: KafkaConfig): string {
-  let out = text.replace(
-    /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
-    "(private key hidden)",
-  );
-  const password = config.sasl?.password;
-  if (password) out = out.split(password).join("(hidden)");
-  return out;
-}
-
-/** What both adapters hand their client for TLS and SASL, from a config (never log it). */
-export interface SecuritySettings {
-  tls?: { ca: string[]; cert?: string; key?: string; rejectUnauthorized: boolean };
-  sasl?: NonNullable<KafkaConfig["sasl"]>;
-}
-
-/** The TLS and SASL settings of a config, checked: a TypeError names what a security mode lacks. */
-export function securitySettings(config: KafkaConfig): SecuritySettings {
-  const out: SecuritySettings = {};
-  if (config.security !== "plaintext") {
-    if (!config.ssl) {
-      throw new TypeError(`Kafka security "${config.security}" needs the CA certificate`);
-    }
-    const { ca, cert, key, rejectUnauthorized } = config.ssl;
-    out.tls = { ca: [ca], rejectUnauthorized };
-    if (config.security === "ssl") {
-      if (!cert || !key) {
-        throw new TypeError(`Kafka security "ssl" needs a client certificate and key`);
-      }
-      out.tls.cert = cert;
-      out.tls.key = key;
-    }
-  }
-  if (config.security === "sasl_ssl") {
-    if (!config.sasl) throw new TypeError(`Kafka security "sasl_ssl" needs SASL settings`);
-    out.sasl = config.sasl;
-  }
-  return out;
-}
-
-/** Repeats of one log line within this window are counted, not printed. */
-export const LOG_REPEAT_WINDOW_MS = 10_000;
-
-/**
- * A writer of client log lines: redacted, and during an outage (when a client logs the same
- * failure on every retry) a line seen within the last 10 s is counted instead of printed; the
- * count is added to the next line printed for it. `key` groups lines that repeat.
- */
-export function throttledLog(
-  config: KafkaConfig,
-  write: (line: string) => void,
-  now: () => number = Date.now,
-): (key: string, line: string) => void {
-  const seen = new Map<string, { at: number; suppressed: number }>();
-  return (key, line) => {
-    const last = seen.get(key);
-    const t = now();
-    if (last && t - last.at < LOG_REPEAT_WINDOW_MS) {
-      last.suppressed++;
-      return;
-    }
-    if (seen.size > 1000) seen.clear();
-    seen.set(key, { at: t, suppressed: 0 });
-    const repeats = last?.suppressed ? ` (${last.suppressed} more like it not shown)` : "";
-    write(redact(line + repeats, config));
-  };
-}
-
-const TLS_SERVER_UNTRUSTED = [
-  "self-signed certificate",
-  "self signed certificate",
-  "unable to verify",
-  "unable to get local issuer",
-  "UnknownIssuer",
-  "certificate signature failure",
-];
-const TLS_CLIENT_REJECTED = [
-  "CertificateUnknown",
-  "BadCertificate",
-  "UnknownCA",
-  "CertificateRequired",
-  "certificate unknown",
-  "bad certificate",
-  "unknown ca",
-  "certificate required",
-  "AccessDenied",
-];
-const TLS_OTHER = [
-  "certificate has expired",
-  "CERT_HAS_EXPIRED",
-  "does not match certificate",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "NotValidForName",
-  "fatal alert",
-  "HandshakeFailure",
-];
-
-/** The messages of an error and of everything it wraps (`cause`, `errors`, `originalError`). */
-export function errorChain(error: unknown, depth = 0): string[] {
-  if (depth > 6 || error === null || error === undefined) return [];
-  if (typeof error !== "object") return [String(error)];
-  const e = error as {
-    message?: string;
-    cause?: unknown;
-    errors?: unknown[];
-    originalError?: unknown;
-  };
-  const out = e.message ? [e.message] : [];
-  for (const inner of e.errors ?? []) out.push(...errorChain(inner, depth + 1));
-  out.push(...errorChain(e.cause, depth + 1), ...errorChain(e.originalError, depth + 1));
-  return out;
-}
-
-/** The innermost message of an error chain (the cause a user can act on). */
-export function rootMessage(error: unknown): string {
-  const chain = errorChain(error);
-  return chain[chain.length - 1] ?? String(error);
-}
-
-/**
- * Explains a failed connection attempt; `fatal` when retrying cannot help. `saslFailure` is
- * the adapter's reading of a SASL authentication error in the chain, if there is one.
- */
-export function explainFailure(
-  error: unknown,
-  config: KafkaConfig,
-  saslFailure: string | undefined,
-): { fatal: boolean; text: string } {
-  if (saslFailure !== undefined) {
-    const user = config.sasl?.username ?? "";
-    const mech = config.sasl?.mechanism.toUpperCase() ?? "SASL";
-    return {
-      fatal: true,
-      text: `${mech} authentication failed for user "${user}": ${saslFailure}; check ` +
-        `KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM`,
-    };
-  }
-  const chain = errorChain(error);
-  const cause = rootMessage(error);
-  const has = (words: string[]) => chain.some((m) => words.some((w) => m.includes(w)));
-  const which = (words: string[]) => chain.find((m) => words.some((w) => m.includes(w))) ?? cause;
-  if (config.security !== "plaintext") {
-    if (has(TLS_SERVER_UNTRUSTED)) {
-      return {
-        fatal: true,
-        text: `TLS handshake failed: ${which(TLS_SERVER_UNTRUSTED)}; the broker's certificate ` +
-          `is not signed by the CA in KAFKA_SSL_CA`,
-      };
-    }
-    if (has(TLS_CLIENT_REJECTED)) {
-      return {
-        fatal: true,
-        text: `TLS handshake failed: ${which(TLS_CLIENT_REJECTED)}; the broker rejected the ` +
-          `client certificate (KAFKA_SSL_CERT, KAFKA_SSL_KEY): is it signed by the CA the ` +
-          `broker trusts?`,
-      };
-    }
-    if (has(TLS_OTHER)) {
-      return { fatal: true, text: `TLS handshake failed: ${which(TLS_OTHER)}` };
-    }
-  }
-  if (config.security === "plaintext" && chain.some((m) => /closed connection|closed/i.test(m))) {
-    return {
-      fatal: false,
-      text: `${cause}; if this port expects TLS, set KAFKA_SECURITY to ssl or sasl_ssl`,
-    };
-  }
-  return { fatal: false, text: cause };
-}
-
-/** "Kafka at "host:port" (security)", as start-up errors name the brokers. */
-export function brokersText(config: KafkaConfig): string {
-  return `Kafka at "${config.brokers.join(",")}" (${config.security})`;
-}
-
-/**
- * The start-up loop both adapters share: calls `attempt` until it succeeds or the time runs
- * out, with a doubling pause (250 ms to 2 s) between attempts. `explain` turns an attempt's
- * failure into text and says whether it is fatal (TLS or SASL refused us).
- */
-export async function connectLoop(
-  config: KafkaConfig,
-  attempt: (remainingMs: number) => Promise<void>,
-  explain: (error: unknown) => { fatal: boolean; text: string },
-  options: ConnectOptions = {},
-): Promise<void> {
-  const where = brokersText(config);
-  const started = Date.now();
-  const deadline = started + (options.timeoutMs ?? config.connectTimeoutMs);
-  let delay = 250;
-  let last = "no attempt was made";
-  let lastError: unknown;
-  let attempts = 0;
-  while (attempts === 0 || Date.now() < deadline) {
-    attempts++;
-    try {
-      await attempt(Math.max(1, deadline - Date.now()));
-      return;
-    } catch (error) {
-      lastError = error;
-      const { fatal, text } = explain(error);
-      last = text;
-      if (fatal) {
-        throw new KafkaAuthError(`Cannot connect to ${where}: ${redact(text, config)}`, {
-          cause: error,
-        });
-      }
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    options.onRetry?.(`Cannot reach ${where} yet (${redact(last, config)}); retrying`);
-    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
-    delay = Math.min(delay * 2, 2_000);
-  }
-  const seconds = Math.round((Date.now() - started) / 100) / 10;
-  throw new KafkaUnreachableError(
-    `Cannot reach ${where} within ${seconds} s after ${attempts} attempt(s): ` +
-      `${redact(last, config)}; check KAFKA_BROKERS, the network and that the broker is up`,
-    { cause: lastError },
-  );
-}
-
-/** Resolves with `promise`, or rejects after `ms` with a timeout error; clears its timer. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Polls `describe` until the topic has leaders for every partition, for at most 10 s, so the
- * first send after creating a topic does not fail.
- */
-export async function waitForLeaders(
-  name: string,
-  describe: () => Promise<{ partitions: number; leaders: boolean } | undefined>,
-): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const topic = await describe();
-      if (topic && topic.leaders) return topic.partitions;
-      if (Date.now() > deadline) {
-        throw new Error(`Cannot find topic "${name}" with leaders in the broker's metadata`);
-      }
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-/** Lag rows from end, start and committed offsets per partition (committed -1: none). */
-export function lagRows(
-  offsets: { partition: number; end: bigint; start: bigint; committed: bigint }[],
-): PartitionLag[] {
-  return offsets
-    .map(({ partition, end, start, committed }) => {
-      const from = committed < 0n ? start : committed;
-      const lag = end - from;
-      return {
-        partition,
-        end: end.toString(),
-        committed: committed < 0n ? "-1" : committed.toString(),
-        lag: Number(lag > 0n ? lag : 0n),
-      };
-    })
-    .sort((a, b) => a.partition - b.partition);
-}
-
-/**
- * The commit bookkeeping both sources share: offsets handled but not committed, by partition,
- * committed at most every `intervalMs` (and on demand).
- */
-export class PendingCommits {
-  #pending = new Map<number, bigint>();
-  #lastCommit = 0;
-  #intervalMs: number;
-  constructor(intervalMs: number) {
-    this.#intervalMs = intervalMs;
-  }
-  /** Notes that `offset` of `partition` was handled (its next offset may be committed). */
-  handled(partition: number, offset: bigint): void {
-    this.#pending.set(partition, offset + 1n);
-  }
-  /** True when something is pending and the interval has passed. */
-  due(now = Date.now()): boolean {
-    return this.#pending.size > 0 && now - this.#lastCommit >= this.#intervalMs;
-  }
-  /** True when something is pending. */
-  get size(): number {
-    return this.#pending.size;
-  }
-  /** Forgets what is pending for partitions not in `partitions` (moved to another member). */
-  keep(partitions: ReadonlySet<number>): void {
-    for (const p of [...this.#pending.keys()]) if (!partitions.has(p)) this.#pending.delete(p);
-  }
-  /** Takes what is pending (next offsets by partition) and notes the commit time. */
-  take(now = Date.now()): [number, bigint][] {
-    const out = [...this.#pending];
-    this.#pending.clear();
-    this.#lastCommit = now;
-    return out;
-  }
-}
-
-/**
- * Opens one TLS connection to the first broker with the config's certificates and sends a Kafka
- * ApiVersions request, to learn why a TLS connection was closed: with TLS 1.3 a broker rejects a
- * client certificate only after the handshake, and some clients report just "Connection
- * closed". Resolves with the TLS error's message, or undefined when the broker answered (or
- * nothing was learnt within `timeoutMs`).
- */
-export function probeTls(config: KafkaConfig, timeoutMs = 3_000): Promise<string | undefined> {
-  const broker = config.brokers[0];
-  if (!broker || !config.ssl) return Promise.resolve(undefined);
-  const i = broker.lastIndexOf(":");
-  const host = broker.slice(0, i);
-  const port = Number(broker.slice(i + 1));
-  const { ca, cert, key, rejectUnauthorized } = config.ssl;
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (result: string | undefined) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(result);
-    };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
-    const socket = tls.connect({
-      host,
-      port,
-      ca: [ca],
-      rejectUnauthorized,
-      ...(config.security === "ssl" && cert && key ? { cert, key } : {}),
-      ...(net.isIP(host) ? {} : { servername: host }),
-    }, () => {
-      // ApiVersions v0: size, api key 18, version 0, correlation id 1, client id "probe".
-      const clientId = new TextEncoder().encode("probe");
-      const body = new Uint8Array(2 + 2 + 4 + 2 + clientId.length);
-      const view = new DataView(body.buffer);
-      view.setInt16(0, 18);
-      view.setInt16(2, 0);
-      view.setInt32(4, 1);
-      view.setInt16(8, clientId.length);
-      body.set(clientId, 10);
-      const frame = new Uint8Array(4 + body.length);
-      new DataView(frame.buffer).setInt32(0, body.length);
-      frame.set(body, 4);
-      socket.write(frame);
-    });
-    socket.on("data", () => finish(undefined));
-    socket.on("error", (error: Error) => finish(error.message));
-    socket.on("close", () => finish(undefined));
-  });
 }

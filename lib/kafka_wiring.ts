@@ -11,6 +11,8 @@ export interface ConnectSinkOptions {
   log: (line: string) => void;
   /** Also make sure the gaps topic exists; default false. */
   ensureGapsTopic?: boolean;
+  /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
+  signal?: AbortSignal;
 }
 
 /** A sink ready to send, the topic's partition count, and the client behind them. */
@@ -28,7 +30,7 @@ export async function connectSink(
 ): Promise<ConnectedSink> {
   const { log } = options;
   const kafka = await openKafka(config, { log });
-  await kafka.connect({ onRetry: log });
+  await kafka.connect({ onRetry: log, signal: options.signal });
   let partitions: number;
   try {
     const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];

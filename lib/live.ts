@@ -25,7 +25,8 @@ import INDEX_HTML from "../web/index.html" with { type: "text" };
 import APP_JS from "../web/app.js" with { type: "text" };
 import STYLE_CSS from "../web/style.css" with { type: "text" };
 import FAVICON_SVG from "../web/favicon.svg" with { type: "text" };
-import type { Gap } from "./pipeline.ts";
+import { DEFAULTS } from "./config.ts";
+import type { Gap } from "./gap.ts";
 import { checkHealth, type HealthReport, type HealthSource } from "./telemetry.ts";
 
 /** The most recent gaps, newest last, bounded. */
@@ -237,7 +238,7 @@ export class LiveFeed {
   constructor(options: LiveFeedOptions) {
     this.#registry = options.registry;
     this.#health = options.health;
-    this.#staleAfterMs = options.staleAfterMs ?? 30_000;
+    this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
     this.#gaps = options.gaps;
     this.#intervalMs = options.intervalMs ?? 1000;
     this.#historySamples = options.historySamples ?? 300;
@@ -460,7 +461,7 @@ export class LiveFeed {
     };
     if (role === "producer") {
       const frames = await one("crypto_ws_frames_received_total");
-      const acked = await one("crypto_kafka_records_acked_total");
+      const acked = await one("crypto_sink_records_acked_total");
       const [p50, p99] = await quantiles("crypto_hop_latency_seconds", "receive_to_ack");
       update.pipeline = {
         framesTotal: frames,

@@ -4,7 +4,14 @@
  * per-partition offsets, and consumer groups with committed offsets and partition assignment.
  * Deterministic. Used by the demo and unit tests; never a stand-in for the real-Kafka tests.
  */
-import type { ConsumeOptions, InRecord, OutRecord, RecordSink, RecordSource } from "./sink.ts";
+import type {
+  ConsumeOptions,
+  InRecord,
+  OutRecord,
+  RecordSink,
+  RecordSource,
+  StartFrom,
+} from "./sink.ts";
 
 /** Kafka's murmur2 hash of a key (as in the Java client and kafkajs' default partitioner). */
 export function murmur2(data: Uint8Array): number {
@@ -45,7 +52,7 @@ export function partitionFor(key: string, partitions: number): number {
 }
 
 /** Where a new consumer group starts. */
-export type StartFrom = "earliest" | "latest" | { timestamp: number };
+export type { StartFrom } from "./sink.ts";
 
 /** Options for {@linkcode MemoryBroker.source}. */
 export interface MemorySourceOptions {
@@ -143,7 +150,8 @@ export class MemoryBroker {
   #startOffset(log: InRecord[], from: StartFrom): number {
     if (from === "earliest") return 0;
     if (from === "latest") return log.length;
-    const i = log.findIndex((r) => r.timestamp >= from.timestamp);
+    const at = from.getTime();
+    const i = log.findIndex((r) => r.timestamp >= at);
     return i === -1 ? log.length : i;
   }
 

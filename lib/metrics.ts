@@ -11,37 +11,15 @@ import {
   type MetricValueWithName,
   Registry,
 } from "prom-client";
-import { SKIP_REASONS } from "../transform.ts";
-import type { SpreadValue } from "./consumer_output.ts";
 
-/**
- * Reconnect reasons the Polygon client reports (`reconnects.inc({ reason })`). Each starts at 0,
- * so dashboards show a flat line rather than "no data" before the first reconnect.
- */
-export const RECONNECT_REASONS: readonly string[] = [
-  "closed",
-  "error",
-  "stale",
-  "auth_timeout",
-  "status",
-  "force_disconnect",
-  "slow_consumer",
-  "quiet",
-  "subscribe_timeout",
-];
-
-/** Producer hops of `crypto_hop_latency_seconds`, in order along the path. */
-export const PRODUCER_HOPS: readonly string[] = [
-  "exchange_to_polygon",
-  "polygon_to_receive",
-  "receive_to_ack",
-];
+/** The pipeline's hop of `crypto_hop_latency_seconds`: local receive → the sink's ack. */
+export const RECEIVE_TO_ACK = "receive_to_ack";
 
 /** The consumer's hop of `crypto_hop_latency_seconds`. */
 export const CONSUMER_HOP = "kafka_to_consumer";
 
 /** Latency buckets in seconds, 0.5 ms to 60 s. */
-const LATENCY_BUCKETS = [
+export const LATENCY_BUCKETS = [
   0.0005,
   0.001,
   0.002,
@@ -59,8 +37,6 @@ const LATENCY_BUCKETS = [
   30,
   60,
 ];
-/** Spread buckets in basis points of mid. */
-const SPREAD_BPS_BUCKETS = [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 500];
 const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
 
 /** One labelled series of a {@linkcode FastHistogram}: observe is a bucket search and 3 adds. */
@@ -175,7 +151,7 @@ export class FastHistogram<L extends string> {
 type CounterFactory = <L extends string>(name: string, help: string, labels?: L[]) => Counter<L>;
 
 /** Metric constructors bound to one registry. */
-function factories(registry: Registry) {
+export function factories(registry: Registry) {
   const registers = [registry];
   const c: CounterFactory = (name, help, labelNames = []) =>
     new Counter({ name, help, labelNames, registers });
@@ -190,6 +166,18 @@ function factories(registry: Registry) {
   const fh = <L extends string>(name: string, help: string, buckets: number[], labelNames: L[]) =>
     new FastHistogram<L>({ name, help, buckets, labelNames, registers });
   return { c, g, h, fh };
+}
+
+/** `crypto_hop_latency_seconds` and `crypto_hop_negative_total`, by hop; `hops` says which. */
+function hopMetrics(
+  registry: Registry,
+  hops: string,
+): [FastHistogram<"hop">, Counter<"hop">] {
+  const { c, fh } = factories(registry);
+  return [
+    fh("crypto_hop_latency_seconds", `latency hop by hop: ${hops}`, LATENCY_BUCKETS, ["hop"]),
+    c("crypto_hop_negative_total", "hops with negative latency (clock skew), by hop", ["hop"]),
+  ];
 }
 
 /** The telemetry sink's own counters: points written, points dropped, failed writes. */
@@ -210,11 +198,63 @@ export interface SinkStatsLike {
   producerResets: number;
 }
 
-/** Every metric of the producer side, registered on one registry. */
-export class ProducerMetrics {
+/**
+ * What the pipeline updates: the queue, the sink's sends and acks, skips by reason and the
+ * receive → ack hop. Nothing here knows what the records mean.
+ */
+export class PipelineMetrics {
   readonly registry: Registry;
   readonly framesReceived: Counter<string>;
   readonly eventsReceived: Counter<string>;
+  readonly skips: Counter<"reason">;
+  readonly queueDepth: Gauge<string>;
+  readonly queueDrops: Counter<string>;
+  readonly recordsProduced: Counter<string>;
+  readonly recordsSent: Counter<string>;
+  readonly recordsAcked: Counter<string>;
+  readonly sendErrors: Counter<string>;
+  readonly ackLatency: Histogram<string>;
+  readonly batchSize: Histogram<string>;
+  /** Hop latency by hop: the pipeline's receive_to_ack and the transform's own hops. */
+  readonly hopLatency: FastHistogram<"hop">;
+  /** Negative hops (clock skew), counted, not hidden. */
+  readonly negativeHops: Counter<"hop">;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const { c, g, h } = factories(registry);
+    this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
+    this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
+    this.skips = c("crypto_transform_skipped_total", "events skipped, by reason", ["reason"]);
+    this.queueDepth = g("crypto_queue_depth", "frames waiting between socket and transform");
+    this.queueDrops = c("crypto_queue_dropped_total", "frames dropped because the queue was full");
+    this.recordsProduced = c("crypto_records_produced_total", "records made by the transform");
+    this.recordsSent = c("crypto_sink_records_sent_total", "records handed to the sink");
+    this.recordsAcked = c("crypto_sink_records_acked_total", "records acknowledged by the sink");
+    this.sendErrors = c(
+      "crypto_sink_send_errors_total",
+      "sends the sink gave up on (the pipeline stops; the sink retries all it can first)",
+    );
+    this.ackLatency = h(
+      "crypto_sink_ack_latency_seconds",
+      "time from send to the sink's ack, per batch",
+      LATENCY_BUCKETS,
+    );
+    this.batchSize = h("crypto_sink_batch_size", "records per send to the sink", BATCH_BUCKETS);
+    [this.hopLatency, this.negativeHops] = hopMetrics(
+      registry,
+      "exchange_to_polygon (t→r), polygon_to_receive (r→local), receive_to_ack (local→sink ack)",
+    );
+    this.negativeHops.inc({ hop: RECEIVE_TO_ACK }, 0);
+  }
+}
+
+/**
+ * Every metric of the producer side but the per-record ones of its transform (for spreads:
+ * `spread_metrics.ts`): the pipeline's, the Polygon client's and the Kafka client's, on one
+ * registry.
+ */
+export class ProducerMetrics extends PipelineMetrics {
   /** 0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming. */
   readonly connectionState: Gauge<string>;
   readonly reconnects: Counter<"reason">;
@@ -224,40 +264,19 @@ export class ProducerMetrics {
   readonly wsProbes: Counter<string>;
   readonly gapSeconds: Counter<string>;
   readonly gaps: Counter<string>;
-  readonly lastQuoteTime: Gauge<"symbol">;
-  readonly skips: Counter<"reason">;
-  readonly crossed: Counter<"symbol">;
-  readonly locked: Counter<"symbol">;
-  readonly queueDepth: Gauge<string>;
-  readonly queueDrops: Counter<string>;
-  readonly recordsProduced: Counter<string>;
-  readonly recordsSent: Counter<string>;
-  readonly recordsAcked: Counter<string>;
-  readonly recordsBySymbol: Counter<"symbol">;
-  readonly sendErrors: Counter<string>;
   /** Produce requests the Kafka client retried with the same records and sequence numbers. */
   readonly produceRetries: Counter<string>;
   /** Producer restarts under a new producer id: records in flight may be written twice. */
   readonly producerResets: Counter<string>;
   /** Where the two counters above are read from at each scrape; set by {@linkcode followSink}. */
-  #sinkStats: (() => { retries: number; producerResets: number }) | undefined;
-  readonly ackLatency: Histogram<string>;
-  readonly batchSize: Histogram<string>;
-  /** Hop latency: hop = exchange_to_polygon | polygon_to_receive | receive_to_ack. */
-  readonly hopLatency: FastHistogram<"hop">;
-  /** Negative hops (clock skew), counted, not hidden. */
-  readonly negativeHops: Counter<"hop">;
-  readonly spreadLast: Gauge<"symbol">;
-  readonly spreadBps: FastHistogram<"symbol">;
+  #sinkStats: (() => SinkStatsLike) | undefined;
   readonly telemetryPointsWritten: Counter<string>;
   readonly telemetryPointsDropped: Counter<string>;
   readonly telemetryWriteErrors: Counter<string>;
 
   constructor(registry: Registry = new Registry()) {
-    this.registry = registry;
-    const { c, g, h, fh } = factories(registry);
-    this.framesReceived = c("crypto_ws_frames_received_total", "WebSocket frames received");
-    this.eventsReceived = c("crypto_ws_events_received_total", "events in received frames");
+    super(registry);
+    const { c, g } = factories(registry);
     this.connectionState = g(
       "crypto_ws_connection_state",
       "0 disconnected, 1 connecting, 2 authenticating, 3 subscribing, 4 streaming",
@@ -271,26 +290,6 @@ export class ProducerMetrics {
     this.wsProbes = c("crypto_ws_probes_total", "liveness probes sent on an idle socket");
     this.gapSeconds = c("crypto_ws_gap_seconds_total", "seconds spent not listening");
     this.gaps = c("crypto_ws_gaps_total", "gaps in the stream (each is also a gap record)");
-    this.lastQuoteTime = g(
-      "crypto_last_quote_timestamp_seconds",
-      "local time of the last quote, per symbol (seconds since it: time() - this)",
-      ["symbol"],
-    );
-    this.skips = c("crypto_transform_skipped_total", "events skipped, by reason", ["reason"]);
-    this.crossed = c("crypto_quotes_crossed_total", "quotes with ask below bid", ["symbol"]);
-    this.locked = c("crypto_quotes_locked_total", "quotes with ask equal to bid", ["symbol"]);
-    this.queueDepth = g("crypto_queue_depth", "frames waiting between socket and transform");
-    this.queueDrops = c("crypto_queue_dropped_total", "frames dropped because the queue was full");
-    this.recordsProduced = c("crypto_records_produced_total", "records made by the transform");
-    this.recordsSent = c("crypto_kafka_records_sent_total", "records handed to Kafka");
-    this.recordsAcked = c("crypto_kafka_records_acked_total", "records acknowledged by Kafka");
-    this.recordsBySymbol = c("crypto_quotes_total", "records acknowledged, per symbol", [
-      "symbol",
-    ]);
-    this.sendErrors = c(
-      "crypto_kafka_send_errors_total",
-      "sends the sink gave up on (the pipeline stops; the client retries all it can first)",
-    );
     // Counters that follow the sink's own counts: raised to them at each collection.
     const follow = (name: string, help: string, read: (s: SinkStatsLike) => number) => {
       const current = () => this.#sinkStats?.();
@@ -318,37 +317,8 @@ export class ProducerMetrics {
         "in flight may be written twice)",
       (s) => s.producerResets,
     );
-    this.ackLatency = h(
-      "crypto_kafka_ack_latency_seconds",
-      "time from send to ack, per batch",
-      LATENCY_BUCKETS,
-    );
-    this.batchSize = h("crypto_kafka_batch_size", "records per produce request", BATCH_BUCKETS);
-    this.hopLatency = fh(
-      "crypto_hop_latency_seconds",
-      "latency hop by hop: exchange_to_polygon (t→r), polygon_to_receive (r→local), " +
-        "receive_to_ack (local→Kafka ack)",
-      LATENCY_BUCKETS,
-      ["hop"],
-    );
-    this.negativeHops = c(
-      "crypto_hop_negative_total",
-      "hops with negative latency (clock skew), by hop",
-      ["hop"],
-    );
-    this.spreadLast = g("crypto_spread_last", "last spread, per symbol", ["symbol"]);
-    this.spreadBps = fh(
-      "crypto_spread_bps",
-      "spread in basis points of mid, per symbol",
-      SPREAD_BPS_BUCKETS,
-      ["symbol"],
-    );
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
-    // Known label values start at 0: a series that exists reads as "none yet", not "no data".
-    for (const reason of SKIP_REASONS) this.skips.inc({ reason }, 0);
-    for (const reason of RECONNECT_REASONS) this.reconnects.inc({ reason }, 0);
-    for (const hop of PRODUCER_HOPS) this.negativeHops.inc({ hop }, 0);
   }
 
   /** Reads the sink's retry and reset counts at every scrape (and InfluxDB push). */
@@ -357,17 +327,12 @@ export class ProducerMetrics {
   }
 }
 
-/** Every metric of the consumer side. */
+/** Every metric of the consumer side but the per-symbol spread ones (`spread_metrics.ts`). */
 export class ConsumerMetrics {
   readonly registry: Registry;
   readonly recordsConsumed: Counter<string>;
   readonly malformed: Counter<string>;
   readonly lag: Gauge<"partition">;
-  /** Per symbol, as read: records, last spread, crossed and locked quotes (the live page's). */
-  readonly recordsBySymbol: Counter<"symbol">;
-  readonly spreadLast: Gauge<"symbol">;
-  readonly crossed: Counter<"symbol">;
-  readonly locked: Counter<"symbol">;
   /** Hop kafka_to_consumer: Kafka record timestamp → consumer receive. */
   readonly hopLatency: FastHistogram<"hop">;
   readonly negativeHops: Counter<"hop">;
@@ -377,7 +342,7 @@ export class ConsumerMetrics {
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
-    const { c, g, fh } = factories(registry);
+    const { c, g } = factories(registry);
     this.recordsConsumed = c("crypto_consumer_records_total", "records consumed");
     this.malformed = c(
       "crypto_consumer_malformed_total",
@@ -386,57 +351,12 @@ export class ConsumerMetrics {
     this.lag = g("crypto_consumer_lag", "end offset minus committed offset, per partition", [
       "partition",
     ]);
-    this.recordsBySymbol = c("crypto_consumer_quotes_total", "records consumed, per symbol", [
-      "symbol",
-    ]);
-    this.spreadLast = g("crypto_consumer_spread_last", "last spread consumed, per symbol", [
-      "symbol",
-    ]);
-    this.crossed = c(
-      "crypto_consumer_quotes_crossed_total",
-      "records consumed with a negative spread (crossed quotes)",
-      ["symbol"],
-    );
-    this.locked = c(
-      "crypto_consumer_quotes_locked_total",
-      "records consumed with a zero spread (locked quotes)",
-      ["symbol"],
-    );
-    this.hopLatency = fh(
-      "crypto_hop_latency_seconds",
-      "latency hop by hop: kafka_to_consumer (Kafka timestamp → consumer receive)",
-      LATENCY_BUCKETS,
-      ["hop"],
-    );
-    this.negativeHops = c(
-      "crypto_hop_negative_total",
-      "hops with negative latency (clock skew), by hop",
-      ["hop"],
+    [this.hopLatency, this.negativeHops] = hopMetrics(
+      registry,
+      "kafka_to_consumer (Kafka timestamp → consumer receive)",
     );
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
     this.negativeHops.inc({ hop: CONSUMER_HOP }, 0);
-  }
-
-  /** Counts one batch of valid records per symbol: one label lookup per symbol and batch. */
-  observeSpreads(values: readonly SpreadValue[]): void {
-    const perSymbol = new Map<
-      string,
-      { n: number; last: number; crossed: number; locked: number }
-    >();
-    for (const v of values) {
-      let s = perSymbol.get(v.symbol);
-      if (!s) perSymbol.set(v.symbol, s = { n: 0, last: v.spread, crossed: 0, locked: 0 });
-      s.n++;
-      s.last = v.spread;
-      if (v.spread < 0) s.crossed++;
-      else if (v.spread === 0) s.locked++;
-    }
-    for (const [symbol, s] of perSymbol) {
-      this.recordsBySymbol.inc({ symbol }, s.n);
-      this.spreadLast.set({ symbol }, s.last);
-      if (s.crossed > 0) this.crossed.inc({ symbol }, s.crossed);
-      if (s.locked > 0) this.locked.inc({ symbol }, s.locked);
-    }
   }
 }

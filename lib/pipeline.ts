@@ -1,48 +1,49 @@
 /**
- * The pipeline: frames from the read path go into a bounded queue; one worker transforms them,
- * builds batches (up to `batchMax` records or `lingerMs`), sends one batch at a time to the
- * sink and counts everything. The sink owns retries: a send it rejects stops the pipeline.
+ * The pipeline: frames from the read path go into a bounded queue; one worker runs the transform
+ * it was handed, builds batches (up to `batchMax` records or `lingerMs`), sends one batch at a
+ * time to the sink it was handed and counts everything. It knows neither spreads nor Kafka: the
+ * records are the transform's, their meaning is for the batch observer. The sink owns retries: a
+ * send it rejects stops the pipeline.
  *
  * The read path only calls {@linkcode Pipeline.push}, which is synchronous and O(1).
  */
-import {
-  emptySkips,
-  SKIP_REASONS,
-  type SkipCounts,
-  type SpreadRecord,
-  transformInto,
-} from "../transform.ts";
-import type { ProducerMetrics } from "./metrics.ts";
-import type { OutRecord, RecordSink } from "./sink.ts";
+import { deadline, DeadlineError } from "./async.ts";
+import { DEFAULTS, gapsTopicFor } from "./config.ts";
+import { type Gap, gapRecord } from "./gap.ts";
+import { type PipelineMetrics, RECEIVE_TO_ACK } from "./metrics.ts";
+import type { FrameTransform, OutRecord, RecordSink } from "./sink.ts";
+
+export type { Gap } from "./gap.ts";
 
 /** What the queue does when it is full. */
 export type QueuePolicy = "drop-oldest" | "drop-newest";
 
-/** A period the producer was not listening. Published on the gaps topic. */
-export interface Gap {
-  /** Epoch ms when the stream was lost. */
-  from: number;
-  /** Epoch ms when the subscription was confirmed again. */
-  to: number;
-  reason: string;
+/** Sees every acknowledged batch, with each record's local receive time (for telemetry). */
+export interface BatchObserver<R extends OutRecord> {
+  /** Called once per acknowledged batch; `receivedAt[i]` is when `batch[i]`'s frame arrived. */
+  observe(batch: readonly R[], receivedAt: readonly number[], ackedAt: number): void;
 }
 
 /** Options for {@linkcode Pipeline}. */
-export interface PipelineOptions {
-  /** Topic for spread records. */
+export interface PipelineOptions<R extends OutRecord> {
+  /** Frame text → records, with its own skip counts. */
+  transform: FrameTransform<R>;
+  /** Topic for the records. */
   topic: string;
   /** Topic for gap records; default `<topic>.gaps`. */
   gapsTopic?: string;
-  /** Most records per send; default 1000. */
+  /** Most records per send; default {@linkcode DEFAULTS}.batchMax. */
   batchMax?: number;
   /** Longest wait for a batch to fill, ms; default 0 (in-flight sends batch the rest). */
   lingerMs?: number;
-  /** Bound of the frame queue; default 100000. */
+  /** Bound of the frame queue; default {@linkcode DEFAULTS}.queueMax. */
   queueMax?: number;
   /** Full-queue policy; default "drop-oldest". */
   queuePolicy?: QueuePolicy;
   /** Metrics to update; default none. */
-  metrics?: ProducerMetrics;
+  metrics?: PipelineMetrics;
+  /** Sees each acknowledged batch (per-record telemetry of the transform's records). */
+  observer?: BatchObserver<R>;
   /** Clock in epoch ms; default `Date.now`. */
   now?: () => number;
   /** Log lines (to stderr by default). */
@@ -57,10 +58,12 @@ export interface PipelineCounts {
   events: number;
   records: number;
   acked: number;
-  skipped: SkipCounts;
+  /** The transform's skip counts by reason (the same object, kept current). */
+  skipped: Readonly<Record<string, number>>;
   sendErrors: number;
   gapsAcked: number;
-  bySymbol: Map<string, number>;
+  /** Records acknowledged per record key (the symbol, for spread records). */
+  byKey: Map<string, number>;
 }
 
 /** The sink rejected a send (it retries transient failures itself): the pipeline has stopped. */
@@ -77,31 +80,18 @@ export class FlushTimeoutError extends Error {
   readonly unacked: number;
   constructor(unacked: number, timeoutMs: number) {
     super(
-      `Cannot flush to Kafka within ${timeoutMs} ms: ${unacked} accepted records or frames were not acknowledged`,
+      `Cannot flush to the sink within ${timeoutMs} ms: ${unacked} accepted records or frames were not acknowledged`,
     );
     this.name = "FlushTimeoutError";
     this.unacked = unacked;
   }
 }
 
-const HOP_T_R = "exchange_to_polygon";
-const HOP_R_RECV = "polygon_to_receive";
-const HOP_RECV_ACK = "receive_to_ack";
-
 /** Frame queue, then transform, batching and send. One instance per producer. */
-export class Pipeline {
-  readonly counts: PipelineCounts = {
-    framesIn: 0,
-    framesTransformed: 0,
-    framesDropped: 0,
-    events: 0,
-    records: 0,
-    acked: 0,
-    skipped: emptySkips(),
-    sendErrors: 0,
-    gapsAcked: 0,
-    bySymbol: new Map(),
-  };
+export class Pipeline<R extends OutRecord = OutRecord> {
+  readonly counts: PipelineCounts;
+  #transform: FrameTransform<R>;
+  #observer: BatchObserver<R> | undefined;
   #sink: RecordSink;
   #topic: string;
   #gapsTopic: string;
@@ -109,7 +99,7 @@ export class Pipeline {
   #lingerMs: number;
   #queueMax: number;
   #policy: QueuePolicy;
-  #metrics: ProducerMetrics | undefined;
+  #metrics: PipelineMetrics | undefined;
   #now: () => number;
   #log: (line: string) => void;
 
@@ -119,32 +109,51 @@ export class Pipeline {
   #head = 0;
   #size = 0;
 
-  #pending: SpreadRecord[] = [];
+  #pending: R[] = [];
   #pendingTimes: number[] = [];
   #inflight = 0;
   #gaps: Gap[] = [];
   #wake: (() => void) | undefined;
   #stopping = false;
+  /** close() gave up waiting: the worker stops at its next step, whatever is left. */
+  #abandoned = false;
   #done: Promise<void> | undefined;
   #lastDropLog = 0;
   #dropsSinceLog = 0;
   #lastQuoteAt: number | undefined;
   #lastAckAt: number | undefined;
-  #skipsReported: SkipCounts = emptySkips();
+  #skipsReported: Record<string, number>;
 
-  constructor(sink: RecordSink, options: PipelineOptions) {
+  constructor(sink: RecordSink, options: PipelineOptions<R>) {
     this.#sink = sink;
+    this.#transform = options.transform;
+    this.#observer = options.observer;
+    this.counts = {
+      framesIn: 0,
+      framesTransformed: 0,
+      framesDropped: 0,
+      events: 0,
+      records: 0,
+      acked: 0,
+      skipped: options.transform.skipped,
+      sendErrors: 0,
+      gapsAcked: 0,
+      byKey: new Map(),
+    };
+    this.#skipsReported = { ...options.transform.skipped };
     this.#topic = options.topic;
-    this.#gapsTopic = options.gapsTopic ?? `${options.topic}.gaps`;
-    this.#batchMax = options.batchMax ?? 1000;
+    this.#gapsTopic = options.gapsTopic ?? gapsTopicFor(options.topic);
+    this.#batchMax = options.batchMax ?? DEFAULTS.batchMax;
     this.#lingerMs = options.lingerMs ?? 0;
-    this.#queueMax = options.queueMax ?? 100_000;
+    this.#queueMax = options.queueMax ?? DEFAULTS.queueMax;
     this.#policy = options.queuePolicy ?? "drop-oldest";
     this.#metrics = options.metrics;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#texts = new Array(this.#queueMax);
     this.#times = new Float64Array(this.#queueMax);
+    // Known skip reasons start at 0: a series that exists reads as "none yet", not "no data".
+    for (const reason of Object.keys(this.#skipsReported)) this.#metrics?.skips.inc({ reason }, 0);
   }
 
   /** Frames waiting in the queue. */
@@ -157,7 +166,7 @@ export class Pipeline {
     return this.#pending.length + this.#inflight;
   }
 
-  /** Local receive time of the last frame, ms (an XQ subscription's frames are quotes). */
+  /** Local receive time of the last frame, ms (a quote subscription's frames are quotes). */
   lastQuoteAt(): number | undefined {
     return this.#lastQuoteAt;
   }
@@ -284,7 +293,7 @@ export class Pipeline {
       this.#head = (this.#head + 1) % this.#queueMax;
       this.#size--;
       const before = records.length;
-      this.counts.events += transformInto(text, records, this.counts.skipped);
+      this.counts.events += this.#transform.frame(text, records);
       this.counts.framesTransformed++;
       for (let i = before; i < records.length; i++) this.#pendingTimes.push(at);
     }
@@ -309,13 +318,18 @@ export class Pipeline {
   async #work(): Promise<void> {
     let firstPendingAt = 0;
     for (;;) {
+      if (this.#abandoned) return;
       if (this.#gaps.length > 0) await this.#sendGaps();
       const hadPending = this.#pending.length > 0;
       this.#fill();
       if (!hadPending && this.#pending.length > 0) firstPendingAt = this.#now();
       if (this.#pending.length === 0) {
-        if (this.#stopping && this.#size === 0 && this.#gaps.length === 0) return;
-        await this.#sleep(this.#stopping ? 1 : undefined);
+        if (this.#stopping) {
+          // #fill took every queued frame; new gaps go out at the top of the loop.
+          if (this.#size === 0 && this.#gaps.length === 0) return;
+          continue;
+        }
+        await this.#sleep();
         continue;
       }
       const full = this.#pending.length >= this.#batchMax;
@@ -335,7 +349,7 @@ export class Pipeline {
     }
   }
 
-  async #sendBatch(batch: SpreadRecord[], times: number[]): Promise<void> {
+  async #sendBatch(batch: R[], times: number[]): Promise<void> {
     const m = this.#metrics;
     this.counts.records += batch.length;
     this.#inflight = batch.length;
@@ -358,85 +372,29 @@ export class Pipeline {
     this.#oldestInflightAt = undefined;
     this.#lastAckAt = ackedAt;
     this.counts.acked += batch.length;
-    const bySymbol = this.counts.bySymbol;
-    for (const r of batch) bySymbol.set(r.symbol, (bySymbol.get(r.symbol) ?? 0) + 1);
+    const byKey = this.counts.byKey;
+    for (const r of batch) byKey.set(r.key, (byKey.get(r.key) ?? 0) + 1);
     if (m) this.#observe(m, batch, times, ackedAt);
+    this.#observer?.observe(batch, times, ackedAt);
   }
 
-  #observe(m: ProducerMetrics, batch: SpreadRecord[], times: number[], ackedAt: number): void {
+  #observe(m: PipelineMetrics, batch: R[], times: number[], ackedAt: number): void {
     m.recordsAcked.inc(batch.length);
     m.batchSize.observe(batch.length);
-    for (const reason of SKIP_REASONS) {
-      const delta = this.counts.skipped[reason] - this.#skipsReported[reason];
+    const skipped = this.counts.skipped;
+    for (const reason in skipped) {
+      const delta = skipped[reason]! - (this.#skipsReported[reason] ?? 0);
       if (delta > 0) {
         m.skips.inc({ reason }, delta);
-        this.#skipsReported[reason] += delta;
+        this.#skipsReported[reason] = skipped[reason]!;
       }
     }
-    const hopTR = m.hopLatency.labels(HOP_T_R);
-    const hopRRecv = m.hopLatency.labels(HOP_R_RECV);
-    const hopRecvAck = m.hopLatency.labels(HOP_RECV_ACK);
-    let negTR = 0;
-    let negRRecv = 0;
-    const perSymbol = new Map<
-      string,
-      {
-        n: number;
-        last: SpreadRecord;
-        crossed: number;
-        locked: number;
-        bps: { observe(value: number): void };
-      }
-    >();
-    for (let i = 0; i < batch.length; i++) {
-      const r = batch[i]!;
-      const at = times[i]!;
-      if (r.r !== undefined) {
-        const a = r.r - r.t;
-        const b = at - r.r;
-        if (a < 0) negTR++;
-        if (b < 0) negRRecv++;
-        hopTR.observe(a / 1000);
-        hopRRecv.observe(b / 1000);
-      }
-      hopRecvAck.observe((ackedAt - at) / 1000);
-      let s = perSymbol.get(r.symbol);
-      if (!s) {
-        // The labelled child once per symbol and batch, not a label lookup per record.
-        const bps = m.spreadBps.labels({ symbol: r.symbol });
-        perSymbol.set(r.symbol, s = { n: 0, last: r, crossed: 0, locked: 0, bps });
-      }
-      s.n++;
-      s.last = r;
-      if (r.spread.charCodeAt(0) === 45) s.crossed++;
-      else if (r.spread === "0") s.locked++;
-      const mid = (r.ap + r.bp) / 2;
-      s.bps.observe(((r.ap - r.bp) / mid) * 10_000);
-    }
-    if (negTR > 0) m.negativeHops.inc({ hop: HOP_T_R }, negTR);
-    if (negRRecv > 0) m.negativeHops.inc({ hop: HOP_R_RECV }, negRRecv);
-    const nowSeconds = ackedAt / 1000;
-    for (const [symbol, s] of perSymbol) {
-      m.recordsBySymbol.inc({ symbol }, s.n);
-      m.spreadLast.set({ symbol }, Number(s.last.spread));
-      m.lastQuoteTime.set({ symbol }, nowSeconds);
-      if (s.crossed > 0) m.crossed.inc({ symbol }, s.crossed);
-      if (s.locked > 0) m.locked.inc({ symbol }, s.locked);
-    }
+    const hop = m.hopLatency.labels(RECEIVE_TO_ACK);
+    for (let i = 0; i < times.length; i++) hop.observe((ackedAt - times[i]!) / 1000);
   }
 
   async #sendGaps(): Promise<void> {
-    const gaps = this.#gaps.splice(0);
-    const records: OutRecord[] = gaps.map((g) => ({
-      key: "gap",
-      value: JSON.stringify({
-        from: new Date(g.from).toISOString(),
-        to: new Date(g.to).toISOString(),
-        reason: g.reason,
-        seconds: (g.to - g.from) / 1000,
-      }),
-      timestamp: g.to,
-    }));
+    const records = this.#gaps.splice(0).map(gapRecord);
     try {
       await this.#sink.send(this.#gapsTopic, records);
     } catch (error) {
@@ -458,22 +416,18 @@ export class Pipeline {
    * Stops accepting work once the queue is drained: transforms what is queued, sends every
    * record, waits for the acks. Rejects with {@linkcode FlushTimeoutError} after `timeoutMs`.
    */
-  async close(timeoutMs = 10_000): Promise<void> {
+  async close(timeoutMs: number = DEFAULTS.shutdownTimeoutMs): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
     this.#roomMade();
-    const done = this.start();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
     try {
-      const outcome = await Promise.race([done.then(() => "done" as const), timeout]);
-      if (outcome === "timeout") {
-        throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
-      }
-    } finally {
-      clearTimeout(timer);
+      await deadline(this.start(), timeoutMs, { what: "The flush" });
+    } catch (error) {
+      if (!(error instanceof DeadlineError)) throw error;
+      // Leave no worker behind: it stops once its send in flight (if any) settles.
+      this.#abandoned = true;
+      this.#wake?.();
+      throw new FlushTimeoutError(this.pendingRecords(), timeoutMs);
     }
   }
 }

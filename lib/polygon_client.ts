@@ -26,7 +26,9 @@
  * Frames are handed to `onFrame` synchronously from the socket's message event: the read path
  * awaits nothing. The API key never appears in logs or errors.
  */
-import { ConfigError, EXIT } from "./config.ts";
+import type { Gap as GapOf } from "./gap.ts";
+import { delay, exponentialBackoff, REAL_TIMERS, type Timers } from "./async.ts";
+import { ConfigError, DEFAULTS, EXIT } from "./config.ts";
 import type { ProducerMetrics } from "./metrics.ts";
 
 /** The client's state; the `connectionState` gauge shows it as 0 to 4. */
@@ -53,36 +55,30 @@ const STATE_GAUGE: Record<PolygonState, number> = {
   stopped: 0,
 };
 
-/** Why a connection was lost; the `reason` label of the reconnects counter. */
-export type LossReason =
-  /** The server closed the socket (or it dropped). */
-  | "closed"
-  /** The socket reported an error (refused, reset, TLS, …). */
-  | "error"
-  /** No frame for `staleAfterMs`, in any state (a probe went unanswered). */
-  | "stale"
-  /** The server sent status `auth_timeout`. */
-  | "auth_timeout"
-  /** The server sent status `auth_required` mid-stream. */
-  | "status"
-  /** The server sent status `force_disconnect`. */
-  | "force_disconnect"
-  /** The server sent status `slow_consumer`: we read too slowly. */
-  | "slow_consumer"
-  /** The socket answered, but no quote arrived for `quietAfterMs`. */
-  | "quiet"
-  /** No topic was confirmed or refused within `subscribeTimeoutMs`. */
-  | "subscribe_timeout";
+/**
+ * Why a connection was lost, with what each reason means; the `reason` label of the reconnects
+ * counter. The reasons, their type and {@linkcode LOSS_REASON_LIST} all come from this one table.
+ */
+export const LOSS_REASONS = {
+  closed: "the server closed the socket (or it dropped)",
+  error: "the socket reported an error (refused, reset, TLS, …)",
+  stale: "no frame for staleAfterMs, in any state (a probe went unanswered)",
+  auth_timeout: "the server sent status auth_timeout",
+  status: "the server sent status auth_required mid-stream",
+  force_disconnect: "the server sent status force_disconnect",
+  slow_consumer: "the server sent status slow_consumer: we read too slowly",
+  quiet: "the socket answered, but no quote arrived for quietAfterMs",
+  subscribe_timeout: "no topic was confirmed or refused within subscribeTimeoutMs",
+} as const;
 
-/** An interval during which we were not listening. */
-export interface Gap {
-  /** When the connection was lost (for staleness: when its last frame arrived), epoch ms. */
-  from: number;
-  /** When every topic was confirmed again (or the client stopped), epoch ms. */
-  to: number;
-  /** Why the connection that opened the gap was lost. */
-  reason: LossReason;
-}
+/** Why a connection was lost: a key of {@linkcode LOSS_REASONS}. */
+export type LossReason = keyof typeof LOSS_REASONS;
+
+/** Every {@linkcode LossReason}, in the table's order. */
+export const LOSS_REASON_LIST: readonly LossReason[] = Object.keys(LOSS_REASONS) as LossReason[];
+
+/** An interval during which we were not listening, lost for a {@linkcode LossReason}. */
+export type Gap = GapOf<LossReason>;
 
 /** A source of the current time in epoch ms. */
 export interface Clock {
@@ -90,13 +86,7 @@ export interface Clock {
   now(): number;
 }
 
-/** Timer functions, injectable so tests control time. */
-export interface Timers {
-  /** Calls `fn` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
-  setTimeout(fn: () => void, ms: number): unknown;
-  /** Cancels a timer made by `setTimeout`. */
-  clearTimeout(handle: unknown): void;
-}
+export type { Timers } from "./async.ts";
 
 /** Receives every frame verbatim, e.g. a JSON Lines recording writer (`--record`). */
 export interface FrameRecorder {
@@ -112,6 +102,8 @@ export interface PolygonClientOptions {
   apiKey: string;
   /** Pairs to subscribe to on channel XQ (e.g. `["BTC-USD"]`); `"*"` means all. Required. */
   pairs: readonly string[];
+  /** The channel subscribed for each pair: the transform's (`XQ` for spreads). Default `XQ`. */
+  channel?: string;
   /**
    * Called synchronously for every frame received after authentication (subscription
    * confirmations and data; the transform counts status events as skips), with the local
@@ -219,17 +211,20 @@ export interface BackoffOptions {
  * `floor(random() × min(maxMs, baseMs × 2^attempt))`.
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
-  const base = options.baseMs ?? 500;
-  const max = options.maxMs ?? 30_000;
-  const random = options.random ?? Math.random;
-  const ceiling = Math.min(max, base * 2 ** Math.max(0, attempt));
-  return Math.floor(random() * ceiling);
+  return exponentialBackoff(attempt, {
+    minTimeout: options.baseMs ?? 500,
+    maxTimeout: options.maxMs ?? DEFAULTS.backoffMaxMs,
+    random: options.random,
+  });
 }
 
-/** The XQ topics for `pairs`: `XQ.<pair>` each, or only `XQ.*` when `"*"` is among them. */
-export function topicsFor(pairs: readonly string[]): string[] {
-  if (pairs.includes("*")) return ["XQ.*"];
-  return [...new Set(pairs.map((p) => `XQ.${p}`))];
+/**
+ * The topics of `channel` (default `XQ`) for `pairs`: `XQ.<pair>` each, or only `XQ.*` when
+ * `"*"` is among them.
+ */
+export function topicsFor(pairs: readonly string[], channel = "XQ"): string[] {
+  if (pairs.includes("*")) return [`${channel}.*`];
+  return [...new Set(pairs.map((p) => `${channel}.${p}`))];
 }
 
 interface Loss {
@@ -251,10 +246,48 @@ interface Session {
   ended: Promise<Loss | undefined>;
 }
 
-const DEFAULT_TIMERS: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
+/** One connection's state, from socket creation to its loss. */
+interface Connection {
+  socket: WebSocket;
+  signal: AbortSignal;
+  /** Called on each `streaming` entry, for the gap and the log. */
+  onStreaming: (at: number) => void;
+  resolve: (loss: Loss | undefined) => void;
+  reject: (error: unknown) => void;
+  onAbort: () => void;
+  /** The topics asked for on this connection. */
+  topics: string[];
+  /** Topics asked for and not yet confirmed. */
+  pending: Set<string>;
+  confirmed: Set<string>;
+  /** The plan's refusals, in the server's words (they name no topic). */
+  refusals: string[];
+  /** The session has ended: every handler ignores what comes after. */
+  settled: boolean;
+  /** The subscription was answered (or its bound passed). */
+  subscribed: boolean;
+  /** At least one quote (a non-status event) arrived. */
+  quoted: boolean;
+  lastFrameAt: number;
+  lastQuoteAt: number;
+  /** When the subscribe bound passes, epoch ms. */
+  subscribeBy: number;
+  /** A liveness probe was sent and no frame has arrived since. */
+  probed: boolean;
+  /** When the session reached `streaming`, epoch ms. */
+  streamingSince: number | undefined;
+  /** The handle of the one timer, see `#check`. */
+  timer: unknown;
+}
+
+const decoder = new TextDecoder();
+
+/** The text of a frame (Polygon sends text; binary is decoded as UTF-8). */
+function frameText(event: MessageEvent): string {
+  const data = event.data;
+  return typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
+}
+
 const DEFAULT_CLOCK: Clock = { now: () => Date.now() };
 const SUBSCRIBED_PREFIX = "subscribed to: ";
 /** A `success` status that is the connect event (one spec version), not an auth reply. */
@@ -282,6 +315,11 @@ export class PolygonClient {
   #timers: Timers;
   #topics: string[];
   #staleAfterMs: number;
+  #probeAfterMs: number;
+  #quietAfterMs: number;
+  #subscribeTimeoutMs: number;
+  #onFrame: (text: string, receivedAtMs: number) => void;
+  #recorder: FrameRecorder | undefined;
   #quietSessions = 0;
   #state: PolygonState = "disconnected";
   #running = false;
@@ -293,9 +331,16 @@ export class PolygonClient {
     }
     this.#options = options;
     this.#clock = options.clock ?? DEFAULT_CLOCK;
-    this.#timers = options.timers ?? DEFAULT_TIMERS;
-    this.#topics = topicsFor(options.pairs);
-    this.#staleAfterMs = options.staleAfterMs ?? 30_000;
+    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#topics = topicsFor(options.pairs, options.channel);
+    this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
+    this.#probeAfterMs = options.probeAfterMs ?? this.#staleAfterMs / 2;
+    this.#quietAfterMs = options.quietAfterMs ?? DEFAULTS.quietAfterMs;
+    this.#subscribeTimeoutMs = options.subscribeTimeoutMs ?? Math.min(10_000, this.#staleAfterMs);
+    this.#onFrame = options.onFrame;
+    this.#recorder = options.recorder;
+    // Every reason starts at 0: a series that exists reads as "none yet", not "no data".
+    for (const reason of LOSS_REASON_LIST) options.metrics?.reconnects.inc({ reason }, 0);
   }
 
   /** The current state. */
@@ -363,21 +408,21 @@ export class PolygonClient {
           }
         }
         metrics?.reconnects.inc({ reason: loss.reason });
-        const delay = backoffDelay(attempt, {
+        const wait = backoffDelay(attempt, {
           baseMs: this.#options.backoffBaseMs,
           maxMs: this.#options.backoffMaxMs,
           random: this.#options.random,
         });
         attempt++;
-        this.#options.onReconnect?.({ reason: loss.reason, attempt, delayMs: delay });
+        this.#options.onReconnect?.({ reason: loss.reason, attempt, delayMs: wait });
         const gapSoFar = lost === undefined
           ? ""
           : `; not listening for ${this.#clock.now() - lost.at} ms so far`;
         this.#log(
           `polygon: connection lost (${loss.reason}: ${this.#redact(loss.detail)}); ` +
-            `reconnecting in ${delay} ms (attempt ${attempt})${gapSoFar}`,
+            `reconnecting in ${wait} ms (attempt ${attempt})${gapSoFar}`,
         );
-        await this.#sleep(delay, signal);
+        await delay(wait, { signal, timers: this.#timers }).catch(() => {});
       }
       this.#log("polygon: stopped");
     } finally {
@@ -398,316 +443,347 @@ export class PolygonClient {
     this.#options.onGap?.(gap);
   }
 
-  /** One connection, from socket creation to its loss. */
+  /** `connecting`: makes the socket and wires its events; the session ends on its loss. */
   #connect(signal: AbortSignal, onStreaming: (at: number) => void): Session {
     const options = this.#options;
-    const clock = this.#clock;
-    const timers = this.#timers;
-    const metrics = options.metrics;
-    const staleAfterMs = this.#staleAfterMs;
-    const probeAfterMs = options.probeAfterMs ?? staleAfterMs / 2;
-    const quietAfterMs = options.quietAfterMs ?? 300_000;
-    const subscribeTimeoutMs = options.subscribeTimeoutMs ?? Math.min(10_000, staleAfterMs);
-    const onFrame = options.onFrame;
-    const recorder = options.recorder;
-    const url = this.#redact(options.url);
-    let resolve!: (loss: Loss | undefined) => void;
-    let reject!: (error: unknown) => void;
-    const ended = new Promise<Loss | undefined>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
+    const ended = Promise.withResolvers<Loss | undefined>();
     this.#setState("connecting");
     let socket: WebSocket;
     try {
       socket = (options.webSocketFactory ?? ((u: string) => new WebSocket(u)))(options.url);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      reject(
-        new ConfigError(`Cannot connect to Polygon at "${url}": ${this.#redact(message)}`, {
-          cause: error,
-        }),
+      ended.reject(
+        new ConfigError(
+          `Cannot connect to Polygon at "${this.#redact(options.url)}": ${this.#redact(message)}`,
+          { cause: error },
+        ),
       );
-      return { ended };
+      return { ended: ended.promise };
     }
     socket.binaryType = "arraybuffer";
-    const topics = [...this.#topics];
-    const pending = new Set(topics);
-    const confirmed = new Set<string>();
-    const refusals: string[] = [];
-    let settled = false;
-    let subscribed = false;
-    let quoted = false;
-    let lastFrameAt = clock.now();
-    let lastQuoteAt = lastFrameAt;
-    let subscribeBy = Number.POSITIVE_INFINITY;
-    let probed = false;
-    let streamingSince: number | undefined;
-    let timer: unknown;
-    const decoder = new TextDecoder();
-
-    const finish = (loss: Loss | undefined, error?: unknown) => {
-      if (settled) return;
-      settled = true;
-      timers.clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      // Frames already in flight when we chose to close are data: hand them over, unless the
-      // end is final (auth_failed, max_connections, a refused plan, a throwing onFrame).
-      const passing = this.#state === "subscribing" || this.#state === "streaming";
-      const drain = error !== undefined ? undefined : (event: MessageEvent) => {
-        const data = event.data;
-        const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
-        try {
-          recorder?.frame(text);
-          if (passing) onFrame(text, clock.now());
-        } catch (e) {
-          this.#log(`polygon: a frame handler failed while closing: ${String(e)}`);
-        }
-      };
-      this.#release(socket, loss === undefined && error === undefined ? 1000 : 4000, drain);
-      this.#setState("disconnected");
-      if (error !== undefined) reject(error);
-      else resolve(loss);
+    const now = this.#clock.now();
+    const conn: Connection = {
+      socket,
+      signal,
+      onStreaming,
+      resolve: ended.resolve,
+      reject: ended.reject,
+      onAbort: () => this.#finish(conn, undefined),
+      topics: [...this.#topics],
+      pending: new Set(this.#topics),
+      confirmed: new Set(),
+      refusals: [],
+      settled: false,
+      subscribed: false,
+      quoted: false,
+      lastFrameAt: now,
+      lastQuoteAt: now,
+      subscribeBy: Number.POSITIVE_INFINITY,
+      probed: false,
+      streamingSince: undefined,
+      timer: undefined,
     };
-    const lose = (reason: LossReason, detail: string, at = clock.now()) => {
-      const streamedMs = streamingSince === undefined
-        ? undefined
-        : Math.max(0, lastFrameAt - streamingSince);
-      finish({ reason, detail, at, streamedMs, subscribed, quoted });
-    };
-    const onAbort = () => finish(undefined);
-    const send = (text: string) => {
-      try {
-        socket.send(text);
-      } catch {
-        // Closing: the close event reports the loss.
-      }
-    };
-
-    /** One timer for every deadline: stale, probe, quiet, subscribe. */
-    const check = () => {
-      if (settled) return;
-      const now = clock.now();
-      const idle = now - lastFrameAt;
-      const state = this.#state;
-      // While subscribing, the subscribe bound replaces staleness: its end is counted as a
-      // session without quotes, so a host that never answers cannot loop forever.
-      if (state === "subscribing") {
-        if (now >= subscribeBy) return settle(now);
-      } else if (idle >= staleAfterMs) {
-        const probe = probed ? " (a liveness probe went unanswered)" : "";
-        return lose("stale", `no frame for ${idle} ms in state "${state}"${probe}`, lastFrameAt);
-      }
-      if (state === "streaming") {
-        if (now - lastQuoteAt >= quietAfterMs) {
-          return lose(
-            "quiet",
-            `no quote for ${now - lastQuoteAt} ms on ${topics.join(",")}, though the socket ` +
-              `answers`,
-            now,
-          );
-        }
-        if (!probed && idle >= probeAfterMs) {
-          probed = true;
-          metrics?.wsProbes.inc();
-          // Subscribing again to a confirmed topic is harmless and must be answered.
-          const topic = [...confirmed][0] ?? topics[0]!;
-          send(JSON.stringify({ action: "subscribe", params: topic }));
-        }
-      }
-      let next = state === "subscribing" ? subscribeBy : lastFrameAt + staleAfterMs;
-      if (state === "streaming") {
-        next = Math.min(next, lastQuoteAt + quietAfterMs);
-        if (!probed) next = Math.min(next, lastFrameAt + probeAfterMs);
-      }
-      timer = timers.setTimeout(check, Math.max(0, next - now));
-    };
-    const reschedule = () => {
-      timers.clearTimeout(timer);
-      check();
-    };
-
-    const authenticate = () => {
-      if (this.#state !== "connecting") return;
-      this.#setState("authenticating");
-      send(JSON.stringify({ action: "auth", params: options.apiKey }));
-    };
-    const subscribe = (at: number) => {
-      this.#setState("subscribing");
-      subscribeBy = at + subscribeTimeoutMs;
-      send(JSON.stringify({ action: "subscribe", params: topics.join(",") }));
-      reschedule();
-    };
-    /** Every topic answered, or the bound passed: stream, or end the session. */
-    const settle = (at: number) => {
-      if (this.#state !== "subscribing" || settled) return;
-      const unanswered = topics.filter((t) => !confirmed.has(t));
-      const said = refusals.length > 0 ? ` (status "error": "${refusals[0]}")` : "";
-      if (refusals.length > 0 && confirmed.size === 0) {
-        return finish(
-          undefined,
-          new PlanError(
-            `Cannot subscribe to ${topics.join(",")} on Polygon at "${url}": your Polygon plan ` +
-              `does not include XQ crypto quotes${said}; upgrade the plan or use a key whose ` +
-              `plan includes them`,
-          ),
-        );
-      }
-      subscribed = true;
-      if (confirmed.size === 0) {
-        return lose(
-          "subscribe_timeout",
-          `no answer to subscribing ${unanswered.join(",")} within ${subscribeTimeoutMs} ms`,
-          at,
-        );
-      }
-      if (refusals.length > 0) {
-        // The refusal names no topic: the refused ones are those never confirmed.
-        this.#topics = topics.filter((t) => confirmed.has(t));
-        this.#log(
-          `polygon: configuration: your Polygon plan does not include ${unanswered.join(",")}` +
-            `${said}; streaming ${this.#topics.join(",")} only`,
-        );
-      } else if (unanswered.length > 0) {
-        this.#log(
-          `polygon: no answer to subscribing ${unanswered.join(",")} within ` +
-            `${subscribeTimeoutMs} ms; streaming ${[...confirmed].join(",")}`,
-        );
-      }
-      this.#setState("streaming");
-      streamingSince = at;
-      lastQuoteAt = at;
-      onStreaming(at);
-      reschedule();
-    };
-    const answered = (at: number) => {
-      if (this.#state === "subscribing" && confirmed.size + refusals.length >= topics.length) {
-        settle(at);
-      }
-    };
-
-    /** Handles the status events of a frame; returns whether it also held another event. */
-    const onStatus = (text: string, at: number): boolean => {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        return true; // Not JSON: the transform counts it.
-      }
-      const events = Array.isArray(parsed) ? parsed : [parsed];
-      let other = false;
-      for (const ev of events) {
-        if (settled) break;
-        if (typeof ev !== "object" || ev === null || (ev as { ev?: unknown }).ev !== "status") {
-          other = true;
-          continue;
-        }
-        const e = ev as { status?: unknown; message?: unknown };
-        const status = String(e.status);
-        const message = typeof e.message === "string" ? e.message : "";
-        const quotedMessage = this.#redact(message);
-        switch (status) {
-          case "connected":
-            authenticate();
-            break;
-          case "auth_success":
-          case "success":
-            if (message.startsWith(SUBSCRIBED_PREFIX)) {
-              const topic = message.slice(SUBSCRIBED_PREFIX.length).trim();
-              if (pending.delete(topic)) confirmed.add(topic);
-              answered(at);
-            } else if (this.#state === "connecting") {
-              authenticate(); // The connect event, in the spec version that says "success".
-            } else if (this.#state === "authenticating" && !CONNECT_MESSAGE_RE.test(message)) {
-              subscribe(at);
-            }
-            break;
-          case "auth_failed":
-            finish(
-              undefined,
-              PLAN_MESSAGE_RE.test(message)
-                ? new PlanError(
-                  `Cannot stream from Polygon at "${url}": the server refused the key with ` +
-                    `"${quotedMessage}" (status "auth_failed"); your Polygon plan does not ` +
-                    `include WebSocket access: upgrade the plan or use another key`,
-                )
-                : new AuthFailedError(
-                  `Cannot authenticate with Polygon at "${url}": the server said ` +
-                    `"${quotedMessage}" (status "auth_failed"); check POLYGON_API_KEY`,
-                ),
-            );
-            break;
-          case "max_connections":
-            finish(
-              undefined,
-              new MaxConnectionsError(
-                `Cannot stream from Polygon at "${url}": another client is using this API key ` +
-                  `(status "max_connections": "${quotedMessage}"); stop the other ` +
-                  `client or use another key`,
-              ),
-            );
-            break;
-          case "auth_timeout":
-            lose("auth_timeout", `status "auth_timeout": "${message}"`, at);
-            break;
-          case "force_disconnect":
-          case "slow_consumer":
-            lose(status, `status "${status}": "${message}"`, at);
-            break;
-          case "auth_required":
-            lose("status", `status "${status}": "${message}"`, at);
-            break;
-          default:
-            if (status === "error" && this.#state === "subscribing") {
-              refusals.push(quotedMessage); // A refused topic; the reply names none.
-              answered(at);
-              break;
-            }
-            // Elsewhere `error` and unknown statuses are logged and counted; the stream stays.
-            metrics?.wsStatuses.inc({ status: status.slice(0, 40) });
-            this.#log(
-              `polygon: status "${status}": "${quotedMessage}" in state "${this.#state}"; ` +
-                `staying connected`,
-            );
-        }
-      }
-      return other;
-    };
-
-    socket.onopen = () => authenticate();
-    socket.onmessage = (event: MessageEvent) => {
-      if (settled) return;
-      const at = clock.now();
-      lastFrameAt = at;
-      probed = false;
-      const data = event.data;
-      const text = typeof data === "string" ? data : decoder.decode(data as ArrayBuffer);
-      const state = this.#state;
-      try {
-        recorder?.frame(text);
-        if (state === "streaming" || state === "subscribing") onFrame(text, at);
-      } catch (error) {
-        finish(undefined, error);
-        return;
-      }
-      const hasData = !text.includes('"ev":"status"') || onStatus(text, at);
-      if (hasData && (state === "streaming" || state === "subscribing")) {
-        quoted = true;
-        lastQuoteAt = at;
-      }
-    };
+    socket.onopen = () => this.#authenticate(conn);
+    socket.onmessage = (event: MessageEvent) => this.#onMessage(conn, event);
     socket.onerror = (event: Event) => {
       const message = event instanceof ErrorEvent ? event.message : "socket error";
-      lose("error", `"${message}"`);
+      this.#lose(conn, "error", `"${message}"`);
     };
     socket.onclose = (event: CloseEvent) => {
       const reason = event.reason ? ` "${event.reason}"` : "";
-      lose("closed", `closed with code ${event.code}${reason}`);
+      this.#lose(conn, "closed", `closed with code ${event.code}${reason}`);
     };
-    signal.addEventListener("abort", onAbort, { once: true });
-    if (signal.aborted) finish(undefined);
-    else timer = timers.setTimeout(check, staleAfterMs);
-    return { ended };
+    signal.addEventListener("abort", conn.onAbort, { once: true });
+    if (signal.aborted) this.#finish(conn, undefined);
+    else conn.timer = this.#timers.setTimeout(() => this.#check(conn), this.#staleAfterMs);
+    return { ended: ended.promise };
+  }
+
+  /** `connecting` → `authenticating`: the socket opened, or the server said it is connected. */
+  #authenticate(conn: Connection): void {
+    if (this.#state !== "connecting") return;
+    this.#setState("authenticating");
+    this.#send(conn, JSON.stringify({ action: "auth", params: this.#options.apiKey }));
+  }
+
+  /** `authenticating` → `subscribing`: the key was accepted; ask for every topic. */
+  #subscribe(conn: Connection, at: number): void {
+    this.#setState("subscribing");
+    conn.subscribeBy = at + this.#subscribeTimeoutMs;
+    this.#send(conn, JSON.stringify({ action: "subscribe", params: conn.topics.join(",") }));
+    this.#reschedule(conn);
+  }
+
+  /** Settles the subscription once every topic was confirmed or refused. */
+  #answered(conn: Connection, at: number): void {
+    if (
+      this.#state === "subscribing" &&
+      conn.confirmed.size + conn.refusals.length >= conn.topics.length
+    ) {
+      this.#settle(conn, at);
+    }
+  }
+
+  /**
+   * `subscribing` → `streaming`: every topic answered, or the bound passed. Ends the session
+   * instead when the plan refused every topic (final) or nothing answered (a loss).
+   */
+  #settle(conn: Connection, at: number): void {
+    if (this.#state !== "subscribing" || conn.settled) return;
+    const { topics, confirmed, refusals } = conn;
+    const subscribeTimeoutMs = this.#subscribeTimeoutMs;
+    const unanswered = topics.filter((t) => !confirmed.has(t));
+    const said = refusals.length > 0 ? ` (status "error": "${refusals[0]}")` : "";
+    if (refusals.length > 0 && confirmed.size === 0) {
+      return this.#finish(
+        conn,
+        undefined,
+        new PlanError(
+          `Cannot subscribe to ${topics.join(",")} on Polygon at ` +
+            `"${this.#redact(this.#options.url)}": your Polygon plan does not include XQ ` +
+            `crypto quotes${said}; upgrade the plan or use a key whose plan includes them`,
+        ),
+      );
+    }
+    conn.subscribed = true;
+    if (confirmed.size === 0) {
+      return this.#lose(
+        conn,
+        "subscribe_timeout",
+        `no answer to subscribing ${unanswered.join(",")} within ${subscribeTimeoutMs} ms`,
+        at,
+      );
+    }
+    if (refusals.length > 0) {
+      // The refusal names no topic: the refused ones are those never confirmed.
+      this.#topics = topics.filter((t) => confirmed.has(t));
+      this.#log(
+        `polygon: configuration: your Polygon plan does not include ${unanswered.join(",")}` +
+          `${said}; streaming ${this.#topics.join(",")} only`,
+      );
+    } else if (unanswered.length > 0) {
+      this.#log(
+        `polygon: no answer to subscribing ${unanswered.join(",")} within ` +
+          `${subscribeTimeoutMs} ms; streaming ${[...confirmed].join(",")}`,
+      );
+    }
+    this.#setState("streaming");
+    conn.streamingSince = at;
+    conn.lastQuoteAt = at;
+    conn.onStreaming(at);
+    this.#reschedule(conn);
+  }
+
+  /**
+   * Every frame, in any state: notes its time, hands it over (from `subscribing` on), then acts
+   * on the status events in it. The read path awaits nothing.
+   */
+  #onMessage(conn: Connection, event: MessageEvent): void {
+    if (conn.settled) return;
+    const at = this.#clock.now();
+    conn.lastFrameAt = at;
+    conn.probed = false;
+    const text = frameText(event);
+    const state = this.#state;
+    try {
+      this.#recorder?.frame(text);
+      if (state === "streaming" || state === "subscribing") this.#onFrame(text, at);
+    } catch (error) {
+      this.#finish(conn, undefined, error);
+      return;
+    }
+    const hasData = !text.includes('"ev":"status"') || this.#onStatus(conn, text, at);
+    if (hasData && (state === "streaming" || state === "subscribing")) {
+      conn.quoted = true;
+      conn.lastQuoteAt = at;
+    }
+  }
+
+  /** Handles the status events of a frame; returns whether it also held another event. */
+  #onStatus(conn: Connection, text: string, at: number): boolean {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return true; // Not JSON: the transform counts it.
+    }
+    const events = Array.isArray(parsed) ? parsed : [parsed];
+    let other = false;
+    for (const ev of events) {
+      if (conn.settled) break;
+      if (typeof ev !== "object" || ev === null || (ev as { ev?: unknown }).ev !== "status") {
+        other = true;
+        continue;
+      }
+      const e = ev as { status?: unknown; message?: unknown };
+      const message = typeof e.message === "string" ? e.message : "";
+      this.#onStatusEvent(conn, String(e.status), message, at);
+    }
+    return other;
+  }
+
+  /** One status event: moves the state machine on, ends the session, or is logged. */
+  #onStatusEvent(conn: Connection, status: string, message: string, at: number): void {
+    switch (status) {
+      case "connected":
+        return this.#authenticate(conn);
+      case "auth_success":
+      case "success":
+        if (message.startsWith(SUBSCRIBED_PREFIX)) {
+          const topic = message.slice(SUBSCRIBED_PREFIX.length).trim();
+          if (conn.pending.delete(topic)) conn.confirmed.add(topic);
+          return this.#answered(conn, at);
+        }
+        if (this.#state === "connecting") {
+          // The connect event, in the spec version that says "success".
+          return this.#authenticate(conn);
+        }
+        if (this.#state === "authenticating" && !CONNECT_MESSAGE_RE.test(message)) {
+          return this.#subscribe(conn, at);
+        }
+        return;
+      case "auth_failed":
+      case "max_connections":
+        return this.#finish(conn, undefined, this.#refusal(status, message));
+      case "auth_timeout":
+        return this.#lose(conn, "auth_timeout", `status "auth_timeout": "${message}"`, at);
+      case "force_disconnect":
+      case "slow_consumer":
+        return this.#lose(conn, status, `status "${status}": "${message}"`, at);
+      case "auth_required":
+        return this.#lose(conn, "status", `status "${status}": "${message}"`, at);
+    }
+    const quoted = this.#redact(message);
+    if (status === "error" && this.#state === "subscribing") {
+      conn.refusals.push(quoted); // A refused topic; the reply names none.
+      return this.#answered(conn, at);
+    }
+    // Elsewhere `error` and unknown statuses are logged and counted; the stream stays.
+    this.#options.metrics?.wsStatuses.inc({ status: status.slice(0, 40) });
+    this.#log(
+      `polygon: status "${status}": "${quoted}" in state "${this.#state}"; staying connected`,
+    );
+  }
+
+  /** The final error of an `auth_failed` or `max_connections` status. */
+  #refusal(status: "auth_failed" | "max_connections", message: string): Error {
+    const url = this.#redact(this.#options.url);
+    const quoted = this.#redact(message);
+    if (status === "max_connections") {
+      return new MaxConnectionsError(
+        `Cannot stream from Polygon at "${url}": another client is using this API key ` +
+          `(status "max_connections": "${quoted}"); stop the other client or use another key`,
+      );
+    }
+    if (PLAN_MESSAGE_RE.test(message)) {
+      return new PlanError(
+        `Cannot stream from Polygon at "${url}": the server refused the key with ` +
+          `"${quoted}" (status "auth_failed"); your Polygon plan does not ` +
+          `include WebSocket access: upgrade the plan or use another key`,
+      );
+    }
+    return new AuthFailedError(
+      `Cannot authenticate with Polygon at "${url}": the server said ` +
+        `"${quoted}" (status "auth_failed"); check POLYGON_API_KEY`,
+    );
+  }
+
+  /** The one timer of a connection, for every deadline: stale, probe, quiet, subscribe. */
+  #check(conn: Connection): void {
+    if (conn.settled) return;
+    const now = this.#clock.now();
+    const idle = now - conn.lastFrameAt;
+    const state = this.#state;
+    // While subscribing, the subscribe bound replaces staleness: its end is counted as a
+    // session without quotes, so a host that never answers cannot loop forever.
+    if (state === "subscribing") {
+      if (now >= conn.subscribeBy) return this.#settle(conn, now);
+    } else if (idle >= this.#staleAfterMs) {
+      const probe = conn.probed ? " (a liveness probe went unanswered)" : "";
+      return this.#lose(
+        conn,
+        "stale",
+        `no frame for ${idle} ms in state "${state}"${probe}`,
+        conn.lastFrameAt,
+      );
+    }
+    if (state === "streaming") {
+      if (now - conn.lastQuoteAt >= this.#quietAfterMs) {
+        return this.#lose(
+          conn,
+          "quiet",
+          `no quote for ${now - conn.lastQuoteAt} ms on ${conn.topics.join(",")}, though the ` +
+            `socket answers`,
+          now,
+        );
+      }
+      if (!conn.probed && idle >= this.#probeAfterMs) {
+        conn.probed = true;
+        this.#options.metrics?.wsProbes.inc();
+        // Subscribing again to a confirmed topic is harmless and must be answered.
+        const topic = [...conn.confirmed][0] ?? conn.topics[0]!;
+        this.#send(conn, JSON.stringify({ action: "subscribe", params: topic }));
+      }
+    }
+    let next = state === "subscribing" ? conn.subscribeBy : conn.lastFrameAt + this.#staleAfterMs;
+    if (state === "streaming") {
+      next = Math.min(next, conn.lastQuoteAt + this.#quietAfterMs);
+      if (!conn.probed) next = Math.min(next, conn.lastFrameAt + this.#probeAfterMs);
+    }
+    conn.timer = this.#timers.setTimeout(() => this.#check(conn), Math.max(0, next - now));
+  }
+
+  #reschedule(conn: Connection): void {
+    this.#timers.clearTimeout(conn.timer);
+    this.#check(conn);
+  }
+
+  #send(conn: Connection, text: string): void {
+    try {
+      conn.socket.send(text);
+    } catch {
+      // Closing: the close event reports the loss.
+    }
+  }
+
+  /** Ends the session on a loss. */
+  #lose(conn: Connection, reason: LossReason, detail: string, at = this.#clock.now()): void {
+    const streamedMs = conn.streamingSince === undefined
+      ? undefined
+      : Math.max(0, conn.lastFrameAt - conn.streamingSince);
+    this.#finish(conn, {
+      reason,
+      detail,
+      at,
+      streamedMs,
+      subscribed: conn.subscribed,
+      quoted: conn.quoted,
+    });
+  }
+
+  /** Ends the session: with a loss, with undefined on abort, or with a final error. */
+  #finish(conn: Connection, loss: Loss | undefined, error?: unknown): void {
+    if (conn.settled) return;
+    conn.settled = true;
+    this.#timers.clearTimeout(conn.timer);
+    conn.signal.removeEventListener("abort", conn.onAbort);
+    // Frames already in flight when we chose to close are data: hand them over, unless the
+    // end is final (auth_failed, max_connections, a refused plan, a throwing onFrame).
+    const passing = this.#state === "subscribing" || this.#state === "streaming";
+    const drain = error !== undefined ? undefined : (event: MessageEvent) => {
+      const text = frameText(event);
+      try {
+        this.#recorder?.frame(text);
+        if (passing) this.#onFrame(text, this.#clock.now());
+      } catch (e) {
+        this.#log(`polygon: a frame handler failed while closing: ${String(e)}`);
+      }
+    };
+    this.#release(conn.socket, loss === undefined && error === undefined ? 1000 : 4000, drain);
+    this.#setState("disconnected");
+    if (error !== undefined) conn.reject(error);
+    else conn.resolve(loss);
   }
 
   /**
@@ -736,19 +812,6 @@ export class PolygonClient {
     } catch {
       // Already closing.
     }
-  }
-
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        this.#timers.clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = this.#timers.setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
   }
 
   #setState(state: PolygonState): void {

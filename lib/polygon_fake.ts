@@ -27,6 +27,8 @@
  * ```
  */
 
+import { deadline, delay } from "./async.ts";
+
 /** A status the fake can send in reply to an `auth` action. */
 export type FakeAuthReply =
   /** The current reply: `auth_success`, message "authenticated" (wrong key: `auth_failed`). */
@@ -236,7 +238,8 @@ export class FakePolygon {
   #first = true;
   #resolveDone!: () => void;
   #timers = new Set<Timer>();
-  #wakers = new Set<() => void>();
+  /** Aborted by `close`: ends every wait of the pump. */
+  #closing = new AbortController();
 
   constructor(options: FakePolygonOptions = {}) {
     this.#options = options;
@@ -259,16 +262,11 @@ export class FakePolygon {
     this.#closed = true;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    for (const wake of this.#wakers) wake();
+    this.#closing.abort();
     // Close our sockets first, so that what was sent is delivered before the server stops.
     const closing = [...this.#connections].map((conn) => conn.closed);
     for (const conn of this.#connections) this.#closeConnection(conn, 1001, "server closing");
-    let timer: Timer | undefined;
-    await Promise.race([
-      Promise.all(closing),
-      new Promise((resolve) => timer = setTimeout(resolve, 1000)),
-    ]);
-    clearTimeout(timer);
+    await deadline(Promise.all(closing), 1000).catch(() => {});
     await this.#server.shutdown();
     const iterator = this.#iterator;
     if (iterator && !this.#exhausted && iterator.return) await iterator.return();
@@ -616,15 +614,9 @@ export class FakePolygon {
     this.stats.cursor++;
   }
 
+  /** Waits `ms`, or until the server closes. */
   #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        this.#wakers.delete(wake);
-        resolve();
-      };
-      this.#wakers.add(wake);
-      this.#setTimer(wake, ms);
-    });
+    return delay(ms, { signal: this.#closing.signal }).catch(() => {});
   }
 
   #setTimer(fn: () => void, ms: number): Timer {

@@ -1,6 +1,8 @@
 /**
- * The small interfaces the pipeline depends on. kafkajs (`kafka.ts`) and the in-memory broker
- * (`memory_broker.ts`) both implement them, so the pipeline, the demo and the tests share code.
+ * The small interfaces the pipeline depends on: a transform (frame text → records) and a sink
+ * (records → a topic). The Kafka adapters (`kafka.ts`) and the in-memory broker
+ * (`memory_broker.ts`) implement the sink and source; `transform.ts` implements the transform for
+ * crypto quotes. The pipeline, the demo and the tests share code through them.
  */
 
 /** Version of the record value schema, sent in the `schema-version` header. */
@@ -18,6 +20,22 @@ export interface OutRecord {
   headers?: Record<string, string>;
 }
 
+/**
+ * Frame text in, records out, for one Polygon channel. Pure: no I/O, no clock. Each instance
+ * keeps its own caches, so make one per pipeline.
+ */
+export interface FrameTransform<R extends OutRecord = OutRecord> {
+  /** The Polygon channel whose events it maps (`XQ`): what the client subscribes to. */
+  readonly channel: string;
+  /** Events that made no record, by reason; every reason present from the start. */
+  readonly skipped: Readonly<Record<string, number>>;
+  /**
+   * Appends the records of one frame to `records`, in frame order, and counts skips. Returns
+   * the number of events seen. Never throws on bad input.
+   */
+  frame(text: string, records: R[]): number;
+}
+
 /** Where records go. `send` resolves only when every record is acknowledged. */
 export interface RecordSink {
   /** Sends the records to the topic; resolves once all are acknowledged, rejects otherwise. */
@@ -25,6 +43,12 @@ export interface RecordSink {
   /** Releases connections. */
   close(): Promise<void>;
 }
+
+/**
+ * Where a consumer group starts on partitions where it has committed nothing yet; a time starts
+ * at the first record at or after it.
+ */
+export type StartFrom = "earliest" | "latest" | Date;
 
 /** One consumed record with its coordinates. */
 export interface InRecord {

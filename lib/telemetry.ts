@@ -22,6 +22,7 @@
  */
 import type { Registry } from "prom-client";
 import type { LiveFeed } from "./live.ts";
+import { DEFAULTS } from "./config.ts";
 
 /** What `/healthz` needs to know, read on each request. Times are ms since the epoch. */
 export interface HealthSource {
@@ -154,7 +155,7 @@ export function telemetryHandler(
   options: TelemetryOptions,
 ): (request: Request) => Promise<Response> {
   const { registry, health } = options;
-  const staleAfterMs = options.staleAfterMs ?? 30_000;
+  const staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
   const now = options.now ?? Date.now;
   return async (request) => {
     const page = options.live?.handle(request);

@@ -5,14 +5,14 @@
 import type { Registry } from "prom-client";
 import type { TelemetryConfig } from "./config.ts";
 import { type HealthSource, serveTelemetry, type TelemetryServer } from "./telemetry.ts";
-import { type InfluxPush, startInfluxPush } from "./influx.ts";
+import { type CounterLike, type InfluxPush, startInfluxPush } from "./influx.ts";
 import { type GapLog, LiveFeed } from "./live.ts";
 
 /** The telemetry counters every metrics class has. */
 interface TelemetryCounters {
-  telemetryPointsWritten: { inc(value?: number): void };
-  telemetryPointsDropped: { inc(value?: number): void };
-  telemetryWriteErrors: { inc(value?: number): void };
+  telemetryPointsWritten: CounterLike;
+  telemetryPointsDropped: CounterLike;
+  telemetryWriteErrors: CounterLike;
 }
 
 /** Environment lookups {@linkcode defaultInstance} uses; tests pass fakes. */

@@ -23,6 +23,7 @@ import { serveTelemetry } from "../lib/telemetry.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
+import { spreadStages } from "../lib/spread_metrics.ts";
 
 const DIR = new URL("../dashboards/", import.meta.url);
 /** Quotes in the capture (its README: 10,795 quotes in 9,857 frames, 21 pairs). */
@@ -336,6 +337,7 @@ captureTest({
       broker.createTopic("crypto-topic", 6);
       const producerMetrics = new ProducerMetrics();
       const pipeline = new Pipeline(broker.sink(), {
+        ...spreadStages(producerMetrics),
         topic: "crypto-topic",
         metrics: producerMetrics,
         lingerMs: 5,
@@ -456,7 +458,7 @@ captureTest({
       await until(() => consumed === CAPTURE_QUOTES, "every record to be consumed");
       assert.equal(malformed, 0);
       assert.deepEqual(
-        [pipeline.counts.records, pipeline.counts.framesDropped, pipeline.counts.bySymbol.size],
+        [pipeline.counts.records, pipeline.counts.framesDropped, pipeline.counts.byKey.size],
         [CAPTURE_QUOTES, 0, CAPTURE_PAIRS],
       );
 

@@ -900,7 +900,7 @@ Deno.test({
     const cases: [string[], Record<string, string>, string][] = [
       [["--bogus"], env, 'Unknown option "--bogus"; see --help'],
       [["--from", "yesterday"], env, "--from must be latest, earliest or an ISO 8601 time"],
-      [["--format", "xml"], env, '--format must be json or table, got "xml"'],
+      [["--format", "xml"], env, '--format must be one of json, table, got "xml"'],
       [["--max-messages", "0"], env, '--max-messages must be at least 1, got "0"'],
       [["--max-messages", "ten"], env, '--max-messages must be a whole number, got "ten"'],
       [["--timeout=soon"], env, '--timeout must be a number of seconds, got "soon"'],

@@ -17,6 +17,7 @@ import {
 import { ProducerMetrics } from "../lib/metrics.ts";
 import { startInfluxDb } from "./helpers/influxdb.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
+import { SpreadMetrics, spreadStages } from "../lib/spread_metrics.ts";
 
 const T = 1465839830100;
 
@@ -428,18 +429,19 @@ Deno.test("the push loop snapshots the registry on each timer tick and flushes w
   const callbacks: (() => void)[] = [];
   let cleared = 0;
   const timers: Timers = {
-    setInterval(callback, ms) {
+    setTimeout(callback, ms) {
       assert.equal(ms, 250);
       callbacks.push(callback);
       return 7;
     },
-    clearInterval(id) {
+    clearTimeout(id) {
       assert.equal(id, 7);
       cleared++;
     },
   };
   await withWriteServer(() => 204, async (url, seen) => {
     const metrics = new ProducerMetrics();
+    const spreads = new SpreadMetrics(metrics);
     let clock = 1_000_000;
     const push = startInfluxPush(metrics.registry, {
       url,
@@ -449,7 +451,7 @@ Deno.test("the push loop snapshots the registry on each timer tick and flushes w
       tags: { service: "producer" },
       counters: { written: metrics.telemetryPointsWritten },
     });
-    metrics.recordsBySymbol.inc({ symbol: "ETH-USD" }, 5);
+    spreads.recordsBySymbol.inc({ symbol: "ETH-USD" }, 5);
     assert.equal(callbacks.length, 1);
     await push.tick();
     assert.equal(seen.length, 1);
@@ -459,7 +461,7 @@ Deno.test("the push loop snapshots the registry on each timer tick and flushes w
     );
     const firstCount = push.writer.written;
     clock += 250;
-    metrics.recordsBySymbol.inc({ symbol: "ETH-USD" }, 2);
+    spreads.recordsBySymbol.inc({ symbol: "ETH-USD" }, 2);
     await push.stop();
     assert.equal(cleared, 1);
     assert.equal(seen.length, 2);
@@ -590,6 +592,7 @@ captureTest({
         const { MemoryBroker } = await import("../lib/memory_broker.ts");
         const { Pipeline } = await import("../lib/pipeline.ts");
         const pipeline = new Pipeline(new MemoryBroker().sink(), {
+          ...spreadStages(metrics),
           topic: "t",
           metrics,
           lingerMs: 1,

@@ -13,10 +13,10 @@ import {
   type KafkaClientName,
   KafkaUnreachableError,
   openKafka,
-  redact,
   type StartFrom,
-  throttledLog,
 } from "../lib/kafka.ts";
+import { redact, throttledLog } from "../lib/kafka_diagnosis.ts";
+import { resendUntilClosed } from "../lib/kafka_resend.ts";
 import { kafkaJsConfig, kafkaLogCreator } from "../lib/kafka_kafkajs.ts";
 import { platformaticOptions } from "../lib/kafka_platformatic.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../lib/sink.ts";
@@ -198,6 +198,45 @@ Deno.test("platformaticOptions maps ssl and sasl_ssl like the kafkajs config, an
   deepStrictEqual(sasl.tls, { ca: ["CA"], rejectUnauthorized: true });
   deepStrictEqual(sasl.sasl, { mechanism: "SCRAM-SHA-256", username: "u", password: "p" });
   equal(sasl.retries, 5);
+});
+
+Deno.test("closing a sink ends its resend pause at once with SinkClosedError", async () => {
+  const closing = new AbortController();
+  const failed = Promise.withResolvers<void>();
+  const attempts: number[] = [];
+  const sending = resendUntilClosed(() => Promise.reject(new Error("broker down")), {
+    closed: closing.signal,
+    minTimeout: 4_000, // The test sanitizer fails it if this pause's timer is left behind.
+    onRetry: (_error, attempt) => {
+      attempts.push(attempt);
+      failed.resolve();
+    },
+  });
+  await failed.promise;
+  closing.abort();
+  await rejects(sending, {
+    name: "SinkClosedError",
+    message: "Cannot send to Kafka: the sink is closed",
+  });
+  deepStrictEqual(attempts, [1]);
+});
+
+Deno.test("a send that fails after its sink closed is not retried and keeps its cause", async () => {
+  const closing = new AbortController();
+  const failure = new Error("connection closed");
+  let calls = 0;
+  const sending = resendUntilClosed(() => {
+    calls++;
+    closing.abort();
+    return Promise.reject(failure);
+  }, { closed: closing.signal, minTimeout: 1, onRetry: () => {} });
+  await rejects(sending, (error: Error) => {
+    equal(error.name, "SinkClosedError");
+    equal(error.message, "Cannot send to Kafka: the sink was closed while retrying");
+    equal(error.cause, failure);
+    return true;
+  });
+  equal(calls, 1);
 });
 
 Deno.test("client log lines are redacted, and repeats within 10 s are counted, not printed", () => {

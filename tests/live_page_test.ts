@@ -14,6 +14,7 @@ import { ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
 import { RecordPrinter } from "../lib/consumer_output.ts";
 import type { InRecord } from "../lib/sink.ts";
 import { serveTelemetry } from "../lib/telemetry.ts";
+import { ConsumerSpreadMetrics, SpreadMetrics } from "../lib/spread_metrics.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHOTS = `${ROOT}.cache/screenshots/`;
@@ -186,11 +187,11 @@ Deno.test({
         const readAt = Date.now();
         const shown = await nextShown(page, readAt);
         const after = await readMetrics(base);
-        if (metric(after, "crypto_kafka_records_acked_total") >= rec.records) break;
+        if (metric(after, "crypto_sink_records_acked_total") >= rec.records) break;
         for (
           const [text, name] of [
             [shown.framesTotal, "crypto_ws_frames_received_total"],
-            [shown.ackedTotal, "crypto_kafka_records_acked_total"],
+            [shown.ackedTotal, "crypto_sink_records_acked_total"],
           ] as const
         ) {
           assert.ok(
@@ -205,7 +206,7 @@ Deno.test({
       // After the replay: every number equal to /metrics.
       for (let i = 0; i < 200; i++) {
         const m = await readMetrics(base);
-        if (m.get("crypto_kafka_records_acked_total") === rec.records) break;
+        if (m.get("crypto_sink_records_acked_total") === rec.records) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       const m = await readMetrics(base);
@@ -215,7 +216,7 @@ Deno.test({
       assert.equal(count(shown.framesTotal), rec.frames + 1);
       assert.equal(count(shown.ackedTotal), rec.records);
       assert.equal(count(shown.framesTotal), metric(m, "crypto_ws_frames_received_total"));
-      assert.equal(count(shown.ackedTotal), metric(m, "crypto_kafka_records_acked_total"));
+      assert.equal(count(shown.ackedTotal), metric(m, "crypto_sink_records_acked_total"));
       assert.equal(count(shown.queueDepth), metric(m, "crypto_queue_depth"));
       for (const [reason, text] of shown.skips) {
         assert.equal(count(text), metric(m, `crypto_transform_skipped_total{reason="${reason}"}`));
@@ -308,10 +309,11 @@ Deno.test({
     "the consumer's live page shows records, lag per partition and its per-symbol view as /metrics has them",
   async fn() {
     const metrics = new ConsumerMetrics();
+    const spreads = new ConsumerSpreadMetrics(metrics);
     const printer = new RecordPrinter({
       line: () => {},
       report: () => {},
-      onValues: (values) => metrics.observeSpreads(values),
+      onValues: (values) => spreads.observe(values),
     });
     const records: InRecord[] = [
       ["BTC-USD", 0.5],
@@ -382,10 +384,11 @@ Deno.test({
     "with 500 symbols the page shows 50 rows a page with sparklines, and filters and sorts them",
   async fn() {
     const metrics = new ProducerMetrics();
+    const spreads = new SpreadMetrics(metrics);
     for (let i = 0; i < 500; i++) {
       const symbol = `P${String(i).padStart(3, "0")}-USD`;
-      metrics.spreadLast.set({ symbol }, i / 1000);
-      metrics.recordsBySymbol.inc({ symbol }, (i * 7919) % 1000 + 1);
+      spreads.spreadLast.set({ symbol }, i / 1000);
+      spreads.recordsBySymbol.inc({ symbol }, (i * 7919) % 1000 + 1);
     }
     const live = new LiveFeed({ registry: metrics.registry });
     const server = serveTelemetry({ registry: metrics.registry, live, port: 0 });
@@ -406,7 +409,7 @@ Deno.test({
       );
       // Sort by quotes, most first: the symbol with the most quotes leads.
       await page.evaluate(`document.querySelector('th[data-sort="2"]').click()`);
-      const values = (await metrics.recordsBySymbol.get()).values;
+      const values = (await spreads.recordsBySymbol.get()).values;
       const most = values.reduce((a, b) => b.value > a.value ? b : a);
       assert.equal(await page.evaluate(`${rows}[0].dataset.symbol`), most.labels.symbol);
       // Filter: only matching symbols remain.

@@ -4,9 +4,11 @@ import { bucketQuantile, GapLog, LiveFeed, type LiveInit, type LiveUpdate } from
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
+import { PolygonClient } from "../lib/polygon_client.ts";
 import { RecordPrinter } from "../lib/consumer_output.ts";
 import { serveTelemetry, telemetryHandler } from "../lib/telemetry.ts";
 import type { InRecord } from "../lib/sink.ts";
+import { ConsumerSpreadMetrics, SpreadMetrics, spreadStages } from "../lib/spread_metrics.ts";
 
 function quoteFrame(pair: string, bp: string, ap: string, t: number): string {
   return `[{"ev":"XQ","pair":${JSON.stringify(pair)},"bp":${bp},"bs":1,"ap":${ap},"as":1,` +
@@ -38,12 +40,14 @@ function eventReader(body: ReadableStream<Uint8Array>) {
   };
 }
 
-/** A pipeline with metrics fed `frames`, drained into a memory broker. */
+/** A pipeline with metrics fed `frames`, drained into a memory broker (and a client, not run). */
 async function runPipeline(frames: string[]): Promise<[ProducerMetrics, Pipeline]> {
   const metrics = new ProducerMetrics();
+  // The Polygon client starts its reconnect series at 0, as in a producer.
+  new PolygonClient({ url: "ws://127.0.0.1:9/", apiKey: "k", pairs: ["*"], onFrame() {}, metrics });
   const broker = new MemoryBroker();
   broker.createTopic("t", 1);
-  const pipeline = new Pipeline(broker.sink(), { topic: "t", metrics });
+  const pipeline = new Pipeline(broker.sink(), { ...spreadStages(metrics), topic: "t", metrics });
   pipeline.start();
   for (const frame of frames) pipeline.push(frame);
   await pipeline.close(5000);
@@ -117,8 +121,9 @@ Deno.test("a producer update holds the registry's numbers: totals, skips, spread
 
 Deno.test("the feed reads nothing while no page is open and stops when the last page goes", async () => {
   const metrics = new ProducerMetrics();
-  metrics.spreadLast.set({ symbol: "BTC-USD" }, 0.01);
-  metrics.recordsBySymbol.inc({ symbol: "BTC-USD" }, 3);
+  const spreads = new SpreadMetrics(metrics);
+  spreads.spreadLast.set({ symbol: "BTC-USD" }, 0.01);
+  spreads.recordsBySymbol.inc({ symbol: "BTC-USD" }, 3);
   const registry = metrics.registry;
   const getSingleMetric = registry.getSingleMetric.bind(registry);
   let reads = 0;
@@ -157,10 +162,11 @@ Deno.test("the feed reads nothing while no page is open and stops when the last 
 
 Deno.test("a page that stops reading gets its updates dropped and counted, and holds no more than its buffer", async () => {
   const metrics = new ProducerMetrics();
+  const spreads = new SpreadMetrics(metrics);
   for (let i = 0; i < 300; i++) {
     const symbol = `PAIR-${String(i).padStart(3, "0")}-USD`;
-    metrics.spreadLast.set({ symbol }, i / 100);
-    metrics.recordsBySymbol.inc({ symbol }, i + 1);
+    spreads.spreadLast.set({ symbol }, i / 100);
+    spreads.recordsBySymbol.inc({ symbol }, i + 1);
   }
   const limit = 8 * 1024;
   const feed = new LiveFeed({
@@ -269,10 +275,11 @@ Deno.test("a page that disconnects is forgotten, and shutdown ends open event st
 
 Deno.test("a consumer update shows records, lag and the per-symbol view of what it read", async () => {
   const metrics = new ConsumerMetrics();
+  const spreads = new ConsumerSpreadMetrics(metrics);
   const printer = new RecordPrinter({
     line: () => {},
     report: () => {},
-    onValues: (values) => metrics.observeSpreads(values),
+    onValues: (values) => spreads.observe(values),
   });
   const record = (offset: number, symbol: string, spread: number): InRecord => ({
     topic: "t",

@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal } from "./helpers/assert.ts";
 import { MemoryBroker, murmur2, partitionFor } from "../lib/memory_broker.ts";
-import type { InRecord, OutRecord } from "../lib/sink.ts";
+import type { InRecord, OutRecord, StartFrom } from "../lib/sink.ts";
 
 const rec = (key: string, i: number): OutRecord => ({
   key,
@@ -32,7 +32,7 @@ async function consumeUntil(
   broker: MemoryBroker,
   group: string,
   n: number,
-  from: "earliest" | "latest" | { timestamp: number } = "earliest",
+  from: StartFrom = "earliest",
 ): Promise<InRecord[]> {
   const got: InRecord[] = [];
   const stop = new AbortController();
@@ -60,7 +60,7 @@ Deno.test("memory broker starts a new group at latest or at a timestamp", async 
   const broker = new MemoryBroker();
   broker.createTopic("t", 1);
   await broker.sink().send("t", [0, 1, 2].map((i) => rec("K", i)));
-  const atTime = await consumeUntil(broker, "g1", 2, { timestamp: 1001 });
+  const atTime = await consumeUntil(broker, "g1", 2, new Date(1001));
   deepStrictEqual(atTime.map((r) => r.value), ['{"i":1}', '{"i":2}']);
   const stop = new AbortController();
   const got: string[] = [];

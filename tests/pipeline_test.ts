@@ -3,6 +3,7 @@ import { FlushTimeoutError, Pipeline, SinkFailedError } from "../lib/pipeline.ts
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { ProducerMetrics } from "../lib/metrics.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
+import { spreadStages } from "../lib/spread_metrics.ts";
 
 function frame(i: number, pair = "BTC-USD"): string {
   return `[{"ev":"XQ","pair":"${pair}","bp":${100 + i},"ap":${100 + i}.5,"t":${
@@ -53,7 +54,13 @@ const quiet = () => {};
 
 Deno.test("pipeline sends every record in order, in batches of at most batchMax", async () => {
   const sink = new TestSink();
-  const p = new Pipeline(sink, { topic: "t", batchMax: 7, lingerMs: 1, log: quiet });
+  const p = new Pipeline(sink, {
+    ...spreadStages(),
+    topic: "t",
+    batchMax: 7,
+    lingerMs: 1,
+    log: quiet,
+  });
   p.start();
   for (let i = 0; i < 50; i++) p.push(frame(i));
   await p.close(5000);
@@ -69,7 +76,14 @@ Deno.test("pipeline sends every record in order, in batches of at most batchMax"
 Deno.test("pipeline push never waits on a slow sink, and drop-oldest drops exactly the overflow", async () => {
   const sink = new TestSink();
   const metrics = new ProducerMetrics();
-  const p = new Pipeline(sink, { topic: "t", queueMax: 10, lingerMs: 0, metrics, log: quiet });
+  const p = new Pipeline(sink, {
+    ...spreadStages(metrics),
+    topic: "t",
+    queueMax: 10,
+    lingerMs: 0,
+    metrics,
+    log: quiet,
+  });
   sink.hold();
   p.start();
   const inFlight = sink.nextSend();
@@ -95,7 +109,13 @@ Deno.test("pipeline push never waits on a slow sink, and drop-oldest drops exact
 
 Deno.test("pipeline drop-newest keeps the frames that were queued first", async () => {
   const sink = new TestSink();
-  const p = new Pipeline(sink, { topic: "t", queueMax: 3, queuePolicy: "drop-newest", log: quiet });
+  const p = new Pipeline(sink, {
+    ...spreadStages(),
+    topic: "t",
+    queueMax: 3,
+    queuePolicy: "drop-newest",
+    log: quiet,
+  });
   for (let i = 0; i < 5; i++) p.push(frame(i));
   equal(p.counts.framesDropped, 2);
   p.start();
@@ -111,7 +131,12 @@ Deno.test("a send the sink rejects stops the pipeline: nothing is resent under a
   const sink = new TestSink();
   sink.failNext = 1;
   const lines: string[] = [];
-  const p = new Pipeline(sink, { topic: "t", batchMax: 4, log: (l) => lines.push(l) });
+  const p = new Pipeline(sink, {
+    ...spreadStages(),
+    topic: "t",
+    batchMax: 4,
+    log: (l) => lines.push(l),
+  });
   const done = p.start();
   for (let i = 0; i < 10; i++) p.push(frame(i));
   await rejects(done, SinkFailedError);
@@ -123,23 +148,27 @@ Deno.test("a send the sink rejects stops the pipeline: nothing is resent under a
   ok(lines.some((l) => l.includes("the pipeline stops")), lines.join("\n"));
 });
 
-Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks", async () => {
+Deno.test("pipeline close rejects with the unacknowledged count when the sink never acks, and leaves no worker", async () => {
   const sink = new TestSink();
   sink.hold();
-  const p = new Pipeline(sink, { topic: "t", log: quiet });
-  p.start();
+  const p = new Pipeline(sink, { ...spreadStages(), topic: "t", batchMax: 2, log: quiet });
+  const worker = p.start();
   for (let i = 0; i < 3; i++) p.push(frame(i));
   await rejects(() => p.close(50), (e: unknown) => {
     ok(e instanceof FlushTimeoutError);
     equal(e.unacked, 3);
     return true;
   });
+  // The held send settles; the worker then stops instead of sending the third record.
   sink.release();
+  await worker;
+  equal(sink.sends, 1);
+  equal(p.counts.acked, 2);
 });
 
 Deno.test("pipeline publishes gaps as records on the gaps topic", async () => {
   const broker = new MemoryBroker();
-  const p = new Pipeline(broker.sink(), { topic: "t", log: quiet });
+  const p = new Pipeline(broker.sink(), { ...spreadStages(), topic: "t", log: quiet });
   p.start();
   p.gap({ from: Date.UTC(2024, 0, 1), to: Date.UTC(2024, 0, 1, 0, 0, 2, 500), reason: "closed" });
   await p.close(5000);
@@ -157,7 +186,12 @@ Deno.test("pipeline publishes gaps as records on the gaps topic", async () => {
 Deno.test("pipeline counts balance and metrics report skips, hops and acks", async () => {
   const broker = new MemoryBroker();
   const metrics = new ProducerMetrics();
-  const p = new Pipeline(broker.sink(), { topic: "t", metrics, log: quiet });
+  const p = new Pipeline(broker.sink(), {
+    ...spreadStages(metrics),
+    topic: "t",
+    metrics,
+    log: quiet,
+  });
   p.start();
   p.push(frame(1), 1_700_000_000_010);
   p.push("not json");
@@ -174,7 +208,7 @@ Deno.test("pipeline counts balance and metrics report skips, hops and acks", asy
       'crypto_transform_skipped_total{reason="invalid_json"} 1',
       'crypto_transform_skipped_total{reason="status"} 1',
       'crypto_transform_skipped_total{reason="bad_bid"} 1',
-      "crypto_kafka_records_acked_total 2",
+      "crypto_sink_records_acked_total 2",
       'crypto_quotes_crossed_total{symbol="ETH-USD"} 1',
       'crypto_hop_latency_seconds_count{hop="exchange_to_polygon"} 1',
       'crypto_spread_last{symbol="ETH-USD"} -1',

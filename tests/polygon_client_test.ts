@@ -4,7 +4,6 @@ import { ProducerMetrics } from "../lib/metrics.ts";
 import {
   AuthFailedError,
   backoffDelay,
-  type Clock,
   type Gap,
   MaxConnectionsError,
   NoQuotesError,
@@ -17,6 +16,7 @@ import {
 } from "../lib/polygon_client.ts";
 import { startFakePolygon } from "../lib/polygon_fake.ts";
 import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
+import { FakeTime } from "./helpers/fake_time.ts";
 
 const KEY = "pk_live_9d8c7b6a5f4e";
 const WRONG_KEY = "pk_revoked_0a1b2c3d";
@@ -61,47 +61,6 @@ function scaledTimers(scale: number): Timers {
     setTimeout: (fn, ms) => setTimeout(fn, ms * scale),
     clearTimeout: (handle) => clearTimeout(handle as number),
   };
-}
-
-/** A clock and timers that move only when the test advances them. */
-class FakeTime implements Clock, Timers {
-  #now: number;
-  #next = 1;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-
-  constructor(start: number) {
-    this.#now = start;
-  }
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.#now + ms, fn });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-
-  /** Moves time forward by `ms`, firing due timers in order. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      let first: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (first === undefined || entry[1].at < first[1].at)) first = entry;
-      }
-      if (first === undefined) break;
-      this.#timers.delete(first[0]);
-      this.#now = first[1].at;
-      first[1].fn();
-    }
-    this.#now = end;
-  }
 }
 
 /** A scripted stand-in for a WebSocket, for state-machine tests without a network. */

@@ -3,6 +3,8 @@ import { MemoryBroker } from "../lib/memory_broker.ts";
 import { FastHistogram, ProducerMetrics } from "../lib/metrics.ts";
 import { Histogram, Registry } from "prom-client";
 import { Pipeline } from "../lib/pipeline.ts";
+import { PolygonClient } from "../lib/polygon_client.ts";
+import { createSpreadTransform } from "../transform.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
 import {
   checkHealth,
@@ -12,6 +14,7 @@ import {
 } from "../lib/telemetry.ts";
 import { buildTelemetryConfig, parseSettings } from "../lib/config.ts";
 import { defaultInstance, startTelemetry } from "../lib/telemetry_wiring.ts";
+import { SpreadMetrics, spreadStages } from "../lib/spread_metrics.ts";
 
 /** A health source whose answers the test sets. */
 function fakeHealth(): HealthSource & {
@@ -120,8 +123,16 @@ Deno.test("/healthz turns 503 when quotes go stale or acks stall, and 200 again 
 
 Deno.test("/metrics serves the registry in the Prometheus text format", async () => {
   const metrics = new ProducerMetrics();
-  metrics.recordsBySymbol.inc({ symbol: "ETH-USD" }, 4);
-  metrics.lastQuoteTime.set({ symbol: "ETH-USD" }, 1690409119.5);
+  // The owners of the skip reasons and the reconnect reasons start their series at 0.
+  new Pipeline(new MemoryBroker().sink(), {
+    transform: createSpreadTransform(),
+    topic: "t",
+    metrics,
+  });
+  new PolygonClient({ url: "ws://127.0.0.1:9/", apiKey: "k", pairs: ["*"], onFrame() {}, metrics });
+  const spreads = new SpreadMetrics(metrics);
+  spreads.recordsBySymbol.inc({ symbol: "ETH-USD" }, 4);
+  spreads.lastQuoteTime.set({ symbol: "ETH-USD" }, 1690409119.5);
   const server = serveTelemetry({ registry: metrics.registry, port: 0 });
   try {
     const response = await fetch(`${server.url}/metrics`);
@@ -197,7 +208,13 @@ Deno.test("/healthz follows the real pipeline: 200 while quotes are acked, 503 w
   let now = 1_690_409_119_000;
   const sink = new GatedSink();
   const metrics = new ProducerMetrics();
-  const pipeline = new Pipeline(sink, { topic: "t", lingerMs: 0, metrics, now: () => now });
+  const pipeline = new Pipeline(sink, {
+    ...spreadStages(metrics),
+    topic: "t",
+    lingerMs: 0,
+    metrics,
+    now: () => now,
+  });
   const done = pipeline.start();
   const server = serveTelemetry({
     registry: metrics.registry,
@@ -252,7 +269,12 @@ Deno.test("/healthz follows the real pipeline: 200 while quotes are acked, 503 w
 Deno.test("the pipeline's health and metrics reach /healthz through the in-memory broker", async () => {
   const broker = new MemoryBroker();
   const metrics = new ProducerMetrics();
-  const pipeline = new Pipeline(broker.sink(), { topic: "t", lingerMs: 0, metrics });
+  const pipeline = new Pipeline(broker.sink(), {
+    ...spreadStages(metrics),
+    topic: "t",
+    lingerMs: 0,
+    metrics,
+  });
   const done = pipeline.start();
   const server = serveTelemetry({ registry: metrics.registry, health: pipeline, port: 0 });
   try {

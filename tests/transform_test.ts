@@ -1,7 +1,9 @@
 import { assertEquals, deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { emptySkips, type SpreadRecord, transform, transformInto } from "../transform.ts";
+import { createSpreadTransform, emptySkips, type SpreadRecord, transform } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
+import { hostileFrames } from "./helpers/hostile_frames.ts";
+import { mulberry32 } from "../fixtures/generate.ts";
 
 function xq(fields: Record<string, unknown>): string {
   return JSON.stringify({ ev: "XQ", pair: "BTC-USD", bp: 1, ap: 2, t: 1626828416892, ...fields });
@@ -118,18 +120,46 @@ Deno.test("transform rejects huge numbers that JSON turns into infinity", () => 
   equal(skipped.bad_bid, 1);
 });
 
+Deno.test("two spread transforms in one process keep their own skip counts and caches", () => {
+  const a = createSpreadTransform();
+  const b = createSpreadTransform();
+  const frames = [
+    xq({ pair: "A", t: 1_000 }),
+    "not json",
+    xq({ pair: "B", t: 253_402_300_799_999 }), // 9999-12-31T23:59:59.999Z
+    `[${xq({ pair: "A", t: 1_001 })},{"ev":"status"}]`,
+    xq({ pair: "C", t: 253_402_300_800_000 }), // a five-digit year
+  ];
+  // Alternate the frames between two transforms, then run them all through a third alone.
+  const split: SpreadRecord[] = [];
+  frames.forEach((f, i) => (i % 2 === 0 ? a : b).frame(f, split));
+  const alone = createSpreadTransform();
+  const together: SpreadRecord[] = [];
+  for (const f of frames) alone.frame(f, together);
+  deepStrictEqual(split.map((r) => r.value), together.map((r) => r.value));
+  deepStrictEqual(split.map((r) => r.value), [
+    '{"timestamp":"1970-01-01T00:00:01.000Z","symbol":"A","spread":1}',
+    '{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"B","spread":1}',
+    '{"timestamp":"1970-01-01T00:00:01.001Z","symbol":"A","spread":1}',
+    '{"timestamp":"+010000-01-01T00:00:00.000Z","symbol":"C","spread":1}',
+  ]);
+  deepStrictEqual(a.skipped, emptySkips());
+  deepStrictEqual(b.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
+  deepStrictEqual(alone.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
+});
+
 captureTest({
   name: "transform keeps all 10,795 quotes of the real capture in order with exact spreads",
   async fn() {
     const frames = await readAllFrames(CAPTURE);
     equal(frames.length, 9857);
     const records: SpreadRecord[] = [];
-    const skipped = emptySkips();
+    const spreads = createSpreadTransform();
     let events = 0;
-    for (const f of frames) events += transformInto(f, records, skipped);
+    for (const f of frames) events += spreads.frame(f, records);
     equal(records.length, 10795);
     equal(events, 10795);
-    deepStrictEqual(skipped, emptySkips());
+    deepStrictEqual(spreads.skipped, emptySkips());
     // An independent reference: source texts of ap and bp, subtracted with BigInt.
     let i = 0;
     let nonTrivial = 0;
@@ -165,4 +195,224 @@ captureTest({
       '{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"CHZ-USD","spread":0.0002}',
     );
   },
+});
+
+/** What one transform made of some frames: records, skips, events per frame, JSON.parse calls. */
+interface PathOutcome {
+  records: SpreadRecord[];
+  skipped: Record<string, number>;
+  events: number[];
+  parses: number;
+}
+
+/** Runs the frames through a transform with or without the scan, counting its JSON.parse calls. */
+function runPath(frames: readonly string[], scan: boolean): PathOutcome {
+  const spreads = createSpreadTransform({ scan });
+  const records: SpreadRecord[] = [];
+  const events: number[] = [];
+  const parse = JSON.parse;
+  let parses = 0;
+  JSON.parse = function (...args: Parameters<typeof JSON.parse>) {
+    parses++;
+    return parse.apply(JSON, args);
+  };
+  try {
+    for (const f of frames) events.push(spreads.frame(f, records));
+  } finally {
+    JSON.parse = parse;
+  }
+  return { records, skipped: { ...spreads.skipped }, events, parses };
+}
+
+/**
+ * Asserts that the scan and the JSON.parse path make identical records, skips and event counts
+ * of the frames, and returns how many frames the scan read without JSON.parse.
+ */
+function assertSamePaths(frames: readonly string[]): number {
+  const scanned = runPath(frames, true);
+  const parsed = runPath(frames, false);
+  equal(parsed.parses >= frames.length, true);
+  deepStrictEqual(scanned.events, parsed.events);
+  deepStrictEqual(scanned.skipped, parsed.skipped);
+  equal(scanned.records.length, parsed.records.length);
+  for (let i = 0; i < parsed.records.length; i++) {
+    // Object.is on every field: -0 and 0 differ, so do 1 and 1.0000000000000002.
+    deepStrictEqual(scanned.records[i], parsed.records[i], `record ${i}`);
+  }
+  return frames.length - scanned.parses;
+}
+
+/** One frame through both paths: identical outcomes, and whether the scan read it alone. */
+function scannedAlone(frame: string): boolean {
+  return assertSamePaths([frame]) === 1;
+}
+
+captureTest({
+  name: "the scan and the JSON.parse path make the same records of the real capture",
+  async fn() {
+    const frames = await readAllFrames(CAPTURE);
+    // Every frame of the capture has the common shape: none needs JSON.parse.
+    equal(assertSamePaths(frames), frames.length);
+  },
+});
+
+Deno.test("the scan and the JSON.parse path make the same records of the fixture and hostile frames", async () => {
+  const fixture = await readAllFrames(new URL("../fixtures/btc.jsonl", import.meta.url).pathname);
+  // Its trades ("ev":"XT") carry a nested array of conditions, and a few frames are cut short:
+  // JSON.parse decides those, the scan reads all the others.
+  const nested = fixture.filter((f) => f.includes('"c":[')).length;
+  const cut = fixture.filter((f) => !f.endsWith("]")).length;
+  ok(nested > 0 && cut > 0);
+  equal(assertSamePaths(fixture), fixture.length - nested - cut);
+  const decoder = new TextDecoder();
+  const hostile = hostileFrames({ seed: 20260105 }).frames.map((f) =>
+    typeof f === "string" ? f : decoder.decode(f)
+  );
+  const alone = assertSamePaths(hostile);
+  // Valid frames go by the scan, mutated ones mostly by JSON.parse: both paths are exercised.
+  ok(alone > 1000 && alone < hostile.length - 1000, `${alone} of ${hostile.length} scanned`);
+});
+
+Deno.test("the scan and the JSON.parse path agree on randomly mutated capture-like frames", () => {
+  const random = mulberry32(13);
+  const base = [
+    '[{"ev":"XQ","pair":"CHZ-USD","lp":0,"ls":0,"bp":0.0771,"bs":41650.4,"ap":0.0773,"as":142883.4,"t":1690409119847,"x":1,"r":1690409119856}]',
+    '[{"ev":"XQ","pair":"BTC-USD","bp":29603.82,"ap":29603.83,"t":1690329600123,"r":1690329600130},{"ev":"XQ","pair":"ETH-USD","bp":1.5e-7,"ap":2E+1,"t":0}]',
+  ];
+  const alphabet = '0123456789.eE+-"{}[],: \t\n\\uXQtrbpa\u0001\uD800';
+  const frames: string[] = [];
+  for (let n = 0; n < 20_000; n++) {
+    let f = base[n % base.length]!;
+    for (let edits = 1 + Math.floor(random() * 3); edits > 0; edits--) {
+      const at = Math.floor(random() * (f.length + 1));
+      const ch = alphabet[Math.floor(random() * alphabet.length)]!;
+      const op = Math.floor(random() * 3);
+      f = op === 0
+        ? f.slice(0, at) + ch + f.slice(at)
+        : op === 1
+        ? f.slice(0, at) + f.slice(at + 1)
+        : f.slice(0, at) + ch + f.slice(at + 1);
+    }
+    frames.push(f);
+  }
+  const alone = assertSamePaths(frames);
+  ok(alone > 2000 && alone < frames.length - 2000, `${alone} of ${frames.length} scanned`);
+});
+
+Deno.test("the scan and the JSON.parse path agree on random prices of every length and form", () => {
+  const random = mulberry32(1513);
+  const digits = (n: number) => {
+    let d = "";
+    for (let i = 0; i < n; i++) d += Math.floor(random() * 10);
+    return d;
+  };
+  const price = () => {
+    const whole = random() < 0.3
+      ? "0"
+      : String(1 + Math.floor(random() * 9)) + digits(random() * 8);
+    const frac = random() < 0.8 ? "." + digits(1 + random() * 18) : "";
+    const exp = random() < 0.2 ? (random() < 0.5 ? "e" : "E-") + Math.floor(random() * 30) : "";
+    return whole + frac + exp;
+  };
+  const frames: string[] = [];
+  for (let n = 0; n < 20_000; n++) {
+    frames.push(`[{"ev":"XQ","pair":"P","bp":${price()},"ap":${price()},"t":${n}}]`);
+  }
+  equal(assertSamePaths(frames), frames.length);
+});
+
+Deno.test("the scan reads the common shape alone and hands everything else to JSON.parse", () => {
+  const q = (fields: string) =>
+    `{"ev":"XQ","pair":"BTC-USD","bp":1.25,"ap":1.5,"t":1690329600123${fields}}`;
+  // Read by the scan alone, with the JSON.parse path's outcome.
+  for (
+    const frame of [
+      `[${q("")}]`,
+      q(',"r":1690329600130'),
+      "[]",
+      " [ ] ",
+      "{}",
+      "[{},{}]",
+      ' \t\n\r[ \t\n\r{ "ev" : "XQ" ,\n"pair"\t:\r"A" , "bp" : 1 , "ap" : 2 , "t" : 3 } \n] \r\n',
+      `[${q(',"bp":2')}]`, // duplicate keys: the last one counts
+      `[${q(',"ev":"XT"')},${q(',"ev":"status"')}]`,
+      '[{"ev":"XT","ev":"XQ","pair":"A","bp":1,"ap":2,"t":3}]',
+      `[${q(',"pair":"\uD800"')}]`, // a lone surrogate
+      `[${q(',"pair":"\u2028\u007f\uFFFD"')}]`,
+      `[${q(',"pair":""')},${q(`,"pair":"${"P".repeat(64)}"`)},${
+        q(`,"pair":"${"P".repeat(65)}"`)
+      }]`,
+      `[${q(',"bp":1e400')},${q(',"ap":1e400')},${q(',"bp":-0')},${q(',"ap":-0.0')}]`,
+      `[${q(',"bp":0')},${q(',"bp":-1.5')},${q(',"bp":"1.25"')},${q(',"ap":"1.5"')}]`,
+      `[${q(',"bp":29603.8200000000001,"ap":29603.8300000000002')}]`, // 16+ digits
+      `[${q(',"bp":0.12345678901234567891,"ap":0.12345678901234567892')}]`,
+      `[${q(',"bp":1234567890123456,"ap":1234567890123457')}]`,
+      `[${q(',"bp":1.3e-7,"ap":1.2E-7')},${q(',"bp":1e22,"ap":1e23')},${q(',"bp":5e-324')}]`,
+      `[${q(',"bp":1E+2,"ap":0.1e3')},${q(',"bp":0.000001,"ap":0.0000011')}]`,
+      `[${q(',"bp":1e-30,"ap":1e-29')},${q(',"bp":9007199254740993,"ap":9007199254740995')}]`,
+      `[${q(',"t":1.0')},${q(',"t":-0')},${q(',"t":1.5')},${q(',"t":-1')},${q(',"t":8.64e15')}]`,
+      `[${q(',"t":8640000000000001')},${q(',"t":12345678901234567890')},${q(',"t":"1"')}]`,
+      `[${q(',"r":"x"')},${q(',"r":1.5')},${q(',"r":-0')},${q(',"r":1e400')}]`,
+      '[{"ev":"XQ"},{"ev":7},{"pair":"A","bp":1,"ap":2,"t":3},{"ev":"XQ","pair":7}]',
+      '{"ev":"status","status":"connected","message":"Connected Successfully"}',
+      '{"ev":"statu","pair":"A"}',
+    ]
+  ) ok(scannedAlone(frame), frame);
+  // Outside the common shape or not JSON: the JSON.parse path decides, with the same outcome.
+  for (
+    const frame of [
+      "",
+      " ",
+      "\uFEFF[]",
+      "[",
+      "[{",
+      "[}",
+      "[{}",
+      "[{},]",
+      "[,{}]",
+      "[{}]]",
+      "[{}] x",
+      "{}{}",
+      "[{}][]",
+      `[${q("")}]\u0000`,
+      '[{"ev":"XQ",}]',
+      '[{"ev" "XQ"}]',
+      '[{"ev":"XQ""pair":"A"}]',
+      '[{,"ev":"XQ"}]',
+      '[{"ev":XQ}]',
+      `[${q(',"pair":"BTC\\u002dUSD"')}]`, // an escape
+      `[${q(',"pair":"A\\"B"')}]`,
+      `[${q(',"pair":"A\tB"')}]`, // a raw control character: invalid JSON
+      `[${q(',"pair":"AB')}]`,
+      '[{"ev\\u0020":"XQ"}]',
+      `[${q(',"bp":01')}]`,
+      `[${q(',"bp":1.')}]`,
+      `[${q(',"bp":.5')}]`,
+      `[${q(',"bp":+1')}]`,
+      `[${q(',"bp":-')}]`,
+      `[${q(',"bp":1e')}]`,
+      `[${q(',"bp":1e+')}]`,
+      `[${q(',"bp":0x10')}]`,
+      `[${q(',"bp":NaN')}]`,
+      `[${q(',"bp":Infinity')}]`,
+      `[${q(',"bp":1.5.2')}]`,
+      `[${q(',"bp":--1')}]`,
+      `[${q(',"x":true')}]`,
+      `[${q(',"x":null')}]`,
+      `[${q(',"x":false')}]`,
+      `[${q(',"x":{}')}]`,
+      `[${q(',"x":[1]')}]`,
+      `[${q(',"bp":null')}]`,
+      `[${q("")},3]`,
+      `[${q("")},"x"]`,
+      `[${q("")},null]`,
+      `[${q("")},[1]]`,
+      `[[${q("")}]]`,
+      "[1,2,3]",
+      '"text"',
+      "42",
+      "null",
+      "true",
+    ]
+  ) ok(!scannedAlone(frame), frame);
 });

@@ -372,7 +372,7 @@ export function startProducer(options: StartProducerOptions): ProducerProcess {
 }
 
 /** The producer's count of records the broker acknowledged, on `/metrics`. */
-export const ACKED_METRIC = "crypto_kafka_records_acked_total";
+export const ACKED_METRIC = "crypto_sink_records_acked_total";
 
 /** Options for {@linkcode startScenario}. */
 export interface ScenarioOptions {

@@ -23,6 +23,7 @@ import { type Counter, Gauge, Registry } from "prom-client";
 import { buildTelemetryConfig, parseSettings } from "../../lib/config.ts";
 import { MetricsConverter } from "../../lib/influx.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/metrics.ts";
+import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry_wiring.ts";
 
 /** One counter series that grows at a known rate. */
@@ -81,7 +82,17 @@ new Gauge({
     for (let n = 0; n < dropPerPush; n++) this.set({ n: String(n) }, n);
   },
 });
-const metrics = role === "producer" ? new ProducerMetrics(registry) : new ConsumerMetrics(registry);
+// Each role's registry as its process has it: the per-symbol spread metrics beside the rest.
+let metrics: ProducerMetrics | ConsumerMetrics;
+if (role === "producer") {
+  const producer = new ProducerMetrics(registry);
+  new SpreadMetrics(producer);
+  metrics = producer;
+} else {
+  const consumer = new ConsumerMetrics(registry);
+  new ConsumerSpreadMetrics(consumer);
+  metrics = consumer;
+}
 for (const r of rates) {
   const counter = registry.getSingleMetric(r.metric) as Counter<string> | undefined;
   if (!counter) throw new TypeError(`No metric "${r.metric}" in the ${role}'s registry`);
