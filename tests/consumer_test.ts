@@ -1,7 +1,7 @@
 /**
  * lib/consumer_output.ts: record validation, the per-symbol table, and the batch handling of
  * consumer.ts (RecordPrinter) against the in-memory broker's at-least-once source. The process
- * itself, against a real broker, is tested in e2e_test.ts.
+ * itself, against a real broker, is tested in the e2e_*_test.ts suites.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
 import { formatAge, RecordPrinter, SpreadTable, validateRecord } from "../lib/consumer_output.ts";
