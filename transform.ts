@@ -581,7 +581,19 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       spread = subtract(text.slice(apStart, apEnd), text.slice(bpStart, bpEnd));
     }
     const pair = text.slice(pairStart + 1, pairStart + 1 + pairLength);
-    records.push({
+    records.push(this.#record(pair, spread, t, r, bp, ap));
+  }
+
+  /** The record of a valid quote (both paths make it here, so they make the same). */
+  #record(
+    pair: string,
+    spread: string,
+    t: number,
+    r: number | undefined,
+    bp: number,
+    ap: number,
+  ): SpreadRecord {
+    return {
       key: pair,
       value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
       timestamp: t,
@@ -592,7 +604,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       r,
       bp,
       ap,
-    });
+    };
   }
 
   #slowSources(index: number): { bp?: string; ap?: string } | undefined {
@@ -669,18 +681,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       const src = this.#slowSources(index);
       spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
     }
-    records.push({
-      key: pair,
-      value: this.#valuePrefix(t) + PAD3[t % 1000] + this.#symbolPart(pair) + spread + "}",
-      timestamp: t,
-      headers: RECORD_HEADERS,
-      symbol: pair,
-      spread,
-      t,
-      r,
-      bp,
-      ap,
-    });
+    records.push(this.#record(pair, spread, t, r, bp, ap));
   }
 }
 
