@@ -17,7 +17,7 @@ import { CAPTURE_PATH as CAPTURE } from "./capture.ts";
 // Clients keep timers and sockets past close(); the broker is shared across files.
 export const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
 
-export const ROOT = new URL("..", import.meta.url).pathname;
+export const ROOT = new URL("../..", import.meta.url).pathname;
 export const API_KEY = "test-polygon-key";
 /** The longest any one process may run before the test kills it and fails. */
 export const PROCESS_LIMIT_MS = 180_000;
