@@ -335,8 +335,18 @@ export const SETTINGS: readonly Setting[] = [
     env: "KAFKA_SESSION_TIMEOUT",
     type: "seconds",
     default: "6",
-    help: "consumer group session timeout: a crashed consumer's partitions move after this long",
-    scripts: C,
+    help: "consumer group session timeout: a crashed consumer's partitions (or a dead active " +
+      "producer's leadership, with --standby-group) move after this long",
+    scripts: PC,
+  },
+  {
+    key: "standbyGroup",
+    flag: "standby-group",
+    env: "STANDBY_GROUP",
+    type: "string",
+    help: "run as one of a set of producers: the one that holds partition 0 of <topic>.leader " +
+      "in this Kafka consumer group is active, the others stand by (off when unset)",
+    scripts: P,
   },
   {
     key: "from",
@@ -1127,4 +1137,32 @@ export function buildTelemetryConfig(settings: Settings): TelemetryConfig {
     }
   }
   return config;
+}
+
+/** Producer failover settings (`--standby-group`); see docs/failover.md. */
+export interface StandbyConfig {
+  /** The Kafka consumer group the producers join to elect the active one. */
+  group: string;
+  /** The one-partition topic whose partition 0 is the leadership: `<topic>.leader`. */
+  leaderTopic: string;
+  /** The group's session timeout, ms: a dead active producer is replaced after this long. */
+  sessionTimeoutMs: number;
+}
+
+/** The failover settings, or undefined when `--standby-group` is unset. */
+export function buildStandbyConfig(settings: Settings, topic: string): StandbyConfig | undefined {
+  const group = settings.standbyGroup as string | undefined;
+  if (group === undefined || group === "") return undefined;
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(group)) {
+    throw new ConfigError(
+      `--standby-group must be 1 to 200 letters, digits or . _ -, got "${group}"`,
+    );
+  }
+  const sessionTimeoutMs = Number(settings.sessionTimeout ?? 6) * 1000;
+  if (!(sessionTimeoutMs >= 1000)) {
+    throw new ConfigError(
+      `--session-timeout must be at least 1 second, got "${settings.sessionTimeout}"`,
+    );
+  }
+  return { group, leaderTopic: `${topic}.leader`, sessionTimeoutMs };
 }

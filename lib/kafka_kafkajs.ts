@@ -25,7 +25,7 @@ import {
   type Producer,
   type SASLOptions,
 } from "kafkajs";
-import type { KafkaConfig } from "./config.ts";
+import { ConfigError, type KafkaConfig } from "./config.ts";
 import {
   type AdapterOptions,
   connectLoop,
@@ -40,6 +40,7 @@ import {
   type KafkaSinkOptions,
   type KafkaSourceOptions,
   lagRows,
+  type LeaderElection,
   type PartitionLag,
   PendingCommits,
   securitySettings,
@@ -222,6 +223,7 @@ export class KafkaJsClient implements KafkaClient {
           replicas: partitions.map((p) => p.replicas.length),
         };
       },
+      newestTimestamp: () => Promise.reject(notWithKafkaJs("reading the newest record time")),
     };
   }
 
@@ -274,12 +276,24 @@ export class KafkaJsClient implements KafkaClient {
     return new KafkaJsSource(this.#kafka, options, () => this.#connectedAdmin());
   }
 
+  elect(): LeaderElection {
+    throw notWithKafkaJs("--standby-group (producer failover)");
+  }
+
   async close(): Promise<void> {
     const admin = this.#admin;
     this.#admin = undefined;
     this.#adminConnecting = undefined;
     await admin?.disconnect().catch(() => {});
   }
+}
+
+/** What the kafkajs adapter does not do: its admin has no MAX_TIMESTAMP offsets lookup. */
+function notWithKafkaJs(what: string): ConfigError {
+  return new ConfigError(
+    `Cannot use ${what} with KAFKA_CLIENT=kafkajs: only the platformatic adapter supports it; ` +
+      `unset KAFKA_CLIENT or set it to platformatic`,
+  );
 }
 
 // --- topics and lag ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import {
   connectLoop,
   type ConnectOptions,
   DEFAULT_SESSION_TIMEOUT_MS,
+  type ElectionOptions,
   type EnsureTopicOptions,
   type EnsureTopicResult,
   errorChain,
@@ -34,6 +35,7 @@ import {
   type KafkaSinkOptions,
   type KafkaSourceOptions,
   lagRows,
+  type LeaderElection,
   type PartitionLag,
   PendingCommits,
   probeTls,
@@ -45,6 +47,7 @@ import {
   within,
 } from "./kafka.ts";
 import { murmur2 } from "./memory_broker.ts";
+import { newestTimestamp, PlatformaticElection } from "./kafka_platformatic_election.ts";
 import type { ConsumeOptions, InRecord, OutRecord, RecordSource } from "./sink.ts";
 
 /** The client library, for logs and benchmarks. */
@@ -161,6 +164,7 @@ export class PlatformaticClient implements KafkaClient {
           replicas: (topic?.partitions ?? []).map((p) => p.replicas.length),
         };
       },
+      newestTimestamp: (topic) => newestTimestamp(admin(), topic),
     };
   }
 
@@ -204,6 +208,11 @@ export class PlatformaticClient implements KafkaClient {
 
   source(options: KafkaSourceOptions): RecordSource {
     return new PlatformaticSource(this.#config, this.#options, options, this.admin);
+  }
+
+  elect(options: ElectionOptions): LeaderElection {
+    const base = platformaticOptions(this.#config, { clientId: this.#options.clientId });
+    return new PlatformaticElection(base, options, this.#options.log);
   }
 
   async close(): Promise<void> {
