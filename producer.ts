@@ -13,6 +13,7 @@
 import {
   buildKafkaConfig,
   buildPolygonConfig,
+  buildStandbyConfig,
   buildTelemetryConfig,
   entryEnv,
   EXIT,
@@ -21,8 +22,11 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
-import { FlushTimeoutError, Pipeline } from "./lib/pipeline.ts";
-import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import { FlushTimeoutError, Pipeline, type PipelineCounts } from "./lib/pipeline.ts";
+import { MaxConnectionsError, PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import type { RecordSink } from "./lib/sink.ts";
+import { Standby } from "./lib/standby.ts";
+import type { HealthSource } from "./lib/telemetry.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
@@ -63,24 +67,23 @@ async function main(): Promise<number> {
       },
     })
     : undefined;
-  const pipeline = new Pipeline(sink, {
-    topic: kafkaConfig.topic,
-    gapsTopic: kafkaConfig.gapsTopic,
-    batchMax: kafkaConfig.batchMax,
-    lingerMs: kafkaConfig.lingerMs,
-    queueMax: polygon.queueMax,
-    queuePolicy: polygon.queuePolicy,
-    metrics,
-    log,
-  });
-  // A send the sink gives up on ends the run (the sink itself retries what can be retried).
-  const pipelineFailed = new AbortController();
-  pipeline.start().catch(() => pipelineFailed.abort());
   const gaps = new GapLog();
+  // One pipeline per term as the active producer (without --standby-group: one term).
+  const pipelines: Pipeline[] = [];
+  const standbyConfig = buildStandbyConfig(s, kafkaConfig.topic);
+  const standby = standbyConfig
+    ? new Standby(kafka, standbyConfig, {
+      registry: metrics.registry,
+      log,
+      topic: kafkaConfig.topic,
+    })
+    : undefined;
+  const current = () => pipelines[pipelines.length - 1];
+  const health = standby ? standby.health(current) : lazyHealth(current);
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
-    health: pipeline,
+    health,
     staleAfterMs: polygon.staleAfterMs,
     gaps,
     service: "producer",
@@ -88,58 +91,158 @@ async function main(): Promise<number> {
   });
 
   const signals = abortOnSignals();
-  const client = new PolygonClient({
-    url: polygon.url,
-    apiKey: polygon.apiKey,
-    pairs: polygon.pairs,
-    staleAfterMs: polygon.staleAfterMs,
-    quietAfterMs: polygon.quietAfterMs,
-    backoffMaxMs: polygon.backoffMaxMs,
-    onFrame: (text, at) => pipeline.push(text, at),
-    onGap: (gap) => {
-      pipeline.gap(gap);
-      gaps.add(gap);
-    },
-    recorder,
-    metrics,
-    log,
-  });
-  log(
-    `producing ${topicsFor(polygon.pairs).join(",")} to "${kafkaConfig.topic}" ` +
-      `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
-  );
+  /** One term: Polygon → pipeline → sink until `stop` aborts or something fails; flushed. */
+  const runTerm = async (termSink: RecordSink, stop: AbortSignal): Promise<TermEnd> => {
+    const pipeline = new Pipeline(termSink, {
+      topic: kafkaConfig.topic,
+      gapsTopic: kafkaConfig.gapsTopic,
+      batchMax: kafkaConfig.batchMax,
+      lingerMs: kafkaConfig.lingerMs,
+      queueMax: polygon.queueMax,
+      queuePolicy: polygon.queuePolicy,
+      metrics,
+      log,
+    });
+    pipelines.push(pipeline);
+    // A send the sink gives up on ends the term (the sink itself retries what can be retried).
+    const pipelineFailed = new AbortController();
+    pipeline.start().catch(() => pipelineFailed.abort());
+    const client = new PolygonClient({
+      url: polygon.url,
+      apiKey: polygon.apiKey,
+      pairs: polygon.pairs,
+      staleAfterMs: polygon.staleAfterMs,
+      quietAfterMs: polygon.quietAfterMs,
+      backoffMaxMs: polygon.backoffMaxMs,
+      onFrame: (text, at) => pipeline.push(text, at),
+      onGap: (gap) => {
+        pipeline.gap(gap);
+        gaps.add(gap);
+      },
+      recorder,
+      metrics,
+      log,
+    });
+    log(
+      `producing ${topicsFor(polygon.pairs).join(",")} to "${kafkaConfig.topic}" ` +
+        `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
+    );
+    const end: TermEnd = { pipeline, flushTimedOut: false };
+    try {
+      await client.run(AbortSignal.any([stop, pipelineFailed.signal]));
+      log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
+    } catch (error) {
+      end.failure = error;
+    }
+    try {
+      await pipeline.close(kafkaConfig.shutdownTimeoutMs);
+    } catch (error) {
+      if (error instanceof FlushTimeoutError) {
+        log(`${error.name}: ${error.message}`);
+        end.flushTimedOut = true;
+      } else if (!standby) throw error;
+      // With a standby group a fenced sink ends the term; what it refused is counted.
+    }
+    return end;
+  };
+
   let failure: unknown;
-  try {
-    await client.run(AbortSignal.any([signals.signal, pipelineFailed.signal]));
-    log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
-  } catch (error) {
-    failure = error;
-  }
   let code: number = EXIT.OK;
   try {
-    await pipeline.close(kafkaConfig.shutdownTimeoutMs);
+    if (!standby) {
+      const end = await runTerm(sink, signals.signal);
+      failure = end.failure;
+      if (end.flushTimedOut) code = EXIT.FAILURE;
+    } else {
+      await standby.start();
+      while (await standby.waitForLeadership(signals.signal)) {
+        const term = standby.beginTerm();
+        const termSink = term.sink(sink, (gap) => {
+          current()?.gap(gap);
+          gaps.add(gap);
+        });
+        const end = await runTerm(termSink, AbortSignal.any([signals.signal, term.signal]));
+        if (end.flushTimedOut) code = EXIT.FAILURE;
+        if (signals.signal.aborted) break;
+        if (end.failure instanceof MaxConnectionsError) {
+          // Another connection with our key evicted us: a newer leader (we are a zombie) or a
+          // producer outside the group. Either way this one stops leading and stands by.
+          log(`standby: Polygon evicted this producer (max_connections); standing by`);
+          if (standby.isLeader()) await standby.rejoin();
+        } else if (end.failure !== undefined && !term.signal.aborted) {
+          failure = end.failure;
+          break;
+        } else {
+          log(`standby: this producer no longer leads; standing by`);
+        }
+      }
+    }
   } catch (error) {
-    if (!(error instanceof FlushTimeoutError)) throw error;
-    log(`${error.name}: ${error.message}`);
-    code = EXIT.FAILURE;
+    failure ??= error;
   } finally {
     signals.dispose();
+    // Flushed above: now a standby may take over at once.
+    await standby?.close().catch(() => {});
     await recorder?.close();
     await sink.close().catch(() => {});
     await kafka.close().catch(() => {});
     await telemetry.stop();
   }
-  const c = pipeline.counts;
+  const c = totalCounts(pipelines.map((p) => p.counts));
   const skipped = Object.values(c.skipped).reduce((a, b) => a + b, 0);
   log(
     `final: ${c.framesIn} frames, ${c.events} events, ${c.records} records, ${c.acked} acked, ` +
       `${skipped} skipped (${formatCounts(c.skipped)}), ${c.framesDropped} frames dropped, ` +
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
-      (recorder ? `, ${recorder.frames} frames recorded` : ""),
+      (recorder ? `, ${recorder.frames} frames recorded` : "") +
+      (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),
   );
   if (failure !== undefined) throw failure;
   return code;
+}
+
+/** How a term ended. */
+interface TermEnd {
+  pipeline: Pipeline;
+  /** What ended it, if not the stop signal. */
+  failure?: unknown;
+  flushTimedOut: boolean;
+}
+
+/** A health source that reads the current pipeline. */
+function lazyHealth(current: () => HealthSource | undefined): HealthSource {
+  return {
+    lastQuoteAt: () => current()?.lastQuoteAt(),
+    lastAckAt: () => current()?.lastAckAt(),
+    pendingRecords: () => current()?.pendingRecords() ?? 0,
+    oldestPendingAt: () => current()?.oldestPendingAt(),
+  };
+}
+
+/** The counts of every term, added up. */
+function totalCounts(all: readonly PipelineCounts[]) {
+  const total = {
+    framesIn: 0,
+    events: 0,
+    records: 0,
+    acked: 0,
+    framesDropped: 0,
+    gapsAcked: 0,
+    sendErrors: 0,
+    skipped: {} as Record<string, number>,
+  };
+  for (const c of all) {
+    total.framesIn += c.framesIn;
+    total.events += c.events;
+    total.records += c.records;
+    total.acked += c.acked;
+    total.framesDropped += c.framesDropped;
+    total.gapsAcked += c.gapsAcked;
+    total.sendErrors += c.sendErrors;
+    for (const [k, v] of Object.entries(c.skipped)) total.skipped[k] = (total.skipped[k] ?? 0) + v;
+  }
+  return total;
 }
 
 if (import.meta.main) runMain(main);
