@@ -156,7 +156,7 @@ async function main(): Promise<number> {
     } else {
       await standby.start();
       while (await standby.waitForLeadership(signals.signal)) {
-        const term = standby.beginTerm();
+        const term = await standby.beginTerm();
         const termSink = term.sink(sink, (gap) => {
           current()?.gap(gap);
           gaps.add(gap);

@@ -12,7 +12,7 @@
  * const standby = new Standby(kafka, standbyConfig, { registry: metrics.registry, log });
  * await standby.start();
  * while (await standby.waitForLeadership(signal)) {
- *   const term = standby.beginTerm();
+ *   const term = await standby.beginTerm();
  *   // run Polygon → pipeline → term.sink(sink) until term.signal or signal aborts
  * }
  * await standby.close();
@@ -96,7 +96,7 @@ export interface StandbyOptions {
 export interface Term {
   /** Aborts when this producer stops leading. */
   readonly signal: AbortSignal;
-  /** True when this term is a takeover (this producer stood by before). */
+  /** True when this term is a takeover (the topic held records when it began). */
   readonly takeover: boolean;
   /**
    * Wraps the Kafka sink for this term: every send first checks the leadership and throws
@@ -204,12 +204,28 @@ export class Standby {
     return !signal.aborted;
   }
 
-  /** Starts a term as the active producer; call once {@linkcode waitForLeadership} says so. */
-  beginTerm(): Term {
+  /**
+   * Starts a term as the active producer; call once {@linkcode waitForLeadership} says so. It is
+   * a takeover when the topic already holds records: someone produced before (another member,
+   * or this group before a restart), and the failover gap starts at the newest of them.
+   */
+  async beginTerm(): Promise<Term> {
     const controller = new AbortController();
     this.#term = controller;
+    const topic = this.#options.topic;
+    let from: number | undefined;
+    let known = true;
+    try {
+      from = await this.#kafka.admin.newestTimestamp(topic);
+    } catch (error) {
+      known = false;
+      this.#options.log(
+        `standby: cannot read the newest record time of "${topic}", so no failover gap is ` +
+          `published for this term: ${error instanceof Error ? error.message : error}`,
+      );
+    }
     if (!this.isLeader()) controller.abort(new LeadershipLostError("Leadership lost already"));
-    const takeover = this.#stoodBy;
+    const takeover = from !== undefined || (!known && this.#stoodBy);
     this.#stoodBy = false;
     if (takeover) {
       this.#takeovers++;
@@ -217,16 +233,6 @@ export class Standby {
       this.metrics.takeovers.inc();
       this.metrics.lastTakeover.set(this.#lastTakeoverAt / 1000);
     }
-    const topic = this.#options.topic;
-    const from = takeover
-      ? this.#kafka.admin.newestTimestamp(topic).catch((error) => {
-        this.#options.log(
-          `standby: cannot read the newest record time of "${topic}", so the failover gap is ` +
-            `not published: ${error instanceof Error ? error.message : error}`,
-        );
-        return undefined;
-      })
-      : undefined;
     return {
       signal: controller.signal,
       takeover,
@@ -302,8 +308,8 @@ interface FencedSinkOptions {
   isLeader: () => boolean;
   topic: string;
   fenced: (records: number) => void;
-  /** The newest record time before the takeover (undefined: no takeover, no gap). */
-  gapFrom: Promise<number | undefined> | undefined;
+  /** The newest record time before the takeover (undefined: no gap). */
+  gapFrom: number | undefined;
   onGap: (gap: Gap) => void;
 }
 
@@ -333,8 +339,7 @@ class FencedSink implements RecordSink {
       this.#gapFrom = undefined;
       let first = records[0]!.timestamp;
       for (const r of records) if (r.timestamp < first) first = r.timestamp;
-      const from = await gapFrom;
-      if (from !== undefined) this.#options.onGap({ from, to: first, reason: "failover" });
+      this.#options.onGap({ from: gapFrom, to: first, reason: "failover" });
     }
   }
 

@@ -289,12 +289,14 @@ Deno.test({
       a.process.kill("SIGCONT");
       await waitUntil(async () => (await roleOf(a)) === "standby", "A stands by", 30_000);
       const fenced = await metric(a.base, "crypto_producer_fenced_records_total");
+      equal(await metric(a.base, "crypto_producer_role"), 0);
       const lost = await metric(a.base, "crypto_producer_leadership_lost_total");
       await sleep(3_000);
       equal(await roleOf(b), "active", "B still leads");
       for (const m of [a, b]) m.process.kill("SIGTERM");
       equal((await a.process.exit(30_000)).code, EXIT.OK, a.process.stderr);
       equal((await b.process.exit(30_000)).code, EXIT.OK, b.process.stderr);
+      const finalA = parseFinal(a.process.stderr);
 
       const d = await delivered(ctx.broker, ctx.topic);
       const gaps = await failoverGaps(ctx.broker, ctx.topic);
@@ -323,9 +325,90 @@ Deno.test({
       equal(d.duplicates, 0);
       console.log(
         `[reliability] failover zombie: SIGSTOP ${SESSION_S + 4} s (session ${SESSION_S} s), B ` +
-          `acked ${Math.round(takeoverMs)} ms after the stop; on SIGCONT the zombie fenced ` +
-          `${fenced} records (never sent), Polygon evicted it once, 0 records of it after the ` +
+          `acked ${Math.round(takeoverMs)} ms after the stop; on SIGCONT the zombie refused ` +
+          `a batch of ${fenced} records (never sent) and stood by (${finalA.framesIn} frames ` +
+          `received, ${finalA.acked} acked in all), Polygon evicted it once, 0 records of it after the ` +
           `new leader's first; gap ${gap.to - gap.from} ms, ${d.duplicates} duplicated`,
+      );
+    });
+  },
+});
+
+Deno.test({
+  name: "flapping: 10 SIGKILLs and restarts in 2 minutes, always at most one active producer " +
+    "and one Polygon connection",
+  ...KAFKA_TEST,
+  async fn() {
+    await withGroup("flap", async (ctx) => {
+      let pair = await activeAndStandby(ctx);
+      const startedAt = performance.now();
+      const watch = { samples: 0, twoActive: 0 };
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          const roles = await Promise.all(ctx.members.map(roleOf));
+          watch.samples++;
+          if (roles.filter((r) => r === "active").length > 1) watch.twoActive++;
+          await sleep(100);
+        }
+      })();
+      const takeoverMs: number[] = [];
+      try {
+        for (let round = 0; round < 10; round++) {
+          const roles = await Promise.all(pair.map(roleOf));
+          equal(roles.filter((r) => r === "active").length, 1, `round ${round}: ${roles}`);
+          const active = pair[roles.indexOf("active")]!;
+          const other = pair[1 - roles.indexOf("active")]!;
+          const killAt = performance.now();
+          active.process.kill("SIGKILL");
+          const restarted = await startMember(ctx.broker, ctx.fake, ctx.topic, ctx.group);
+          ctx.members.push(restarted);
+          pair = [other, restarted];
+          const ackedBefore = await Promise.all(pair.map(acked));
+          await waitUntil(
+            async () => {
+              const now = await Promise.all(pair.map(acked));
+              return now.some((n, i) => n > ackedBefore[i]!);
+            },
+            `round ${round}: a new active producer acks`,
+            30_000,
+          );
+          takeoverMs.push(performance.now() - killAt);
+          await waitUntil(
+            async () => {
+              const r = await Promise.all(pair.map(roleOf));
+              return r.includes("active") && r.includes("standby");
+            },
+            `round ${round}: one active, one standby`,
+            30_000,
+          );
+        }
+      } finally {
+        watching = false;
+        await watcher;
+      }
+      const elapsedMs = performance.now() - startedAt;
+      for (const m of pair) m.process.kill("SIGTERM");
+      for (const m of pair) equal((await m.process.exit(30_000)).code, EXIT.OK, m.process.stderr);
+
+      equal(watch.twoActive, 0, `two producers said active in ${watch.twoActive} samples`);
+      equal(ctx.fake.stats.authenticatedMax, 1, "never two authenticated Polygon connections");
+      equal(ctx.fake.stats.evictions, 0, "no producer connected while another streamed");
+      const d = await delivered(ctx.broker, ctx.topic);
+      const gaps = await failoverGaps(ctx.broker, ctx.topic);
+      equal(gaps.length, 10, "one failover gap per takeover");
+      const perGap = assertGapsCoverExactly(d, gaps);
+      ok(elapsedMs < 120_000, `10 rounds took ${Math.round(elapsedMs)} ms`);
+      const sorted = [...takeoverMs].sort((x, y) => x - y);
+      console.log(
+        `[reliability] failover flapping: 10 SIGKILL+restart rounds in ${
+          Math.round(elapsedMs / 1000)
+        } s; takeover (kill to first ack) median ${Math.round(sorted[5]!)} ms, max ${
+          Math.round(sorted[9]!)
+        } ms; ${watch.samples} role samples, never two active; fake: at most ` +
+          `${ctx.fake.stats.authenticatedMax} authenticated connection, ` +
+          `${ctx.fake.stats.evictions} evictions; 10 failover gaps cover exactly the ` +
+          `${perGap.reduce((x, y) => x + y, 0)} missing quotes; ${d.duplicates} duplicated`,
       );
     });
   },
