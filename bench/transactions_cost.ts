@@ -43,7 +43,7 @@ function quantile(sorted: number[], q: number): number {
 }
 
 async function timed(send: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
-  for (let i = 0; i < 20; i++) await send(); // warm up
+  for (let i = 0; i < 10; i++) await send(); // warm up
   const ms: number[] = [];
   for (let i = 0; i < batches; i++) {
     const t = performance.now();
@@ -83,19 +83,25 @@ globalThis.addEventListener("unhandledrejection", (event) => {
   const e = event.reason;
   fenced = `unhandled: ${e instanceof Error ? e.message : e}`.slice(0, 300);
 });
-const tx2 = new Producer({ ...base, idempotent: true, acks: ProduceAcks.ALL, transactionalId });
-const t2 = await tx2.beginTransaction();
-await t2.send({ messages });
-await t2.commit();
-const first = (async () => {
-  const t = await tx.beginTransaction();
-  await t.send({ messages });
-  await t.commit();
-  return "the first producer committed again";
-})().catch((error) => `${error instanceof Error ? error.message : error}`.slice(0, 300));
+const fence = (async () => {
+  const tx2 = new Producer({ ...base, idempotent: true, acks: ProduceAcks.ALL, transactionalId });
+  const t2 = await tx2.beginTransaction();
+  await t2.send({ messages });
+  await t2.commit();
+  try {
+    const t = await tx.beginTransaction();
+    await t.send({ messages });
+    await t.commit();
+    return "the first producer committed again: not fenced";
+  } catch (error) {
+    return `the first producer was refused: ${error instanceof Error ? error.message : error}`;
+  }
+})().catch((error) =>
+  `the second producer failed: ${error instanceof Error ? error.message : error}`
+);
 const outcome = await Promise.race([
-  first,
-  new Promise<string>((r) => setTimeout(() => r(fenced), 15_000)),
+  fence,
+  new Promise<string>((r) => setTimeout(() => r("no outcome within 15 s"), 15_000)),
 ]);
 console.log(JSON.stringify({ fencedSecondWriter: outcome, unhandled: fenced }));
 Deno.exit(0);
