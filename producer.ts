@@ -2,7 +2,10 @@
  * `deno task produce`: live Polygon (Massive) crypto quotes → exact spread records → Kafka.
  * Reads the WebSocket into a bounded queue, transforms and batches off the read path, sends with
  * an idempotent producer (acks=all), publishes gaps, and flushes everything accepted on
- * SIGINT/SIGTERM. Exit codes: 0 done, 2 configuration (also: no quote in 3 sessions in a row, a
+ * SIGINT/SIGTERM. With `--standby-group` it is one of several producers: Kafka elects the active
+ * one, the others stand by and take over when it stops (docs/failover.md); `max_connections`
+ * then means "lost leadership" and the producer stands by instead of exiting.
+ * Exit codes: 0 done, 2 configuration (also: no quote in 3 sessions in a row, a
  * pair Polygon does not list), 3 auth_failed, 4 max_connections, 5 Kafka unreachable at start-up,
  * 6 the Polygon plan does not include the channel (every topic refused, or no WebSocket access),
  * 1 anything else (such as a flush that timed out).
@@ -141,7 +144,9 @@ async function main(): Promise<number> {
         log(`${error.name}: ${error.message}`);
         end.flushTimedOut = true;
       } else if (!standby) throw error;
-      // With a standby group a fenced sink ends the term; what it refused is counted.
+      // With a standby group a fenced sink ends the term (what it refused is counted); any
+      // other failure ends the process, as without one, and a standby takes over.
+      else end.closeError = error;
     }
     return end;
   };
@@ -169,8 +174,8 @@ async function main(): Promise<number> {
           // producer outside the group. Either way this one stops leading and stands by.
           log(`standby: Polygon evicted this producer (max_connections); standing by`);
           if (standby.isLeader()) await standby.rejoin();
-        } else if (end.failure !== undefined && !term.signal.aborted) {
-          failure = end.failure;
+        } else if (!term.signal.aborted && (end.failure ?? end.closeError) !== undefined) {
+          failure = end.failure ?? end.closeError;
           break;
         } else {
           log(`standby: this producer no longer leads; standing by`);
@@ -207,6 +212,8 @@ interface TermEnd {
   pipeline: Pipeline;
   /** What ended it, if not the stop signal. */
   failure?: unknown;
+  /** With a standby group: why the flush failed (a fenced sink, or a send given up on). */
+  closeError?: unknown;
   flushTimedOut: boolean;
 }
 
