@@ -2,7 +2,10 @@
  * `deno task produce`: live Polygon (Massive) crypto quotes → exact spread records → Kafka.
  * Reads the WebSocket into a bounded queue, transforms and batches off the read path, sends with
  * an idempotent producer (acks=all), publishes gaps, and flushes everything accepted on
- * SIGINT/SIGTERM. Exit codes: 0 done, 2 configuration (also: no quote in 3 sessions in a row, a
+ * SIGINT/SIGTERM. With `--standby-group` it is one of several producers: Kafka elects the active
+ * one, the others stand by and take over when it stops (docs/failover.md); `max_connections`
+ * then means "lost leadership" and the producer stands by instead of exiting.
+ * Exit codes: 0 done, 2 configuration (also: no quote in 3 sessions in a row, a
  * pair Polygon does not list), 3 auth_failed, 4 max_connections, 5 Kafka unreachable at start-up,
  * 6 the Polygon plan does not include the channel (every topic refused, or no WebSocket access),
  * 1 anything else (such as a flush that timed out).
@@ -13,6 +16,7 @@
 import {
   buildKafkaConfig,
   buildPolygonConfig,
+  buildStandbyConfig,
   buildTelemetryConfig,
   entryEnv,
   EXIT,
@@ -21,9 +25,13 @@ import {
 } from "./lib/config.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/metrics.ts";
-import { spreadStages } from "./lib/spread_metrics.ts";
-import { FlushTimeoutError, Pipeline } from "./lib/pipeline.ts";
-import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import { SpreadMetrics } from "./lib/spread_metrics.ts";
+import { createSpreadTransform, SPREAD_CHANNEL } from "./transform.ts";
+import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
+import { MaxConnectionsError, PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import type { RecordSink } from "./lib/sink.ts";
+import { Standby } from "./lib/standby.ts";
+import type { HealthSource } from "./lib/telemetry.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
 import { startTelemetry } from "./lib/telemetry_wiring.ts";
@@ -52,9 +60,10 @@ async function main(): Promise<number> {
   const kafkaConfig = buildKafkaConfig(s);
   const telemetryConfig = buildTelemetryConfig(s);
   const metrics = new ProducerMetrics();
+  // One observer for the process; each term gets a transform of its own (its own counts).
+  const spreads = new SpreadMetrics(metrics);
+  const topics = topicsFor(polygon.pairs, SPREAD_CHANNEL);
 
-  const stages = spreadStages(metrics);
-  const topics = topicsFor(polygon.pairs, stages.transform.channel);
   const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
@@ -67,25 +76,23 @@ async function main(): Promise<number> {
       },
     })
     : undefined;
-  const pipeline = new Pipeline(sink, {
-    ...stages,
-    topic: kafkaConfig.topic,
-    gapsTopic: kafkaConfig.gapsTopic,
-    batchMax: kafkaConfig.batchMax,
-    lingerMs: kafkaConfig.lingerMs,
-    queueMax: polygon.queueMax,
-    queuePolicy: polygon.queuePolicy,
-    metrics,
-    log,
-  });
-  // A send the sink gives up on ends the run (the sink itself retries what can be retried).
-  const pipelineFailed = new AbortController();
-  pipeline.start().catch(() => pipelineFailed.abort());
   const gaps = new GapLog();
+  // One pipeline per term as the active producer (without --standby-group: one term).
+  const pipelines: Pipeline[] = [];
+  const standbyConfig = buildStandbyConfig(s, kafkaConfig.topic);
+  const standby = standbyConfig
+    ? new Standby(kafka, standbyConfig, {
+      registry: metrics.registry,
+      log,
+      topic: kafkaConfig.topic,
+    })
+    : undefined;
+  const current = () => pipelines[pipelines.length - 1];
+  const health = standby ? standby.health(current) : lazyHealth(current);
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
     metrics,
-    health: pipeline,
+    health,
     staleAfterMs: polygon.staleAfterMs,
     gaps,
     service: "producer",
@@ -94,59 +101,122 @@ async function main(): Promise<number> {
 
   const signals = abortOnSignals();
   const reconnects: ReconnectRecord[] = [];
-  const client = new PolygonClient({
-    url: polygon.url,
-    apiKey: polygon.apiKey,
-    pairs: polygon.pairs,
-    channel: stages.transform.channel,
-    staleAfterMs: polygon.staleAfterMs,
-    quietAfterMs: polygon.quietAfterMs,
-    backoffMaxMs: polygon.backoffMaxMs,
-    onFrame: (text, at) => pipeline.push(text, at),
-    onGap: (gap) => {
-      pipeline.gap(gap);
-      gaps.add(gap);
-    },
-    onReconnect: (r) => reconnects.push(r),
-    recorder,
-    metrics,
-    log,
-  });
-  log(
-    `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
-      `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
-  );
+  let streamed: readonly string[] = topics;
+  /** One term: Polygon → pipeline → sink until `stop` aborts or something fails; flushed. */
+  const runTerm = async (termSink: RecordSink, stop: AbortSignal): Promise<TermEnd> => {
+    const pipeline = new Pipeline(termSink, {
+      transform: createSpreadTransform(),
+      observer: spreads,
+      topic: kafkaConfig.topic,
+      gapsTopic: kafkaConfig.gapsTopic,
+      batchMax: kafkaConfig.batchMax,
+      lingerMs: kafkaConfig.lingerMs,
+      queueMax: polygon.queueMax,
+      queuePolicy: polygon.queuePolicy,
+      metrics,
+      log,
+    });
+    pipelines.push(pipeline);
+    // A send the sink gives up on ends the term (the sink itself retries what can be retried).
+    const pipelineFailed = new AbortController();
+    pipeline.start().catch(() => pipelineFailed.abort());
+    const client = new PolygonClient({
+      url: polygon.url,
+      apiKey: polygon.apiKey,
+      pairs: polygon.pairs,
+      channel: SPREAD_CHANNEL,
+      staleAfterMs: polygon.staleAfterMs,
+      quietAfterMs: polygon.quietAfterMs,
+      backoffMaxMs: polygon.backoffMaxMs,
+      onFrame: (text, at) => pipeline.push(text, at),
+      onGap: (gap) => {
+        pipeline.gap(gap);
+        gaps.add(gap);
+      },
+      onReconnect: (r) => reconnects.push(r),
+      recorder,
+      metrics,
+      log,
+    });
+    log(
+      `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
+        `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
+    );
+    const end: TermEnd = { pipeline, flushTimedOut: false };
+    try {
+      await client.run(AbortSignal.any([stop, pipelineFailed.signal]));
+      log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
+    } catch (error) {
+      end.failure = error;
+    }
+    streamed = client.topics;
+    try {
+      await pipeline.close(kafkaConfig.shutdownTimeoutMs);
+    } catch (error) {
+      if (error instanceof FlushTimeoutError) {
+        log(`${error.name}: ${error.message}`);
+        end.flushTimedOut = true;
+      } else if (!standby) throw error;
+      // With a standby group a fenced sink ends the term (what it refused is counted); any
+      // other failure ends the process, as without one, and a standby takes over.
+      else end.closeError = error;
+    }
+    return end;
+  };
+
   let failure: unknown;
-  try {
-    await client.run(AbortSignal.any([signals.signal, pipelineFailed.signal]));
-    log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
-  } catch (error) {
-    failure = error;
-  }
   let code: number = EXIT.OK;
   try {
-    await pipeline.close(kafkaConfig.shutdownTimeoutMs);
+    if (!standby) {
+      const end = await runTerm(sink, signals.signal);
+      failure = end.failure;
+      if (end.flushTimedOut) code = EXIT.FAILURE;
+    } else {
+      await standby.start();
+      while (await standby.waitForLeadership(signals.signal)) {
+        const term = await standby.beginTerm();
+        const termSink = term.sink(sink, (gap) => {
+          current()?.gap(gap);
+          gaps.add(gap);
+        });
+        const end = await runTerm(termSink, AbortSignal.any([signals.signal, term.signal]));
+        if (end.flushTimedOut) code = EXIT.FAILURE;
+        if (signals.signal.aborted) break;
+        if (end.failure instanceof MaxConnectionsError) {
+          // Another connection with our key evicted us: a newer leader (we are a zombie) or a
+          // producer outside the group. Either way this one stops leading and stands by.
+          log(`standby: Polygon evicted this producer (max_connections); standing by`);
+          if (standby.isLeader()) await standby.rejoin();
+        } else if (!term.signal.aborted && (end.failure ?? end.closeError) !== undefined) {
+          failure = end.failure ?? end.closeError;
+          break;
+        } else {
+          log(`standby: this producer no longer leads; standing by`);
+        }
+      }
+    }
   } catch (error) {
-    if (!(error instanceof FlushTimeoutError)) throw error;
-    log(`${error.name}: ${error.message}`);
-    code = EXIT.FAILURE;
+    failure ??= error;
   } finally {
     signals.dispose();
+    // Flushed above: now a standby may take over at once.
+    await standby?.close().catch(() => {});
     await recorder?.close();
     await sink.close().catch(() => {});
     await kafka.close().catch(() => {});
     await telemetry.stop();
   }
-  const c = pipeline.counts;
+  const c = sumCounts(pipelines.map((p) => p.counts));
   const skipped = Object.values(c.skipped).reduce((a, b) => a + b, 0);
   log(
     `final: ${c.framesIn} frames, ${c.events} events, ${c.records} records, ${c.acked} acked, ` +
       `${skipped} skipped (${formatCounts(c.skipped)}), ${c.framesDropped} frames dropped, ` +
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
-      (recorder ? `, ${recorder.frames} frames recorded` : ""),
+      (recorder ? `, ${recorder.frames} frames recorded` : "") +
+      (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),
   );
-  if (typeof s.summary === "string") {
+  if (s.summary !== undefined) {
     await writeSummary(
       s.summary,
       producerSummary({
@@ -154,7 +224,9 @@ async function main(): Promise<number> {
         sinkStats: sink.stats,
         framesRecorded: recorder?.frames,
         reconnects,
-        topics: client.topics,
+        topics: streamed,
+        takeovers: standby?.takeovers,
+        fencedRecords: standby?.fencedRecords,
         error: failure,
         exitCode: failure === undefined ? code : exitCodeOf(failure),
       }),
@@ -162,6 +234,26 @@ async function main(): Promise<number> {
   }
   if (failure !== undefined) throw failure;
   return code;
+}
+
+/** How a term ended. */
+interface TermEnd {
+  pipeline: Pipeline;
+  /** What ended it, if not the stop signal. */
+  failure?: unknown;
+  /** With a standby group: why the flush failed (a fenced sink, or a send given up on). */
+  closeError?: unknown;
+  flushTimedOut: boolean;
+}
+
+/** A health source that reads the current pipeline. */
+function lazyHealth(current: () => HealthSource | undefined): HealthSource {
+  return {
+    lastQuoteAt: () => current()?.lastQuoteAt(),
+    lastAckAt: () => current()?.lastAckAt(),
+    pendingRecords: () => current()?.pendingRecords() ?? 0,
+    oldestPendingAt: () => current()?.oldestPendingAt(),
+  };
 }
 
 if (import.meta.main) runMain(main);

@@ -51,6 +51,9 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "bad_time",
 ];
 
+/** The Polygon channel the spread transform maps: crypto quotes. */
+export const SPREAD_CHANNEL = "XQ";
+
 /** Skip counts by reason. */
 export type SkipCounts = Record<SkipReason, number>;
 
@@ -160,7 +163,7 @@ export interface SpreadTransformOptions {
  */
 export class SpreadTransform implements FrameTransform<SpreadRecord> {
   /** The Polygon channel it maps: crypto quotes. */
-  readonly channel = "XQ";
+  readonly channel = SPREAD_CHANNEL;
   /** Skips by reason since it was made. */
   readonly skipped: SkipCounts = emptySkips();
 

@@ -401,9 +401,19 @@ const SETTING_TABLE = [
     env: "KAFKA_SESSION_TIMEOUT",
     type: "seconds",
     default: seconds(DEFAULTS.sessionTimeoutMs),
-    help: "consumer group session timeout: a crashed consumer's partitions move after this long",
-    scripts: C,
+    help: "consumer group session timeout: a crashed consumer's partitions (or a dead active " +
+      "producer's leadership, with --standby-group) move after this long",
+    scripts: PC,
     min: 1,
+  },
+  {
+    key: "standbyGroup",
+    flag: "standby-group",
+    env: "STANDBY_GROUP",
+    type: "string",
+    help: "run as one of a set of producers: the one that holds partition 0 of <topic>.leader " +
+      "in this Kafka consumer group is active, the others stand by (off when unset)",
+    scripts: P,
   },
   {
     key: "from",
@@ -1263,4 +1273,33 @@ export function buildTelemetryConfig(
     }
   }
   return config;
+}
+
+/** Producer failover settings (`--standby-group`); see docs/failover.md. */
+export interface StandbyConfig {
+  /** The Kafka consumer group the producers join to elect the active one. */
+  group: string;
+  /** The one-partition topic whose partition 0 is the leadership: `<topic>.leader`. */
+  leaderTopic: string;
+  /** The group's session timeout, ms: a dead active producer is replaced after this long. */
+  sessionTimeoutMs: number;
+}
+
+/** The failover settings, or undefined when `--standby-group` is unset. */
+export function buildStandbyConfig(
+  settings: SettingsOf<"producer">,
+  topic: string,
+): StandbyConfig | undefined {
+  const group = settings.standbyGroup;
+  if (group === undefined || group === "") return undefined;
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(group)) {
+    throw new ConfigError(
+      `--standby-group must be 1 to 200 letters, digits or . _ -, got "${group}"`,
+    );
+  }
+  return {
+    group,
+    leaderTopic: `${topic}.leader`,
+    sessionTimeoutMs: settings.sessionTimeout * 1000,
+  };
 }

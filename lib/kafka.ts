@@ -94,6 +94,11 @@ export interface KafkaAdmin {
   lag(groupId: string, topic: string): Promise<PartitionLag[]>;
   /** The partition count and each partition's replica count (for tests and diagnosis). */
   describeTopic(name: string): Promise<{ partitions: number; replicas: number[] }>;
+  /**
+   * The newest record timestamp (ms) over all partitions of the topic, or undefined when it
+   * holds no record. The failover gap starts there (docs/failover.md).
+   */
+  newestTimestamp(topic: string): Promise<number | undefined>;
 }
 
 /** Counters a {@linkcode KafkaSink} keeps about its own retries. */
@@ -195,8 +200,88 @@ export interface KafkaClient {
   sink(options?: KafkaSinkOptions): KafkaSink;
   /** A consumer in a group, at least once. */
   source(options: KafkaSourceOptions): RecordSource;
+  /**
+   * A member of a leader election: a consumer group on a one-partition topic, whose holder of
+   * partition 0 is the leader. Joins on {@linkcode LeaderElection.join}.
+   */
+  elect(options: ElectionOptions): LeaderElection;
   /** Closes the admin connection. Sinks and sources are closed on their own. */
   close(): Promise<void>;
+}
+
+/** Options for {@linkcode KafkaClient.elect}. */
+export interface ElectionOptions {
+  /** The consumer group the candidates join. */
+  groupId: string;
+  /** The one-partition topic; it must exist. Nothing is read from it or written to it. */
+  topic: string;
+  /**
+   * Session timeout, ms; default {@linkcode DEFAULT_SESSION_TIMEOUT_MS}. A leader that stops
+   * heartbeating (dead, paused, cut off) loses partition 0 after this long.
+   */
+  sessionTimeoutMs?: number;
+  /** Heartbeat interval, ms; default {@linkcode ELECTION_HEARTBEAT_MS} (or a third of the session). */
+  heartbeatIntervalMs?: number;
+  /**
+   * Called when this member becomes the leader (true) or stops being it (false): partition 0
+   * moved, the member was fenced out of the group, or its lease ran out. Called synchronously,
+   * before anything else is done about it.
+   */
+  onChange: (leader: boolean) => void;
+  /** Where the election's log lines go; default the client's log. */
+  log?: (line: string) => void;
+}
+
+/** One member of a leader election; see {@linkcode KafkaClient.elect}. */
+export interface LeaderElection {
+  /** Joins the group; resolves after the first assignment (leader or not). */
+  join(): Promise<void>;
+  /**
+   * True while this member holds partition 0 and its lease is still running: the broker cannot
+   * have given the partition to another member yet. Check it before each write.
+   */
+  isLeader(): boolean;
+  /** Leaves the group at once, so that another member takes over without waiting. */
+  leave(): Promise<void>;
+  /** Leaves (if still a member) and closes the connections. */
+  close(): Promise<void>;
+}
+
+/** The election's default heartbeat interval: a standby learns of a handover this fast. */
+export const ELECTION_HEARTBEAT_MS = 500;
+
+/**
+ * A leader's lease, for fencing: the broker removes a member `sessionTimeoutMs` after the last
+ * heartbeat it received, and it received the last acknowledged one no earlier than that
+ * heartbeat was sent. So until `sent + sessionTimeoutMs - marginMs` no other member can hold the
+ * partition. A paused process (GC, SIGSTOP) finds its lease expired the moment it runs again.
+ */
+export class Lease {
+  #sessionTimeoutMs: number;
+  #marginMs: number;
+  #until = -Infinity;
+  #now: () => number;
+  constructor(sessionTimeoutMs: number, marginMs: number, now = () => performance.now()) {
+    this.#sessionTimeoutMs = sessionTimeoutMs;
+    this.#marginMs = marginMs;
+    this.#now = now;
+  }
+  /** A heartbeat (or join) sent at `sentAt` (from `now`) was acknowledged. */
+  renew(sentAt: number): void {
+    this.#until = Math.max(this.#until, sentAt + this.#sessionTimeoutMs - this.#marginMs);
+  }
+  /** Ends the lease now. */
+  end(): void {
+    this.#until = -Infinity;
+  }
+  /** Whether the lease still runs. */
+  valid(): boolean {
+    return this.#now() < this.#until;
+  }
+  /** The current time on the lease's clock. */
+  now(): number {
+    return this.#now();
+  }
 }
 
 /** Options for {@linkcode openKafka}. */

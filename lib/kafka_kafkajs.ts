@@ -20,7 +20,7 @@ import {
   type SASLOptions,
 } from "kafkajs";
 import { deadline } from "./async.ts";
-import type { KafkaConfig } from "./config.ts";
+import { ConfigError, type KafkaConfig } from "./config.ts";
 import type {
   AdapterOptions,
   ConnectOptions,
@@ -29,6 +29,7 @@ import type {
   KafkaSink,
   KafkaSinkOptions,
   KafkaSourceOptions,
+  LeaderElection,
 } from "./kafka.ts";
 import { explainFailure, throttledLog } from "./kafka_diagnosis.ts";
 import { ensureTopic, partitionLag } from "./kafka_kafkajs_admin.ts";
@@ -209,6 +210,7 @@ export class KafkaJsClient implements KafkaClient {
           replicas: partitions.map((p) => p.replicas.length),
         };
       },
+      newestTimestamp: () => Promise.reject(notWithKafkaJs("reading the newest record time")),
     };
   }
 
@@ -260,10 +262,22 @@ export class KafkaJsClient implements KafkaClient {
     return new KafkaJsSource(this.#kafka, options, () => this.#connectedAdmin());
   }
 
+  elect(): LeaderElection {
+    throw notWithKafkaJs("--standby-group (producer failover)");
+  }
+
   async close(): Promise<void> {
     const admin = this.#admin;
     this.#admin = undefined;
     this.#adminConnecting = undefined;
     await admin?.disconnect().catch(() => {});
   }
+}
+
+/** What the kafkajs adapter does not do: its admin has no MAX_TIMESTAMP offsets lookup. */
+function notWithKafkaJs(what: string): ConfigError {
+  return new ConfigError(
+    `Cannot use ${what} with KAFKA_CLIENT=kafkajs: only the platformatic adapter supports it; ` +
+      `unset KAFKA_CLIENT or set it to platformatic`,
+  );
 }

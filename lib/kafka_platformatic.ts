@@ -12,17 +12,20 @@ import type { KafkaConfig } from "./config.ts";
 import type {
   AdapterOptions,
   ConnectOptions,
+  ElectionOptions,
   KafkaAdmin,
   KafkaClient,
   KafkaSink,
   KafkaSinkOptions,
   KafkaSourceOptions,
+  LeaderElection,
 } from "./kafka.ts";
 import { errorChain, explainFailure, probeTls } from "./kafka_diagnosis.ts";
 import { ensureTopic, partitionLag } from "./kafka_platformatic_admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./kafka_platformatic_options.ts";
 import { PlatformaticSink } from "./kafka_platformatic_sink.ts";
 import { PlatformaticSource } from "./kafka_platformatic_source.ts";
+import { newestTimestamp, PlatformaticElection } from "./kafka_platformatic_election.ts";
 import { connectLoop } from "./kafka_startup.ts";
 import type { RecordSource } from "./sink.ts";
 
@@ -83,6 +86,7 @@ export class PlatformaticClient implements KafkaClient {
           replicas: (topic?.partitions ?? []).map((p) => p.replicas.length),
         };
       },
+      newestTimestamp: (topic) => newestTimestamp(admin(), topic),
     };
   }
 
@@ -129,6 +133,11 @@ export class PlatformaticClient implements KafkaClient {
 
   source(options: KafkaSourceOptions): RecordSource {
     return new PlatformaticSource(this.#config, this.#options, options, this.admin);
+  }
+
+  elect(options: ElectionOptions): LeaderElection {
+    const base = platformaticOptions(this.#config, { clientId: this.#options.clientId });
+    return new PlatformaticElection(base, options, this.#options.log);
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,36 @@ export interface PipelineCounts {
   byKey: Map<string, number>;
 }
 
+/** The counts of several pipelines (a producer's terms), added up. */
+export function sumCounts(all: readonly PipelineCounts[]): PipelineCounts {
+  const total: PipelineCounts = {
+    framesIn: 0,
+    framesTransformed: 0,
+    framesDropped: 0,
+    events: 0,
+    records: 0,
+    acked: 0,
+    skipped: {},
+    sendErrors: 0,
+    gapsAcked: 0,
+    byKey: new Map(),
+  };
+  const skipped: Record<string, number> = {};
+  for (const c of all) {
+    total.framesIn += c.framesIn;
+    total.framesTransformed += c.framesTransformed;
+    total.framesDropped += c.framesDropped;
+    total.events += c.events;
+    total.records += c.records;
+    total.acked += c.acked;
+    total.sendErrors += c.sendErrors;
+    total.gapsAcked += c.gapsAcked;
+    for (const [k, v] of Object.entries(c.skipped)) skipped[k] = (skipped[k] ?? 0) + v;
+    for (const [k, v] of c.byKey) total.byKey.set(k, (total.byKey.get(k) ?? 0) + v);
+  }
+  return { ...total, skipped };
+}
+
 /** The sink rejected a send (it retries transient failures itself): the pipeline has stopped. */
 export class SinkFailedError extends Error {
   constructor(reason: string, options?: ErrorOptions) {

@@ -127,6 +127,13 @@ export interface FakePolygonOptions {
   faults?: readonly (FakeConnectionScript | undefined)[] | FakeScriptFn;
   /** A newer authenticated connection evicts an older one with the same key. Default true. */
   evict?: boolean;
+  /**
+   * A live feed, as Polygon is: frames go out at `rate` per second whether or not anyone is
+   * subscribed, and those sent while no connection was subscribed are lost to the client
+   * (counted in `framesMissed`, their replay positions in `missed`). Needs `rate`. Faults that
+   * pace the replay (`burst`, garbage, statuses) are not applied. Default false.
+   */
+  live?: boolean;
   /** Wait while a socket holds more than this many unsent bytes. Default 1 MiB. */
   highWaterMark?: number;
   /** Interface to bind. Default "127.0.0.1". */
@@ -165,6 +172,19 @@ export interface FakePolygonStats {
   unanswered: number;
   /** Position of the replay: frames consumed (sent or filtered). */
   cursor: number;
+  /** `live`: frames that went out while no connection was subscribed (lost to the client). */
+  framesMissed: number;
+  /** `live`: the replay positions (0-based, as `cursor` counts) of the missed frames. */
+  missed: number[];
+  /** Connections evicted by a newer one with the same key (`max_connections`). */
+  evictions: number;
+  /** Authenticated connections open now. */
+  authenticatedNow: number;
+  /**
+   * Most authenticated connections open at once, measured after each new authentication has
+   * evicted the older ones (so 1 while one-connection-per-key holds).
+   */
+  authenticatedMax: number;
 }
 
 interface Connection {
@@ -222,6 +242,11 @@ export class FakePolygon {
     refusals: 0,
     unanswered: 0,
     cursor: 0,
+    framesMissed: 0,
+    missed: [],
+    evictions: 0,
+    authenticatedNow: 0,
+    authenticatedMax: 0,
   };
   /** Resolves once every frame has been sent (or filtered out). */
   readonly done: Promise<void>;
@@ -375,15 +400,24 @@ export class FakePolygon {
       if (this.#options.evict ?? true) {
         for (const other of this.#connections) {
           if (other !== conn && other.authed && other.key === key && other.open) {
+            this.stats.evictions++;
             this.#sendStatus(other, "max_connections");
             this.#closeConnection(other, 1008, "max connections");
           }
         }
       }
+      this.#countAuthenticated();
       return;
     }
     this.#sendStatus(conn, reply, message);
     this.#closeConnection(conn, 1008, reply);
+  }
+
+  #countAuthenticated(): void {
+    let n = 0;
+    for (const c of this.#connections) if (c.open && c.authed) n++;
+    this.stats.authenticatedNow = n;
+    if (n > this.stats.authenticatedMax) this.stats.authenticatedMax = n;
   }
 
   #onSubscribe(conn: Connection, action: "subscribe" | "unsubscribe", params: string): void {
@@ -427,6 +461,7 @@ export class FakePolygon {
   #closeConnection(conn: Connection, code: number, reason: string): void {
     const wasOpen = conn.open;
     conn.open = false;
+    this.#countAuthenticated();
     if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
     conn.authTimer = undefined;
     if (this.#active === conn) this.#active = undefined;
@@ -442,14 +477,20 @@ export class FakePolygon {
 
   #forget(conn: Connection): void {
     conn.open = false;
+    this.#connections.delete(conn);
+    this.#countAuthenticated();
     if (conn.authTimer !== undefined) this.#clearTimer(conn.authTimer);
     conn.authTimer = undefined;
     if (this.#active === conn) this.#active = undefined;
-    this.#connections.delete(conn);
   }
 
   #startPump(): void {
     if (this.#pumping || this.#closed) return;
+    if (this.#options.live) {
+      this.#pumping = true;
+      this.#livePump().finally(() => this.#pumping = false);
+      return;
+    }
     this.#pumping = true;
     this.#pump().finally(() => {
       this.#pumping = false;
@@ -581,6 +622,44 @@ export class FakePolygon {
         sinceYield = 0;
         await this.#sleep(0); // Stay responsive: let the event loop run.
       }
+    }
+  }
+
+  /**
+   * `live`: one frame every `1000 / rate` ms from the first subscription on, to the subscribed
+   * connection if there is one, else counted as missed.
+   */
+  async #livePump(): Promise<void> {
+    const rate = this.#options.rate ?? 0;
+    if (!(rate > 0)) throw new TypeError("A live fake Polygon server needs a rate above 0");
+    const start = performance.now();
+    let n = 0;
+    while (!this.#closed) {
+      const wait = start + (n * 1000) / rate - performance.now();
+      if (wait >= 1) await this.#sleep(wait);
+      if (this.#closed) return;
+      const frame = await this.#peek();
+      if (frame === undefined) {
+        this.#resolveDone();
+        return;
+      }
+      const position = this.stats.cursor;
+      this.#advance();
+      n++;
+      const conn = this.#active;
+      if (conn === undefined || !conn.open || conn.silent || conn.topics.size === 0) {
+        this.stats.framesMissed++;
+        this.stats.missed.push(position);
+        continue;
+      }
+      const out = typeof frame === "string" ? selectEvents(frame, conn.topics) : frame;
+      if (out === null) {
+        this.stats.framesFiltered++;
+        continue;
+      }
+      conn.socket.send(out);
+      conn.sent++;
+      this.stats.framesSent++;
     }
   }
 

@@ -47,6 +47,10 @@ export interface ProducerSummary {
   reconnects: ReconnectRecord[];
   /** The topics streamed at the end (topics the plan refused are left out). */
   topics: string[];
+  /** With `--standby-group`: terms this producer took over from another; else null. */
+  takeovers: number | null;
+  /** With `--standby-group`: records refused unsent after leadership was lost; else null. */
+  fencedRecords: number | null;
   /** The error that ended the run, or null. */
   error: { name: string; message: string } | null;
   /** The exit code the producer exits with. */
@@ -60,6 +64,8 @@ export interface ProducerSummaryParts {
   framesRecorded?: number;
   reconnects: readonly ReconnectRecord[];
   topics: readonly string[];
+  takeovers?: number;
+  fencedRecords?: number;
   error?: unknown;
   exitCode: number;
 }
@@ -82,6 +88,8 @@ export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
     framesRecorded: parts.framesRecorded ?? null,
     reconnects: [...parts.reconnects],
     topics: [...parts.topics],
+    takeovers: parts.takeovers ?? null,
+    fencedRecords: parts.fencedRecords ?? null,
     error: errorOf(parts.error),
     exitCode: parts.exitCode,
   };

@@ -34,6 +34,10 @@ export interface HealthSource {
   pendingRecords(): number;
   /** When the oldest unacknowledged record was handed to Kafka, or undefined if none. */
   oldestPendingAt(): number | undefined;
+  /** With `--standby-group`: "active" or "standby" (a standby is healthy and says so). */
+  role?(): "active" | "standby";
+  /** With `--standby-group`: the group, takeovers so far and the last one's time (epoch ms). */
+  failover?(): { group: string; takeovers: number; lastTakeoverAt?: number };
 }
 
 /** Why the stream is not healthy. */
@@ -47,7 +51,8 @@ export type UnhealthyReason =
 
 /** The `/healthz` body. Ages are in ms; absent when unknown. */
 export interface HealthReport {
-  status: "ok" | "unhealthy";
+  /** "standby": a standby producer, healthy, not connected to Polygon (HTTP 200). */
+  status: "ok" | "unhealthy" | "standby";
   /** Every reason that applies, empty when ok. */
   reasons: UnhealthyReason[];
   /** One sentence for people. */
@@ -57,6 +62,10 @@ export interface HealthReport {
   lastAckAgeMs?: number;
   pendingRecords: number;
   oldestPendingAgeMs?: number;
+  /** With `--standby-group`: this producer's role. */
+  role?: "active" | "standby";
+  /** With `--standby-group`: the group, takeovers and the last one's time (ISO 8601). */
+  failover?: { group: string; takeovers: number; lastTakeoverAt?: string };
 }
 
 /**
@@ -75,6 +84,21 @@ export function checkHealth(source: HealthSource, now: number, staleAfterMs: num
     staleAfterMs,
     pendingRecords,
   };
+  const role = source.role?.();
+  const failover = source.failover?.();
+  if (role !== undefined) report.role = role;
+  if (failover !== undefined) {
+    report.failover = { group: failover.group, takeovers: failover.takeovers };
+    if (failover.lastTakeoverAt !== undefined) {
+      report.failover.lastTakeoverAt = new Date(failover.lastTakeoverAt).toISOString();
+    }
+  }
+  if (role === "standby") {
+    report.status = "standby";
+    report.message = `Standby: another producer of group "${failover?.group ?? ""}" is active; ` +
+      `this one takes over if it stops`;
+    return report;
+  }
   const problems: string[] = [];
   if (lastQuoteAt === undefined) {
     report.reasons.push("no_quotes_yet");
@@ -182,7 +206,7 @@ export function telemetryHandler(
       return json({ status: "ok", reasons: [], message: "Process is up (no health inputs)" }, 200);
     }
     const report = checkHealth(health, now(), staleAfterMs);
-    return json(report, report.status === "ok" ? 200 : 503);
+    return json(report, report.status === "unhealthy" ? 503 : 200);
   };
 }
 

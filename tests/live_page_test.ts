@@ -15,6 +15,8 @@ import { RecordPrinter } from "../lib/consumer_output.ts";
 import type { InRecord } from "../lib/sink.ts";
 import { serveTelemetry } from "../lib/telemetry.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../lib/spread_metrics.ts";
+import type { ElectionOptions, KafkaClient } from "../lib/kafka.ts";
+import { Standby } from "../lib/standby.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SHOTS = `${ROOT}.cache/screenshots/`;
@@ -448,4 +450,77 @@ Deno.test("demo --ui refuses a bad --port or --speed with exit code 2, naming th
     assert.equal(out.code, 2);
     assert.equal(new TextDecoder().decode(out.stderr).trim(), message);
   }
+});
+
+Deno.test({
+  name: "a producer's live page shows its failover role, takeovers and the last takeover's time",
+  async fn() {
+    const metrics = new ProducerMetrics();
+    let onChange: (leader: boolean) => void = () => {};
+    let leader = false;
+    const kafka = {
+      admin: {
+        ensureTopic: () => Promise.resolve({ created: false, partitions: 1 }),
+        newestTimestamp: () => Promise.resolve(1_000),
+      },
+      elect: (options: ElectionOptions) => {
+        onChange = options.onChange;
+        return {
+          join: () => Promise.resolve(),
+          isLeader: () => leader,
+          leave: () => Promise.resolve(),
+          close: () => Promise.resolve(),
+        };
+      },
+    } as unknown as KafkaClient;
+    const takeoverAt = Date.UTC(2026, 10, 27, 13, 14, 15);
+    const standby = new Standby(kafka, {
+      group: "feed",
+      leaderTopic: "q.leader",
+      sessionTimeoutMs: 6_000,
+    }, { registry: metrics.registry, log: () => {}, topic: "q", now: () => takeoverAt });
+    await standby.start();
+    const live = new LiveFeed({
+      registry: metrics.registry,
+      health: standby.health(() => undefined),
+      intervalMs: 100,
+    });
+    const server = serveTelemetry({ registry: metrics.registry, live, port: 0 });
+    const browser = await Browser.launch();
+    const read = (page: Page) =>
+      page.evaluate<Record<string, unknown>>(`({
+        badge: document.querySelector("#health").textContent,
+        cardHidden: document.querySelector("#failover-card").hidden,
+        role: document.querySelector('[data-metric="failoverRole"]').textContent,
+        takeovers: document.querySelector('[data-metric="failoverTakeovers"]').textContent,
+      })`);
+    try {
+      const page = await browser.open(`${server.url}/`);
+      await page.waitFor(`document.querySelector("#stream").dataset.t`, "the first update");
+      assert.deepEqual(await read(page), {
+        badge: "standby",
+        cardHidden: false,
+        role: "standby",
+        takeovers: "0 takeovers",
+      });
+      leader = true;
+      onChange(true);
+      await standby.beginTerm();
+      await page.waitFor(
+        `document.querySelector('[data-metric="failoverRole"]').textContent === "active"`,
+        "the role to change",
+      );
+      const shown = await read(page);
+      assert.equal(shown.role, "active");
+      assert.equal(shown.takeovers, "1 takeovers, last 13:14:15 UTC");
+      assert.equal(
+        await metric(await readMetrics(server.url), "crypto_producer_takeovers_total"),
+        1,
+      );
+      assert.deepEqual(page.problems, []);
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  },
 });

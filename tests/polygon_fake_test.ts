@@ -303,7 +303,35 @@ Deno.test("fake evicts the older connection of a key with max_connections", asyn
     );
     assert.equal((await older.closed).code, 1008);
     assert.equal(newer.socket.readyState, WebSocket.OPEN);
+    assert.equal(fake.stats.evictions, 1);
+    assert.equal(fake.stats.authenticatedNow, 1);
+    assert.equal(fake.stats.authenticatedMax, 1, "never two authenticated connections at once");
     await newer.close();
+    await waitFor(() => fake.stats.authenticatedNow === 0, "the close to be seen");
+  } finally {
+    await fake.close();
+  }
+});
+
+Deno.test("a live fake sends on while nobody is subscribed and counts those frames as missed", async () => {
+  const fake = startFakePolygon({ apiKey: KEY, frames: quotes(1_000), rate: 200, live: true });
+  try {
+    const first = await handshake(fake, "XQ.*");
+    await waitFor(() => first.data().length >= 5, "5 frames");
+    await first.close();
+    const missedFrom = fake.stats.cursor;
+    await waitFor(() => fake.stats.framesMissed >= 10, "10 missed frames");
+    const second = await handshake(fake, "XQ.*");
+    await waitFor(() => second.data().length >= 5, "5 frames on the second connection");
+    await second.close();
+    // Every frame went either to a connection or to nobody, in order, none twice.
+    const sent = [...first.data(), ...second.data()].map((f) => Number(/"t":(\d+)/.exec(f)![1]));
+    const missed = fake.stats.missed;
+    assert.ok(missed[0]! >= missedFrom - 1, "missing starts after the first connection closed");
+    assert.deepEqual(missed, Array.from({ length: missed.length }, (_, i) => missed[0]! + i));
+    const all = [...sent, ...missed.map((i) => Number(/"t":(\d+)/.exec(quotes(1_000)[i]!)![1]))]
+      .sort((a, b) => a - b);
+    assert.equal(new Set(all).size, all.length, "no frame both sent and missed");
   } finally {
     await fake.close();
   }

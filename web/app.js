@@ -177,8 +177,23 @@ function showHealth(health) {
   badge.dataset.state = health.status;
   badge.textContent = health.status === "ok"
     ? "healthy"
+    : health.status === "standby"
+    ? "standby"
     : `unhealthy: ${health.reasons.join(", ")}`;
   $("#health-message").textContent = health.message;
+  showFailover(health);
+}
+
+/** With --standby-group: the role, the takeovers and the time of the last one. */
+function showFailover(health) {
+  const f = health.failover;
+  $("#failover-card").hidden = !f;
+  if (!f) return;
+  setMetric("failoverRole", health.role ?? "");
+  const last = f.lastTakeoverAt
+    ? `, last ${new Date(f.lastTakeoverAt).toISOString().slice(11, 19)} UTC`
+    : "";
+  setMetric("failoverTakeovers", `${integer(f.takeovers)} takeovers${last}`);
 }
 
 function showPipeline(p) {
