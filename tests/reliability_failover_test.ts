@@ -11,18 +11,18 @@ import { type FakePolygon, startFakePolygon } from "../lib/polygon_fake.ts";
 import { EXIT } from "../lib/config.ts";
 import { type KafkaBroker, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {
+  ACKED_METRIC,
   API_KEY,
   duplicates,
   health,
   KAFKA_TEST,
   metric,
-  parseFinal,
   prepareTopics,
+  type ProducerProcess,
   quoteFrames,
   quoteIndex,
   readTopic,
   scriptKafka,
-  type ScriptProcess,
   sleep,
   startProducer,
   telemetryUrl,
@@ -36,7 +36,7 @@ const T0 = Date.UTC(2026, 0, 5, 12, 0, 0, 0);
 
 /** One producer of the standby group, with its telemetry URL. */
 interface Member {
-  process: ScriptProcess;
+  process: ProducerProcess;
   base: string;
 }
 
@@ -69,7 +69,7 @@ async function roleOf(m: Member): Promise<string> {
 
 async function acked(m: Member): Promise<number> {
   try {
-    return await metric(m.base, "crypto_kafka_records_acked_total");
+    return await metric(m.base, ACKED_METRIC);
   } catch {
     return 0;
   }
@@ -202,7 +202,7 @@ Deno.test({
       await sleep(2_000);
       b.process.kill("SIGTERM");
       equal((await b.process.exit(30_000)).code, EXIT.OK, b.process.stderr);
-      const final = parseFinal(b.process.stderr);
+      const final = await b.process.summary();
       equal(final.acked, final.records, "B acked every record it accepted");
 
       const d = await delivered(ctx.broker, ctx.topic);
@@ -239,13 +239,13 @@ Deno.test({
       a.process.kill("SIGTERM");
       const exitA = await a.process.exit(30_000, termAt);
       equal(exitA.code, EXIT.OK, a.process.stderr);
-      const finalA = parseFinal(a.process.stderr);
+      const finalA = await a.process.summary();
       await waitUntil(async () => (await acked(b)) > 0, "B acks its first record", 30_000);
       const takeoverMs = performance.now() - termAt;
       await sleep(2_000);
       b.process.kill("SIGTERM");
       equal((await b.process.exit(30_000)).code, EXIT.OK, b.process.stderr);
-      const finalB = parseFinal(b.process.stderr);
+      const finalB = await b.process.summary();
       equal(finalB.acked, finalB.records, "B acked every record it accepted");
 
       const d = await delivered(ctx.broker, ctx.topic);
@@ -301,7 +301,7 @@ Deno.test({
       for (const m of [a, b]) m.process.kill("SIGTERM");
       equal((await a.process.exit(30_000)).code, EXIT.OK, a.process.stderr);
       equal((await b.process.exit(30_000)).code, EXIT.OK, b.process.stderr);
-      const finalA = parseFinal(a.process.stderr);
+      const finalA = await a.process.summary();
 
       const d = await delivered(ctx.broker, ctx.topic);
       const gaps = await failoverGaps(ctx.broker, ctx.topic);
@@ -331,7 +331,7 @@ Deno.test({
       console.log(
         `[reliability] failover zombie: SIGSTOP ${SESSION_S + 4} s (session ${SESSION_S} s), B ` +
           `acked ${Math.round(takeoverMs)} ms after the stop; on SIGCONT the zombie refused ` +
-          `a batch of ${fenced} records (never sent) and stood by (${finalA.framesIn} frames ` +
+          `a batch of ${fenced} records (never sent) and stood by (${finalA.frames} frames ` +
           `received, ${finalA.acked} acked in all), Polygon evicted it once, 0 records of it after the ` +
           `new leader's first; gap ${gap.to - gap.from} ms, ${d.duplicates} duplicated`,
       );

@@ -63,62 +63,6 @@ export function quoteFrames(count: number, start = 0): string[] {
   return Array.from({ length: count }, (_, i) => quoteFrame(start + i));
 }
 
-/**
- * The producer's `final:` summary line, parsed.
- * @deprecated Read {@linkcode ProducerProcess.summary} (the `--summary` file) instead.
- */
-export type FinalCounts =
-  & Pick<
-    ProducerSummary,
-    | "events"
-    | "records"
-    | "acked"
-    | "skipped"
-    | "skippedByReason"
-    | "framesDropped"
-    | "gaps"
-    | "sendErrors"
-    | "produceRetries"
-    | "producerResets"
-  >
-  & { framesIn: number };
-
-const FINAL_RE = new RegExp(
-  String.raw`final: (\d+) frames, (\d+) events, (\d+) records, (\d+) acked, (\d+) skipped ` +
-    String.raw`\(([^)]*)\), (\d+) frames dropped, (\d+) gaps, (\d+) send errors, ` +
-    String.raw`(\d+) produce retries, (\d+) producer resets`,
-);
-
-/**
- * Parses the producer's final line out of its stderr; throws if there is none.
- * @deprecated Tests read machine-readable results: {@linkcode ProducerProcess.summary}.
- */
-export function parseFinal(stderr: string): FinalCounts {
-  const m = FINAL_RE.exec(stderr);
-  if (!m) throw new Error(`No "final:" line in the producer's stderr:\n${stderr.slice(-3000)}`);
-  const n = (i: number) => Number(m[i]);
-  const skippedByReason: Record<string, number> = {};
-  if (m[6] !== "none") {
-    for (const part of m[6]!.split(" ")) {
-      const [k, v] = part.split("=");
-      skippedByReason[k!] = Number(v);
-    }
-  }
-  return {
-    framesIn: n(1),
-    events: n(2),
-    records: n(3),
-    acked: n(4),
-    skipped: n(5),
-    skippedByReason,
-    framesDropped: n(7),
-    gaps: n(8),
-    sendErrors: n(9),
-    produceRetries: n(10),
-    producerResets: n(11),
-  };
-}
-
 /** An entry script run as a subprocess, its whole stdout and stderr kept. */
 export class ScriptProcess {
   readonly name: string;
