@@ -28,9 +28,10 @@ import { ProducerMetrics } from "./lib/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
 import { createSpreadTransform, SPREAD_CHANNEL } from "./transform.ts";
 import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
-import { MaxConnectionsError, PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
 import type { RecordSink } from "./lib/sink.ts";
-import { Standby } from "./lib/standby.ts";
+import { Standby, type TermEnd } from "./lib/standby.ts";
+import type { Gap } from "./lib/gap.ts";
 import type { HealthSource } from "./lib/telemetry.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka_wiring.ts";
@@ -103,7 +104,10 @@ async function main(): Promise<number> {
   const reconnects: ReconnectRecord[] = [];
   let streamed: readonly string[] = topics;
   /** One term: Polygon → pipeline → sink until `stop` aborts or something fails; flushed. */
-  const runTerm = async (termSink: RecordSink, stop: AbortSignal): Promise<TermEnd> => {
+  const runTerm = async (
+    termSink: RecordSink,
+    stop: AbortSignal,
+  ): Promise<TermEnd> => {
     const pipeline = new Pipeline(termSink, {
       transform: createSpreadTransform(),
       observer: spreads,
@@ -142,7 +146,7 @@ async function main(): Promise<number> {
       `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
         `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
     );
-    const end: TermEnd = { pipeline, flushTimedOut: false };
+    const end: TermEnd = { flushTimedOut: false };
     try {
       await client.run(AbortSignal.any([stop, pipelineFailed.signal]));
       log(`${signals.which() ?? "stop"}: flushing ${pipeline.pendingRecords()} pending records`);
@@ -167,34 +171,15 @@ async function main(): Promise<number> {
   let failure: unknown;
   let code: number = EXIT.OK;
   try {
-    if (!standby) {
-      const end = await runTerm(sink, signals.signal);
-      failure = end.failure;
-      if (end.flushTimedOut) code = EXIT.FAILURE;
-    } else {
-      await standby.start();
-      while (await standby.waitForLeadership(signals.signal)) {
-        const term = await standby.beginTerm();
-        const termSink = term.sink(sink, (gap) => {
-          current()?.gap(gap);
-          gaps.add(gap);
-        });
-        const end = await runTerm(termSink, AbortSignal.any([signals.signal, term.signal]));
-        if (end.flushTimedOut) code = EXIT.FAILURE;
-        if (signals.signal.aborted) break;
-        if (end.failure instanceof MaxConnectionsError) {
-          // Another connection with our key evicted us: a newer leader (we are a zombie) or a
-          // producer outside the group. Either way this one stops leading and stands by.
-          log(`standby: Polygon evicted this producer (max_connections); standing by`);
-          if (standby.isLeader()) await standby.rejoin();
-        } else if (!term.signal.aborted && (end.failure ?? end.closeError) !== undefined) {
-          failure = end.failure ?? end.closeError;
-          break;
-        } else {
-          log(`standby: this producer no longer leads; standing by`);
-        }
-      }
-    }
+    const onGap = (gap: Gap) => {
+      current()?.gap(gap);
+      gaps.add(gap);
+    };
+    const outcome = standby
+      ? await standby.lead(sink, runTerm, onGap, signals.signal)
+      : await runTerm(sink, signals.signal);
+    failure = outcome.failure;
+    if (outcome.flushTimedOut) code = EXIT.FAILURE;
   } catch (error) {
     failure ??= error;
   } finally {
@@ -234,16 +219,6 @@ async function main(): Promise<number> {
   }
   if (failure !== undefined) throw failure;
   return code;
-}
-
-/** How a term ended. */
-interface TermEnd {
-  pipeline: Pipeline;
-  /** What ended it, if not the stop signal. */
-  failure?: unknown;
-  /** With a standby group: why the flush failed (a fenced sink, or a send given up on). */
-  closeError?: unknown;
-  flushTimedOut: boolean;
 }
 
 /** A health source that reads the current pipeline. */

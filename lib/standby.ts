@@ -21,7 +21,8 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { StandbyConfig } from "./config.ts";
 import type { KafkaClient, LeaderElection } from "./kafka.ts";
-import type { Gap } from "./pipeline.ts";
+import type { Gap } from "./gap.ts";
+import { MaxConnectionsError } from "./polygon_client.ts";
 import type { OutRecord, RecordSink } from "./sink.ts";
 import type { HealthSource } from "./telemetry.ts";
 
@@ -107,6 +108,15 @@ export interface Term {
 }
 
 /** The election, the role and the takeovers of one producer; see the module doc. */
+/** How a term ended. */
+export interface TermEnd {
+  /** What ended it, if not the stop signal. */
+  failure?: unknown;
+  /** With a standby group: why the flush failed (a fenced sink, or a send given up on). */
+  closeError?: unknown;
+  flushTimedOut: boolean;
+}
+
 export class Standby {
   readonly config: StandbyConfig;
   readonly metrics: FailoverMetrics;
@@ -255,6 +265,40 @@ export class Standby {
           },
         }),
     };
+  }
+
+  /**
+   * Leads while elected: waits for the leadership, runs a term with a fenced sink over `sink`
+   * until it ends, and stands by again, until `signal` aborts or a term fails for a reason other
+   * than lost leadership (a Polygon eviction is lost leadership too). Joins the group first.
+   */
+  async lead(
+    sink: RecordSink,
+    runTerm: (sink: RecordSink, stop: AbortSignal) => Promise<TermEnd>,
+    onGap: (gap: Gap) => void,
+    signal: AbortSignal,
+  ): Promise<Omit<TermEnd, "closeError">> {
+    const log = this.#options.log;
+    const outcome: Omit<TermEnd, "closeError"> = { flushTimedOut: false };
+    await this.start();
+    while (await this.waitForLeadership(signal)) {
+      const term = await this.beginTerm();
+      const end = await runTerm(term.sink(sink, onGap), AbortSignal.any([signal, term.signal]));
+      if (end.flushTimedOut) outcome.flushTimedOut = true;
+      if (signal.aborted) break;
+      if (end.failure instanceof MaxConnectionsError) {
+        // Another connection with our key evicted us: a newer leader (we are a zombie) or a
+        // producer outside the group. Either way this one stops leading and stands by.
+        log(`standby: Polygon evicted this producer (max_connections); standing by`);
+        if (this.isLeader()) await this.rejoin();
+      } else if (!term.signal.aborted && (end.failure ?? end.closeError) !== undefined) {
+        outcome.failure = end.failure ?? end.closeError;
+        break;
+      } else {
+        log(`standby: this producer no longer leads; standing by`);
+      }
+    }
+    return outcome;
   }
 
   /**
