@@ -60,6 +60,7 @@ async function main(): Promise<number> {
   const polygon = buildPolygonConfig(s);
   const kafkaConfig = buildKafkaConfig(s);
   const telemetryConfig = buildTelemetryConfig(s);
+  const standbyConfig = buildStandbyConfig(s, kafkaConfig.topic);
   const metrics = new ProducerMetrics();
   // One observer for the process; each term gets a transform of its own (its own counts).
   const spreads = new SpreadMetrics(metrics);
@@ -80,7 +81,6 @@ async function main(): Promise<number> {
   const gaps = new GapLog();
   // One pipeline per term as the active producer (without --standby-group: one term).
   const pipelines: Pipeline[] = [];
-  const standbyConfig = buildStandbyConfig(s, kafkaConfig.topic);
   const standby = standbyConfig
     ? new Standby(kafka, standbyConfig, {
       registry: metrics.registry,

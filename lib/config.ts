@@ -1297,6 +1297,12 @@ export function buildStandbyConfig(
       `--standby-group must be 1 to 200 letters, digits or . _ -, got "${group}"`,
     );
   }
+  if (settings.kafkaClient === "kafkajs") {
+    throw new ConfigError(
+      `--standby-group needs the platformatic Kafka client (the kafkajs adapter has no leader ` +
+        `election); unset KAFKA_CLIENT (--kafka-client) or set it to platformatic`,
+    );
+  }
   return {
     group,
     leaderTopic: `${topic}.leader`,

@@ -2,6 +2,7 @@ import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
 import {
   buildKafkaConfig,
   buildPolygonConfig,
+  buildStandbyConfig,
   buildTelemetryConfig,
   ConfigError,
   parseSettings,
@@ -321,4 +322,30 @@ Deno.test("a settings file reads like deno's --env-file, and a missing one is si
     name: "ConfigError",
     message: 'Cannot read the settings file "bad.env": line 2 is not KEY=value',
   });
+});
+
+Deno.test("--standby-group is off when unset, checks the group name, and needs the platformatic client", () => {
+  const parse = (...args: string[]) => parseSettings("producer", args).settings;
+  equal(buildStandbyConfig(parse(), "quotes"), undefined);
+  deepStrictEqual(
+    buildStandbyConfig(parse("--standby-group", "feed", "--session-timeout", "4"), "quotes"),
+    {
+      group: "feed",
+      leaderTopic: "quotes.leader",
+      sessionTimeoutMs: 4000,
+    },
+  );
+  throws(() => buildStandbyConfig(parse("--standby-group", "a b"), "quotes"), {
+    name: "ConfigError",
+    message: '--standby-group must be 1 to 200 letters, digits or . _ -, got "a b"',
+  });
+  throws(
+    () =>
+      buildStandbyConfig(parse("--standby-group", "feed", "--kafka-client", "kafkajs"), "quotes"),
+    {
+      name: "ConfigError",
+      message: "--standby-group needs the platformatic Kafka client (the kafkajs adapter has no " +
+        "leader election); unset KAFKA_CLIENT (--kafka-client) or set it to platformatic",
+    },
+  );
 });
