@@ -66,20 +66,25 @@ export interface PipelineCounts {
   byKey: Map<string, number>;
 }
 
-/** The counts of several pipelines (a producer's terms), added up. */
-export function sumCounts(all: readonly PipelineCounts[]): PipelineCounts {
-  const total: PipelineCounts = {
+/** All-zero counts around a transform's skip counts. */
+function zeroCounts(skipped: Readonly<Record<string, number>>): PipelineCounts {
+  return {
     framesIn: 0,
     framesTransformed: 0,
     framesDropped: 0,
     events: 0,
     records: 0,
     acked: 0,
-    skipped: {},
+    skipped,
     sendErrors: 0,
     gapsAcked: 0,
     byKey: new Map(),
   };
+}
+
+/** The counts of several pipelines (a producer's terms), added up. */
+export function sumCounts(all: readonly PipelineCounts[]): PipelineCounts {
+  const total = zeroCounts({});
   const skipped: Record<string, number> = {};
   for (const c of all) {
     total.framesIn += c.framesIn;
@@ -158,18 +163,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     this.#sink = sink;
     this.#transform = options.transform;
     this.#observer = options.observer;
-    this.counts = {
-      framesIn: 0,
-      framesTransformed: 0,
-      framesDropped: 0,
-      events: 0,
-      records: 0,
-      acked: 0,
-      skipped: options.transform.skipped,
-      sendErrors: 0,
-      gapsAcked: 0,
-      byKey: new Map(),
-    };
+    this.counts = zeroCounts(options.transform.skipped);
     this.#skipsReported = { ...options.transform.skipped };
     this.#topic = options.topic;
     this.#gapsTopic = options.gapsTopic ?? gapsTopicFor(options.topic);
