@@ -64,6 +64,8 @@ captureTest({
       framesRecorded: null,
       reconnects: 0,
       topics: ["XQ.*"],
+      takeovers: null,
+      fencedRecords: null,
       error: null,
       exitCode: 0,
     });

@@ -117,6 +117,8 @@ Deno.test({
       framesRecorded: null,
       reconnects: drops,
       topics: ["XQ.*"],
+      takeovers: null,
+      fencedRecords: null,
       error: null,
       exitCode: EXIT.OK,
     });
