@@ -372,7 +372,7 @@ const SETTING_TABLE = [
     env: "KAFKA_CLIENT",
     type: "string",
     default: DEFAULT_KAFKA_CLIENT,
-    help: "Kafka client library: platformatic (@platformatic/kafka, faster) or kafkajs",
+    help: "Kafka client library: platformatic (the default, faster) or kafkajs",
     scripts: PCR,
     choices: KAFKA_CLIENTS,
   },

@@ -276,7 +276,7 @@ Deno.test("the scan and the JSON.parse path make the same records of the fixture
 Deno.test("the scan and the JSON.parse path agree on randomly mutated capture-like frames", () => {
   const random = mulberry32(13);
   const base = [
-    '[{"ev":"XQ","pair":"CHZ-USD","lp":0,"ls":0,"bp":0.0771,"bs":41650.4,"ap":0.0773,"as":142883.4,"t":1690409119847,"x":1,"r":1690409119856}]',
+    '[{"ev":"XQ","pair":"ABC-USD","lp":0,"ls":0,"bp":0.0512,"bs":1234.5,"ap":0.0517,"as":98765.4,"t":1700000000123,"x":3,"r":1700000000131}]',
     '[{"ev":"XQ","pair":"BTC-USD","bp":29603.82,"ap":29603.83,"t":1690329600123,"r":1690329600130},{"ev":"XQ","pair":"ETH-USD","bp":1.5e-7,"ap":2E+1,"t":0}]',
   ];
   const alphabet = '0123456789.eE+-"{}[],: \t\n\\uXQtrbpa\u0001\uD800';
