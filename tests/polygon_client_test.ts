@@ -221,20 +221,29 @@ Deno.test("client accepts the older success reply to auth", async () => {
   }
 });
 
-Deno.test("client streams only once every topic is confirmed", async () => {
+/**
+ * A client over stub sockets (each connection's socket lands in `sockets`) on fake time, with
+ * `capture` collecting what it reports.
+ */
+function stubbedClient(extra: Partial<PolygonClientOptions> = {}) {
   const sockets: StubSocket[] = [];
   const capture = new Capture();
-  const controller = new AbortController();
   const time = new FakeTime(0);
   const client = new PolygonClient(capture.options("wss://example.invalid/crypto", {
-    pairs: ["BTC-USD", "ETH-USD"],
+    clock: time,
+    timers: time,
     webSocketFactory: () => {
       sockets.push(new StubSocket());
       return sockets.at(-1) as unknown as WebSocket;
     },
-    timers: time,
-    clock: time,
+    ...extra,
   }));
+  return { sockets, capture, time, client };
+}
+
+Deno.test("client streams only once every topic is confirmed", async () => {
+  const controller = new AbortController();
+  const { sockets, capture, client } = stubbedClient({ pairs: ["BTC-USD", "ETH-USD"] });
   const running = client.run(controller.signal);
   const socket = sockets[0]!;
   assert.equal(client.state, "connecting");
@@ -869,19 +878,9 @@ Deno.test("client authenticates on open and accepts the connect event as success
 });
 
 Deno.test("auth_required mid-stream reconnects; an error status while streaming does not", async () => {
-  const sockets: StubSocket[] = [];
-  const capture = new Capture();
   const controller = new AbortController();
-  const time = new FakeTime(0);
-  const running = new PolygonClient(capture.options("wss://example.invalid/crypto", {
-    random: () => 0,
-    clock: time,
-    timers: time,
-    webSocketFactory: () => {
-      sockets.push(new StubSocket());
-      return sockets.at(-1) as unknown as WebSocket;
-    },
-  })).run(controller.signal);
+  const { sockets, capture, time, client } = stubbedClient({ random: () => 0 });
+  const running = client.run(controller.signal);
   const stream = (socket: StubSocket) => {
     socket.receive(CONNECTED);
     socket.receive(AUTH_SUCCESS);
@@ -930,19 +929,8 @@ Deno.test("an auth_failed that names the plan is a PlanError carrying the server
 });
 
 Deno.test("backoff resets only after a healthy minute of streaming", async () => {
-  const sockets: StubSocket[] = [];
-  const capture = new Capture();
   const controller = new AbortController();
-  const time = new FakeTime(0);
-  const client = new PolygonClient(capture.options("wss://example.invalid/crypto", {
-    random: () => 1,
-    clock: time,
-    timers: time,
-    webSocketFactory: () => {
-      sockets.push(new StubSocket());
-      return sockets.at(-1) as unknown as WebSocket;
-    },
-  }));
+  const { sockets, capture, time, client } = stubbedClient({ random: () => 1 });
   const running = client.run(controller.signal);
   const stream = (socket: StubSocket) => {
     socket.receive(CONNECTED);
