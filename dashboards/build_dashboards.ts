@@ -598,13 +598,7 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
     description: "Polygon XQ → spread transform → Kafka → consumer: freshness, throughput, " +
       "latency hop by hop, drops and errors.",
     tags: ["crypto", "kafka", "polygon", kind],
-    timezone: "utc",
-    editable: true,
-    graphTooltip: 1,
-    refresh: "10s",
-    schemaVersion: 39,
-    version: 1,
-    time: { from: "now-1h", to: "now" },
+    ...DASHBOARD_SETTINGS,
     templating: {
       list: [
         datasourceVariable(kind),
@@ -615,6 +609,17 @@ export function buildDashboard(kind: DashboardKind): Record<string, unknown> {
     panels,
   };
 }
+
+/** What every dashboard here shares: UTC, shared crosshair, 10 s refresh, the last hour. */
+const DASHBOARD_SETTINGS = {
+  timezone: "utc",
+  editable: true,
+  graphTooltip: 1,
+  refresh: "10s",
+  schemaVersion: 39,
+  version: 1,
+  time: { from: "now-1h", to: "now" },
+};
 
 /** Builds the broker dashboard (Prometheus) from {@linkcode BROKER_PANELS}. */
 export function buildBrokerDashboard(): Record<string, unknown> {
@@ -627,13 +632,7 @@ export function buildBrokerDashboard(): Record<string, unknown> {
       "integration; the local broker (scripts/kafka_local.sh) exports the same names through the " +
       "Prometheus JMX exporter. Not available locally: kafka_consumer_group_rep_lag (Aiven only).",
     tags: ["crypto", "kafka", "broker", "prometheus"],
-    timezone: "utc",
-    editable: true,
-    graphTooltip: 1,
-    refresh: "10s",
-    schemaVersion: 39,
-    version: 1,
-    time: { from: "now-1h", to: "now" },
+    ...DASHBOARD_SETTINGS,
     templating: {
       list: [
         datasourceVariable("prometheus"),
