@@ -17,13 +17,18 @@ import {
   type KafkaConfig,
   parseSettings,
   usage,
-} from "./lib/config.ts";
+} from "./lib/config/config.ts";
 import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
-import { CONSUMER_HOP, ConsumerMetrics } from "./lib/metrics.ts";
+import { CONSUMER_HOP, ConsumerMetrics } from "./lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics } from "./lib/spread_metrics.ts";
-import { type KafkaClient, KafkaUnreachableError, openKafka, type StartFrom } from "./lib/kafka.ts";
+import {
+  type KafkaClient,
+  KafkaUnreachableError,
+  openKafka,
+  type StartFrom,
+} from "./lib/kafka/open.ts";
 import type { InRecord } from "./lib/sink.ts";
-import { startTelemetry } from "./lib/telemetry_wiring.ts";
+import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { RecordPrinter, SpreadTable } from "./lib/consumer_output.ts";
 
 const HELP = usage(

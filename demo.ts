@@ -10,16 +10,16 @@
  * --allow-read (fixture).
  */
 import { abortOnSignals, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
-import { DEFAULTS, parseSettings, usage } from "./lib/config.ts";
-import { GapLog, LiveFeed } from "./lib/live.ts";
+import { DEFAULTS, parseSettings, usage } from "./lib/config/config.ts";
+import { GapLog, LiveFeed } from "./lib/telemetry/live.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
-import { ProducerMetrics } from "./lib/metrics.ts";
+import { ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import { spreadStages } from "./lib/spread_metrics.ts";
-import { PolygonClient } from "./lib/polygon_client.ts";
-import { startFakePolygon } from "./lib/polygon_fake.ts";
+import { PolygonClient } from "./lib/polygon/client.ts";
+import { startFakePolygon } from "./lib/polygon/fake.ts";
 import { openRecording } from "./lib/recording.ts";
-import { serveTelemetry, type TelemetryServer } from "./lib/telemetry.ts";
+import { serveTelemetry, type TelemetryServer } from "./lib/telemetry/server.ts";
 
 const HELP = usage(
   "demo",

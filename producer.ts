@@ -22,21 +22,21 @@ import {
   EXIT,
   parseSettings,
   usage,
-} from "./lib/config.ts";
+} from "./lib/config/config.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
-import { ProducerMetrics } from "./lib/metrics.ts";
+import { ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
 import { createSpreadTransform, SPREAD_CHANNEL } from "./transform.ts";
 import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
-import { PolygonClient, topicsFor } from "./lib/polygon_client.ts";
+import { PolygonClient, topicsFor } from "./lib/polygon/client.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";
-import type { HealthSource } from "./lib/telemetry.ts";
+import type { HealthSource } from "./lib/telemetry/server.ts";
 import { RecordingWriter } from "./lib/recording.ts";
-import { connectSink } from "./lib/kafka_wiring.ts";
-import { startTelemetry } from "./lib/telemetry_wiring.ts";
-import { GapLog } from "./lib/live.ts";
+import { connectSink } from "./lib/kafka/connect.ts";
+import { startTelemetry } from "./lib/telemetry/wiring.ts";
+import { GapLog } from "./lib/telemetry/live.ts";
 import { producerSummary, type ReconnectRecord, writeSummary } from "./lib/summary.ts";
 
 const HELP = usage(

@@ -21,15 +21,15 @@ import {
   parseSettings,
   type SettingsOf,
   usage,
-} from "./lib/config.ts";
+} from "./lib/config/config.ts";
 import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
-import { connectSink } from "./lib/kafka_wiring.ts";
-import type { KafkaClient, KafkaSink } from "./lib/kafka.ts";
+import { connectSink } from "./lib/kafka/connect.ts";
+import type { KafkaClient, KafkaSink } from "./lib/kafka/open.ts";
 import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
 
 const HELP = usage(

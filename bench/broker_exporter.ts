@@ -16,7 +16,7 @@
  * Permissions: -A (the broker script, kcat, /proc, the Kafka admin client on 127.0.0.1).
  */
 import { parseArgs } from "node:util";
-import { openKafka } from "../lib/kafka.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import { benchKafkaConfig, emitResult, quantile } from "./common.ts";
 
 /** What the benchmark found. */

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { generateFrames } from "../fixtures/generate.ts";
-import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { startFakePolygon } from "../lib/polygon/fake.ts";
 import { E2E_API_KEY, E2E_T0, emitResult } from "./common.ts";
 
 /** `quotes` frames of one realistic XQ quote each, with `t` = E2E_T0 + sequence number. */

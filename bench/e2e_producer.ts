@@ -11,10 +11,10 @@
  * Permissions: --allow-net, --allow-read (/proc), --allow-write (FILE), --allow-env.
  */
 import { parseArgs } from "node:util";
-import { type KafkaClientName, openKafka } from "../lib/kafka.ts";
-import { ProducerMetrics } from "../lib/metrics.ts";
+import { type KafkaClientName, openKafka } from "../lib/kafka/open.ts";
+import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
-import { PolygonClient } from "../lib/polygon_client.ts";
+import { PolygonClient } from "../lib/polygon/client.ts";
 import type { RecordSink } from "../lib/sink.ts";
 import {
   benchKafkaConfig,

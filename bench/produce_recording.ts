@@ -11,8 +11,8 @@
  * Permissions: --allow-read (the recording, /proc), --allow-net (Kafka), --allow-env (kafkajs).
  */
 import { parseArgs } from "node:util";
-import { type KafkaClientName, openKafka } from "../lib/kafka.ts";
-import { ProducerMetrics } from "../lib/metrics.ts";
+import { type KafkaClientName, openKafka } from "../lib/kafka/open.ts";
+import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { openRecording } from "../lib/recording.ts";
 import { benchKafkaConfig, emitResult, peakRss, sampleRss } from "./common.ts";

@@ -18,7 +18,7 @@ import {
   KAFKA_CLIENTS,
   type KafkaClientName,
   openKafka,
-} from "../lib/kafka.ts";
+} from "../lib/kafka/open.ts";
 import { openRecording } from "../lib/recording.ts";
 import {
   benchKafkaConfig,

@@ -14,9 +14,9 @@
  * chromium`). Permissions: -A (processes, /proc, network, the output file).
  */
 import { parseArgs } from "node:util";
-import { LiveFeed } from "../lib/live.ts";
-import { ProducerMetrics } from "../lib/metrics.ts";
-import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { LiveFeed } from "../lib/telemetry/live.ts";
+import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
+import { startFakePolygon } from "../lib/polygon/fake.ts";
 import { Browser, type Page } from "../tests/helpers/browser.ts";
 import { startKafka, uniqueTopic } from "../tests/helpers/kafka_broker.ts";
 import { freePort, ServiceProcess, waitForHttp } from "../tests/helpers/service_process.ts";

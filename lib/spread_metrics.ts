@@ -13,7 +13,7 @@ import {
   type FastHistogram,
   type HistogramChild,
   type ProducerMetrics,
-} from "./metrics.ts";
+} from "./telemetry/metrics.ts";
 import type { BatchObserver } from "./pipeline.ts";
 
 /** Hop exchange time `t` → Polygon receive time `r`. */

@@ -58,7 +58,7 @@ need influxd influxdb influxdb
 need prometheus prometheus prometheus
 need kcat kcat
 need openssl openssl
-# The live page is tested in a real browser (tests/live_page_test.ts); CHROMIUM names another.
+# The live page is tested in a real browser (tests/telemetry/live_page_test.ts); CHROMIUM names another.
 [ -n "${CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
   packages+=(chromium)
 JAVA_PACKAGE=default-jre-headless # Java 17 on Debian 12; resolved again after apt-get update

@@ -14,12 +14,12 @@ import {
   PANELS,
 } from "../dashboards/build_dashboards.ts";
 import { parse as parseYaml } from "yaml";
-import { SETTINGS } from "../lib/config.ts";
-import { startInfluxPush } from "../lib/influx.ts";
+import { SETTINGS } from "../lib/config/config.ts";
+import { startInfluxPush } from "../lib/telemetry/influx.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
-import { CONSUMER_HOP, ConsumerMetrics, ProducerMetrics } from "../lib/metrics.ts";
+import { CONSUMER_HOP, ConsumerMetrics, ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
-import { serveTelemetry } from "../lib/telemetry.ts";
+import { serveTelemetry } from "../lib/telemetry/server.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";

@@ -1,7 +1,7 @@
 import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
 import { FlushTimeoutError, Pipeline, SinkFailedError } from "../lib/pipeline.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
-import { ProducerMetrics } from "../lib/metrics.ts";
+import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
 import { spreadStages } from "../lib/spread_metrics.ts";
 

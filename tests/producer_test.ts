@@ -1,7 +1,7 @@
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
 import { startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import { readTopic } from "./helpers/reliability.ts";
-import { startFakePolygon } from "../lib/polygon_fake.ts";
+import { startFakePolygon } from "../lib/polygon/fake.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import { transform } from "../transform.ts";
 

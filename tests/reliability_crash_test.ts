@@ -9,7 +9,7 @@
  * `scripts/reliability_repeat.sh` runs these (and the outage scenario) N times in a row.
  */
 import { equal, ok } from "./helpers/assert.ts";
-import { EXIT } from "../lib/config.ts";
+import { EXIT } from "../lib/config/config.ts";
 import {
   brokerConfig,
   EXTERNAL_KAFKA,
@@ -17,7 +17,7 @@ import {
   startKafka,
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
-import { openKafka } from "../lib/kafka.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import type { ReplaySummary } from "../lib/summary.ts";
 import {
   KAFKA_TEST,

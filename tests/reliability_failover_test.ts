@@ -7,8 +7,8 @@
  * record names its quote, and the fake's rate of 1,000 quotes/s makes exchange ms about wall ms.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { type FakePolygon, startFakePolygon } from "../lib/polygon_fake.ts";
-import { EXIT } from "../lib/config.ts";
+import { type FakePolygon, startFakePolygon } from "../lib/polygon/fake.ts";
+import { EXIT } from "../lib/config/config.ts";
 import { type KafkaBroker, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {
   ACKED_METRIC,

@@ -4,7 +4,7 @@
  * binary, to the real producer (a subprocess) and on into the shared real Kafka broker.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { selectEvents } from "../lib/polygon_fake.ts";
+import { selectEvents } from "../lib/polygon/fake.ts";
 import { hostileFrames } from "./helpers/hostile_frames.ts";
 import { assertDelivered, KAFKA_TEST, readTopic, startScenario } from "./helpers/reliability.ts";
 

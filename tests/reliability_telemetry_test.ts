@@ -4,7 +4,7 @@
  * keeps its pace while the real InfluxDB is stopped, and counts the telemetry points it drops.
  */
 import { equal, ok } from "./helpers/assert.ts";
-import { DROP_REPORT_MEASUREMENT } from "../lib/influx.ts";
+import { DROP_REPORT_MEASUREMENT } from "../lib/telemetry/influx.ts";
 import { startInfluxDb } from "./helpers/influxdb.ts";
 import {
   assertDelivered,

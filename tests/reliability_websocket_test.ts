@@ -6,8 +6,8 @@
  * and `/metrics`, never from its log.
  */
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
-import type { startFakePolygon } from "../lib/polygon_fake.ts";
-import { EXIT } from "../lib/config.ts";
+import type { startFakePolygon } from "../lib/polygon/fake.ts";
+import { EXIT } from "../lib/config/config.ts";
 import { startKafka } from "./helpers/kafka_broker.ts";
 import {
   assertDelivered,

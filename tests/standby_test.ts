@@ -5,17 +5,17 @@
  */
 import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
 import { Registry } from "prom-client";
-import { leaderAssignor } from "../lib/kafka_platformatic_election.ts";
+import { leaderAssignor } from "../lib/kafka/platformatic/election.ts";
 import {
   type ElectionOptions,
   type KafkaClient,
   type LeaderElection,
   Lease,
-} from "../lib/kafka.ts";
+} from "../lib/kafka/open.ts";
 import { LeadershipLostError, Standby } from "../lib/standby.ts";
 import type { Gap } from "../lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
-import { telemetryHandler } from "../lib/telemetry.ts";
+import { telemetryHandler } from "../lib/telemetry/server.ts";
 
 const claim = (text: string) => ({ metadata: new TextEncoder().encode(text) as unknown as Buffer });
 

@@ -5,10 +5,10 @@
  */
 import { equal, ok } from "./assert.ts";
 import { type KafkaBroker, requireSecure, startKafka } from "./kafka_broker.ts";
-import { openKafka, type PartitionLag } from "../../lib/kafka.ts";
+import { openKafka, type PartitionLag } from "../../lib/kafka/open.ts";
 import { withAdmin } from "./kafka_check.ts";
-import type { KafkaConfig } from "../../lib/config.ts";
-import { startFakePolygon } from "../../lib/polygon_fake.ts";
+import type { KafkaConfig } from "../../lib/config/config.ts";
+import { startFakePolygon } from "../../lib/polygon/fake.ts";
 import { type InRecord, type OutRecord } from "../../lib/sink.ts";
 import type { ProducerSummary } from "../../lib/summary.ts";
 import { RECORD_HEADERS, transform } from "../../transform.ts";

@@ -5,13 +5,13 @@
  * a topic (every record it holds, duplicates included).
  */
 import { deepStrictEqual, equal, ok } from "./assert.ts";
-import type { KafkaConfig } from "../../lib/config.ts";
-import { openKafka } from "../../lib/kafka.ts";
+import type { KafkaConfig } from "../../lib/config/config.ts";
+import { openKafka } from "../../lib/kafka/open.ts";
 import {
   type FakePolygon,
   type FakePolygonOptions,
   startFakePolygon,
-} from "../../lib/polygon_fake.ts";
+} from "../../lib/polygon/fake.ts";
 import type { InRecord } from "../../lib/sink.ts";
 import type { ProducerSummary } from "../../lib/summary.ts";
 import {

@@ -20,11 +20,11 @@
  */
 import { parseArgs } from "node:util";
 import { type Counter, Gauge, Registry } from "prom-client";
-import { buildTelemetryConfig, parseSettings } from "../../lib/config.ts";
-import { MetricsConverter } from "../../lib/influx.ts";
-import { ConsumerMetrics, ProducerMetrics } from "../../lib/metrics.ts";
+import { buildTelemetryConfig, parseSettings } from "../../lib/config/config.ts";
+import { MetricsConverter } from "../../lib/telemetry/influx.ts";
+import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
-import { defaultInstance, startTelemetry } from "../../lib/telemetry_wiring.ts";
+import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
 
 /** One counter series that grows at a known rate. */
 export interface DrivenRate {
@@ -112,7 +112,7 @@ const config = buildTelemetryConfig(
 if (!config.influx || config.metricsPort === undefined) {
   throw new TypeError("INFLUX_URL and METRICS_PORT must be set");
 }
-// startTelemetry adds the live page's two series (lib/live.ts: crypto_ui_updates_dropped_total,
+// startTelemetry adds the live page's two series (lib/telemetry/live.ts: crypto_ui_updates_dropped_total,
 // crypto_ui_clients) to the registry; checked against the real count once it has started.
 const LIVE_PAGE_POINTS = 2;
 const pointsPerPush = LIVE_PAGE_POINTS +

@@ -1,0 +1,63 @@
+/**
+ * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place, and
+ * an idempotent sink. Unreachable or refused at start-up: {@linkcode KafkaUnreachableError}
+ * (exit code 5).
+ */
+import type { KafkaConfig } from "../config/config.ts";
+import { type KafkaClient, type KafkaSink, KafkaUnreachableError, openKafka } from "./open.ts";
+
+/** Options for {@linkcode connectSink}. */
+export interface ConnectSinkOptions {
+  log: (line: string) => void;
+  /** Also make sure the gaps topic exists; default false. */
+  ensureGapsTopic?: boolean;
+  /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
+  signal?: AbortSignal;
+}
+
+/** A sink ready to send, the topic's partition count, and the client behind them. */
+export interface ConnectedSink {
+  sink: KafkaSink;
+  partitions: number;
+  /** Close it after the sink. */
+  kafka: KafkaClient;
+}
+
+/** Connects within the configured time, ensures the topic(s) and returns a ready sink. */
+export async function connectSink(
+  config: KafkaConfig,
+  options: ConnectSinkOptions,
+): Promise<ConnectedSink> {
+  const { log } = options;
+  const kafka = await openKafka(config, { log });
+  await kafka.connect({ onRetry: log, signal: options.signal });
+  let partitions: number;
+  try {
+    const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
+    const results = [];
+    for (const topic of topics) {
+      // The gaps topic is small: one partition keeps gaps in order.
+      const n = topic === config.topic ? config.partitions : 1;
+      const r = await kafka.admin.ensureTopic(topic, {
+        partitions: n,
+        replicationFactor: config.replicationFactor,
+      });
+      const count = `${r.partitions} partition${r.partitions === 1 ? "" : "s"}`;
+      log(
+        r.created
+          ? `created topic "${topic}" with ${count}`
+          : `topic "${topic}" exists with ${count}; left as it is`,
+      );
+      results.push(r);
+    }
+    partitions = results[0]!.partitions;
+  } catch (error) {
+    await kafka.close();
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new KafkaUnreachableError(`Cannot prepare topic "${config.topic}": ${reason}`, {
+      cause: error,
+    });
+  }
+  const sink = kafka.sink({ compression: config.compression, onReset: log });
+  return { sink, partitions, kafka };
+}

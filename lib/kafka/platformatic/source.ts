@@ -1,0 +1,336 @@
+/**
+ * The @platformatic/kafka consumer behind {@linkcode RecordSource}: a member of a group, at least
+ * once.
+ */
+import {
+  Admin,
+  Consumer,
+  type Message,
+  type MessagesStream,
+  MessagesStreamFallbackModes,
+  MessagesStreamModes,
+} from "@platformatic/kafka";
+import type { KafkaConfig } from "../../config/config.ts";
+import {
+  type AdapterOptions,
+  DEFAULT_SESSION_TIMEOUT_MS,
+  type KafkaAdmin,
+  type KafkaSourceOptions,
+} from "../open.ts";
+import { throttledLog } from "../diagnosis.ts";
+import { PendingCommits } from "../offsets.ts";
+import { committedOffsets, offsetsAt, partitionIndexes } from "./admin.ts";
+import { platformaticOptions, reasonOf } from "./options.ts";
+import type { ConsumeOptions, InRecord, RecordSource } from "../../sink.ts";
+
+/** Records read at most per `onBatch` call. */
+const BATCH_MAX = 2_000;
+
+function headerText(value: unknown): string {
+  if (value === undefined || value === null) return "";
+  return typeof value === "string" ? value : new TextDecoder().decode(value as Uint8Array);
+}
+
+function toInRecord(m: Message<string, string, string, string>): InRecord {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of m.headers) headers[headerText(k)] = headerText(v);
+  return {
+    topic: m.topic,
+    partition: m.partition,
+    offset: m.offset.toString(),
+    key: m.key === undefined || m.key === null || m.key === "" ? null : m.key,
+    value: m.value === undefined || m.value === null ? null : m.value,
+    timestamp: Number(m.timestamp),
+    headers,
+  };
+}
+
+/** Strings for keys, values and headers; `undefined` for a missing key or a tombstone. */
+const stringOrUndefined = (data?: Buffer) => data === undefined ? undefined : data.toString("utf8");
+
+/**
+ * A @platformatic/kafka consumer in a group as a {@linkcode RecordSource}: records of each
+ * partition in order, offsets committed only after `onBatch` resolves (at least once).
+ */
+export class PlatformaticSource implements RecordSource {
+  #config: KafkaConfig;
+  #adapter: AdapterOptions;
+  #options: KafkaSourceOptions;
+  #admin: KafkaAdmin;
+  #consumer: Consumer<string, string, string, string> | undefined;
+  #stream: MessagesStream<string, string, string, string> | undefined;
+
+  constructor(
+    config: KafkaConfig,
+    adapter: AdapterOptions,
+    options: KafkaSourceOptions,
+    admin: KafkaAdmin,
+  ) {
+    this.#config = config;
+    this.#adapter = adapter;
+    this.#options = options;
+    this.#admin = admin;
+  }
+
+  /**
+   * `--from TIME`: for each partition where the group has committed nothing, commit the offset
+   * of the first record at or after the time, before joining; committed offsets then decide.
+   */
+  async #seedOffsets(from: Date): Promise<void> {
+    const { groupId, topic } = this.#options;
+    const admin = new Admin(
+      platformaticOptions(this.#config, { clientId: this.#adapter.clientId, retries: 5 }),
+    );
+    try {
+      const partitions = await partitionIndexes(admin, topic);
+      const committed = await committedOffsets(admin, groupId, topic, partitions);
+      const fresh = partitions.filter((p) => (committed.get(p) ?? -1n) < 0n);
+      if (fresh.length === 0) return;
+      const at = await offsetsAt(admin, topic, fresh, BigInt(from.getTime()));
+      // Past the last record's time the broker answers -1: start at the end then.
+      const ends = await offsetsAt(admin, topic, fresh, -1n);
+      await admin.alterConsumerGroupOffsets({
+        groupId,
+        topics: [{
+          name: topic,
+          partitionOffsets: fresh.map((partition) => {
+            const offset = at.get(partition) ?? -1n;
+            return { partition, offset: offset >= 0n ? offset : ends.get(partition) ?? 0n };
+          }),
+        }],
+      });
+    } finally {
+      await admin.close().catch(() => {});
+    }
+  }
+
+  async consume(
+    onBatch: (records: InRecord[]) => Promise<void | number> | void | number,
+    options: ConsumeOptions,
+  ): Promise<void> {
+    const { signal } = options;
+    if (signal.aborted) return;
+    const from = this.#options.from ?? "latest";
+    if (from instanceof Date) await this.#seedOffsets(from);
+    const sessionTimeout = this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
+    const consumer = this.#createConsumer(sessionTimeout);
+    this.#consumer = consumer;
+    const log = throttledLog(this.#config, this.#adapter.log);
+    const assignment = this.#track(consumer, log);
+    const stream = await consumer.consume({
+      topics: [this.#options.topic],
+      mode: MessagesStreamModes.COMMITTED,
+      fallbackMode: from === "earliest"
+        ? MessagesStreamFallbackModes.EARLIEST
+        : MessagesStreamFallbackModes.LATEST,
+      autocommit: false,
+      sessionTimeout,
+      heartbeatInterval: Math.floor(sessionTimeout / 3),
+      maxWaitTime: 100,
+    });
+    this.#stream = stream;
+    const commits = new Commits(consumer, this.#options, log);
+    const failure = await pump(stream, { signal, commits, assignment, onBatch });
+    if (failure !== undefined) throw failure;
+  }
+
+  #createConsumer(sessionTimeout: number): Consumer<string, string, string, string> {
+    return new Consumer<string, string, string, string>({
+      ...platformaticOptions(this.#config, { clientId: this.#adapter.clientId }),
+      groupId: this.#options.groupId,
+      sessionTimeout,
+      // A third of the session timeout, as Kafka's own consumer.
+      heartbeatInterval: Math.floor(sessionTimeout / 3),
+      rebalanceTimeout: Math.max(sessionTimeout, 30_000),
+      autocommit: false,
+      maxWaitTime: 100,
+      // The library's 50 MB default fetch is parsed into objects in one go: over a backlog that
+      // was about 1 GB of heap and 10 s without a heartbeat (the group then rebalanced). Kafka's
+      // own consumer asks for at most 1 MB per partition.
+      maxBytes: 4 * 1_048_576,
+      maxBytesPerPartition: 1_048_576,
+      deserializers: {
+        key: stringOrUndefined,
+        value: stringOrUndefined,
+        headerKey: stringOrUndefined,
+        headerValue: stringOrUndefined,
+      } as never,
+    });
+  }
+
+  /** Follows this member's partitions through rebalances, and logs failed heartbeats. */
+  #track(
+    consumer: Consumer<string, string, string, string>,
+    log: (key: string, line: string) => void,
+  ): Assignment {
+    const { topic } = this.#options;
+    const assignment: Assignment = { partitions: new Set(), revoked: false };
+    consumer.on(
+      "consumer:group:join",
+      (payload: { assignments?: { topic: string; partitions: number[] }[] }) => {
+        const mine = payload.assignments?.find((a) => a.topic === topic)?.partitions ?? [];
+        const next = new Set(mine);
+        if ([...assignment.partitions].some((p) => !next.has(p))) assignment.revoked = true;
+        assignment.partitions = next;
+        this.#options.onAssign?.([...mine].sort((a, b) => a - b));
+      },
+    );
+    consumer.on("consumer:heartbeat:error", (payload: { error?: Error }) => {
+      const reason = payload?.error ? reasonOf(payload.error) : "unknown";
+      // A rebalance in progress answers heartbeats with an error the client handles by rejoining.
+      if (/REBALANCE_IN_PROGRESS|rebalance/i.test(reason)) return;
+      log("heartbeat", `kafka consumer: heartbeat failed: ${reason}`);
+    });
+    return assignment;
+  }
+
+  async close(): Promise<void> {
+    const stream = this.#stream;
+    const consumer = this.#consumer;
+    this.#stream = undefined;
+    this.#consumer = undefined;
+    await stream?.close().catch(() => {});
+    // Leaves the group, so the partitions move to the other members at once.
+    await consumer?.close(true).catch(() => {});
+  }
+}
+
+type StringMessage = Message<string, string, string, string>;
+
+/**
+ * This member's partitions now. A fetch made before a rebalance can still deliver records of a
+ * partition that has moved to another member; those are dropped, uncommitted, and the new owner
+ * reads them from the group's committed offset.
+ */
+interface Assignment {
+  partitions: Set<number>;
+  /** A partition was taken away since the last batch: forget what is pending for it. */
+  revoked: boolean;
+}
+
+/** Handled offsets (and their leader epochs) committed at most every interval. */
+class Commits {
+  readonly pending: PendingCommits;
+  #epochs = new Map<number, number>();
+  #consumer: Consumer<string, string, string, string>;
+  #topic: string;
+  #log: (key: string, line: string) => void;
+
+  constructor(
+    consumer: Consumer<string, string, string, string>,
+    options: KafkaSourceOptions,
+    log: (key: string, line: string) => void,
+  ) {
+    this.#consumer = consumer;
+    this.#topic = options.topic;
+    this.#log = log;
+    this.pending = new PendingCommits(options.commitIntervalMs ?? 100);
+  }
+
+  /** Notes that `message` was handled. */
+  handled(message: StringMessage): void {
+    this.pending.handled(message.partition, message.offset);
+    this.#epochs.set(message.partition, message.leaderEpoch);
+  }
+
+  /** Commits what is pending; a failure is logged, not thrown. */
+  async commit(): Promise<void> {
+    const offsets = this.pending.take().map(([partition, offset]) => ({
+      topic: this.#topic,
+      partition,
+      offset,
+      leaderEpoch: this.#epochs.get(partition) ?? -1,
+    }));
+    if (offsets.length === 0) return;
+    try {
+      await this.#consumer.commit({ offsets });
+    } catch (error) {
+      // After a rebalance the partitions may belong to another member, which reads from the
+      // last committed offset: those records are read again (at least once).
+      this.#log("commit", `kafka consumer: commit failed: ${reasonOf(error)}`);
+    }
+  }
+}
+
+/** What {@linkcode pump} works with. */
+interface PumpOptions {
+  signal: AbortSignal;
+  commits: Commits;
+  assignment: Assignment;
+  onBatch: (records: InRecord[]) => Promise<void | number> | void | number;
+}
+
+/**
+ * Hands the stream's records to `onBatch` in batches of what arrived meanwhile, committing what
+ * was handled, until aborted, failed, the stream ends or `onBatch` handles part of a batch.
+ * Resolves with the stream's failure, if any (`onBatch`'s own failure rejects).
+ */
+async function pump(
+  stream: MessagesStream<string, string, string, string>,
+  options: PumpOptions,
+): Promise<unknown> {
+  const { signal, commits, assignment, onBatch } = options;
+  const { pending } = commits;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onError = (error: unknown) => {
+    failure ??= error;
+    poke();
+  };
+  // Flowing mode with pause/resume for backpressure, as the library expects: reading with
+  // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
+  // over a large backlog those loops multiplied until the heap ran out.
+  let buffered: StringMessage[] = [];
+  const onData = (m: StringMessage) => {
+    buffered.push(m);
+    if (buffered.length >= BATCH_MAX && !stream.isPaused()) stream.pause();
+    poke();
+  };
+  stream.on("data", onData);
+  stream.on("error", onError);
+  stream.on("close", poke);
+  signal.addEventListener("abort", poke, { once: true });
+  const ticker = setInterval(() => {
+    if (pending.due()) poke();
+  }, pending.intervalMs);
+  try {
+    while (!signal.aborted && failure === undefined && !stream.destroyed) {
+      const batch = buffered;
+      buffered = [];
+      if (stream.isPaused()) stream.resume();
+      if (batch.length === 0) {
+        if (pending.due()) await commits.commit();
+        await new Promise<void>((resolve) => wake = resolve);
+        continue;
+      }
+      if (assignment.revoked) {
+        pending.keep(assignment.partitions);
+        assignment.revoked = false;
+      }
+      const mine = batch.filter((m) => assignment.partitions.has(m.partition));
+      if (mine.length === 0) continue;
+      const records = mine.map(toInRecord);
+      const handled = await onBatch(records);
+      const n = typeof handled === "number"
+        ? Math.max(0, Math.min(handled, records.length))
+        : records.length;
+      for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+      // A partial batch: the caller stopped; commit just what it handled, now.
+      if (n < records.length || signal.aborted || pending.due()) await commits.commit();
+      if (n < records.length) break;
+    }
+    if (pending.size > 0) await commits.commit();
+  } finally {
+    clearInterval(ticker);
+    signal.removeEventListener("abort", poke);
+    stream.off("data", onData);
+    // Records fetched but not handled stay uncommitted: the group reads them again.
+    stream.pause();
+  }
+  return failure;
+}

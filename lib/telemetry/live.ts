@@ -1,0 +1,547 @@
+/**
+ * The live page: `GET /` serves a single page (`web/`) with the uPlot chart library (npm
+ * `uplot`, imported as text, so it is pinned by deno.lock and served offline), and
+ * `GET /events` streams Server-Sent Events with what the page shows, once a second.
+ *
+ * Every number comes from the process's own prom-client registry (the same values `/metrics`
+ * serves), the health report from `checkHealth` (what `/healthz` says) and the recent gaps from a
+ * {@linkcode GapLog}. The data path is never touched: the feed samples the registry on a timer
+ * that runs only while at least one page is open, so with no page open it costs nothing.
+ *
+ * A slow or stalled browser cannot grow memory: each client's stream holds at most
+ * `clientBufferBytes` of unsent updates (plus the one update being queued); past that, updates
+ * for that client are dropped and counted (`crypto_ui_updates_dropped_total`).
+ *
+ * @example
+ * ```ts
+ * const live = new LiveFeed({ registry: metrics.registry, health: pipeline, gaps });
+ * const server = serveTelemetry({ registry: metrics.registry, live, port: 9464 });
+ * ```
+ */
+import { Counter, Gauge, type Registry } from "prom-client";
+import UPLOT_JS from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import UPLOT_CSS from "uplot/dist/uPlot.min.css" with { type: "text" };
+import INDEX_HTML from "../../web/index.html" with { type: "text" };
+import APP_JS from "../../web/app.js" with { type: "text" };
+import STYLE_CSS from "../../web/style.css" with { type: "text" };
+import FAVICON_SVG from "../../web/favicon.svg" with { type: "text" };
+import { DEFAULTS } from "../config/config.ts";
+import type { Gap } from "../gap.ts";
+import { checkHealth, type HealthReport, type HealthSource } from "./server.ts";
+
+/** The most recent gaps, newest last, bounded. */
+export class GapLog {
+  #gaps: Gap[] = [];
+  #max: number;
+
+  /** `max`: gaps kept; default 50. */
+  constructor(max = 50) {
+    this.#max = max;
+  }
+
+  /** Notes one gap; the oldest is forgotten past `max`. */
+  add(gap: Gap): void {
+    this.#gaps.push({ from: gap.from, to: gap.to, reason: gap.reason });
+    if (this.#gaps.length > this.#max) this.#gaps.shift();
+  }
+
+  /** The gaps kept, oldest first. */
+  list(): readonly Gap[] {
+    return this.#gaps;
+  }
+}
+
+/** One symbol's row: `[symbol, last spread, quotes, quotes/s, crossed, locked]`. */
+export type SymbolRow = [string, number | null, number, number | null, number, number];
+
+/** The pipeline section of an update (producer side). Totals are since start. */
+export interface PipelineView {
+  framesTotal: number;
+  framesPerSec: number | null;
+  ackedTotal: number;
+  ackedPerSec: number | null;
+  queueDepth: number;
+  queueDropped: number;
+  /** Receive → Kafka ack, ms, estimated from the histogram buckets since start. */
+  receiveToAckP50Ms: number | null;
+  receiveToAckP99Ms: number | null;
+  /** 0 disconnected … 4 streaming. */
+  connectionState: number;
+  reconnects: Record<string, number>;
+  gapsTotal: number;
+  gapSeconds: number;
+  /** The most recent gaps: start (epoch ms), length (ms), reason. */
+  gaps: { from: number; ms: number; reason: string }[];
+  skips: Record<string, number>;
+}
+
+/** The consumer section of an update. */
+export interface ConsumerView {
+  recordsTotal: number;
+  recordsPerSec: number | null;
+  malformed: number;
+  lag: Record<string, number>;
+  /** Kafka timestamp → consumer, ms, from the histogram since start. */
+  kafkaToConsumerP50Ms: number | null;
+  kafkaToConsumerP99Ms: number | null;
+}
+
+/** One update as the page receives it (`event: update`). */
+export interface LiveUpdate {
+  /** Sample time, epoch ms. */
+  t: number;
+  role: "producer" | "consumer" | "other";
+  pipeline?: PipelineView;
+  consumer?: ConsumerView;
+  health?: HealthReport;
+  /** Sorted by symbol. */
+  symbols: SymbolRow[];
+  /** Symbols beyond `maxSymbols`, left out. */
+  symbolsOmitted: number;
+  ui: { clients: number; updatesDropped: number };
+}
+
+/** The first message a page gets (`event: init`): the spread history, then updates follow. */
+export interface LiveInit {
+  /** Samples the history holds when full (one per update). */
+  historySamples: number;
+  historySeconds: number;
+  /** Sample times, epoch ms, oldest first. */
+  times: number[];
+  /** Per symbol, the spread at each of `times` (null: no value yet). */
+  spreads: Record<string, (number | null)[]>;
+}
+
+/** Options for {@linkcode LiveFeed}. */
+export interface LiveFeedOptions {
+  /** The registry to read; the feed also registers its own two metrics on it. */
+  registry: Registry;
+  /** Health inputs, as for `/healthz`; default none (no health section). */
+  health?: HealthSource;
+  /** Freshness limit for the health report, ms; default 30,000. */
+  staleAfterMs?: number;
+  /** Recent gaps to list; default none. */
+  gaps?: GapLog;
+  /** Update interval, ms; default 1000. */
+  intervalMs?: number;
+  /** Spread history kept, in samples (one per interval); default 300 (5 minutes). */
+  historySamples?: number;
+  /** Most symbols shown; default 2000. */
+  maxSymbols?: number;
+  /** Unsent bytes one client may hold before its updates are dropped; default 1 MiB. */
+  clientBufferBytes?: number;
+  /** Most pages open at once; default 16. */
+  maxClients?: number;
+  /** Clock in epoch ms; default `Date.now`. */
+  now?: () => number;
+  /** Reports a sample that failed; default stderr. */
+  log?: (line: string) => void;
+}
+
+interface Client {
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  dropped: number;
+  closed: boolean;
+}
+
+type Sample = { value: number; labels: Record<string, string | number>; metricName?: string };
+
+const STATIC: Record<string, [string, string]> = {
+  "/": [INDEX_HTML, "text/html; charset=utf-8"],
+  "/app.js": [APP_JS, "text/javascript; charset=utf-8"],
+  "/style.css": [STYLE_CSS, "text/css; charset=utf-8"],
+  "/favicon.svg": [FAVICON_SVG, "image/svg+xml"],
+  "/vendor/uPlot.iife.min.js": [UPLOT_JS, "text/javascript; charset=utf-8"],
+  "/vendor/uPlot.min.css": [UPLOT_CSS, "text/css; charset=utf-8"],
+};
+
+/** Only this origin, no inline script or style: a pair name can never become code. */
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
+  "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const SECURITY_HEADERS = {
+  "content-security-policy": CSP,
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+const EVENT_STREAM = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "x-accel-buffering": "no",
+};
+
+const PRODUCER_SYMBOLS = [
+  "crypto_spread_last",
+  "crypto_quotes_total",
+  "crypto_quotes_crossed_total",
+  "crypto_quotes_locked_total",
+] as const;
+const CONSUMER_SYMBOLS = [
+  "crypto_consumer_spread_last",
+  "crypto_consumer_quotes_total",
+  "crypto_consumer_quotes_crossed_total",
+  "crypto_consumer_quotes_locked_total",
+] as const;
+
+/**
+ * Prometheus' `histogram_quantile` on cumulative buckets (`[le, count]`, ascending, the last
+ * `+Inf`): linear interpolation inside the bucket holding the rank; the highest finite bound when
+ * the rank falls in `+Inf`; null with no observations.
+ */
+export function bucketQuantile(q: number, buckets: readonly [number, number][]): number | null {
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return null;
+  const rank = q * total;
+  let lowerBound = 0;
+  let lowerCount = 0;
+  for (const [le, count] of buckets) {
+    if (count >= rank) {
+      if (le === Number.POSITIVE_INFINITY) return lowerBound;
+      if (count === lowerCount) return le;
+      return lowerBound + (le - lowerBound) * ((rank - lowerCount) / (count - lowerCount));
+    }
+    lowerBound = le;
+    lowerCount = count;
+  }
+  return lowerBound;
+}
+
+/** Samples the registry once per interval while pages are open and streams it to them. */
+export class LiveFeed {
+  /** Updates dropped because a client was not reading. */
+  readonly updatesDropped: Counter<string>;
+  /** Pages open now. */
+  readonly clientsGauge: Gauge<string>;
+  #registry: Registry;
+  #health: HealthSource | undefined;
+  #staleAfterMs: number;
+  #gaps: GapLog | undefined;
+  #intervalMs: number;
+  #historySamples: number;
+  #maxSymbols: number;
+  #clientBufferBytes: number;
+  #maxClients: number;
+  #now: () => number;
+  #log: (line: string) => void;
+  #clients = new Set<Client>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sampling = false;
+  #encoder = new TextEncoder();
+  // History ring: sample times and, per symbol, spreads at those times.
+  #times: number[] = [];
+  #spreads = new Map<string, (number | null)[]>();
+  #previous: { t: number; totals: Map<string, number> } | undefined;
+  #droppedTotal = 0;
+  #closed = false;
+
+  constructor(options: LiveFeedOptions) {
+    this.#registry = options.registry;
+    this.#health = options.health;
+    this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
+    this.#gaps = options.gaps;
+    this.#intervalMs = options.intervalMs ?? 1000;
+    this.#historySamples = options.historySamples ?? 300;
+    this.#maxSymbols = options.maxSymbols ?? 2000;
+    this.#clientBufferBytes = options.clientBufferBytes ?? 1024 * 1024;
+    this.#maxClients = options.maxClients ?? 16;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? ((line) => console.error(line));
+    const registers = [this.#registry];
+    this.updatesDropped = new Counter({
+      name: "crypto_ui_updates_dropped_total",
+      help: "live page updates dropped because the browser was not reading",
+      registers,
+    });
+    this.clientsGauge = new Gauge({
+      name: "crypto_ui_clients",
+      help: "live pages open (Server-Sent Events streams)",
+      registers,
+    });
+  }
+
+  /** Pages open now. */
+  get clients(): number {
+    return this.#clients.size;
+  }
+
+  /** Unsent bytes each open page holds now (bounded by `clientBufferBytes` + one update). */
+  queuedBytes(): number[] {
+    return [...this.#clients].map((c) => this.#clientBufferBytes - (c.controller.desiredSize ?? 0));
+  }
+
+  /** True while the sampling timer runs (only while a page is open). */
+  get sampling(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /**
+   * Answers the page's paths (`/`, its script, styles and chart library, `/events`); undefined
+   * for any other path, which the caller handles.
+   */
+  handle(request: Request): Response | undefined {
+    const { pathname } = new URL(request.url);
+    const file = STATIC[pathname];
+    if (pathname !== "/events" && !file) return undefined;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (file) {
+      const body = request.method === "HEAD" ? null : file[0];
+      return new Response(body, { headers: { ...SECURITY_HEADERS, "content-type": file[1] } });
+    }
+    if (request.method === "HEAD") {
+      return new Response(null, { headers: { ...SECURITY_HEADERS, ...EVENT_STREAM } });
+    }
+    return this.#subscribe();
+  }
+
+  /** Ends every stream and stops the timer (the server can then shut down). */
+  close(): void {
+    this.#closed = true;
+    for (const client of [...this.#clients]) this.#remove(client, true);
+  }
+
+  // A page that goes away cancels its stream (the `cancel` callback below).
+  #subscribe(): Response {
+    if (this.#closed) return new Response("Shutting down\n", { status: 503 });
+    if (this.#clients.size >= this.#maxClients) {
+      return new Response(
+        `Too many live pages open (${this.#maxClients}); close one and reload\n`,
+        { status: 503 },
+      );
+    }
+    let client: Client | undefined;
+    const stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        client = { controller, dropped: 0, closed: false };
+      },
+      cancel: () => {
+        if (client) this.#remove(client, false);
+      },
+    }, new ByteLengthQueuingStrategy({ highWaterMark: this.#clientBufferBytes }));
+    const added = client!;
+    this.#clients.add(added);
+    this.clientsGauge.set(this.#clients.size);
+    this.#send(added, `retry: 2000\n\n`);
+    this.#send(added, this.#event("init", this.#init()));
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => void this.#tick(), this.#intervalMs);
+      void this.#tick();
+    } else if (this.#last) {
+      this.#send(added, this.#last);
+    }
+    return new Response(stream, {
+      headers: { ...SECURITY_HEADERS, ...EVENT_STREAM },
+    });
+  }
+  #last: string | undefined;
+
+  #remove(client: Client, closeStream: boolean): void {
+    if (!this.#clients.delete(client)) return;
+    this.clientsGauge.set(this.#clients.size);
+    if (closeStream && !client.closed) {
+      client.closed = true;
+      try {
+        client.controller.close();
+      } catch {
+        // Already closed or errored by the server.
+      }
+    }
+    client.closed = true;
+    if (this.#clients.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      // Rates restart with the next page rather than averaging over the time without one.
+      this.#previous = undefined;
+    }
+  }
+
+  #event(name: string, data: unknown): string {
+    return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+  }
+
+  /** Queues text for one client, or drops it (counted) when the client holds too much. */
+  #send(client: Client, text: string): void {
+    if (client.closed) return;
+    const room = client.controller.desiredSize;
+    if (room === null || room <= 0) {
+      client.dropped++;
+      this.#droppedTotal++;
+      this.updatesDropped.inc();
+      return;
+    }
+    try {
+      client.controller.enqueue(this.#encoder.encode(text));
+    } catch {
+      this.#remove(client, false);
+    }
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#sampling) return; // the previous sample is still being read
+    this.#sampling = true;
+    try {
+      const update = await this.sample();
+      if (this.#clients.size === 0) return;
+      const text = this.#event("update", update);
+      this.#last = text;
+      for (const client of this.#clients) this.#send(client, text);
+    } catch (error) {
+      this.#log(`live page: cannot sample the metrics: ${error}`);
+    } finally {
+      this.#sampling = false;
+    }
+  }
+
+  #init(): LiveInit {
+    return {
+      historySamples: this.#historySamples,
+      historySeconds: (this.#historySamples * this.#intervalMs) / 1000,
+      times: [...this.#times],
+      spreads: Object.fromEntries(this.#spreads),
+    };
+  }
+
+  /** Reads the registry once into an update and appends the spreads to the history. */
+  async sample(): Promise<LiveUpdate> {
+    const t = this.#now();
+    const values = new Map<string, Sample[]>();
+    const read = async (name: string): Promise<Sample[]> => {
+      let got = values.get(name);
+      if (!got) {
+        const metric = this.#registry.getSingleMetric(name);
+        got = metric ? ((await metric.get()).values as Sample[]) : [];
+        values.set(name, got);
+      }
+      return got;
+    };
+    const has = (name: string) => this.#registry.getSingleMetric(name) !== undefined;
+    const one = async (name: string) => (await read(name))[0]?.value ?? 0;
+    const byLabel = async (name: string, label: string) => {
+      const out: Record<string, number> = {};
+      for (const s of await read(name)) out[String(s.labels[label])] = s.value;
+      return out;
+    };
+    const quantiles = async (name: string, hop: string) => {
+      const buckets: [number, number][] = [];
+      for (const s of await read(name)) {
+        if (s.metricName !== `${name}_bucket` || s.labels.hop !== hop) continue;
+        const le = s.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(s.labels.le);
+        buckets.push([le, s.value]);
+      }
+      buckets.sort((a, b) => a[0] - b[0]);
+      const ms = (q: number) => {
+        const v = bucketQuantile(q, buckets);
+        return v === null ? null : v * 1000;
+      };
+      return [ms(0.5), ms(0.99)] as const;
+    };
+
+    const previous = this.#previous;
+    const totals = new Map<string, number>();
+    const rate = (key: string, total: number): number | null => {
+      totals.set(key, total);
+      const before = previous?.totals.get(key);
+      if (previous === undefined || before === undefined || t <= previous.t) return null;
+      return ((total - before) * 1000) / (t - previous.t);
+    };
+
+    const role = has("crypto_ws_frames_received_total")
+      ? "producer"
+      : has("crypto_consumer_records_total")
+      ? "consumer"
+      : "other";
+    const update: LiveUpdate = {
+      t,
+      role,
+      symbols: [],
+      symbolsOmitted: 0,
+      ui: { clients: this.#clients.size, updatesDropped: this.#droppedTotal },
+    };
+    if (role === "producer") {
+      const frames = await one("crypto_ws_frames_received_total");
+      const acked = await one("crypto_sink_records_acked_total");
+      const [p50, p99] = await quantiles("crypto_hop_latency_seconds", "receive_to_ack");
+      update.pipeline = {
+        framesTotal: frames,
+        framesPerSec: rate("frames", frames),
+        ackedTotal: acked,
+        ackedPerSec: rate("acked", acked),
+        queueDepth: await one("crypto_queue_depth"),
+        queueDropped: await one("crypto_queue_dropped_total"),
+        receiveToAckP50Ms: p50,
+        receiveToAckP99Ms: p99,
+        connectionState: await one("crypto_ws_connection_state"),
+        reconnects: await byLabel("crypto_ws_reconnects_total", "reason"),
+        gapsTotal: await one("crypto_ws_gaps_total"),
+        gapSeconds: await one("crypto_ws_gap_seconds_total"),
+        gaps: (this.#gaps?.list() ?? []).map((g) => ({
+          from: g.from,
+          ms: g.to - g.from,
+          reason: g.reason,
+        })),
+        skips: await byLabel("crypto_transform_skipped_total", "reason"),
+      };
+    } else if (role === "consumer") {
+      const records = await one("crypto_consumer_records_total");
+      const [p50, p99] = await quantiles("crypto_hop_latency_seconds", "kafka_to_consumer");
+      update.consumer = {
+        recordsTotal: records,
+        recordsPerSec: rate("records", records),
+        malformed: await one("crypto_consumer_malformed_total"),
+        lag: await byLabel("crypto_consumer_lag", "partition"),
+        kafkaToConsumerP50Ms: p50,
+        kafkaToConsumerP99Ms: p99,
+      };
+    }
+    if (this.#health) update.health = checkHealth(this.#health, t, this.#staleAfterMs);
+
+    const names = role === "consumer" ? CONSUMER_SYMBOLS : PRODUCER_SYMBOLS;
+    const [spreadName, countName, crossedName, lockedName] = names;
+    const spreads = await byLabel(spreadName, "symbol");
+    const counts = await byLabel(countName, "symbol");
+    const crossed = await byLabel(crossedName, "symbol");
+    const locked = await byLabel(lockedName, "symbol");
+    const symbols = [...new Set([...Object.keys(counts), ...Object.keys(spreads)])].sort();
+    update.symbolsOmitted = Math.max(0, symbols.length - this.#maxSymbols);
+    for (const symbol of symbols.slice(0, this.#maxSymbols)) {
+      const n = counts[symbol] ?? 0;
+      update.symbols.push([
+        symbol,
+        spreads[symbol] ?? null,
+        n,
+        rate(`s:${symbol}`, n),
+        crossed[symbol] ?? 0,
+        locked[symbol] ?? 0,
+      ]);
+    }
+    this.#previous = { t, totals };
+    this.#remember(t, update.symbols);
+    return update;
+  }
+
+  /** Appends one sample to the spread history ring. */
+  #remember(t: number, rows: SymbolRow[]): void {
+    const drop = this.#times.length >= this.#historySamples;
+    if (drop) this.#times.shift();
+    this.#times.push(t);
+    const seen = new Set<string>();
+    for (const [symbol, spread] of rows) {
+      seen.add(symbol);
+      let series = this.#spreads.get(symbol);
+      if (!series) {
+        series = new Array(this.#times.length - 1).fill(null);
+        this.#spreads.set(symbol, series);
+      } else if (drop) {
+        series.shift();
+      }
+      series.push(spread);
+    }
+    for (const [symbol, series] of this.#spreads) {
+      if (seen.has(symbol)) continue;
+      if (drop) series.shift();
+      series.push(null);
+    }
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * Telemetry exposure: an HTTP server with `/metrics` (Prometheus text format, from a prom-client
+ * registry), `/healthz` (200 only while data is fresh: quotes arrived within `staleAfterMs`
+ * and Kafka acks are flowing; otherwise 503 with a JSON reason) and, when given a `LiveFeed`
+ * (`live.ts`), the live page at `/`.
+ *
+ * Health inputs come through the small {@linkcode HealthSource} interface, which the pipeline
+ * implements; the clock is injected. The InfluxDB push lives in `influx.ts`.
+ *
+ * @example
+ * ```ts
+ * const server = serveTelemetry({
+ *   registry: metrics.registry,
+ *   hostname: config.metricsHost,
+ *   port: config.metricsPort,
+ *   health: pipeline.health,
+ *   staleAfterMs: polygon.staleAfterMs,
+ * });
+ * // on shutdown:
+ * await server.shutdown();
+ * ```
+ */
+import type { Registry } from "prom-client";
+import type { LiveFeed } from "./live.ts";
+import { DEFAULTS } from "../config/config.ts";
+
+/** What `/healthz` needs to know, read on each request. Times are ms since the epoch. */
+export interface HealthSource {
+  /** When the last quote arrived (local clock), or undefined if none yet. */
+  lastQuoteAt(): number | undefined;
+  /** When Kafka last acknowledged a batch, or undefined if never. */
+  lastAckAt(): number | undefined;
+  /** Records handed to Kafka and not yet acknowledged. */
+  pendingRecords(): number;
+  /** When the oldest unacknowledged record was handed to Kafka, or undefined if none. */
+  oldestPendingAt(): number | undefined;
+  /** With `--standby-group`: "active" or "standby" (a standby is healthy and says so). */
+  role?(): "active" | "standby";
+  /** With `--standby-group`: the group, takeovers so far and the last one's time (epoch ms). */
+  failover?(): { group: string; takeovers: number; lastTakeoverAt?: number };
+}
+
+/** Why the stream is not healthy. */
+export type UnhealthyReason =
+  /** No quote since start-up. */
+  | "no_quotes_yet"
+  /** The last quote is older than `staleAfterMs`. */
+  | "quotes_stale"
+  /** Records have waited longer than `staleAfterMs` for a Kafka ack. */
+  | "acks_stalled";
+
+/** The `/healthz` body. Ages are in ms; absent when unknown. */
+export interface HealthReport {
+  /** "standby": a standby producer, healthy, not connected to Polygon (HTTP 200). */
+  status: "ok" | "unhealthy" | "standby";
+  /** Every reason that applies, empty when ok. */
+  reasons: UnhealthyReason[];
+  /** One sentence for people. */
+  message: string;
+  staleAfterMs: number;
+  lastQuoteAgeMs?: number;
+  lastAckAgeMs?: number;
+  pendingRecords: number;
+  oldestPendingAgeMs?: number;
+  /** With `--standby-group`: this producer's role. */
+  role?: "active" | "standby";
+  /** With `--standby-group`: the group, takeovers and the last one's time (ISO 8601). */
+  failover?: { group: string; takeovers: number; lastTakeoverAt?: string };
+}
+
+/**
+ * Decides health from `source` at time `now`: ok only while the last quote is at most
+ * `staleAfterMs` old and no record has waited longer than that for its ack.
+ */
+export function checkHealth(source: HealthSource, now: number, staleAfterMs: number): HealthReport {
+  const lastQuoteAt = source.lastQuoteAt();
+  const lastAckAt = source.lastAckAt();
+  const pendingRecords = source.pendingRecords();
+  const oldestPendingAt = source.oldestPendingAt();
+  const report: HealthReport = {
+    status: "ok",
+    reasons: [],
+    message: "",
+    staleAfterMs,
+    pendingRecords,
+  };
+  const role = source.role?.();
+  const failover = source.failover?.();
+  if (role !== undefined) report.role = role;
+  if (failover !== undefined) {
+    report.failover = { group: failover.group, takeovers: failover.takeovers };
+    if (failover.lastTakeoverAt !== undefined) {
+      report.failover.lastTakeoverAt = new Date(failover.lastTakeoverAt).toISOString();
+    }
+  }
+  if (role === "standby") {
+    report.status = "standby";
+    report.message = `Standby: another producer of group "${failover?.group ?? ""}" is active; ` +
+      `this one takes over if it stops`;
+    return report;
+  }
+  const problems: string[] = [];
+  if (lastQuoteAt === undefined) {
+    report.reasons.push("no_quotes_yet");
+    problems.push("no quote has arrived since start-up");
+  } else {
+    report.lastQuoteAgeMs = now - lastQuoteAt;
+    if (report.lastQuoteAgeMs > staleAfterMs) {
+      report.reasons.push("quotes_stale");
+      problems.push(`the last quote is ${report.lastQuoteAgeMs} ms old`);
+    }
+  }
+  if (lastAckAt !== undefined) report.lastAckAgeMs = now - lastAckAt;
+  if (pendingRecords > 0 && oldestPendingAt !== undefined) {
+    report.oldestPendingAgeMs = now - oldestPendingAt;
+    if (report.oldestPendingAgeMs > staleAfterMs) {
+      report.reasons.push("acks_stalled");
+      problems.push(
+        `${pendingRecords} records are waiting for a Kafka ack, the oldest for ` +
+          `${report.oldestPendingAgeMs} ms`,
+      );
+    }
+  }
+  if (problems.length > 0) {
+    report.status = "unhealthy";
+    report.message = `Unhealthy: ${problems.join("; ")} (limit ${staleAfterMs} ms)`;
+  } else {
+    report.message = "Quotes are fresh and Kafka acks are flowing";
+  }
+  return report;
+}
+
+/** Options for {@linkcode telemetryHandler} and {@linkcode serveTelemetry}. */
+export interface TelemetryOptions {
+  /** The registry served as `/metrics`. */
+  registry: Registry;
+  /** Health inputs; without them `/healthz` only says the process is up (200). */
+  health?: HealthSource;
+  /** Freshness limit for quotes and acks, in ms; default 30,000 (the `--stale-after` default). */
+  staleAfterMs?: number;
+  /** Clock in ms since the epoch; default `Date.now`. */
+  now?: () => number;
+  /** The live page (`/`, `/events`); default none (then `/` is 404). */
+  live?: LiveFeed;
+}
+
+/** Options for {@linkcode serveTelemetry}. */
+export interface ServeTelemetryOptions extends TelemetryOptions {
+  /** Address to bind; default `127.0.0.1`. */
+  hostname?: string;
+  /** Port to bind; 0 picks a free one; default 9464. */
+  port?: number;
+  /** Called once listening; default silent. */
+  onListen?: (addr: Deno.NetAddr) => void;
+}
+
+/** A running telemetry server. */
+export interface TelemetryServer {
+  /** Bound address (the real port when 0 was asked for). */
+  readonly addr: Deno.NetAddr;
+  /** Base URL, e.g. `http://127.0.0.1:9464`. */
+  readonly url: string;
+  /** Stops accepting, finishes open requests and closes. */
+  shutdown(): Promise<void>;
+}
+
+function json(body: unknown, status: number): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" },
+  });
+}
+
+/**
+ * The request handler behind {@linkcode serveTelemetry}: `/metrics`, `/healthz`, and the live
+ * page's paths when `live` is given.
+ */
+export function telemetryHandler(
+  options: TelemetryOptions,
+): (request: Request) => Promise<Response> {
+  const { registry, health } = options;
+  const staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
+  const now = options.now ?? Date.now;
+  return async (request) => {
+    const page = options.live?.handle(request);
+    if (page) return page;
+    const { pathname } = new URL(request.url);
+    if (pathname !== "/metrics" && pathname !== "/healthz") {
+      const paths = options.live ? "/, /metrics or /healthz" : "/metrics or /healthz";
+      return new Response(`Not found: try ${paths}\n`, { status: 404 });
+    }
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    if (pathname === "/metrics") {
+      try {
+        const text = await registry.metrics();
+        return new Response(text, {
+          headers: { "content-type": registry.contentType, "cache-control": "no-store" },
+        });
+      } catch (error) {
+        return new Response(`Cannot render metrics: ${error}\n`, { status: 500 });
+      }
+    }
+    if (!health) {
+      return json({ status: "ok", reasons: [], message: "Process is up (no health inputs)" }, 200);
+    }
+    const report = checkHealth(health, now(), staleAfterMs);
+    return json(report, report.status === "unhealthy" ? 503 : 200);
+  };
+}
+
+/**
+ * Serves `/metrics`, `/healthz` (and the live page, when `live` is given) with `Deno.serve` on
+ * `hostname:port`.
+ */
+export function serveTelemetry(options: ServeTelemetryOptions): TelemetryServer {
+  const handler = telemetryHandler(options);
+  const server = Deno.serve({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 9464,
+    onListen: (addr) => options.onListen?.(addr),
+  }, handler);
+  const addr = server.addr;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  return {
+    addr,
+    url: `http://${host}:${addr.port}`,
+    shutdown: () => {
+      // Event streams never end by themselves: end them, or shutdown would wait forever.
+      options.live?.close();
+      return server.shutdown();
+    },
+  };
+}
