@@ -7,26 +7,17 @@
  * Permissions: --allow-net (Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-env (settings).
  */
-import {
-  buildKafkaConfig,
-  buildTelemetryConfig,
-  ConfigError,
-  DEFAULTS,
-  entryEnv,
-  EXIT,
-  type KafkaConfig,
-  parseSettings,
-  usage,
-} from "./lib/config/config.ts";
+import { buildKafkaConfig, type KafkaConfig } from "./lib/config/kafka.ts";
+import { buildTelemetryConfig } from "./lib/config/telemetry.ts";
+import { ConfigError } from "./lib/config/errors.ts";
+import { DEFAULTS, EXIT } from "./lib/config/defaults.ts";
+import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { abortOnSignals, LineWriter, runMain } from "./lib/cli.ts";
 import { CONSUMER_HOP, ConsumerMetrics } from "./lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics } from "./lib/spread_metrics.ts";
-import {
-  type KafkaClient,
-  KafkaUnreachableError,
-  openKafka,
-  type StartFrom,
-} from "./lib/kafka/open.ts";
+import { type KafkaClient, type StartFrom } from "./lib/kafka/types.ts";
+import { KafkaUnreachableError } from "./lib/kafka/errors.ts";
+import { openKafka } from "./lib/kafka/open.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { RecordPrinter, SpreadTable } from "./lib/consumer_output.ts";

@@ -10,7 +10,8 @@
  * --allow-read (fixture).
  */
 import { abortOnSignals, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
-import { DEFAULTS, parseSettings, usage } from "./lib/config/config.ts";
+import { DEFAULTS } from "./lib/config/defaults.ts";
+import { parseSettings, usage } from "./lib/config/parse.ts";
 import { GapLog, LiveFeed } from "./lib/telemetry/live.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { ProducerMetrics } from "./lib/telemetry/metrics.ts";

@@ -13,26 +13,23 @@
  * Permissions: --allow-net (Polygon, Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-write (--record), --allow-env (settings).
  */
-import {
-  buildKafkaConfig,
-  buildPolygonConfig,
-  buildStandbyConfig,
-  buildTelemetryConfig,
-  entryEnv,
-  EXIT,
-  parseSettings,
-  usage,
-} from "./lib/config/config.ts";
+import { buildKafkaConfig } from "./lib/config/kafka.ts";
+import { buildPolygonConfig } from "./lib/config/polygon.ts";
+import { buildStandbyConfig } from "./lib/config/standby.ts";
+import { buildTelemetryConfig } from "./lib/config/telemetry.ts";
+import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
+import { EXIT } from "./lib/config/defaults.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
 import { createSpreadTransform, SPREAD_CHANNEL } from "./transform.ts";
 import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
-import { PolygonClient, topicsFor } from "./lib/polygon/client.ts";
+import { PolygonClient } from "./lib/polygon/client.ts";
+import { topicsFor } from "./lib/polygon/protocol.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";
-import type { HealthSource } from "./lib/telemetry/server.ts";
+import type { HealthSource } from "./lib/telemetry/health.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";

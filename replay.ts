@@ -13,15 +13,11 @@ import {
   type SkipReason,
   type SpreadRecord,
 } from "./transform.ts";
-import {
-  buildKafkaConfig,
-  ConfigError,
-  DEFAULTS,
-  entryEnv,
-  parseSettings,
-  type SettingsOf,
-  usage,
-} from "./lib/config/config.ts";
+import { buildKafkaConfig } from "./lib/config/kafka.ts";
+import { ConfigError } from "./lib/config/errors.ts";
+import { DEFAULTS } from "./lib/config/defaults.ts";
+import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
+import { type SettingsOf } from "./lib/config/settings.ts";
 import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
@@ -29,7 +25,7 @@ import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
-import type { KafkaClient, KafkaSink } from "./lib/kafka/open.ts";
+import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
 import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
 
 const HELP = usage(

@@ -3,7 +3,7 @@
  * recording, and the one-line JSON protocol between `bench/run.ts` and its child processes.
  */
 import { generateFrames } from "../fixtures/generate.ts";
-import type { KafkaConfig } from "../lib/config/config.ts";
+import type { KafkaConfig } from "../lib/config/kafka.ts";
 
 /** The real capture (never copied into the repo). */
 export const CAPTURE_PATH = new URL(

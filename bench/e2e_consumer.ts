@@ -9,7 +9,8 @@
  * Permissions: --allow-net, --allow-write (FILE), --allow-env.
  */
 import { parseArgs } from "node:util";
-import { type KafkaClientName, openKafka } from "../lib/kafka/open.ts";
+import { type KafkaClientName } from "../lib/kafka/types.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import type { InRecord } from "../lib/sink.ts";
 import { benchKafkaConfig, E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
 

@@ -11,7 +11,8 @@
  * Permissions: --allow-net, --allow-read (/proc), --allow-write (FILE), --allow-env.
  */
 import { parseArgs } from "node:util";
-import { type KafkaClientName, openKafka } from "../lib/kafka/open.ts";
+import { type KafkaClientName } from "../lib/kafka/types.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { PolygonClient } from "../lib/polygon/client.ts";

@@ -11,7 +11,8 @@
  * Permissions: --allow-read (the recording, /proc), --allow-net (Kafka), --allow-env (kafkajs).
  */
 import { parseArgs } from "node:util";
-import { type KafkaClientName, openKafka } from "../lib/kafka/open.ts";
+import { type KafkaClientName } from "../lib/kafka/types.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Pipeline } from "../lib/pipeline.ts";
 import { openRecording } from "../lib/recording.ts";

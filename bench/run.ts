@@ -13,12 +13,9 @@
  */
 import { parseArgs } from "node:util";
 import { createSpreadTransform, type SpreadRecord } from "../transform.ts";
-import {
-  DEFAULT_KAFKA_CLIENT,
-  KAFKA_CLIENTS,
-  type KafkaClientName,
-  openKafka,
-} from "../lib/kafka/open.ts";
+import { DEFAULT_KAFKA_CLIENT, KAFKA_CLIENTS } from "../lib/kafka/defaults.ts";
+import { type KafkaClientName } from "../lib/kafka/types.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import { openRecording } from "../lib/recording.ts";
 import {
   benchKafkaConfig,

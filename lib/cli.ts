@@ -2,7 +2,7 @@
  * Helpers shared by the entry scripts: running `main` with exit codes taken from typed errors,
  * a buffered line writer for stdout that stops quietly on a closed pipe, and signal handling.
  */
-import { EXIT } from "./config/config.ts";
+import { EXIT } from "./config/defaults.ts";
 
 /** An error that carries the exit code an entry script should use. */
 export interface ExitCodeError extends Error {

@@ -8,7 +8,7 @@
  * The read path only calls {@linkcode Pipeline.push}, which is synchronous and O(1).
  */
 import { deadline, DeadlineError } from "./async.ts";
-import { DEFAULTS, gapsTopicFor } from "./config/config.ts";
+import { DEFAULTS, gapsTopicFor } from "./config/defaults.ts";
 import { type Gap, gapRecord } from "./gap.ts";
 import { type PipelineMetrics, RECEIVE_TO_ACK } from "./telemetry/metrics.ts";
 import type { FrameTransform, OutRecord, RecordSink } from "./sink.ts";

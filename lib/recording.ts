@@ -3,7 +3,7 @@
  * line first (`{"recording":1,...}`); blank lines are ignored. Reading streams the file, so a
  * recording of any size replays in constant memory.
  */
-import { fileErrorReason } from "./config/config.ts";
+import { fileErrorReason } from "./config/errors.ts";
 
 /** The optional first line of a recording. */
 export interface RecordingHeader {

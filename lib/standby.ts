@@ -19,12 +19,12 @@
  * ```
  */
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { StandbyConfig } from "./config/config.ts";
-import type { KafkaClient, LeaderElection } from "./kafka/open.ts";
+import type { StandbyConfig } from "./config/standby.ts";
+import type { KafkaClient, LeaderElection } from "./kafka/types.ts";
 import type { Gap } from "./gap.ts";
-import { MaxConnectionsError } from "./polygon/client.ts";
+import { MaxConnectionsError } from "./polygon/protocol.ts";
 import type { OutRecord, RecordSink } from "./sink.ts";
-import type { HealthSource } from "./telemetry/server.ts";
+import type { HealthSource } from "./telemetry/health.ts";
 
 /** A send refused because this producer no longer leads: another one may be writing. */
 export class LeadershipLostError extends Error {

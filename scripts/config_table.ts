@@ -1,13 +1,13 @@
 /**
  * The configuration tables of README.md (the main settings) and docs/configuration.md (every
- * setting), written from the settings table in lib/config/config.ts so they cannot drift from it.
+ * setting), written from the settings table in lib/config/settings.ts so they cannot drift from it.
  * tests/config/table_test.ts checks both files against it.
  *
  *   deno task docs      rewrite both tables (then `deno fmt` aligns them)
  *
  * Permissions: --allow-read, --allow-write (README.md and docs/configuration.md).
  */
-import { type Setting, SETTINGS } from "../lib/config/config.ts";
+import { type Setting, SETTINGS } from "../lib/config/settings.ts";
 
 /** The settings a newcomer needs, in README order, by key. */
 export const README_KEYS: readonly string[] = [

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
-import { SETTINGS } from "../lib/config/config.ts";
+import { SETTINGS } from "../lib/config/settings.ts";
 import { transform } from "../transform.ts";
 import { readAllFrames } from "../lib/recording.ts";
 import type { ReplaySummary } from "../lib/summary.ts";

@@ -14,7 +14,7 @@ import {
   PANELS,
 } from "../dashboards/build_dashboards.ts";
 import { parse as parseYaml } from "yaml";
-import { SETTINGS } from "../lib/config/config.ts";
+import { SETTINGS } from "../lib/config/settings.ts";
 import { startInfluxPush } from "../lib/telemetry/influx.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { CONSUMER_HOP, ConsumerMetrics, ProducerMetrics } from "../lib/telemetry/metrics.ts";

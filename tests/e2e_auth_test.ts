@@ -11,7 +11,7 @@ import {
   requireSecure,
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
-import { KAFKA_CLIENTS } from "../lib/kafka/open.ts";
+import { KAFKA_CLIENTS } from "../lib/kafka/defaults.ts";
 import {
   API_KEY,
   assertNoSecrets,

@@ -7,7 +7,7 @@
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
 import { brokerConfig, uniqueTopic } from "./helpers/kafka_broker.ts";
 import { withAdmin } from "./helpers/kafka_check.ts";
-import { partitionFor } from "../lib/memory_broker.ts";
+import { partitionFor } from "../lib/kafka/murmur2.ts";
 import { type OutRecord } from "../lib/sink.ts";
 import {
   bySymbol,

@@ -1,5 +1,6 @@
 import { deepStrictEqual, equal } from "./helpers/assert.ts";
-import { MemoryBroker, murmur2, partitionFor } from "../lib/memory_broker.ts";
+import { MemoryBroker } from "../lib/memory_broker.ts";
+import { murmur2, partitionFor } from "../lib/kafka/murmur2.ts";
 import type { InRecord, OutRecord, StartFrom } from "../lib/sink.ts";
 
 const rec = (key: string, i: number): OutRecord => ({

@@ -9,7 +9,7 @@
  * `scripts/reliability_repeat.sh` runs these (and the outage scenario) N times in a row.
  */
 import { equal, ok } from "./helpers/assert.ts";
-import { EXIT } from "../lib/config/config.ts";
+import { EXIT } from "../lib/config/defaults.ts";
 import {
   brokerConfig,
   EXTERNAL_KAFKA,

@@ -8,7 +8,7 @@
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
 import { type FakePolygon, startFakePolygon } from "../lib/polygon/fake.ts";
-import { EXIT } from "../lib/config/config.ts";
+import { EXIT } from "../lib/config/defaults.ts";
 import { type KafkaBroker, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {
   ACKED_METRIC,

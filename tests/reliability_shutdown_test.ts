@@ -4,8 +4,9 @@
  * SASL_SSL against the shared real Kafka broker.
  */
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { EXIT } from "../lib/config/config.ts";
-import { DEFAULT_SESSION_TIMEOUT_MS, openKafka } from "../lib/kafka/open.ts";
+import { EXIT } from "../lib/config/defaults.ts";
+import { DEFAULT_SESSION_TIMEOUT_MS } from "../lib/kafka/defaults.ts";
+import { openKafka } from "../lib/kafka/open.ts";
 import { SCHEMA_VERSION } from "../lib/sink.ts";
 import { brokerConfig, startKafka, uniqueTopic } from "./helpers/kafka_broker.ts";
 import {

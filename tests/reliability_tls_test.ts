@@ -3,7 +3,7 @@
  * default, and the opt-out prints a loud warning; the client key never appears in any output.
  */
 import { equal, match, ok } from "./helpers/assert.ts";
-import { EXIT } from "../lib/config/config.ts";
+import { EXIT } from "../lib/config/defaults.ts";
 import { EXTERNAL_KAFKA, requireSecure, startKafka } from "./helpers/kafka_broker.ts";
 import { KAFKA_TEST, quoteFrames, startScenario } from "./helpers/reliability.ts";
 

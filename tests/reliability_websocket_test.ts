@@ -7,7 +7,7 @@
  */
 import { deepStrictEqual, equal, match, ok } from "./helpers/assert.ts";
 import type { startFakePolygon } from "../lib/polygon/fake.ts";
-import { EXIT } from "../lib/config/config.ts";
+import { EXIT } from "../lib/config/defaults.ts";
 import { startKafka } from "./helpers/kafka_broker.ts";
 import {
   assertDelivered,

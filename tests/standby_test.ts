@@ -6,12 +6,8 @@
 import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
 import { Registry } from "prom-client";
 import { leaderAssignor } from "../lib/kafka/platformatic/election.ts";
-import {
-  type ElectionOptions,
-  type KafkaClient,
-  type LeaderElection,
-  Lease,
-} from "../lib/kafka/open.ts";
+import { type ElectionOptions, type KafkaClient, type LeaderElection } from "../lib/kafka/types.ts";
+import { Lease } from "../lib/kafka/defaults.ts";
 import { LeadershipLostError, Standby } from "../lib/standby.ts";
 import type { Gap } from "../lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";

@@ -3,8 +3,10 @@
  * an idempotent sink. Unreachable or refused at start-up: {@linkcode KafkaUnreachableError}
  * (exit code 5).
  */
-import type { KafkaConfig } from "../config/config.ts";
-import { type KafkaClient, type KafkaSink, KafkaUnreachableError, openKafka } from "./open.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
+import { type KafkaClient, type KafkaSink } from "./types.ts";
+import { KafkaUnreachableError } from "./errors.ts";
+import { openKafka } from "./open.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {

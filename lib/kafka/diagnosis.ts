@@ -7,7 +7,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { deadline } from "../async.ts";
-import type { KafkaConfig } from "../config/config.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
 
 /** Removes every secret of `config` (SASL password, client key) from a line of text. */
 export function redact(text: string, config: KafkaConfig): string {

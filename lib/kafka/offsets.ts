@@ -2,7 +2,7 @@
  * Offset bookkeeping both Kafka adapters share: lag rows from a partition's end, start and
  * committed offsets, and the handled offsets a source commits at most every interval.
  */
-import type { PartitionLag } from "./open.ts";
+import type { PartitionLag } from "./types.ts";
 
 /** Lag rows from end, start and committed offsets per partition (committed -1: none). */
 export function lagRows(

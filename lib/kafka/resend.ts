@@ -4,7 +4,7 @@
  * is closed. Closing ends a pause in progress, so a `close()` leaves no send behind.
  */
 import { retry } from "../async.ts";
-import { SinkClosedError } from "./open.ts";
+import { SinkClosedError } from "./errors.ts";
 
 /** Options for {@linkcode resendUntilClosed}. */
 export interface ResendOptions {

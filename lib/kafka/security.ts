@@ -1,5 +1,5 @@
 /** The TLS and SASL settings both Kafka adapters hand their client, from a config. */
-import type { KafkaConfig } from "../config/config.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
 
 /** What both adapters hand their client for TLS and SASL, from a config (never log it). */
 export interface SecuritySettings {

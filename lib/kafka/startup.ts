@@ -3,8 +3,9 @@
  * and a new topic's partition leaders. Both are abortable and retry with {@linkcode retry}.
  */
 import { retry } from "../async.ts";
-import type { KafkaConfig } from "../config/config.ts";
-import { type ConnectOptions, KafkaAuthError, KafkaUnreachableError } from "./open.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
+import { type ConnectOptions } from "./types.ts";
+import { KafkaAuthError, KafkaUnreachableError } from "./errors.ts";
 import { brokersText, redact } from "./diagnosis.ts";
 
 /** Options for {@linkcode waitForLeaders}. */

@@ -28,8 +28,16 @@
  */
 import type { Gap as GapOf } from "../gap.ts";
 import { delay, exponentialBackoff, REAL_TIMERS, type Timers } from "../async.ts";
-import { ConfigError, DEFAULTS, EXIT } from "../config/config.ts";
+import { ConfigError } from "../config/errors.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import type { ProducerMetrics } from "../telemetry/metrics.ts";
+import {
+  AuthFailedError,
+  MaxConnectionsError,
+  NoQuotesError,
+  PlanError,
+  topicsFor,
+} from "./protocol.ts";
 
 /** The client's state; the `connectionState` gauge shows it as 0 to 4. */
 export type PolygonState =
@@ -150,52 +158,6 @@ export interface PolygonClientOptions {
   webSocketFactory?: (url: string) => WebSocket;
 }
 
-/** Polygon rejected the API key (`auth_failed`). Exit code 3; never retried. */
-export class AuthFailedError extends Error {
-  /** The exit code an entry script should use. */
-  readonly exitCode: number = EXIT.AUTH_FAILED;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "AuthFailedError";
-  }
-}
-
-/** Another client is using the API key (`max_connections`). Exit code 4; never retried. */
-export class MaxConnectionsError extends Error {
-  /** The exit code an entry script should use. */
-  readonly exitCode: number = EXIT.MAX_CONNECTIONS;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "MaxConnectionsError";
-  }
-}
-
-/**
- * The Polygon plan does not include what we asked for: every topic of the subscription was
- * refused, or `auth_failed` named the plan. Exit code 6; never retried.
- */
-export class PlanError extends Error {
-  /** The exit code an entry script should use. */
-  readonly exitCode: number = EXIT.NOT_IN_PLAN;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "PlanError";
-  }
-}
-
-/**
- * `maxQuietSessions` subscribed sessions in a row got no quote at all: a pair Polygon does not
- * list, or a host without the channel. A configuration error: exit code 2.
- */
-export class NoQuotesError extends Error {
-  /** The exit code an entry script should use. */
-  readonly exitCode: number = EXIT.USAGE;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "NoQuotesError";
-  }
-}
-
 /** Options for {@linkcode backoffDelay}. */
 export interface BackoffOptions {
   /** Ceiling of attempt 0. Default 500 ms. */
@@ -216,15 +178,6 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}): num
     maxTimeout: options.maxMs ?? DEFAULTS.backoffMaxMs,
     random: options.random,
   });
-}
-
-/**
- * The topics of `channel` (default `XQ`) for `pairs`: `XQ.<pair>` each, or only `XQ.*` when
- * `"*"` is among them.
- */
-export function topicsFor(pairs: readonly string[], channel = "XQ"): string[] {
-  if (pairs.includes("*")) return [`${channel}.*`];
-  return [...new Set(pairs.map((p) => `${channel}.${p}`))];
 }
 
 interface Loss {

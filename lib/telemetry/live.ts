@@ -25,9 +25,9 @@ import INDEX_HTML from "../../web/index.html" with { type: "text" };
 import APP_JS from "../../web/app.js" with { type: "text" };
 import STYLE_CSS from "../../web/style.css" with { type: "text" };
 import FAVICON_SVG from "../../web/favicon.svg" with { type: "text" };
-import { DEFAULTS } from "../config/config.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import type { Gap } from "../gap.ts";
-import { checkHealth, type HealthReport, type HealthSource } from "./server.ts";
+import { checkHealth, type HealthReport, type HealthSource } from "./health.ts";
 
 /** The most recent gaps, newest last, bounded. */
 export class GapLog {

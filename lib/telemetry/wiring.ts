@@ -3,8 +3,9 @@
  * `/metrics`, `/healthz`) and an InfluxDB push loop, each only when configured.
  */
 import type { Registry } from "prom-client";
-import type { TelemetryConfig } from "../config/config.ts";
-import { type HealthSource, serveTelemetry, type TelemetryServer } from "./server.ts";
+import type { TelemetryConfig } from "../config/telemetry.ts";
+import { type HealthSource } from "./health.ts";
+import { serveTelemetry, type TelemetryServer } from "./server.ts";
 import { type CounterLike, type InfluxPush, startInfluxPush } from "./influx.ts";
 import { type GapLog, LiveFeed } from "./live.ts";
 

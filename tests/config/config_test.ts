@@ -1,15 +1,11 @@
 import { deepStrictEqual, equal, ok, throws } from "../helpers/assert.ts";
-import {
-  buildKafkaConfig,
-  buildPolygonConfig,
-  buildStandbyConfig,
-  buildTelemetryConfig,
-  ConfigError,
-  parseSettings,
-  readEnvFile,
-  SETTINGS,
-  usage,
-} from "../../lib/config/config.ts";
+import { buildKafkaConfig } from "../../lib/config/kafka.ts";
+import { buildPolygonConfig } from "../../lib/config/polygon.ts";
+import { buildStandbyConfig } from "../../lib/config/standby.ts";
+import { buildTelemetryConfig } from "../../lib/config/telemetry.ts";
+import { ConfigError } from "../../lib/config/errors.ts";
+import { parseSettings, readEnvFile, usage } from "../../lib/config/parse.ts";
+import { SETTINGS } from "../../lib/config/settings.ts";
 
 const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
 

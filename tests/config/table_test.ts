@@ -1,11 +1,11 @@
 import { deepStrictEqual, ok } from "../helpers/assert.ts";
-import { SETTINGS } from "../../lib/config/config.ts";
+import { SETTINGS } from "../../lib/config/settings.ts";
 import { readTable, tableCells } from "../../scripts/config_table.ts";
 
-const FIX = "the settings table drifted from lib/config/config.ts; run `deno task docs`";
+const FIX = "the settings table drifted from lib/config/settings.ts; run `deno task docs`";
 
 for (const [file, which] of [["README.md", "readme"], ["docs/configuration.md", "all"]] as const) {
-  Deno.test(`the settings table of ${file} is the one lib/config/config.ts makes`, async () => {
+  Deno.test(`the settings table of ${file} is the one lib/config/settings.ts makes`, async () => {
     const text = await Deno.readTextFile(new URL(`../../${file}`, import.meta.url));
     deepStrictEqual(readTable(text), tableCells(which), `${file}: ${FIX}`);
   });

@@ -5,9 +5,10 @@
  */
 import { equal, ok } from "./assert.ts";
 import { type KafkaBroker, requireSecure, startKafka } from "./kafka_broker.ts";
-import { openKafka, type PartitionLag } from "../../lib/kafka/open.ts";
+import { openKafka } from "../../lib/kafka/open.ts";
+import { type PartitionLag } from "../../lib/kafka/types.ts";
 import { withAdmin } from "./kafka_check.ts";
-import type { KafkaConfig } from "../../lib/config/config.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { startFakePolygon } from "../../lib/polygon/fake.ts";
 import { type InRecord, type OutRecord } from "../../lib/sink.ts";
 import type { ProducerSummary } from "../../lib/summary.ts";

@@ -19,7 +19,7 @@
  * const config = brokerConfig(broker, "ssl", { topic: uniqueTopic("quotes") });
  * ```
  */
-import type { KafkaConfig } from "../../lib/config/config.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
 
 /** A test broker that did not start, or cannot do what was asked. */
 export class KafkaBrokerError extends Error {

@@ -5,7 +5,7 @@
  * offer (topic configs, group descriptions, raw metadata).
  */
 import { type Admin, Kafka, logLevel } from "kafkajs";
-import type { KafkaConfig } from "../../lib/config/config.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { kafkaJsConfig } from "../../lib/kafka/kafkajs/client.ts";
 
 /** Runs `use` with a connected kafkajs admin for the config, disconnecting after. */

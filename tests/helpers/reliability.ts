@@ -5,7 +5,7 @@
  * a topic (every record it holds, duplicates included).
  */
 import { deepStrictEqual, equal, ok } from "./assert.ts";
-import type { KafkaConfig } from "../../lib/config/config.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { openKafka } from "../../lib/kafka/open.ts";
 import {
   type FakePolygon,

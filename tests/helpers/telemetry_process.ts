@@ -20,7 +20,8 @@
  */
 import { parseArgs } from "node:util";
 import { type Counter, Gauge, Registry } from "prom-client";
-import { buildTelemetryConfig, parseSettings } from "../../lib/config/config.ts";
+import { buildTelemetryConfig } from "../../lib/config/telemetry.ts";
+import { parseSettings } from "../../lib/config/parse.ts";
 import { MetricsConverter } from "../../lib/telemetry/influx.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";

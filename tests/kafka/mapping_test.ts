@@ -3,7 +3,7 @@
  * throttled client logs, and how a closed sink ends its resend pause.
  */
 import { deepStrictEqual, equal, rejects } from "node:assert/strict";
-import type { KafkaConfig } from "../../lib/config/config.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { redact, throttledLog } from "../../lib/kafka/diagnosis.ts";
 import { resendUntilClosed } from "../../lib/kafka/resend.ts";
 import { kafkaJsConfig, kafkaLogCreator } from "../../lib/kafka/kafkajs/client.ts";

@@ -5,16 +5,11 @@
  * test runs once per client. With KAFKA_BROKERS set, the TLS/SCRAM and restart tests are skipped.
  */
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
-import type { KafkaConfig } from "../../lib/config/config.ts";
-import {
-  KAFKA_CLIENTS,
-  KafkaAuthError,
-  type KafkaClient,
-  type KafkaClientName,
-  KafkaUnreachableError,
-  openKafka,
-  type StartFrom,
-} from "../../lib/kafka/open.ts";
+import type { KafkaConfig } from "../../lib/config/kafka.ts";
+import { KAFKA_CLIENTS } from "../../lib/kafka/defaults.ts";
+import { KafkaAuthError, KafkaUnreachableError } from "../../lib/kafka/errors.ts";
+import { type KafkaClient, type KafkaClientName, type StartFrom } from "../../lib/kafka/types.ts";
+import { openKafka } from "../../lib/kafka/open.ts";
 import { type InRecord, type OutRecord, SCHEMA_VERSION } from "../../lib/sink.ts";
 import {
   brokerConfig,

@@ -1,18 +1,20 @@
 import assert from "node:assert/strict";
-import { EXIT } from "../../lib/config/config.ts";
+import { EXIT } from "../../lib/config/defaults.ts";
 import { ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import {
   AuthFailedError,
-  backoffDelay,
-  type Gap,
   MaxConnectionsError,
   NoQuotesError,
   PlanError,
+  topicsFor,
+} from "../../lib/polygon/protocol.ts";
+import {
+  backoffDelay,
+  type Gap,
   PolygonClient,
   type PolygonClientOptions,
   type PolygonState,
   type Timers,
-  topicsFor,
 } from "../../lib/polygon/client.ts";
 import { startFakePolygon } from "../../lib/polygon/fake.ts";
 import { CAPTURE_PATH as CAPTURE, captureTest } from "../helpers/capture.ts";

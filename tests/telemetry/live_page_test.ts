@@ -15,7 +15,7 @@ import { RecordPrinter } from "../../lib/consumer_output.ts";
 import type { InRecord } from "../../lib/sink.ts";
 import { serveTelemetry } from "../../lib/telemetry/server.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
-import type { ElectionOptions, KafkaClient } from "../../lib/kafka/open.ts";
+import type { ElectionOptions, KafkaClient } from "../../lib/kafka/types.ts";
 import { Standby } from "../../lib/standby.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

@@ -6,13 +6,10 @@ import { Pipeline } from "../../lib/pipeline.ts";
 import { PolygonClient } from "../../lib/polygon/client.ts";
 import { createSpreadTransform } from "../../transform.ts";
 import type { OutRecord, RecordSink } from "../../lib/sink.ts";
-import {
-  checkHealth,
-  type HealthSource,
-  serveTelemetry,
-  telemetryHandler,
-} from "../../lib/telemetry/server.ts";
-import { buildTelemetryConfig, parseSettings } from "../../lib/config/config.ts";
+import { checkHealth, type HealthSource } from "../../lib/telemetry/health.ts";
+import { serveTelemetry, telemetryHandler } from "../../lib/telemetry/server.ts";
+import { buildTelemetryConfig } from "../../lib/config/telemetry.ts";
+import { parseSettings } from "../../lib/config/parse.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
 import { SpreadMetrics, spreadStages } from "../../lib/spread_metrics.ts";
 

@@ -1,6 +1,6 @@
 /** Topics and lag through a kafkajs admin client. */
 import type { Admin } from "kafkajs";
-import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../open.ts";
+import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../types.ts";
 import { lagRows } from "../offsets.ts";
 import { waitForLeaders } from "../startup.ts";
 

@@ -20,7 +20,8 @@ import {
   type SASLOptions,
 } from "kafkajs";
 import { deadline } from "../../async.ts";
-import { ConfigError, type KafkaConfig } from "../../config/config.ts";
+import { ConfigError } from "../../config/errors.ts";
+import { type KafkaConfig } from "../../config/kafka.ts";
 import type {
   AdapterOptions,
   ConnectOptions,
@@ -30,7 +31,7 @@ import type {
   KafkaSinkOptions,
   KafkaSourceOptions,
   LeaderElection,
-} from "../open.ts";
+} from "../types.ts";
 import { explainFailure, throttledLog } from "../diagnosis.ts";
 import { ensureTopic, partitionLag } from "./admin.ts";
 import { KafkaJsSink } from "./sink.ts";

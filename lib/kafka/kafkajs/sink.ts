@@ -7,7 +7,7 @@ import {
   Partitioners,
   type Producer,
 } from "kafkajs";
-import { type KafkaSink, type KafkaSinkOptions, type SinkStats } from "../open.ts";
+import { type KafkaSink, type KafkaSinkOptions, type SinkStats } from "../types.ts";
 import { resendUntilClosed } from "../resend.ts";
 import type { OutRecord } from "../../sink.ts";
 

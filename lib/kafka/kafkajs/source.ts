@@ -1,6 +1,7 @@
 /** The kafkajs consumer behind {@linkcode RecordSource}: a group member, at least once. */
 import type { Admin, Consumer, EachBatchPayload, Kafka } from "kafkajs";
-import { DEFAULT_SESSION_TIMEOUT_MS, type KafkaSourceOptions } from "../open.ts";
+import { DEFAULT_SESSION_TIMEOUT_MS } from "../defaults.ts";
+import { type KafkaSourceOptions } from "../types.ts";
 import { PendingCommits } from "../offsets.ts";
 import type { ConsumeOptions, InRecord, RecordSource } from "../../sink.ts";
 

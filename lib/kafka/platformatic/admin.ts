@@ -1,6 +1,6 @@
 /** Topics, offsets and lag through a @platformatic/kafka admin client. */
 import type { Admin } from "@platformatic/kafka";
-import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../open.ts";
+import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../types.ts";
 import { errorChain } from "../diagnosis.ts";
 import { lagRows } from "../offsets.ts";
 import { waitForLeaders } from "../startup.ts";

@@ -8,7 +8,7 @@
  */
 import { Admin, AuthenticationError } from "@platformatic/kafka";
 import { deadline } from "../../async.ts";
-import type { KafkaConfig } from "../../config/config.ts";
+import type { KafkaConfig } from "../../config/kafka.ts";
 import type {
   AdapterOptions,
   ConnectOptions,
@@ -19,7 +19,7 @@ import type {
   KafkaSinkOptions,
   KafkaSourceOptions,
   LeaderElection,
-} from "../open.ts";
+} from "../types.ts";
 import { errorChain, explainFailure, probeTls } from "../diagnosis.ts";
 import { ensureTopic, partitionLag } from "./admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./options.ts";

@@ -7,13 +7,8 @@
  * leader the moment it runs out, before the broker can give the partition to anyone else.
  */
 import { type BaseOptions, Consumer } from "@platformatic/kafka";
-import {
-  DEFAULT_SESSION_TIMEOUT_MS,
-  ELECTION_HEARTBEAT_MS,
-  type ElectionOptions,
-  type LeaderElection,
-  Lease,
-} from "../open.ts";
+import { DEFAULT_SESSION_TIMEOUT_MS, ELECTION_HEARTBEAT_MS, Lease } from "../defaults.ts";
+import { type ElectionOptions, type LeaderElection } from "../types.ts";
 
 /** The protocol name the election's members agree on (any name works; all must use it). */
 const PROTOCOL = "crypto-leader";

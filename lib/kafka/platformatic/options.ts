@@ -1,7 +1,7 @@
 /** The @platformatic/kafka client settings for a config, and how the client's errors read. */
 import type { BaseOptions, SASLOptions } from "@platformatic/kafka";
 import { exponentialBackoff } from "../../async.ts";
-import type { KafkaConfig } from "../../config/config.ts";
+import type { KafkaConfig } from "../../config/kafka.ts";
 import { errorChain } from "../diagnosis.ts";
 import { securitySettings } from "../security.ts";
 

@@ -3,16 +3,16 @@
  * until it is acknowledged or the sink is closed.
  */
 import { ProduceAcks, Producer, type ProducerOptions } from "@platformatic/kafka";
-import type { KafkaConfig } from "../../config/config.ts";
+import type { KafkaConfig } from "../../config/kafka.ts";
 import {
   type AdapterOptions,
   type KafkaSink,
   type KafkaSinkOptions,
   type SinkStats,
-} from "../open.ts";
+} from "../types.ts";
 import { throttledLog } from "../diagnosis.ts";
 import { platformaticOptions, reasonOf } from "./options.ts";
-import { murmur2 } from "../../memory_broker.ts";
+import { murmur2 } from "../murmur2.ts";
 import { resendUntilClosed } from "../resend.ts";
 import type { OutRecord } from "../../sink.ts";
 

@@ -10,13 +10,9 @@ import {
   MessagesStreamFallbackModes,
   MessagesStreamModes,
 } from "@platformatic/kafka";
-import type { KafkaConfig } from "../../config/config.ts";
-import {
-  type AdapterOptions,
-  DEFAULT_SESSION_TIMEOUT_MS,
-  type KafkaAdmin,
-  type KafkaSourceOptions,
-} from "../open.ts";
+import type { KafkaConfig } from "../../config/kafka.ts";
+import { type AdapterOptions, type KafkaAdmin, type KafkaSourceOptions } from "../types.ts";
+import { DEFAULT_SESSION_TIMEOUT_MS } from "../defaults.ts";
 import { throttledLog } from "../diagnosis.ts";
 import { PendingCommits } from "../offsets.ts";
 import { committedOffsets, offsetsAt, partitionIndexes } from "./admin.ts";
