@@ -21,6 +21,7 @@
  */
 import type { MetricObjectWithValues, MetricValue, Registry } from "prom-client";
 import { delay, REAL_TIMERS, type Timers } from "../async.ts";
+import { bucketQuantile } from "./quantile.ts";
 
 /** A value that cannot be written as line protocol (a newline, a trailing backslash, …). */
 export class LineProtocolError extends Error {
@@ -133,33 +134,6 @@ export function formatPoint(point: Point): string {
 
 /** Quantiles written for each histogram series, as fields `p50`, `p90`, `p99`. */
 export const HISTOGRAM_QUANTILES: readonly number[] = [0.5, 0.9, 0.99];
-
-/**
- * Estimates a quantile from cumulative buckets the way PromQL's `histogram_quantile` does:
- * linear interpolation inside the bucket, the highest finite bound if it falls in `+Inf`.
- * Returns undefined when the buckets hold no observations.
- */
-export function bucketQuantile(
-  q: number,
-  buckets: readonly { le: number; count: number }[],
-): number | undefined {
-  const total = buckets.at(-1)?.count ?? 0;
-  if (!(total > 0)) return undefined;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const b of buckets) {
-    if (b.count >= rank) {
-      if (b.le === Infinity) return prevLe;
-      if (b.count === prevCount) return b.le;
-      const lower = prevLe > b.le ? 0 : prevLe;
-      return lower + (b.le - lower) * ((rank - prevCount) / (b.count - prevCount));
-    }
-    prevLe = b.le;
-    prevCount = b.count;
-  }
-  return prevLe;
-}
 
 /** Options for {@linkcode MetricsConverter}. */
 export interface MetricsConverterOptions {

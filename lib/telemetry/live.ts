@@ -27,6 +27,7 @@ import STYLE_CSS from "../../web/style.css" with { type: "text" };
 import FAVICON_SVG from "../../web/favicon.svg" with { type: "text" };
 import { DEFAULTS } from "../config/defaults.ts";
 import type { Gap } from "../gap.ts";
+import { type Bucket, bucketQuantile } from "./quantile.ts";
 import { checkHealth, type HealthReport, type HealthSource } from "./health.ts";
 
 /** The most recent gaps, newest last, bounded. */
@@ -183,29 +184,6 @@ const CONSUMER_SYMBOLS = [
   "crypto_consumer_quotes_crossed_total",
   "crypto_consumer_quotes_locked_total",
 ] as const;
-
-/**
- * Prometheus' `histogram_quantile` on cumulative buckets (`[le, count]`, ascending, the last
- * `+Inf`): linear interpolation inside the bucket holding the rank; the highest finite bound when
- * the rank falls in `+Inf`; null with no observations.
- */
-export function bucketQuantile(q: number, buckets: readonly [number, number][]): number | null {
-  const total = buckets.at(-1)?.[1] ?? 0;
-  if (total === 0) return null;
-  const rank = q * total;
-  let lowerBound = 0;
-  let lowerCount = 0;
-  for (const [le, count] of buckets) {
-    if (count >= rank) {
-      if (le === Number.POSITIVE_INFINITY) return lowerBound;
-      if (count === lowerCount) return le;
-      return lowerBound + (le - lowerBound) * ((rank - lowerCount) / (count - lowerCount));
-    }
-    lowerBound = le;
-    lowerCount = count;
-  }
-  return lowerBound;
-}
 
 /** Samples the registry once per interval while pages are open and streams it to them. */
 export class LiveFeed {
@@ -424,16 +402,15 @@ export class LiveFeed {
       return out;
     };
     const quantiles = async (name: string, hop: string) => {
-      const buckets: [number, number][] = [];
+      const buckets: Bucket[] = [];
       for (const s of await read(name)) {
         if (s.metricName !== `${name}_bucket` || s.labels.hop !== hop) continue;
         const le = s.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(s.labels.le);
-        buckets.push([le, s.value]);
+        buckets.push({ le, count: s.value });
       }
-      buckets.sort((a, b) => a[0] - b[0]);
       const ms = (q: number) => {
         const v = bucketQuantile(q, buckets);
-        return v === null ? null : v * 1000;
+        return v === undefined ? null : v * 1000;
       };
       return [ms(0.5), ms(0.99)] as const;
     };

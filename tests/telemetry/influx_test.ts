@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { Counter, Histogram, Registry } from "prom-client";
 import {
-  bucketQuantile,
   DROP_REPORT_MEASUREMENT,
   escapeKey,
   escapeMeasurement,
@@ -142,21 +141,6 @@ Deno.test("formatPoint refuses what line protocol cannot carry, with a LineProto
   assert.throws(() => formatPoint({ measurement: "m", fields: { v: NaN } }), LineProtocolError);
   assert.throws(() => formatPoint({ measurement: "m", fields: { s: "x\ny" } }), LineProtocolError);
   assert.throws(() => formatPoint({ measurement: "", fields: { v: 1 } }), LineProtocolError);
-});
-
-Deno.test("bucketQuantile interpolates inside buckets like PromQL's histogram_quantile", () => {
-  const buckets = [
-    { le: 0.1, count: 10 },
-    { le: 0.5, count: 30 },
-    { le: 1, count: 40 },
-    { le: Infinity, count: 40 },
-  ];
-  assert.equal(bucketQuantile(0.25, buckets), 0.1); // rank 10: top of the first bucket
-  assert.equal(bucketQuantile(0.5, buckets), 0.1 + 0.4 * (10 / 20)); // rank 20
-  assert.equal(bucketQuantile(0.125, buckets), 0.05); // rank 5, from 0
-  assert.equal(bucketQuantile(0.99, buckets), 0.5 + 0.5 * ((0.99 * 40 - 30) / 10));
-  assert.equal(bucketQuantile(0.99, [{ le: 1, count: 1 }, { le: Infinity, count: 10 }]), 1);
-  assert.equal(bucketQuantile(0.5, [{ le: 1, count: 0 }, { le: Infinity, count: 0 }]), undefined);
 });
 
 Deno.test("MetricsConverter makes one measurement per metric with labels as tags, ages for timestamps and interval quantiles for histograms", async () => {

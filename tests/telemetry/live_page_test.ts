@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { Browser, type Page } from "../helpers/browser.ts";
 import { freePort, ServiceProcess, waitForHttp } from "../helpers/service_process.ts";
-import { bucketQuantile, LiveFeed } from "../../lib/telemetry/live.ts";
+import { LiveFeed } from "../../lib/telemetry/live.ts";
+import { bucketQuantile } from "../../lib/telemetry/quantile.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { RecordPrinter } from "../../lib/consumer_output.ts";
 import type { InRecord } from "../../lib/sink.ts";
@@ -125,7 +126,8 @@ function readPage(page: Page): Promise<Shown> {
 const count = (text: string) => Number(text.replace(/[^0-9]/g, ""));
 const share = (part: number, whole: number) =>
   whole > 0 ? `${((part / whole) * 100).toFixed(2)}%` : "–";
-const ms = (seconds: number | null) => seconds === null ? "–" : (seconds * 1000).toFixed(1);
+const ms = (seconds: number | null | undefined) =>
+  seconds === null || seconds === undefined ? "–" : (seconds * 1000).toFixed(1);
 
 /** Waits for an update sampled after `after` (epoch ms) and returns what the page shows. */
 async function nextShown(page: Page, after: number): Promise<Shown> {
@@ -231,13 +233,12 @@ Deno.test({
         assert.equal(count(text), metric(m, `crypto_ws_reconnects_total{reason="${reason}"}`));
       }
       const hop = 'hop="receive_to_ack"';
-      const buckets: [number, number][] = [...m]
+      const buckets = [...m]
         .filter(([k]) => k.startsWith("crypto_hop_latency_seconds_bucket{") && k.includes(hop))
         .map(([k, v]) => {
           const le = /le="([^"]+)"/.exec(k)![1]!;
-          return [le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le), v] as [number, number];
-        })
-        .sort((a, b) => a[0] - b[0]);
+          return { le: le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le), count: v };
+        });
       assert.equal(
         shown.receiveToAck,
         `${ms(bucketQuantile(0.5, buckets))} / ${ms(bucketQuantile(0.99, buckets))} ms`,

@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import {
-  bucketQuantile,
-  GapLog,
-  LiveFeed,
-  type LiveInit,
-  type LiveUpdate,
-} from "../../lib/telemetry/live.ts";
+import { GapLog, LiveFeed, type LiveInit, type LiveUpdate } from "../../lib/telemetry/live.ts";
 import { MemoryBroker } from "../../lib/memory_broker.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { Pipeline } from "../../lib/pipeline.ts";
@@ -59,16 +53,6 @@ async function runPipeline(frames: string[]): Promise<[ProducerMetrics, Pipeline
   await pipeline.close(5000);
   return [metrics, pipeline];
 }
-
-Deno.test("bucketQuantile interpolates inside the bucket like Prometheus' histogram_quantile", () => {
-  const inf = Number.POSITIVE_INFINITY;
-  // 10 observations: 4 in (0, 1], 4 in (1, 2], 2 above 2.
-  const buckets: [number, number][] = [[1, 4], [2, 8], [inf, 10]];
-  assert.equal(bucketQuantile(0.5, buckets), 1.25); // rank 5: a quarter into (1, 2]
-  assert.equal(bucketQuantile(0.2, buckets), 0.5); // rank 2: half of (0, 1]
-  assert.equal(bucketQuantile(0.99, buckets), 2); // in +Inf: the highest finite bound
-  assert.equal(bucketQuantile(0.5, [[1, 0], [inf, 0]]), null);
-});
 
 Deno.test("GapLog keeps the newest gaps only", () => {
   const log = new GapLog(2);
