@@ -21,6 +21,7 @@ import { PolygonClient } from "./lib/polygon/client.ts";
 import { startFakePolygon } from "./lib/polygon/fake.ts";
 import { openRecording } from "./lib/recording.ts";
 import { serveTelemetry, type TelemetryServer } from "./lib/telemetry/server.ts";
+import type { HealthSource } from "./lib/telemetry/health.ts";
 
 const HELP = usage(
   "demo",
@@ -57,8 +58,16 @@ async function main(): Promise<number> {
   const gaps = new GapLog();
   let page: TelemetryServer | undefined;
   if (metrics) {
-    const live = new LiveFeed({ registry: metrics.registry, health: pipeline, gaps });
-    page = serveTelemetry({ registry: metrics.registry, health: pipeline, live, port });
+    // The page names the sink that is there: the demo has no Kafka.
+    const health: HealthSource = {
+      lastQuoteAt: () => pipeline.lastQuoteAt(),
+      lastAckAt: () => pipeline.lastAckAt(),
+      pendingRecords: () => pipeline.pendingRecords(),
+      oldestPendingAt: () => pipeline.oldestPendingAt(),
+      sinkName: () => "the in-memory broker",
+    };
+    const live = new LiveFeed({ registry: metrics.registry, health, gaps });
+    page = serveTelemetry({ registry: metrics.registry, health, live, port });
     console.error(`demo: live page at ${page.url}/ (replaying at speed ${speed}; Ctrl-C to stop)`);
   }
   const signals = abortOnSignals();

@@ -4,6 +4,7 @@
  * stop at `--max-messages`, telling the source how many records of a batch were handled.
  */
 import type { InRecord } from "./sink.ts";
+import { plain } from "./decimal.ts";
 
 /** A spread record value as parsed by the consumer. */
 export interface SpreadValue {
@@ -76,7 +77,7 @@ export class SpreadTable {
       const rate = row.recent.length / (this.#windowMs / 1000);
       rows.push([
         symbol,
-        String(row.last.spread),
+        plain(String(row.last.spread)),
         rate.toFixed(1),
         formatAge(now, row.last.timestamp),
         String(row.count),

@@ -109,3 +109,19 @@ export function normalize(text: string): string {
   const p = parse(text);
   return format(p.negative, p.digits, p.exponent);
 }
+
+/**
+ * Writes a number text in plain positional notation, never with an exponent, for people to read
+ * (`1e-7` → `0.0000001`, `1.5e+22` → `15000000000000000000000`). The value is unchanged; JSON
+ * records keep the compact form.
+ */
+export function plain(text: string): string {
+  const { negative, digits, exponent } = parse(normalize(text));
+  if (digits === "") return "0";
+  const n = digits.length + exponent;
+  let out: string;
+  if (exponent >= 0) out = digits + "0".repeat(exponent);
+  else if (n > 0) out = digits.slice(0, n) + "." + digits.slice(n);
+  else out = "0." + "0".repeat(-n) + digits;
+  return negative ? "-" + out : out;
+}

@@ -100,7 +100,8 @@ Deno.test("the table keeps its columns apart and shows an old quote's age as a t
     ["A-VERY-LONG-PAIR-NAME-USD", "1278.41689477", "0.2", "2h12m", "1"],
     ["BTC-USD", "0.44", "1278.4", "2023-07-26 10:15Z", "6392"],
     ["ETH-USD", "0", "0.2", "9.5s", "1"],
-    ["SHIB-USDT", "1.2345678e-7", "0.2", "12m05s", "1"],
+    // People read 0.00000012345678, not 1.2345678e-7 (the JSON records keep their form).
+    ["SHIB-USDT", "0.00000012345678", "0.2", "12m05s", "1"],
   ]);
   // Right-aligned columns end at the same place on every line.
   equal(new Set(rows.map((r) => r.length)).size, 1);

@@ -1,5 +1,5 @@
 import { equal, throws } from "./helpers/assert.ts";
-import { DecimalError, normalize, subtract } from "../lib/decimal.ts";
+import { DecimalError, normalize, plain, subtract } from "../lib/decimal.ts";
 
 Deno.test("decimal subtraction is exact where floating point is not", () => {
   equal(subtract("29603.83", "29603.82"), "0.01");
@@ -38,4 +38,16 @@ Deno.test("decimal results are formatted the way JavaScript formats numbers", ()
 Deno.test("decimal parsing rejects text that is not a number", () => {
   throws(() => subtract("abc", "1"), DecimalError);
   throws(() => subtract("1", "."), /Cannot parse decimal "\."/);
+});
+
+Deno.test("plain writes small and large numbers without an exponent, value unchanged", () => {
+  equal(plain("1e-7"), "0.0000001");
+  equal(plain("1.3e-7"), "0.00000013");
+  equal(plain("-2.5E-10"), "-0.00000000025");
+  equal(plain("1.5e+22"), "15000000000000000000000");
+  equal(plain("0.010"), "0.01");
+  equal(plain("29603.83"), "29603.83");
+  equal(plain("-0"), "0");
+  equal(plain("100"), "100");
+  equal(Number(plain("1.2345e-12")), 1.2345e-12);
 });

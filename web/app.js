@@ -27,7 +27,20 @@ const perSecond = (n) => n === null || n === undefined ? "–" : n.toFixed(1);
 const milliseconds = (n) => n === null || n === undefined ? "–" : n.toFixed(1);
 const latencyPair = (p50, p99) => `${milliseconds(p50)} / ${milliseconds(p99)} ms`;
 const share = (part, whole) => whole > 0 ? `${((part / whole) * 100).toFixed(2)}%` : "–";
-const spreadText = (n) => n === null || n === undefined ? "–" : String(n);
+const spreadText = (n) => n === null || n === undefined ? "–" : plainNumber(n);
+
+/** A number as people write it, without an exponent: 1e-7 is shown as 0.0000001. */
+function plainNumber(n) {
+  const text = String(n);
+  const m = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(text);
+  if (!m) return text;
+  const [, sign, whole, fraction = "", exponent] = m;
+  const digits = whole + fraction;
+  const point = whole.length + Number(exponent);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
 const STATES = ["disconnected", "connecting", "authenticating", "subscribing", "streaming"];
 
 function setMetric(name, text) {

@@ -13,6 +13,8 @@ export interface HealthSource {
   pendingRecords(): number;
   /** When the oldest unacknowledged record was handed to Kafka, or undefined if none. */
   oldestPendingAt(): number | undefined;
+  /** The sink's name for people, as the messages say it; default "Kafka" (the demo: the in-memory broker). */
+  sinkName?(): string;
   /** With `--standby-group`: "active" or "standby" (a standby is healthy and says so). */
   role?(): "active" | "standby";
   /** With `--standby-group`: the group, takeovers so far and the last one's time (epoch ms). */
@@ -78,6 +80,7 @@ export function checkHealth(source: HealthSource, now: number, staleAfterMs: num
       `this one takes over if it stops`;
     return report;
   }
+  const sink = source.sinkName?.() ?? "Kafka";
   const problems: string[] = [];
   if (lastQuoteAt === undefined) {
     report.reasons.push("no_quotes_yet");
@@ -95,7 +98,7 @@ export function checkHealth(source: HealthSource, now: number, staleAfterMs: num
     if (report.oldestPendingAgeMs > staleAfterMs) {
       report.reasons.push("acks_stalled");
       problems.push(
-        `${pendingRecords} records are waiting for a Kafka ack, the oldest for ` +
+        `${pendingRecords} records are waiting for an ack from ${sink}, the oldest for ` +
           `${report.oldestPendingAgeMs} ms`,
       );
     }
@@ -104,7 +107,7 @@ export function checkHealth(source: HealthSource, now: number, staleAfterMs: num
     report.status = "unhealthy";
     report.message = `Unhealthy: ${problems.join("; ")} (limit ${staleAfterMs} ms)`;
   } else {
-    report.message = "Quotes are fresh and Kafka acks are flowing";
+    report.message = `Quotes are fresh and acks from ${sink} are flowing`;
   }
   return report;
 }

@@ -1,7 +1,7 @@
 /**
  * Telemetry exposure: an HTTP server with `/metrics` (Prometheus text format, from a prom-client
  * registry), `/healthz` (200 only while data is fresh: quotes arrived within `staleAfterMs`
- * and Kafka acks are flowing; otherwise 503 with a JSON reason) and, when given a `LiveFeed`
+ * and the sink's acks are flowing; otherwise 503 with a JSON reason) and, when given a `LiveFeed`
  * (`live.ts`), the live page at `/`.
  *
  * Health inputs come through the small {@linkcode HealthSource} interface, which the pipeline

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Browser, type Page } from "../helpers/browser.ts";
 import { freePort, ServiceProcess, waitForHttp } from "../helpers/service_process.ts";
 import { LiveFeed } from "../../lib/telemetry/live.ts";
+import { plain } from "../../lib/decimal.ts";
 import { bucketQuantile } from "../../lib/telemetry/quantile.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { RecordPrinter } from "../../lib/consumer_output.ts";
@@ -95,6 +96,8 @@ interface Shown {
   skips: [string, string][];
   reconnects: [string, string][];
   rows: { symbol: string; spread: string; quotes: string; crossed: string; locked: string }[];
+  healthMessage: string;
+  failoverShown: boolean;
 }
 
 function readPage(page: Page): Promise<Shown> {
@@ -110,6 +113,8 @@ function readPage(page: Page): Promise<Shown> {
       receiveToAck: text('[data-metric="receiveToAck"]'),
       health: text("#health"),
       healthState: document.querySelector("#health").dataset.state,
+      healthMessage: text("#health-message"),
+      failoverShown: getComputedStyle(document.querySelector("#failover-card")).display !== "none",
       skips: pairs("#skips"),
       reconnects: pairs("#reconnects"),
       rows: [...document.querySelectorAll("#symbol-table tbody tr")].map((tr) => ({
@@ -244,6 +249,12 @@ Deno.test({
         `${ms(bucketQuantile(0.5, buckets))} / ${ms(bucketQuantile(0.99, buckets))} ms`,
       );
       assert.equal(shown.healthState, health.status);
+      // The demo has no Kafka: the page names the sink that is there.
+      assert.equal(shown.healthMessage, health.message);
+      assert.match(shown.healthMessage, /the in-memory broker/);
+      assert.doesNotMatch(shown.healthMessage, /Kafka/);
+      // No --standby-group: no failover card at all, not an empty one.
+      assert.equal(shown.failoverShown, false);
       assert.equal(
         shown.health,
         health.status === "ok" ? "healthy" : `unhealthy: ${health.reasons.join(", ")}`,
@@ -255,7 +266,7 @@ Deno.test({
         const l = `{symbol="${label(row.symbol)}"}`;
         const quotes = metric(m, `crypto_quotes_total${l}`);
         assert.equal(count(row.quotes), quotes, row.symbol);
-        assert.equal(row.spread, String(metric(m, `crypto_spread_last${l}`)), row.symbol);
+        assert.equal(row.spread, plain(String(metric(m, `crypto_spread_last${l}`))), row.symbol);
         assert.equal(row.crossed, share(m.get(`crypto_quotes_crossed_total${l}`) ?? 0, quotes));
         assert.equal(row.locked, share(m.get(`crypto_quotes_locked_total${l}`) ?? 0, quotes));
       }
@@ -323,6 +334,7 @@ Deno.test({
       ["BTC-USD", -0.01],
       [HOSTILE_SCRIPT, 0],
       ["ETH-USD", 0.02],
+      ["SOL-USD", 1e-7],
     ].map(([symbol, spread], i) => ({
       topic: "t",
       partition: i % 2,
@@ -367,6 +379,8 @@ Deno.test({
           [HOSTILE_SCRIPT, "0", "–", String(q(HOSTILE_SCRIPT)), "0.00%", "100.00%"],
           ["BTC-USD", "-0.01", "–", String(q("BTC-USD")), "50.00%", "0.00%"],
           ["ETH-USD", "0.02", "–", String(q("ETH-USD")), "0.00%", "0.00%"],
+          // People read 0.0000001, not 1e-7.
+          ["SOL-USD", "0.0000001", "–", String(q("SOL-USD")), "0.00%", "0.00%"],
         ],
       });
       assert.equal(q("BTC-USD"), 2);

@@ -75,7 +75,7 @@ Deno.test("/healthz turns 503 when quotes go stale or acks stall, and 200 again 
     assert.deepEqual(body, {
       status: "ok",
       reasons: [],
-      message: "Quotes are fresh and Kafka acks are flowing",
+      message: "Quotes are fresh and acks from Kafka are flowing",
       staleAfterMs: 30_000,
       lastQuoteAgeMs: 1_000,
       lastAckAgeMs: 900,
@@ -98,7 +98,7 @@ Deno.test("/healthz turns 503 when quotes go stale or acks stall, and 200 again 
     assert.deepEqual(body.reasons, ["quotes_stale", "acks_stalled"]);
     assert.equal(
       body.message,
-      "Unhealthy: the last quote is 31001 ms old; 3 records are waiting for a Kafka ack, " +
+      "Unhealthy: the last quote is 31001 ms old; 3 records are waiting for an ack from Kafka, " +
         "the oldest for 30501 ms (limit 30000 ms)",
     );
 
