@@ -99,9 +99,6 @@ export async function readGraph(root: string, files: string[]): Promise<ImportGr
             clientImports.push({ file: from, specifier: dep.specifier });
           }
         }
-        if (isKafkaClient(dep.specifier)) {
-          clientImports.push({ file: from, specifier: dep.specifier });
-        }
       }
     }
     return { edges, clientImports };
