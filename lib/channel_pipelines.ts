@@ -59,14 +59,19 @@ export class ChannelPipelines implements HealthSource {
     );
   }
 
+  /** Frames received (before routing: a frame cut for three channels counts once). */
+  framesIn = 0;
+
   /** Accepts one frame from the read path: synchronous, each part O(1) into its queue. */
   push(text: string, receivedAt?: number): void {
+    this.framesIn++;
     const at = receivedAt ?? Date.now();
     this.#router.route(text, (i, part) => this.pipelines[i]!.push(part, at));
   }
 
   /** Waits for room in every queue the frame goes to (a recording can wait). */
   async offer(text: string, receivedAt?: number): Promise<void> {
+    this.framesIn++;
     const at = receivedAt ?? Date.now();
     const parts: [number, string][] = [];
     this.#router.route(text, (i, part) => parts.push([i, part]));
@@ -90,9 +95,12 @@ export class ChannelPipelines implements HealthSource {
     if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
-  /** Every channel's counts added up. */
+  /**
+   * Every channel's counts added up, but `framesIn`: the frames received (each channel's own
+   * `framesIn` counts the parts it was handed).
+   */
   get counts(): PipelineCounts {
-    return sumCounts(this.pipelines.map((p) => p.counts));
+    return { ...sumCounts(this.pipelines.map((p) => p.counts)), framesIn: this.framesIn };
   }
 
   /** The counts of each channel, by channel name. */

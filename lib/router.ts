@@ -158,8 +158,9 @@ function skipValue(text: string, i: number): number {
       if (depth === 0) return i + 1;
     } else if (c === 123 || c === 91) depth++;
     else if (c === 125 || c === 93) {
+      // A scalar (a number, true, null) ends where its array or object closes.
+      if (depth === 0) return i;
       depth--;
-      if (depth < 0) return -1;
       if (depth === 0) return i + 1;
     } else if (depth === 0 && (c === 44 || WS(c))) return i;
   }

@@ -143,11 +143,14 @@ Deno.test("the router sends each event of a mixed frame to its channel, verbatim
   router.route('{"ev":"XA"}', (i, t) => whole.push([i, t]));
   router.route('[{"ev":"XT"},{"ev":"XQ"}', (i, t) => whole.push([i, t]));
   router.route('[{"ev":"XT"},{"ev":"XQ",}]', (i, t) => whole.push([i, t]));
+  router.route('[{"ev":"XT"},42]', (i, t) => whole.push([i, t]));
   deepStrictEqual(whole, [
     [1, '[{"ev":"XT"},{"ev":"XT"}]'],
     [2, '{"ev":"XA"}'],
     [0, '[{"ev":"XT"},{"ev":"XQ"}'],
     [0, '[{"ev":"XT"},{"ev":"XQ",}]'],
+    [0, "[42]"],
+    [1, '[{"ev":"XT"}]'],
   ]);
 });
 
