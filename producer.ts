@@ -20,7 +20,7 @@ import { buildTelemetryConfig } from "./lib/config/telemetry.ts";
 import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { EXIT } from "./lib/config/defaults.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
-import { ProducerMetrics } from "./lib/telemetry/metrics.ts";
+import { followChannels, ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
 import { FlushTimeoutError, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
@@ -92,6 +92,11 @@ async function main(): Promise<number> {
   // One set of channel pipelines per term as the active producer (without --standby-group: one
   // term); each channel has its own pipeline, topic and counts.
   const pipelines: ChannelPipelines[] = [];
+  // Per-channel series (`channel` label), cumulative over terms.
+  followChannels(
+    metrics.registry,
+    () => new Map(Object.entries(channelCounts(pipelines)).map(([c, v]) => [c, v.counts])),
+  );
   const standby = standbyConfig
     ? new Standby(kafka, standbyConfig, {
       registry: metrics.registry,

@@ -6,6 +6,8 @@ import { MemoryBroker } from "../lib/memory_broker.ts";
 import { PolygonClient } from "../lib/polygon/client.ts";
 import { startFakePolygon } from "../lib/polygon/fake.ts";
 import { generateFeed } from "../lib/polygon/feed.ts";
+import { followChannels } from "../lib/telemetry/metrics.ts";
+import { Registry } from "prom-client";
 
 const TOPICS = { topic: "q", gapsTopic: "q.gaps" };
 
@@ -147,4 +149,29 @@ Deno.test("health reads every channel: the latest frame of any, the oldest pendi
   equal(pipelines.lastQuoteAt(), 500);
   equal(pipelines.oldestPendingAt(), 100);
   equal(pipelines.pendingRecords(), 2);
+});
+
+Deno.test("the channel series carry a channel label and follow each channel's counts", async () => {
+  const registry = new Registry();
+  const broker = new MemoryBroker();
+  const pipelines = new ChannelPipelines(broker.sink(), channelPlans(["XQ", "XT"], TOPICS), {});
+  followChannels(registry, () => pipelines.countsByChannel());
+  pipelines.start();
+  pipelines.push(
+    '[{"ev":"XT","pair":"A-B","p":1,"s":1,"t":1},{"ev":"XT","pair":"A-B","s":1,"t":1},' +
+      '{"ev":"XQ","pair":"A-B","bp":1,"ap":2,"t":1}]',
+    1,
+  );
+  await pipelines.close(10_000);
+  const text = await registry.metrics();
+  const lines = text.split("\n").filter((l) => l.startsWith("crypto_channel_"));
+  for (
+    const want of [
+      'crypto_channel_events_total{channel="XQ"} 1',
+      'crypto_channel_events_total{channel="XT"} 2',
+      'crypto_channel_records_acked_total{channel="XT"} 1',
+      'crypto_channel_skipped_total{channel="XT",reason="bad_price"} 1',
+      'crypto_channel_skipped_total{channel="XQ",reason="bad_bid"} 0',
+    ]
+  ) ok(lines.includes(want), `${want} not in\n${lines.join("\n")}`);
 });
