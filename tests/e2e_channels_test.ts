@@ -92,6 +92,9 @@ Deno.test({
         "XQ,XT,XA",
         "--summary",
         `${dir}/summary.json`,
+        // A loaded machine's broker may take a while to ack the last batches.
+        "--shutdown-timeout",
+        "120",
       ], { POLYGON_API_KEY: API_KEY, ...kafkaEnv(b, "plaintext", topic) });
       await Promise.race([fake.done, producer.finished]);
       // Let the last frames reach the producer before asking it to stop.
