@@ -22,6 +22,7 @@ import { EXIT } from "./lib/config/defaults.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { followChannels, ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
+import { BarMetrics, TradeMetrics } from "./lib/channel_metrics.ts";
 import { FlushTimeoutError, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
 import { channelEntry, channelPlans, filtersFor, parseChannels } from "./lib/channels.ts";
@@ -67,6 +68,8 @@ async function main(): Promise<number> {
   const metrics = new ProducerMetrics();
   // One observer for the process; each term gets a transform of its own (its own counts).
   const spreads = new SpreadMetrics(metrics);
+  const tradeMetrics = new TradeMetrics(metrics.registry);
+  const barMetrics = new BarMetrics(metrics.registry);
   const channels = parseChannels(s.channels);
   const topics = filtersFor(channels, polygon.pairs);
 
@@ -125,7 +128,9 @@ async function main(): Promise<number> {
     termSink: RecordSink,
     stop: AbortSignal,
   ): Promise<TermEnd> => {
-    const plans = channelPlans(channels, kafkaConfig, { observers: { XQ: spreads } });
+    const plans = channelPlans(channels, kafkaConfig, {
+      observers: { XQ: spreads, XT: tradeMetrics, XA: barMetrics },
+    });
     const pipeline = new ChannelPipelines(termSink, plans, {
       batchMax: kafkaConfig.batchMax,
       lingerMs: kafkaConfig.lingerMs,
