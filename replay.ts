@@ -114,12 +114,14 @@ async function main(): Promise<number> {
     const records: OutRecord[] = [];
     const events = plans.map(() => 0);
     const made = plans.map(() => 0);
+    const framesOf = plans.map(() => 0);
     let count = 0;
     for await (const frame of recording.frames) {
       frames++;
       if (speed > 0) await pacer.wait(firstTime(frame));
       router.route(frame, (i, part) => {
         const before = records.length;
+        framesOf[i]!++;
         events[i]! += plans[i]!.transform.frame(part, records);
         made[i]! += records.length - before;
       });
@@ -136,6 +138,7 @@ async function main(): Promise<number> {
         topic: p.topic,
         counts: {
           ...sumCounts([]),
+          framesIn: framesOf[i]!,
           events: events[i]!,
           records: made[i]!,
           skipped: p.transform.skipped,

@@ -32,8 +32,27 @@ function cpuNsPerEvent(pass: () => number, events: number): number {
   return ((used.user + used.system) * 1e3) / events;
 }
 
+/** One input's figures, as bench/transform_cost.ts reports them. */
+export interface ChannelCost {
+  frames: number;
+  events: number;
+  /** ns per event of each round. */
+  parseNs: number[];
+  transformNs: number[];
+  /** transform / parse, per round. */
+  ratios: number[];
+}
+
+/** The figures of every input. */
+export interface ChannelCostResult {
+  quotes: ChannelCost;
+  trades: ChannelCost;
+  bars: ChannelCost;
+  mixedRouted: ChannelCost;
+}
+
 /** ns per event of `pass` and of JSON.parse on the same frames, and their ratio, per round. */
-function measure(frames: readonly string[], pass: () => number, rounds: number) {
+function measure(frames: readonly string[], pass: () => number, rounds: number): ChannelCost {
   const events = parsePass(frames);
   for (let i = 0; i < 2; i++) {
     parsePass(frames);
@@ -98,7 +117,7 @@ if (import.meta.main) {
     }
     return n;
   };
-  const result = {
+  const result: ChannelCostResult = {
     quotes: measure(quotes, transformPass(xq!, quotes), rounds),
     trades: measure(trades, transformPass(xt!, trades), rounds),
     bars: measure(bars, transformPass(xa!, bars), rounds),
