@@ -7,7 +7,11 @@
  * every number the text exactly as Polygon sent it. Key = symbol. In XA `c` is the close and
  * `s` the start, unlike XT, where they are the conditions and the size.
  */
-import { FRAME_SKIP_REASONS, readChannelFrame } from "./lib/channel_events.ts";
+import {
+  type ChannelTransformOptions,
+  FRAME_SKIP_REASONS,
+  readChannelFrame,
+} from "./lib/channel_events.ts";
 import { nonNegativeText, positiveText, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
@@ -60,6 +64,13 @@ export class BarTransform implements FrameTransform<BarRecord> {
     BAR_SKIP_REASONS.map((r) => [r, 0]),
   ) as BarSkipCounts;
 
+  readonly #scan: boolean;
+
+  /** Use the factory. `scan: false` reads every frame by the general path (for tests). */
+  constructor(options: ChannelTransformOptions = {}) {
+    this.#scan = options.scan ?? true;
+  }
+
   /**
    * Appends the records of one frame to `records`, in frame order, and counts skips. Returns
    * the number of events seen. Never throws on bad input.
@@ -68,7 +79,7 @@ export class BarTransform implements FrameTransform<BarRecord> {
     return readChannelFrame(text, BAR_CHANNEL, this.skipped, (e, pair) => {
       const record = this.#bar(e, pair);
       if (record !== undefined) records.push(record);
-    });
+    }, { scan: this.#scan });
   }
 
   #bar(e: Record<string, unknown>, pair: string): BarRecord | undefined {
@@ -124,6 +135,6 @@ export class BarTransform implements FrameTransform<BarRecord> {
  * records[0].value; // {"timestamp":"2021-01-12T14:54:00.000Z","end":"2021-01-12T14:55:00.000Z","symbol":"BCD-USD","open":0.772,…}
  * ```
  */
-export function createBarTransform(): BarTransform {
-  return new BarTransform();
+export function createBarTransform(options: ChannelTransformOptions = {}): BarTransform {
+  return new BarTransform(options);
 }

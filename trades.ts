@@ -7,8 +7,12 @@
  * with `price` and `size` the number texts exactly as Polygon sent them (never through a float).
  * Key = symbol. Conditions as Polygon sends them: 1 sell side, 2 buy side (README, "Trades").
  */
-import { FRAME_SKIP_REASONS, readChannelFrame } from "./lib/channel_events.ts";
-import { NumberText, positiveText, smallIntOf, timeOf } from "./lib/json_text.ts";
+import {
+  type ChannelTransformOptions,
+  FRAME_SKIP_REASONS,
+  readChannelFrame,
+} from "./lib/channel_events.ts";
+import { IsoClock, NumberText, positiveText, smallIntOf, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
 /** The Polygon channel the trade transform maps: crypto trades. */
@@ -74,6 +78,14 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
    */
   unknownConditions = 0;
 
+  readonly #scan: boolean;
+  readonly #clock = new IsoClock();
+
+  /** Use the factory. `scan: false` reads every frame by the general path (for tests). */
+  constructor(options: ChannelTransformOptions = {}) {
+    this.#scan = options.scan ?? true;
+  }
+
   /**
    * Appends the records of one frame to `records`, in frame order, and counts skips. Returns
    * the number of events seen. Never throws on bad input.
@@ -82,7 +94,7 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
     return readChannelFrame(text, TRADE_CHANNEL, this.skipped, (e, pair) => {
       const record = this.#trade(e, pair);
       if (record !== undefined) records.push(record);
-    });
+    }, { scan: this.#scan });
   }
 
   #trade(e: Record<string, unknown>, pair: string): TradeRecord | undefined {
@@ -138,7 +150,7 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
       }
       if (unknown) this.unknownConditions++;
     }
-    const value = '{"timestamp":"' + new Date(t).toISOString() + '","symbol":' +
+    const value = '{"timestamp":"' + this.#clock.iso(t) + '","symbol":' +
       JSON.stringify(pair) + ',"price":' + price + ',"size":' + size + ',"id":' +
       (id === null ? "null" : JSON.stringify(id)) + ',"exchange":' +
       (exchange === null ? "null" : String(exchange)) + ',"conditions":[' + conditions.join(",") +
@@ -168,6 +180,6 @@ function isDigits(text: string): boolean {
  * // {"timestamp":"2021-01-12T14:33:27.425Z","symbol":"BTC-USD","price":33021.90,"size":0.01616617,"id":"14272084","exchange":3,"conditions":[2]}
  * ```
  */
-export function createTradeTransform(): TradeTransform {
-  return new TradeTransform();
+export function createTradeTransform(options: ChannelTransformOptions = {}): TradeTransform {
+  return new TradeTransform(options);
 }

@@ -91,3 +91,157 @@ export function smallIntOf(value: unknown): number | undefined {
   const n = Number(value.text);
   return Number.isInteger(n) && n >= 0 && n <= 2 ** 31 - 1 ? n : undefined;
 }
+
+const isWs = (c: number) => c === 32 || c === 10 || c === 13 || c === 9;
+
+/**
+ * The fast path of {@linkcode parseKeepingNumbers} for the shape Polygon sends: an array of flat
+ * objects (or one such object) whose values are numbers, strings without escapes, or arrays of
+ * numbers. Returns the events as {@linkcode parseKeepingNumbers} makes them (numbers as
+ * {@linkcode NumberText}, the last of duplicate keys wins), or undefined for any other text
+ * (then the general path decides, so invalid JSON and unusual shapes keep its outcome).
+ */
+export function scanFlatEvents(text: string): Record<string, unknown>[] | undefined {
+  const n = text.length;
+  let i = 0;
+  while (i < n && isWs(text.charCodeAt(i))) i++;
+  const array = text.charCodeAt(i) === 91;
+  const events: Record<string, unknown>[] = [];
+  if (array) {
+    i++;
+    while (i < n && isWs(text.charCodeAt(i))) i++;
+    if (text.charCodeAt(i) === 93) {
+      i++;
+      while (i < n && isWs(text.charCodeAt(i))) i++;
+      return i === n ? events : undefined;
+    }
+  }
+  for (;;) {
+    if (text.charCodeAt(i) !== 123) return undefined;
+    i++;
+    const e: Record<string, unknown> = {};
+    while (i < n && isWs(text.charCodeAt(i))) i++;
+    if (text.charCodeAt(i) !== 125) {
+      for (;;) {
+        if (text.charCodeAt(i) !== 34) return undefined;
+        const keyStart = ++i;
+        let c = text.charCodeAt(i);
+        while (c !== 34) {
+          if (c === 92 || !(c >= 32)) return undefined;
+          c = text.charCodeAt(++i);
+        }
+        const key = text.slice(keyStart, i);
+        // JSON.parse makes `__proto__` an own property; assignment would not: the general path.
+        if (key === "__proto__") return undefined;
+        i++;
+        while (i < n && isWs(text.charCodeAt(i))) i++;
+        if (text.charCodeAt(i) !== 58) return undefined;
+        i++;
+        while (i < n && isWs(text.charCodeAt(i))) i++;
+        c = text.charCodeAt(i);
+        if (c === 34) {
+          const start = ++i;
+          c = text.charCodeAt(i);
+          while (c !== 34) {
+            if (c === 92 || !(c >= 32)) return undefined;
+            c = text.charCodeAt(++i);
+          }
+          e[key] = text.slice(start, i);
+          i++;
+        } else if (c === 91) {
+          const list: NumberText[] = [];
+          i++;
+          while (i < n && isWs(text.charCodeAt(i))) i++;
+          if (text.charCodeAt(i) !== 93) {
+            for (;;) {
+              const end = numberEnd(text, i);
+              if (end < 0) return undefined;
+              list.push(new NumberText(text.slice(i, end)));
+              i = end;
+              while (i < n && isWs(text.charCodeAt(i))) i++;
+              c = text.charCodeAt(i);
+              if (c === 93) break;
+              if (c !== 44) return undefined;
+              i++;
+              while (i < n && isWs(text.charCodeAt(i))) i++;
+            }
+          }
+          i++;
+          e[key] = list;
+        } else {
+          const end = numberEnd(text, i);
+          if (end < 0) return undefined;
+          e[key] = new NumberText(text.slice(i, end));
+          i = end;
+        }
+        while (i < n && isWs(text.charCodeAt(i))) i++;
+        c = text.charCodeAt(i);
+        if (c === 125) break;
+        if (c !== 44) return undefined;
+        i++;
+        while (i < n && isWs(text.charCodeAt(i))) i++;
+      }
+    }
+    events.push(e);
+    i++;
+    while (i < n && isWs(text.charCodeAt(i))) i++;
+    if (!array) break;
+    const c = text.charCodeAt(i);
+    if (c === 93) {
+      i++;
+      while (i < n && isWs(text.charCodeAt(i))) i++;
+      break;
+    }
+    if (c !== 44) return undefined;
+    i++;
+    while (i < n && isWs(text.charCodeAt(i))) i++;
+  }
+  return i === n ? events : undefined;
+}
+
+/**
+ * The end of the JSON number token at `i` (grammar `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`),
+ * or -1 when there is none.
+ */
+function numberEnd(text: string, i: number): number {
+  let c = text.charCodeAt(i);
+  if (c === 45) c = text.charCodeAt(++i);
+  if (c === 48) c = text.charCodeAt(++i);
+  else if (c >= 49 && c <= 57) {
+    do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+  } else return -1;
+  if (c === 46) {
+    c = text.charCodeAt(++i);
+    if (!(c >= 48 && c <= 57)) return -1;
+    do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+  }
+  if (c === 101 || c === 69) {
+    c = text.charCodeAt(++i);
+    if (c === 43 || c === 45) c = text.charCodeAt(++i);
+    if (!(c >= 48 && c <= 57)) return -1;
+    do c = text.charCodeAt(++i); while (c >= 48 && c <= 57);
+  }
+  return i;
+}
+
+/**
+ * `new Date(t).toISOString()` with the text up to the second cached: events arrive in time
+ * order, so most share the last second. One per transform.
+ */
+export class IsoClock {
+  #second = Number.NaN;
+  #prefix = "";
+
+  /** The ISO 8601 UTC text of `t` (ms), as `Date.prototype.toISOString` writes it. */
+  iso(t: number): string {
+    const second = t - (t % 1000);
+    if (second !== this.#second) {
+      const iso = new Date(second).toISOString();
+      this.#prefix = iso.slice(0, iso.length - 5);
+      this.#second = second;
+    }
+    return this.#prefix + PAD3[t % 1000] + "Z";
+  }
+}
+
+const PAD3 = Array.from({ length: 1000 }, (_, i) => "." + String(i).padStart(3, "0"));

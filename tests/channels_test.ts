@@ -5,8 +5,9 @@ import { type BarRecord, createBarTransform } from "../bars.ts";
 import { channelPlans, filtersFor, parseChannels } from "../lib/channels.ts";
 import { createFrameRouter } from "../lib/router.ts";
 import { ConfigError } from "../lib/config/errors.ts";
+import { IsoClock } from "../lib/json_text.ts";
 import { generateFeed } from "../lib/polygon/feed.ts";
-import type { OutRecord } from "../lib/sink.ts";
+import type { FrameTransform, OutRecord } from "../lib/sink.ts";
 
 const TOPICS = { topic: "q", gapsTopic: "q.gaps" };
 
@@ -213,4 +214,51 @@ Deno.test("the seeded feed's trades, bars and spreads equal the BigInt reference
     const skips = Object.values(c.skipped).reduce((a, b) => a + b, 0);
     equal(c.events, c.records.length + skips, c.channel);
   }
+});
+
+Deno.test("the trade and bar transforms' scan and their general path make the same records and skips", () => {
+  const feed = generateFeed({ seed: 4, frames: 300, hostileEvery: 2 });
+  const odd = [
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3,"p":4}]',
+    '[ {"ev" : "XT" , "pair":"A-B","p": 1.50 ,"s":2e0,"t":3, "c" : [ 1 , 2 ] } ]',
+    '{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3}',
+    '[{"ev":"XT","pair":"A\\u002dB","p":1,"s":2,"t":3}]',
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3,"x":null}]',
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3,"c":[1,[2]]}]',
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3,"__proto__":"x"}]',
+    '[{"ev":"XT","pair":"A-B","p":01,"s":2,"t":3}]',
+    '[{"ev":"XT","pair":"A-B","p":1.,"s":2,"t":3}]',
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3},]',
+    '[{"ev":"XT","pair":"A-B","p":-0,"s":2,"t":3}]',
+    '[{"ev":"XA","pair":"A-B","o":1,"h":1,"l":1,"c":1,"v":0,"vw":0,"s":0,"e":0}] ',
+    "[]",
+    " [ ] ",
+    "[1,2]",
+    '"x"',
+    "",
+    '[{"ev":"XT","pair":"A-B","p":1,"s":2,"t":3}',
+  ];
+  const makers: ((o?: { scan?: boolean }) => FrameTransform)[] = [
+    createTradeTransform,
+    createBarTransform,
+  ];
+  for (const make of makers) {
+    const fast = make();
+    const slow = make({ scan: false });
+    const a: OutRecord[] = [];
+    const b: OutRecord[] = [];
+    for (const frame of [...feed.frames, ...odd]) {
+      equal(fast.frame(frame, a), slow.frame(frame, b), frame);
+    }
+    deepStrictEqual(a.map((r) => r.value), b.map((r) => r.value));
+    deepStrictEqual(fast.skipped, slow.skipped);
+    ok(a.length > 10);
+  }
+});
+
+Deno.test("the cached ISO clock writes what toISOString writes, across seconds and years past 9999", () => {
+  const clock = new IsoClock();
+  for (
+    const t of [0, 1, 999, 1000, 1610462007425, 8.64e15, 253402300799999, 253402300800000, 42]
+  ) equal(clock.iso(t), new Date(t).toISOString(), String(t));
 });
