@@ -16,6 +16,7 @@ import {
 import type { Gap } from "./gap.ts";
 import type { FrameTransform, OutRecord, RecordSink } from "./sink.ts";
 import type { HealthSource } from "./telemetry/health.ts";
+import type { PipelineMetrics } from "./telemetry/metrics.ts";
 
 /** One channel of a {@linkcode ChannelPipelines}. */
 export interface ChannelPlan extends RoutedChannel {
@@ -43,14 +44,33 @@ export class ChannelPipelines implements HealthSource {
   readonly pipelines: readonly Pipeline[];
   readonly #router: FrameRouter;
   readonly #plans: readonly ChannelPlan[];
+  /** Set with several channels: frames are counted here once, not by each pipeline. */
+  readonly #framesMetric: PipelineMetrics["framesReceived"] | undefined;
 
   constructor(sink: RecordSink, plans: readonly ChannelPlan[], options: SharedPipelineOptions) {
     this.#plans = plans;
     this.channels = plans.map((p) => p.channel);
     this.#router = createFrameRouter(plans);
-    this.pipelines = plans.map((p) =>
+    this.#framesMetric = plans.length > 1 ? options.metrics?.framesReceived : undefined;
+    // The queue depth gauge is one series: with several queues it shows their sum.
+    const depths = plans.map(() => 0);
+    const metricsOf = (i: number): PipelineMetrics | undefined => {
+      const m = options.metrics;
+      if (m === undefined || plans.length === 1) return m;
+      const queueDepth = {
+        set(value: number) {
+          depths[i] = value;
+          m.queueDepth.set(depths.reduce((a, b) => a + b, 0));
+        },
+      } as unknown as PipelineMetrics["queueDepth"];
+      // Frames are counted once, here, before routing (each pipeline sees parts of them).
+      const framesReceived = { inc() {} } as unknown as PipelineMetrics["framesReceived"];
+      return { ...m, queueDepth, framesReceived } as PipelineMetrics;
+    };
+    this.pipelines = plans.map((p, i) =>
       new Pipeline(sink, {
         ...options,
+        metrics: metricsOf(i),
         transform: p.transform,
         topic: p.topic,
         gapsTopic: p.gapsTopic,
@@ -65,6 +85,7 @@ export class ChannelPipelines implements HealthSource {
   /** Accepts one frame from the read path: synchronous, each part O(1) into its queue. */
   push(text: string, receivedAt?: number): void {
     this.framesIn++;
+    this.#framesMetric?.inc();
     const at = receivedAt ?? Date.now();
     this.#router.route(text, (i, part) => this.pipelines[i]!.push(part, at));
   }
@@ -72,6 +93,7 @@ export class ChannelPipelines implements HealthSource {
   /** Waits for room in every queue the frame goes to (a recording can wait). */
   async offer(text: string, receivedAt?: number): Promise<void> {
     this.framesIn++;
+    this.#framesMetric?.inc();
     const at = receivedAt ?? Date.now();
     const parts: [number, string][] = [];
     this.#router.route(text, (i, part) => parts.push([i, part]));

@@ -6,7 +6,7 @@ import { MemoryBroker } from "../lib/memory_broker.ts";
 import { PolygonClient } from "../lib/polygon/client.ts";
 import { startFakePolygon } from "../lib/polygon/fake.ts";
 import { generateFeed } from "../lib/polygon/feed.ts";
-import { followChannels } from "../lib/telemetry/metrics.ts";
+import { followChannels, ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import { Registry } from "prom-client";
 
 const TOPICS = { topic: "q", gapsTopic: "q.gaps" };
@@ -174,4 +174,27 @@ Deno.test("the channel series carry a channel label and follow each channel's co
       'crypto_channel_skipped_total{channel="XQ",reason="bad_bid"} 0',
     ]
   ) ok(lines.includes(want), `${want} not in\n${lines.join("\n")}`);
+});
+
+Deno.test("with several channels a mixed frame counts once as received, and events and acks add up across channels", async () => {
+  const metrics = new ProducerMetrics();
+  const pipelines = new ChannelPipelines(
+    new MemoryBroker().sink(),
+    channelPlans(["XQ", "XT"], TOPICS),
+    { metrics },
+  );
+  pipelines.push(
+    '[{"ev":"XT","pair":"A-B","p":1,"s":1,"t":1},{"ev":"XQ","pair":"A-B","bp":1,"ap":2,"t":1}]',
+    1,
+  );
+  pipelines.push('[{"ev":"XT","pair":"A-B","p":1,"s":1,"t":2}]', 2);
+  pipelines.start();
+  await pipelines.close(10_000);
+  const value = async (name: string) =>
+    (await metrics.registry.getSingleMetric(name)!.get()).values[0]!.value;
+  equal(await value("crypto_ws_frames_received_total"), 2);
+  equal(await value("crypto_ws_events_received_total"), 3);
+  equal(await value("crypto_sink_records_acked_total"), 3);
+  equal(await value("crypto_queue_depth"), 0);
+  equal(pipelines.counts.framesIn, 2);
 });
