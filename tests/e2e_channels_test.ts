@@ -71,6 +71,43 @@ Deno.test("replay --channels XQ,XT,XA routes a multi-channel recording as the pr
   }
 });
 
+Deno.test("replay --channels into the in-memory broker acknowledges every record of every channel", async () => {
+  const feed = generateFeed({ seed: 22, frames: 200, hostileEvery: 3 });
+  const dir = await Deno.makeTempDir({ prefix: "e2e_channels_" });
+  try {
+    await Deno.writeTextFile(`${dir}/rec.jsonl`, feed.frames.join("\n") + "\n");
+    const out = await run("replay.ts", [
+      `${dir}/rec.jsonl`,
+      "--channels",
+      "XT,XA,XQ",
+      "--to",
+      "memory",
+      "--trades-topic",
+      "t1",
+      "--summary",
+      `${dir}/summary.json`,
+    ], {});
+    equal(out.code, 0, out.stderr);
+    const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`)) as ReplaySummary;
+    deepStrictEqual(
+      Object.entries(summary.channels).map(([c, v]) => [c, v.topic, v.acked]),
+      [
+        ["XT", "t1", feed.trades.length],
+        ["XA", "crypto-topic.bars", feed.bars.length],
+        ["XQ", "crypto-topic", feed.quotes.length],
+      ],
+    );
+    // What no channel takes is counted by the first channel listed, here XT.
+    const want = wantSkips(feed, "XT");
+    for (const c of ["XQ", "XT", "XA"]) {
+      deepStrictEqual(summary.channels[c]!.skippedByReason, want[c], c);
+    }
+    equal(summary.acked, feed.trades.length + feed.bars.length + feed.quotes.length);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name:
     "the producer carries quotes, trades and bars on one connection into a real broker, each topic exact",
