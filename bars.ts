@@ -12,7 +12,7 @@ import {
   FRAME_SKIP_REASONS,
   readChannelFrame,
 } from "./lib/channel_events.ts";
-import { nonNegativeText, positiveText, timeOf } from "./lib/json_text.ts";
+import { IsoClock, nonNegativeText, positiveText, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
 /** The Polygon channel the bar transform maps: crypto aggregates per minute. */
@@ -65,6 +65,8 @@ export class BarTransform implements FrameTransform<BarRecord> {
   ) as BarSkipCounts;
 
   readonly #scan: boolean;
+  readonly #startClock = new IsoClock();
+  readonly #endClock = new IsoClock();
 
   /** Use the factory. `scan: false` reads every frame by the general path (for tests). */
   constructor(options: ChannelTransformOptions = {}) {
@@ -108,8 +110,8 @@ export class BarTransform implements FrameTransform<BarRecord> {
       skipped.bad_time++;
       return undefined;
     }
-    const value = '{"timestamp":"' + new Date(start).toISOString() + '","end":"' +
-      new Date(end).toISOString() + '","symbol":' + JSON.stringify(pair) + ',"open":' + open +
+    const value = '{"timestamp":"' + this.#startClock.iso(start) + '","end":"' +
+      this.#endClock.iso(end) + '","symbol":' + JSON.stringify(pair) + ',"open":' + open +
       ',"high":' + high + ',"low":' + low + ',"close":' + close + ',"volume":' + volume +
       ',"vwap":' + vwap + "}";
     return {
