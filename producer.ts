@@ -20,12 +20,13 @@ import { buildTelemetryConfig } from "./lib/config/telemetry.ts";
 import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { EXIT } from "./lib/config/defaults.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
-import { ProducerMetrics } from "./lib/telemetry/metrics.ts";
+import { followChannels, ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
-import { createSpreadTransform, SPREAD_CHANNEL } from "./transform.ts";
-import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
+import { BarMetrics, TradeMetrics } from "./lib/channel_metrics.ts";
+import { FlushTimeoutError, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
-import { topicsFor } from "./lib/polygon/protocol.ts";
+import { channelEntry, channelPlans, filtersFor, parseChannels } from "./lib/channels.ts";
+import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";
@@ -34,13 +35,19 @@ import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { GapLog } from "./lib/telemetry/live.ts";
-import { producerSummary, type ReconnectRecord, writeSummary } from "./lib/summary.ts";
+import {
+  type ChannelSummaryParts,
+  producerSummary,
+  type ReconnectRecord,
+  writeSummary,
+} from "./lib/summary.ts";
 
 const HELP = usage(
   "producer",
   "deno task produce [--pairs BTC-USD,ETH-USD] [--record FILE] [options]",
   "Streams Polygon crypto quotes (channel XQ) into Kafka as exact spread records:\n" +
-    '{"timestamp":"<exchange time, UTC>","symbol":"<pair>","spread":<ask - bid>}, key = symbol.',
+    '{"timestamp":"<exchange time, UTC>","symbol":"<pair>","spread":<ask - bid>}, key = symbol.\n' +
+    "With --channels XQ,XT,XA also trades and minute bars, exact, a topic each, on one connection.",
 );
 
 function log(line: string): void {
@@ -61,9 +68,18 @@ async function main(): Promise<number> {
   const metrics = new ProducerMetrics();
   // One observer for the process; each term gets a transform of its own (its own counts).
   const spreads = new SpreadMetrics(metrics);
-  const topics = topicsFor(polygon.pairs, SPREAD_CHANNEL);
+  const tradeMetrics = new TradeMetrics(metrics.registry);
+  const barMetrics = new BarMetrics(metrics.registry);
+  const channels = parseChannels(s.channels);
+  const topics = filtersFor(channels, polygon.pairs);
 
-  const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
+  const { sink, kafka } = await connectSink(kafkaConfig, {
+    log,
+    ensureGapsTopic: true,
+    channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
+      channelEntry(c).topicsOf(kafkaConfig)
+    ),
+  });
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
@@ -76,8 +92,14 @@ async function main(): Promise<number> {
     })
     : undefined;
   const gaps = new GapLog();
-  // One pipeline per term as the active producer (without --standby-group: one term).
-  const pipelines: Pipeline[] = [];
+  // One set of channel pipelines per term as the active producer (without --standby-group: one
+  // term); each channel has its own pipeline, topic and counts.
+  const pipelines: ChannelPipelines[] = [];
+  // Per-channel series (`channel` label), cumulative over terms.
+  followChannels(
+    metrics.registry,
+    () => new Map(Object.entries(channelCounts(pipelines)).map(([c, v]) => [c, v.counts])),
+  );
   const standby = standbyConfig
     ? new Standby(kafka, standbyConfig, {
       registry: metrics.registry,
@@ -100,16 +122,16 @@ async function main(): Promise<number> {
   const signals = abortOnSignals();
   const reconnects: ReconnectRecord[] = [];
   let streamed: readonly string[] = topics;
+  let refused: readonly string[] = [];
   /** One term: Polygon → pipeline → sink until `stop` aborts or something fails; flushed. */
   const runTerm = async (
     termSink: RecordSink,
     stop: AbortSignal,
   ): Promise<TermEnd> => {
-    const pipeline = new Pipeline(termSink, {
-      transform: createSpreadTransform(),
-      observer: spreads,
-      topic: kafkaConfig.topic,
-      gapsTopic: kafkaConfig.gapsTopic,
+    const plans = channelPlans(channels, kafkaConfig, {
+      observers: { XQ: spreads, XT: tradeMetrics, XA: barMetrics },
+    });
+    const pipeline = new ChannelPipelines(termSink, plans, {
       batchMax: kafkaConfig.batchMax,
       lingerMs: kafkaConfig.lingerMs,
       queueMax: polygon.queueMax,
@@ -125,7 +147,7 @@ async function main(): Promise<number> {
       url: polygon.url,
       apiKey: polygon.apiKey,
       pairs: polygon.pairs,
-      channel: SPREAD_CHANNEL,
+      channels,
       staleAfterMs: polygon.staleAfterMs,
       quietAfterMs: polygon.quietAfterMs,
       backoffMaxMs: polygon.backoffMaxMs,
@@ -139,9 +161,9 @@ async function main(): Promise<number> {
       metrics,
       log,
     });
+    const where = plans.map((p) => `${p.channel} to "${p.topic}" (gaps to "${p.gapsTopic}")`);
     log(
-      `producing ${topics.join(",")} to "${kafkaConfig.topic}" ` +
-        `(gaps to "${kafkaConfig.gapsTopic}") via ${kafkaConfig.brokers.join(",")}`,
+      `producing ${topics.join(",")}: ${where.join(", ")} via ${kafkaConfig.brokers.join(",")}`,
     );
     const end: TermEnd = { flushTimedOut: false };
     try {
@@ -151,6 +173,7 @@ async function main(): Promise<number> {
       end.failure = error;
     }
     streamed = client.topics;
+    refused = client.refused;
     try {
       await pipeline.close(kafkaConfig.shutdownTimeoutMs);
     } catch (error) {
@@ -207,6 +230,8 @@ async function main(): Promise<number> {
         framesRecorded: recorder?.frames,
         reconnects,
         topics: streamed,
+        refused,
+        channels: channelCounts(pipelines),
         takeovers: standby?.takeovers,
         fencedRecords: standby?.fencedRecords,
         error: failure,
@@ -216,6 +241,22 @@ async function main(): Promise<number> {
   }
   if (failure !== undefined) throw failure;
   return code;
+}
+
+/** Each channel's counts over every term, with its topic. */
+function channelCounts(terms: readonly ChannelPipelines[]): ChannelSummaryParts {
+  const out: ChannelSummaryParts = {};
+  for (const term of terms) {
+    const topics = term.topics();
+    for (const [channel, counts] of term.countsByChannel()) {
+      const before = out[channel];
+      out[channel] = {
+        topic: topics.get(channel)!,
+        counts: before ? sumCounts([before.counts, counts]) : counts,
+      };
+    }
+  }
+  return out;
 }
 
 /** A health source that reads the current pipeline. */

@@ -6,27 +6,28 @@
  * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
  * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary).
  */
-import {
-  createSpreadTransform,
-  SKIP_REASONS,
-  type SkipCounts,
-  type SkipReason,
-  type SpreadRecord,
-} from "./transform.ts";
 import { buildKafkaConfig } from "./lib/config/kafka.ts";
 import { ConfigError } from "./lib/config/errors.ts";
-import { DEFAULTS } from "./lib/config/defaults.ts";
+import { DEFAULTS, gapsTopicFor } from "./lib/config/defaults.ts";
 import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { type SettingsOf } from "./lib/config/settings.ts";
 import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
 import { openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
-import { Pipeline } from "./lib/pipeline.ts";
-import type { RecordSink } from "./lib/sink.ts";
+import { sumCounts } from "./lib/pipeline.ts";
+import type { OutRecord, RecordSink } from "./lib/sink.ts";
+import { channelEntry, channelPlans, parseChannels } from "./lib/channels.ts";
+import { ChannelPipelines } from "./lib/channel_pipelines.ts";
+import { createFrameRouter } from "./lib/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
-import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
+import {
+  type ChannelSummaryParts,
+  replaySummary,
+  type ReplaySummaryParts,
+  writeSummary,
+} from "./lib/summary.ts";
 
 const HELP = usage(
   "replay",
@@ -96,19 +97,34 @@ async function main(): Promise<number> {
   }
   const pacer = new Pacer(speed);
   const started = performance.now();
-  const transform = createSpreadTransform();
-  const skipped = transform.skipped;
+  const channels = parseChannels(settings.channels);
+  const topicConfig = {
+    topic: settings.topic,
+    gapsTopic: gapsTopicFor(settings.topic),
+    tradesTopic: settings.tradesTopic,
+    barsTopic: settings.barsTopic,
+  };
   let frames = 0;
 
   if (to === "stdout") {
+    // The same routing as the producer: each event to its channel's transform.
+    const plans = channelPlans(channels, topicConfig);
+    const router = createFrameRouter(plans);
     const out = new LineWriter();
-    const records: SpreadRecord[] = [];
-    let events = 0;
+    const records: OutRecord[] = [];
+    const events = plans.map(() => 0);
+    const made = plans.map(() => 0);
+    const framesOf = plans.map(() => 0);
     let count = 0;
     for await (const frame of recording.frames) {
       frames++;
       if (speed > 0) await pacer.wait(firstTime(frame));
-      events += transform.frame(frame, records);
+      router.route(frame, (i, part) => {
+        const before = records.length;
+        framesOf[i]!++;
+        events[i]! += plans[i]!.transform.frame(part, records);
+        made[i]! += records.length - before;
+      });
       for (const r of records) await out.line(r.value);
       count += records.length;
       records.length = 0;
@@ -116,10 +132,25 @@ async function main(): Promise<number> {
       if (speed > 0) await out.flush();
     }
     await out.close();
-    summary(frames, events, count, skipped, performance.now() - started);
+    const parts: ChannelSummaryParts = {};
+    plans.forEach((p, i) => {
+      parts[p.channel] = {
+        topic: p.topic,
+        counts: {
+          ...sumCounts([]),
+          framesIn: framesOf[i]!,
+          events: events[i]!,
+          records: made[i]!,
+          skipped: p.transform.skipped,
+        },
+      };
+    });
+    const skipped = mergeSkips(plans.map((p) => p.transform.skipped));
+    const eventsAll = events.reduce((a, b) => a + b, 0);
+    summary(frames, eventsAll, count, skipped, performance.now() - started);
     return await finish(
       settings.summary,
-      { frames, events, records: count, skipped },
+      { frames, events: eventsAll, records: count, skipped, channels: parts },
       () => checkPolygon(path, frames, count, skipped),
     );
   }
@@ -135,7 +166,12 @@ async function main(): Promise<number> {
     sink = memory.sink();
   } else {
     const config = buildKafkaConfig(settings);
-    ({ sink, kafka } = await connectSink(config, { log: (line) => console.error(line) }));
+    ({ sink, kafka } = await connectSink(config, {
+      log: (line) => console.error(line),
+      channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
+        channelEntry(c).topicsOf(config)
+      ),
+    }));
     topic = config.topic;
     batchMax = config.batchMax;
     lingerMs = config.lingerMs;
@@ -143,9 +179,8 @@ async function main(): Promise<number> {
   }
   // A file can wait (offer() blocks while the queue is full), so a small bound keeps memory
   // flat without dropping anything; the live producer's larger bound absorbs network bursts.
-  const pipeline = new Pipeline(sink, {
-    transform,
-    topic,
+  const plans = channelPlans(channels, { ...topicConfig, topic });
+  const pipeline = new ChannelPipelines(sink, plans, {
     batchMax,
     lingerMs,
     queueMax: REPLAY_QUEUE_MAX,
@@ -163,6 +198,11 @@ async function main(): Promise<number> {
     await kafka?.close();
   }
   const c = pipeline.counts;
+  const skipped = c.skipped;
+  const parts: ChannelSummaryParts = {};
+  for (const [channel, counts] of pipeline.countsByChannel()) {
+    parts[channel] = { topic: pipeline.topics().get(channel)!, counts };
+  }
   summary(frames, c.events, c.acked, skipped, performance.now() - started);
   if (kafka) {
     const stats = (sink as KafkaSink).stats;
@@ -172,8 +212,10 @@ async function main(): Promise<number> {
     );
   }
   if (memory) {
-    const parts = memory.records(topic).map((p) => p.length);
-    console.error(`memory broker: topic "${topic}" partitions ${JSON.stringify(parts)}`);
+    for (const t of pipeline.topics().values()) {
+      const sizes = memory.records(t).map((p) => p.length);
+      console.error(`memory broker: topic "${t}" partitions ${JSON.stringify(sizes)}`);
+    }
   }
   return await finish(
     settings.summary,
@@ -184,6 +226,7 @@ async function main(): Promise<number> {
       acked: c.acked,
       skipped,
       sinkStats: kafka ? (sink as KafkaSink).stats : undefined,
+      channels: parts,
     },
     () => checkPolygon(path, frames, c.records, skipped),
   );
@@ -213,8 +256,15 @@ async function finish(
   return exitCode;
 }
 
+/** Every channel's skips added up, by reason. */
+function mergeSkips(all: readonly Readonly<Record<string, number>>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of all) for (const [k, v] of Object.entries(s)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
 /** Skip reasons of a line that is not a Polygon frame at all (no event object in it). */
-const NOT_POLYGON: readonly SkipReason[] = [
+const NOT_POLYGON: readonly string[] = [
   "invalid_json",
   "not_a_frame",
   "nested_array",
@@ -229,12 +279,12 @@ function checkPolygon(
   path: string,
   frames: number,
   records: number,
-  skipped: SkipCounts,
+  skipped: Readonly<Record<string, number>>,
 ): number {
-  const events = SKIP_REASONS.filter((r) => !NOT_POLYGON.includes(r))
-    .reduce((n, r) => n + skipped[r], records);
+  const events = Object.entries(skipped).filter(([r]) => !NOT_POLYGON.includes(r))
+    .reduce((n, [, v]) => n + v, records);
   if (frames === 0 || events > 0) return 0;
-  const parsed = frames - skipped.invalid_json;
+  const parsed = frames - (skipped.invalid_json ?? 0);
   throw new ConfigError(
     `Cannot replay "${path === "-" ? "stdin" : path}": not a recording of Polygon frames: ` +
       `0 of ${frames} lines hold a Polygon event (${parsed} parsed as JSON; ` +
@@ -246,7 +296,7 @@ function summary(
   frames: number,
   events: number,
   records: number,
-  skipped: SkipCounts,
+  skipped: Readonly<Record<string, number>>,
   ms: number,
 ): void {
   const skips = Object.values(skipped).reduce((a, b) => a + b, 0);

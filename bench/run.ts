@@ -29,6 +29,7 @@ import {
   spreadOf,
 } from "./common.ts";
 import type { TransformCostResult } from "./transform_cost.ts";
+import type { ChannelCostResult } from "./channel_cost.ts";
 import type { ProduceResult } from "./produce_recording.ts";
 import { exporterReport, type ExporterResult } from "./broker_exporter.ts";
 
@@ -635,6 +636,9 @@ async function main(): Promise<void> {
   if (!haveCapture) log(`no real capture at ${CAPTURE_PATH}: its transform row is left out`);
   const capture = haveCapture ? await benchTransform(CAPTURE_PATH) : undefined;
   const generated = await benchTransform(recording, PLAN.generatedFrames);
+  log("1b. channel transforms (trades, bars, mixed routed) vs JSON.parse");
+  const channels = (await spawnDeno("channel_cost.ts", ["--rounds", QUICK ? "3" : "7"])
+    .result) as ChannelCostResult;
 
   const broker = await brokerUp();
   const sections: string[] = [];
@@ -745,6 +749,7 @@ async function main(): Promise<void> {
     sections.push(...report({
       capture,
       generated,
+      channels,
       input,
       produced,
       consumed,
@@ -787,6 +792,8 @@ interface Report {
   /** Absent when the real capture is not beside the clone. */
   capture?: TransformCostResult;
   generated: TransformCostResult;
+  /** Per channel transform (bench/channel_cost.ts). */
+  channels: ChannelCostResult;
   input: { quotes: number; what: string };
   produced: Map<KafkaClientName, { ours: ProduceResult[]; kcat: KcatResult[] }>;
   consumed: Map<KafkaClientName, { ours: KcatResult[]; kcat: KcatResult[] }>;
@@ -797,6 +804,13 @@ interface Report {
   memory: E2EResult;
   tune: { batch: number; linger: number; perSecond: number; p99: number; p50: number }[];
 }
+
+const CHANNEL_ROWS: readonly [keyof ChannelCostResult, string][] = [
+  ["quotes", "feed quotes (XQ, spread)"],
+  ["trades", "feed trades (XT)"],
+  ["bars", "feed minute bars (XA)"],
+  ["mixedRouted", "feed mixed XQ+XT+XA, routed"],
+];
 
 function report(r: Report): string[] {
   const out: string[] = [];
@@ -822,6 +836,16 @@ function report(r: Report): string[] {
     "| input | frames / events | JSON.parse ns/event | transform ns/event | ratio | target |",
     "|---|---|---|---|---|---|",
     ...tRows.map((row) => `| ${row.join(" | ")} |`),
+    ...CHANNEL_ROWS.map(([key, what]) => {
+      const t = r.channels[key];
+      return `| ${what} | ${f0(t.frames)} / ${f0(t.events)} | ${
+        spread(spreadOf(t.parseNs), f0)
+      } | ${spread(spreadOf(t.transformNs), f0)} | ${spread(spreadOf(t.ratios), f2)} | – |`;
+    }),
+    "",
+    "The last four rows: bench/channel_cost.ts on the seeded multi-channel feed " +
+      "(lib/polygon/feed.ts): quotes through the spread transform, trades (XT) and minute bars " +
+      "(XA) through their exact transforms, and mixed frames through the router and all three.",
     "",
   );
   // 2.

@@ -288,6 +288,29 @@ export const PANELS: readonly PanelSpec[] = [
     ],
   },
   {
+    title: "Trades per second, per symbol",
+    description: "Trade records (channel XT, `--channels`) acknowledged by Kafka per second, " +
+      "summed over producers (crypto_trades_total).",
+    unit: "ops",
+    queries: [
+      counterRate("crypto_trades_total", { by: "symbol", match: "symbol", legend: "{{symbol}}" }),
+    ],
+  },
+  {
+    title: "Last trade price per symbol",
+    description: "Price of the last trade per symbol (crypto_trade_price_last), for display: " +
+      "the exact price is in the trade record; the highest over producers if two publish it.",
+    unit: "none",
+    queries: [
+      gaugeAcross("crypto_trade_price_last", {
+        fn: "max",
+        by: "symbol",
+        match: "symbol",
+        legend: "{{symbol}}",
+      }),
+    ],
+  },
+  {
     title: "Skips by reason",
     description: "Events that made no record, per second, by reason, summed over producers " +
       "(status messages, other channels, one-sided quotes, bad JSON…).",

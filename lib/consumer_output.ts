@@ -1,5 +1,6 @@
 /**
- * What the consumer does with records: check that each value is a spread record, print it (JSON
+ * What the consumer does with records: check that each value is a spread record (or, on the
+ * trades and bars topics of `--channels`, a trade or a minute bar), print it (JSON
  * lines) or keep it in the live per-symbol table of `--format table`, count malformed ones, and
  * stop at `--max-messages`, telling the source how many records of a batch were handled.
  */
@@ -13,10 +14,93 @@ export interface SpreadValue {
   spread: number;
 }
 
+/** A trade record value (the trades topic), its numbers as their exact texts. */
+export interface TradeValue {
+  kind: "trade";
+  timestamp: string;
+  symbol: string;
+  price: string;
+  size: string;
+  /** The aggressor side from the conditions: 2 buy, 1 sell, else "". */
+  side: "buy" | "sell" | "";
+}
+
+/** A minute-bar record value (the bars topic), its numbers as their exact texts. */
+export interface BarValue {
+  kind: "bar";
+  timestamp: string;
+  symbol: string;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  volume: string;
+  vwap: string;
+}
+
+/** Any record value the consumer shows. */
+export type RecordValue = SpreadValue | TradeValue | BarValue;
+
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-/** Returns the parsed value, or a sentence saying why it is not a spread record. */
-export function validateRecord(value: string | null): SpreadValue | string {
+/** The source text of each top-level number of a JSON object text. */
+function numberTexts(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  JSON.parse(value, function (this: unknown, key, v, context?: { source?: string }) {
+    if (typeof v === "number" && context?.source !== undefined) out[key] = context.source;
+    return v;
+  });
+  return out;
+}
+
+/** A trade or bar value, or why it is not one (`o` is the parsed object of `value`). */
+function validateOther(o: Record<string, unknown>, value: string): TradeValue | BarValue | string {
+  const fields = "price" in o
+    ? ["timestamp", "symbol", "price", "size"]
+    : ["timestamp", "symbol", "open", "high", "low", "close", "volume", "vwap"];
+  for (const field of fields) if (!(field in o)) return `"${field}" is missing`;
+  if (typeof o.timestamp !== "string" || !ISO_RE.test(o.timestamp)) {
+    return `"timestamp" is not an ISO 8601 UTC time: ${JSON.stringify(o.timestamp)}`;
+  }
+  if (typeof o.symbol !== "string" || o.symbol === "") {
+    return `"symbol" is not a non-empty string: ${JSON.stringify(o.symbol)}`;
+  }
+  for (const field of fields.slice(2)) {
+    if (typeof o[field] !== "number") {
+      return `"${field}" is not a number: ${JSON.stringify(o[field])}`;
+    }
+  }
+  const n = numberTexts(value);
+  if ("price" in o) {
+    const c = Array.isArray(o.conditions) ? o.conditions : [];
+    const side = c.includes(2) ? "buy" : c.includes(1) ? "sell" : "";
+    return {
+      kind: "trade",
+      timestamp: o.timestamp,
+      symbol: o.symbol,
+      price: n.price!,
+      size: n.size!,
+      side,
+    };
+  }
+  return {
+    kind: "bar",
+    timestamp: o.timestamp,
+    symbol: o.symbol,
+    open: n.open!,
+    high: n.high!,
+    low: n.low!,
+    close: n.close!,
+    volume: n.volume!,
+    vwap: n.vwap!,
+  };
+}
+
+/**
+ * Returns the parsed value, or a sentence saying why it is not a spread record (a value with
+ * `price` and no `spread` is read as a trade, one with `close` as a minute bar).
+ */
+export function validateRecord(value: string | null): RecordValue | string {
   if (value === null) return "the value is empty (a tombstone)";
   let v: unknown;
   try {
@@ -26,6 +110,7 @@ export function validateRecord(value: string | null): SpreadValue | string {
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) return "the value is not an object";
   const o = v as Record<string, unknown>;
+  if (!("spread" in o) && ("price" in o || "close" in o)) return validateOther(o, value);
   for (const field of ["timestamp", "symbol", "spread"]) {
     if (!(field in o)) return `"${field}" is missing`;
   }
@@ -40,7 +125,7 @@ export function validateRecord(value: string | null): SpreadValue | string {
 }
 
 interface Row {
-  last: SpreadValue;
+  last: RecordValue;
   count: number;
   /** Local receive times within the rate window. */
   recent: number[];
@@ -57,7 +142,7 @@ export class SpreadTable {
   }
 
   /** Adds one record received at local time `now`. */
-  add(value: SpreadValue, now: number): void {
+  add(value: RecordValue, now: number): void {
     let row = this.#rows.get(value.symbol);
     if (!row) this.#rows.set(value.symbol, row = { last: value, count: 0, recent: [] });
     row.last = value;
@@ -70,25 +155,69 @@ export class SpreadTable {
    * longest cell, so two columns are always at least two spaces apart.
    */
   render(now: number): string {
-    const rows: string[][] = [["symbol", "last spread", "upd/s", "age", "count"]];
+    const spreads: string[][] = [["symbol", "last spread", "upd/s", "age", "count"]];
+    const trades: string[][] = [[
+      "symbol",
+      "last price",
+      "size",
+      "side",
+      "trades/s",
+      "age",
+      "count",
+    ]];
+    const bars: string[][] = [
+      ["symbol", "bar start", "open", "high", "low", "close", "volume", "vwap", "count"],
+    ];
     for (const [symbol, row] of [...this.#rows].sort((a, b) => a[0].localeCompare(b[0]))) {
       const cutoff = now - this.#windowMs;
       while (row.recent.length > 0 && row.recent[0]! < cutoff) row.recent.shift();
-      const rate = row.recent.length / (this.#windowMs / 1000);
-      rows.push([
-        symbol,
-        plain(String(row.last.spread)),
-        rate.toFixed(1),
-        formatAge(now, row.last.timestamp),
-        String(row.count),
-      ]);
+      const rate = (row.recent.length / (this.#windowMs / 1000)).toFixed(1);
+      const last = row.last;
+      const age = formatAge(now, last.timestamp);
+      if (!("kind" in last)) {
+        spreads.push([symbol, plain(String(last.spread)), rate, age, String(row.count)]);
+      } else if (last.kind === "trade") {
+        trades.push([
+          symbol,
+          plain(last.price),
+          plain(last.size),
+          last.side,
+          rate,
+          age,
+          String(row.count),
+        ]);
+      } else {
+        const start = `${last.timestamp.slice(0, 10)} ${last.timestamp.slice(11, 16)}Z`;
+        bars.push([
+          symbol,
+          start,
+          plain(last.open),
+          plain(last.high),
+          plain(last.low),
+          plain(last.close),
+          plain(last.volume),
+          plain(last.vwap),
+          String(row.count),
+        ]);
+      }
     }
-    const widths = MIN_WIDTHS.map((min, i) => Math.max(min, ...rows.map((r) => r[i]!.length + 2)));
-    return rows.map((r) =>
-      r.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join("")
-        .trimEnd()
-    ).join("\n");
+    const sections: string[] = [];
+    if (spreads.length > 1 || (trades.length === 1 && bars.length === 1)) {
+      sections.push(layout(spreads, MIN_WIDTHS));
+    }
+    if (trades.length > 1) sections.push(layout(trades, [14, 16, 14, 6, 10, 10, 10]));
+    if (bars.length > 1) sections.push(layout(bars, [14, 19, 12, 12, 12, 12, 14, 12, 8]));
+    return sections.join("\n\n");
   }
+}
+
+/** Rows as aligned text: the first column left-aligned, the others right-aligned. */
+function layout(rows: string[][], minWidths: readonly number[]): string {
+  const widths = minWidths.map((min, i) => Math.max(min, ...rows.map((r) => r[i]!.length + 2)));
+  return rows.map((r) =>
+    r.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join("")
+      .trimEnd()
+  ).join("\n");
 }
 
 /** Least width of each table column: symbol, last spread, upd/s, age, count. */
@@ -125,7 +254,7 @@ export interface RecordPrinterOptions {
   table?: SpreadTable;
   /** Called for each valid record with the local time, e.g. for metrics. Default none. */
   onRecord?: (record: InRecord, now: number) => void;
-  /** Called once per batch with its valid records' values (per-symbol metrics). Default none. */
+  /** Called once per batch with its valid spread values (per-symbol metrics). Default none. */
   onValues?: (values: SpreadValue[], now: number) => void;
   /** Clock in epoch ms; default `Date.now`. */
   now?: () => number;
@@ -170,7 +299,7 @@ export class RecordPrinter {
       }
       this.consumed++;
       onRecord?.(r, now);
-      values?.push(value);
+      if (!("kind" in value)) values?.push(value);
       if (table) table.add(value, now);
       else await line(r.value!);
     }

@@ -112,11 +112,12 @@ export function normalize(text: string): string {
 
 /**
  * Writes a number text in plain positional notation, never with an exponent, for people to read
- * (`1e-7` → `0.0000001`, `1.5e+22` → `15000000000000000000000`). The value is unchanged; JSON
- * records keep the compact form.
+ * (`1e-7` → `0.0000001`, `1.5e+22` → `15000000000000000000000`). The value and its digits are
+ * unchanged (`3454.50` stays `3454.50`); JSON records keep the form they have.
  */
 export function plain(text: string): string {
-  const { negative, digits, exponent } = parse(normalize(text));
+  const { negative, digits, exponent } = parse(text);
+  if (!/[eE]/.test(text)) return text;
   if (digits === "") return "0";
   const n = digits.length + exponent;
   let out: string;

@@ -47,6 +47,13 @@ export interface ProducerSummary {
   reconnects: ReconnectRecord[];
   /** The topics streamed at the end (topics the plan refused are left out). */
   topics: string[];
+  /** Subscription topics the plan refused while another was confirmed (not streamed). */
+  refused: string[];
+  /**
+   * Each channel's counts (events = records + skipped, per channel), by channel (`XQ`, `XT`,
+   * `XA`); the top-level counts are their sums.
+   */
+  channels: Record<string, ChannelSummary>;
   /** With `--standby-group`: terms this producer took over from another; else null. */
   takeovers: number | null;
   /** With `--standby-group`: records refused unsent after leadership was lost; else null. */
@@ -57,6 +64,43 @@ export interface ProducerSummary {
   exitCode: number;
 }
 
+/** One channel's part of a summary. */
+export interface ChannelSummary {
+  /** The Kafka topic of its records. */
+  topic: string;
+  frames: number;
+  events: number;
+  records: number;
+  acked: number | null;
+  skipped: number;
+  skippedByReason: Record<string, number>;
+  /** Gap records acknowledged on its gaps topic. */
+  gaps: number;
+}
+
+/** Each channel's counts and topic, by channel. */
+export type ChannelSummaryParts = Record<string, { topic: string; counts: PipelineCounts }>;
+
+/** The channels' part of a summary, from their counts. */
+export function channelSummaries(
+  parts: ChannelSummaryParts,
+  options: { acked?: boolean } = {},
+): Record<string, ChannelSummary> {
+  const out: Record<string, ChannelSummary> = {};
+  for (const [channel, { topic, counts: c }] of Object.entries(parts)) {
+    out[channel] = {
+      topic,
+      frames: c.framesIn,
+      events: c.events,
+      records: c.records,
+      acked: options.acked === false ? null : c.acked,
+      ...skips(c.skipped),
+      gaps: c.gapsAcked,
+    };
+  }
+  return out;
+}
+
 /** What {@linkcode producerSummary} is built from. */
 export interface ProducerSummaryParts {
   counts: PipelineCounts;
@@ -64,6 +108,10 @@ export interface ProducerSummaryParts {
   framesRecorded?: number;
   reconnects: readonly ReconnectRecord[];
   topics: readonly string[];
+  /** Topics the plan refused; default none. */
+  refused?: readonly string[];
+  /** Each channel's counts; default none. */
+  channels?: ChannelSummaryParts;
   takeovers?: number;
   fencedRecords?: number;
   error?: unknown;
@@ -88,6 +136,8 @@ export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
     framesRecorded: parts.framesRecorded ?? null,
     reconnects: [...parts.reconnects],
     topics: [...parts.topics],
+    refused: [...(parts.refused ?? [])],
+    channels: channelSummaries(parts.channels ?? {}),
     takeovers: parts.takeovers ?? null,
     fencedRecords: parts.fencedRecords ?? null,
     error: errorOf(parts.error),
@@ -117,6 +167,8 @@ export interface ReplaySummary {
   error: { name: string; message: string } | null;
   /** The exit code replay exits with. */
   exitCode: number;
+  /** Each channel's counts, by channel (`--channels`). */
+  channels: Record<string, ChannelSummary>;
 }
 
 /** What {@linkcode replaySummary} is built from. */
@@ -129,6 +181,8 @@ export interface ReplaySummaryParts {
   sinkStats?: { retries: number; producerResets: number };
   error?: unknown;
   exitCode: number;
+  /** Each channel's counts; default none. */
+  channels?: ChannelSummaryParts;
 }
 
 /** Builds replay's summary. */
@@ -144,6 +198,7 @@ export function replaySummary(parts: ReplaySummaryParts): ReplaySummary {
     producerResets: parts.sinkStats?.producerResets ?? null,
     error: errorOf(parts.error),
     exitCode: parts.exitCode,
+    channels: channelSummaries(parts.channels ?? {}, { acked: parts.acked !== undefined }),
   };
 }
 

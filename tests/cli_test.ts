@@ -98,6 +98,18 @@ Deno.test("replay prints exactly the transform's records, and its summary counts
     producerResets: null,
     error: null,
     exitCode: 0,
+    channels: {
+      XQ: {
+        topic: "crypto-topic",
+        frames: 5248,
+        events: 8010,
+        records: 8000,
+        acked: null,
+        skipped: 10,
+        skippedByReason: FIXTURE_SKIPS,
+        gaps: 0,
+      },
+    },
   });
 });
 

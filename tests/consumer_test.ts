@@ -218,3 +218,37 @@ Deno.test("a consumer stopped at maxMessages and restarted in its group misses a
   deepStrictEqual([...first, ...second].sort(), sent.map((r) => r.value).sort());
   deepStrictEqual(broker.lag("g", "quotes"), [0, 0]);
 });
+
+Deno.test("the table shows trades with their exact price, size and aggressor side, and bars with their OHLC", () => {
+  const now = Date.parse("2026-11-27T12:00:00.000Z");
+  const trades = new SpreadTable(5_000);
+  for (
+    const v of [
+      '{"timestamp":"2026-11-27T11:59:58.000Z","symbol":"BTC-USD","price":12345678901234567890.12,"size":1E-9,"id":"1","exchange":1,"conditions":[2]}',
+      '{"timestamp":"2026-11-27T11:59:59.000Z","symbol":"ETH-USD","price":3454.50,"size":0.25,"id":"2","exchange":1,"conditions":[1]}',
+    ]
+  ) {
+    const value = validateRecord(v);
+    if (typeof value === "string") throw new Error(value);
+    trades.add(value, now - 500);
+  }
+  deepStrictEqual(trades.render(now).split("\n").map((r) => r.split(/ {2,}/)), [
+    ["symbol", "last price", "size", "side", "trades/s", "age", "count"],
+    ["BTC-USD", "12345678901234567890.12", "0.000000001", "buy", "0.2", "2.0s", "1"],
+    ["ETH-USD", "3454.50", "0.25", "sell", "0.2", "1.0s", "1"],
+  ]);
+  const bars = new SpreadTable(5_000);
+  const bar = validateRecord(
+    '{"timestamp":"2021-01-12T14:54:00.000Z","end":"2021-01-12T14:55:00.000Z","symbol":"BCD-USD","open":0.772,"high":0.784,"low":0.771,"close":0.784,"volume":951.6112,"vwap":0.7756}',
+  );
+  if (typeof bar === "string") throw new Error(bar);
+  bars.add(bar, now);
+  deepStrictEqual(bars.render(now).split("\n").map((r) => r.split(/ {2,}/)), [
+    ["symbol", "bar start", "open", "high", "low", "close", "volume", "vwap", "count"],
+    ["BCD-USD", "2021-01-12 14:54Z", "0.772", "0.784", "0.771", "0.784", "951.6112", "0.7756", "1"],
+  ]);
+  equal(
+    validateRecord('{"timestamp":"2026-11-27T11:59:58.000Z","symbol":"A-B","price":"1","size":1}'),
+    '"price" is not a number: "1"',
+  );
+});

@@ -23,6 +23,8 @@ import { serveTelemetry } from "../lib/telemetry/server.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
+import { TradeMetrics } from "../lib/channel_metrics.ts";
+import { createTradeTransform, type TradeRecord } from "../trades.ts";
 import { spreadStages } from "../lib/spread_metrics.ts";
 
 const DIR = new URL("../dashboards/", import.meta.url);
@@ -336,6 +338,8 @@ captureTest({
       const broker = new MemoryBroker({ defaultPartitions: 6 });
       broker.createTopic("crypto-topic", 6);
       const producerMetrics = new ProducerMetrics();
+      const tradeMetrics = new TradeMetrics(producerMetrics.registry);
+      const tradeTransform = createTradeTransform();
       const pipeline = new Pipeline(broker.sink(), {
         ...spreadStages(producerMetrics),
         topic: "crypto-topic",
@@ -439,6 +443,14 @@ captureTest({
           producerMetrics.framesReceived.inc();
           producerMetrics.eventsReceived.inc((line.match(/"ev":/g) ?? []).length);
           pipeline.push(rebase(line, shift), receivedAt);
+          // Trades beside the quotes (channel XT): one at each quote's bid, for the trade panels.
+          const trades: TradeRecord[] = [];
+          tradeTransform.frame(
+            rebase(line, shift).replaceAll('"ev":"XQ"', '"ev":"XT"')
+              .replaceAll('"bp":', '"p":').replaceAll('"bs":', '"s":'),
+            trades,
+          );
+          tradeMetrics.observe(trades);
           next++;
         }
         if (!reconnected && next > lines.length / 2) {

@@ -59,8 +59,10 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_sink_records_acked_total", 5),
       r("crypto_sink_send_errors_total", 0.2),
       r("crypto_transform_skipped_total", 1, { reason: "status" }),
+      r("crypto_trades_total", 6, { symbol: "BTC-USD" }),
     ],
     gauges: [
+      r("crypto_trade_price_last", 61000.5, { symbol: "BTC-USD" }),
       r("crypto_queue_depth", 5),
       r("crypto_ws_connection_state", 4),
       r("crypto_spread_last", 1.5, { symbol: "BTC-USD" }),
@@ -85,6 +87,8 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_sink_send_errors_total", 0.5),
       r("crypto_transform_skipped_total", 2, { reason: "status" }),
       r("crypto_transform_skipped_total", 0.5, { reason: "bad_json" }),
+      r("crypto_trades_total", 1.5, { symbol: "BTC-USD" }),
+      r("crypto_trades_total", 2, { symbol: "ETH-USD" }),
     ],
     gauges: [
       r("crypto_queue_depth", 7),
@@ -457,6 +461,7 @@ Deno.test({
           "{{symbol}}",
           new Map([["BTC-USD", 2.5], ["ETH-USD", 0.25], ["SOL-USD", 0.5]]),
         ],
+        ["Last trade price per symbol", "{{symbol}}", new Map([["BTC-USD", 61000.5]])],
       ];
       const gaugeFailures: string[] = [];
       for (const [title, legend, expected] of gaugeChecks) {

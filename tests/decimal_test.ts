@@ -45,9 +45,11 @@ Deno.test("plain writes small and large numbers without an exponent, value uncha
   equal(plain("1.3e-7"), "0.00000013");
   equal(plain("-2.5E-10"), "-0.00000000025");
   equal(plain("1.5e+22"), "15000000000000000000000");
-  equal(plain("0.010"), "0.01");
+  equal(plain("0.010"), "0.010");
+  equal(plain("1E-9"), "0.000000001");
   equal(plain("29603.83"), "29603.83");
-  equal(plain("-0"), "0");
+  equal(plain("-0"), "-0");
+  equal(plain("0e5"), "0");
   equal(plain("100"), "100");
   equal(Number(plain("1.2345e-12")), 1.2345e-12);
 });

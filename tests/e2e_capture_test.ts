@@ -47,7 +47,14 @@ captureTest({
     equal(producer.code, 0, producer.stderr);
     match(producer.stderr, new RegExp(`topic "${topic}" exists with 6 partitions; left as it is`));
     // The 9857 frames plus the server's "subscribed to" status frame, whose event is skipped.
-    const counts = producer.summary;
+    const { channels, refused, ...counts } = producer.summary;
+    // One channel (the default XQ): its counts are the totals; nothing refused.
+    deepStrictEqual(refused, []);
+    deepStrictEqual(Object.keys(channels), ["XQ"]);
+    deepStrictEqual(
+      [channels.XQ!.events, channels.XQ!.records, channels.XQ!.acked, channels.XQ!.topic],
+      [counts.events, counts.records, counts.acked, topic],
+    );
     deepStrictEqual({ ...counts, reconnects: counts.reconnects.length }, {
       summary: 1,
       frames: 9858,

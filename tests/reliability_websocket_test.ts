@@ -100,7 +100,13 @@ Deno.test({
       s.producer.stderr,
     );
     // One "subscribed to" confirmation per connection reaches the transform as a status skip.
-    deepStrictEqual({ ...summary, reconnects: backoffs.length }, {
+    const { channels, refused, ...totals } = summary;
+    deepStrictEqual(refused, []);
+    deepStrictEqual(
+      [channels.XQ!.events, channels.XQ!.acked, channels.XQ!.gaps],
+      [totals.events, totals.acked, totals.gaps],
+    );
+    deepStrictEqual({ ...totals, reconnects: backoffs.length }, {
       summary: 1,
       frames: total + drops + 1,
       events: total + drops + 1,

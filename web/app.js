@@ -334,11 +334,63 @@ function applyUpdate(update) {
   drawTable();
   drawSpreadChart();
   drawRateChart();
+  showTrades(update);
+  showBars(update);
   const stream = $("#stream");
   stream.dataset.t = String(update.t);
   stream.textContent = `updated ${new Date(update.t).toISOString().slice(11, 19)} UTC`;
   $("#ui-stats").textContent = `${update.ui.clients} page(s) open, ` +
     `${integer(update.ui.updatesDropped)} updates dropped for slow pages`;
+}
+
+/** Fills a table whose cells after the first `left` are numbers (right-aligned). */
+function fillNumbers(selector, rows, left) {
+  const body = $(`${selector} tbody`);
+  body.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    tr.dataset.symbol = cells[0];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i >= left) td.className = "num";
+      tr.append(td);
+    });
+    return tr;
+  }));
+}
+
+// Channel XT: trades per second and each symbol's last price.
+function showTrades(update) {
+  if (!update.trades) return;
+  $("#trades").hidden = false;
+  $("#trades-rate").textContent = `(${perSecond(update.tradesPerSec)} trades/s)`;
+  fillNumbers(
+    "#trade-table",
+    update.trades.map(([symbol, price, n, rate]) => [
+      symbol,
+      spreadText(price),
+      perSecond(rate),
+      integer(n),
+    ]),
+    1,
+  );
+}
+
+// Channel XA: each symbol's last minute bar.
+function showBars(update) {
+  if (!update.bars) return;
+  $("#bars").hidden = false;
+  fillNumbers(
+    "#bar-table",
+    update.bars.map(([symbol, close, volume, start, n]) => [
+      symbol,
+      start === null ? "–" : new Date(start).toISOString().slice(0, 16).replace("T", " "),
+      spreadText(close),
+      spreadText(volume),
+      integer(n),
+    ]),
+    2,
+  );
 }
 
 for (const th of document.querySelectorAll("#symbol-table th[data-sort]")) {

@@ -10,6 +10,10 @@ export interface KafkaConfig {
   topic: string;
   /** Topic for gap records. */
   gapsTopic: string;
+  /** Topic for trade records (XT): `--trades-topic`, default `<topic>.trades`. */
+  tradesTopic?: string;
+  /** Topic for minute-bar records (XA): `--bars-topic`, default `<topic>.bars`. */
+  barsTopic?: string;
   security: "plaintext" | "ssl" | "sasl_ssl";
   /** PEM texts, read once at start-up. */
   ssl?: { ca: string; cert?: string; key?: string; rejectUnauthorized: boolean };
@@ -94,6 +98,8 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     brokers: brokersValue,
     topic,
     gapsTopic: settings.gapsTopic ?? gapsTopicFor(topic),
+    tradesTopic: settings.tradesTopic ?? `${topic}.trades`,
+    barsTopic: settings.barsTopic ?? `${topic}.bars`,
     security,
     // Producer-only settings keep their defaults for the consumer, which has no such flags.
     partitions: settings.partitions ?? DEFAULTS.partitions,

@@ -548,6 +548,33 @@ const SETTING_TABLE = [
     min: 0,
     max: 65535,
   },
+  // Channels (issue 23): several Polygon channels on the one connection, a topic each
+  {
+    key: "channels",
+    flag: "channels",
+    env: "POLYGON_CHANNELS",
+    type: "list",
+    default: "XQ",
+    help: "Polygon channels to carry on the one connection: XQ (quotes → spreads), XT " +
+      "(trades), XA (minute bars), comma-separated; the first counts events no channel takes",
+    scripts: PR,
+  },
+  {
+    key: "tradesTopic",
+    flag: "trades-topic",
+    env: "KAFKA_TRADES_TOPIC",
+    type: "string",
+    help: "topic for trade records (XT) (default: <topic>.trades; gaps to <trades topic>.gaps)",
+    scripts: PR,
+  },
+  {
+    key: "barsTopic",
+    flag: "bars-topic",
+    env: "KAFKA_BARS_TOPIC",
+    type: "string",
+    help: "topic for minute-bar records (XA) (default: <topic>.bars; gaps to <bars topic>.gaps)",
+    scripts: PR,
+  },
 ] as const satisfies readonly Setting[];
 
 /** Every setting of every entry script (drives `--help`, `.env.example` and the README table). */

@@ -13,6 +13,11 @@ export interface ConnectSinkOptions {
   log: (line: string) => void;
   /** Also make sure the gaps topic exists; default false. */
   ensureGapsTopic?: boolean;
+  /**
+   * Further channels' topics to make sure of (records with the configured partitions, gaps with
+   * one), e.g. the trades and bars topics of `--channels`; default none.
+   */
+  channelTopics?: readonly { topic: string; gapsTopic: string }[];
   /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
   signal?: AbortSignal;
 }
@@ -36,10 +41,15 @@ export async function connectSink(
   let partitions: number;
   try {
     const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
+    const recordTopics = new Set([config.topic]);
+    for (const c of options.channelTopics ?? []) {
+      recordTopics.add(c.topic);
+      for (const t of [c.topic, c.gapsTopic]) if (!topics.includes(t)) topics.push(t);
+    }
     const results = [];
     for (const topic of topics) {
       // The gaps topic is small: one partition keeps gaps in order.
-      const n = topic === config.topic ? config.partitions : 1;
+      const n = recordTopics.has(topic) ? config.partitions : 1;
       const r = await kafka.admin.ensureTopic(topic, {
         partitions: n,
         replicationFactor: config.replicationFactor,

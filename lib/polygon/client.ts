@@ -113,6 +113,11 @@ export interface PolygonClientOptions {
   /** The channel subscribed for each pair: the transform's (`XQ` for spreads). Default `XQ`. */
   channel?: string;
   /**
+   * Several channels on this one connection (e.g. `["XQ","XT","XA"]`): every pair on each, in
+   * one subscribe message. Wins over `channel`. Default: `[channel]`.
+   */
+  channels?: readonly string[];
+  /**
    * Called synchronously for every frame received after authentication (subscription
    * confirmations and data; the transform counts status events as skips), with the local
    * receive time. It must not block: push into a bounded queue. Required.
@@ -235,6 +240,12 @@ interface Connection {
 
 const decoder = new TextDecoder();
 
+/** The channels of some topics, for a message: `XQ crypto quotes`, or `XT, XA`. */
+function channelsOf(topics: readonly string[]): string {
+  const channels = [...new Set(topics.map((t) => t.split(".")[0]!))];
+  return channels.length === 1 && channels[0] === "XQ" ? "XQ crypto quotes" : channels.join(", ");
+}
+
 /** The text of a frame (Polygon sends text; binary is decoded as UTF-8). */
 function frameText(event: MessageEvent): string {
   const data = event.data;
@@ -285,7 +296,9 @@ export class PolygonClient {
     this.#options = options;
     this.#clock = options.clock ?? DEFAULT_CLOCK;
     this.#timers = options.timers ?? REAL_TIMERS;
-    this.#topics = topicsFor(options.pairs, options.channel);
+    this.#topics = (options.channels ?? [options.channel ?? "XQ"]).flatMap((c) =>
+      topicsFor(options.pairs, c)
+    );
     this.#staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
     this.#probeAfterMs = options.probeAfterMs ?? this.#staleAfterMs / 2;
     this.#quietAfterMs = options.quietAfterMs ?? DEFAULTS.quietAfterMs;
@@ -295,6 +308,12 @@ export class PolygonClient {
     // Every reason starts at 0: a series that exists reads as "none yet", not "no data".
     for (const reason of LOSS_REASON_LIST) options.metrics?.reconnects.inc({ reason }, 0);
   }
+
+  /** Topics the plan refused while another was confirmed (they are not streamed). */
+  get refused(): readonly string[] {
+    return this.#refused;
+  }
+  #refused: string[] = [];
 
   /** The current state. */
   get state(): PolygonState {
@@ -494,8 +513,8 @@ export class PolygonClient {
         undefined,
         new PlanError(
           `Cannot subscribe to ${topics.join(",")} on Polygon at ` +
-            `"${this.#redact(this.#options.url)}": your Polygon plan does not include XQ ` +
-            `crypto quotes${said}; upgrade the plan or use a key whose plan includes them`,
+            `"${this.#redact(this.#options.url)}": your Polygon plan does not include ` +
+            `${channelsOf(topics)}${said}; upgrade the plan or use a key whose plan includes them`,
         ),
       );
     }
@@ -511,6 +530,7 @@ export class PolygonClient {
     if (refusals.length > 0) {
       // The refusal names no topic: the refused ones are those never confirmed.
       this.#topics = topics.filter((t) => confirmed.has(t));
+      this.#refused = unanswered;
       this.#log(
         `polygon: configuration: your Polygon plan does not include ${unanswered.join(",")}` +
           `${said}; streaming ${this.#topics.join(",")} only`,

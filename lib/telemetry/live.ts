@@ -55,6 +55,12 @@ export class GapLog {
 /** One symbol's row: `[symbol, last spread, quotes, quotes/s, crossed, locked]`. */
 export type SymbolRow = [string, number | null, number, number | null, number, number];
 
+/** One symbol's trades: `[symbol, last price, trades, trades/s]` (channel XT). */
+export type TradeRow = [string, number | null, number, number | null];
+
+/** One symbol's last minute bar: `[symbol, close, volume, bar start (epoch ms), bars]` (XA). */
+export type BarRow = [string, number | null, number | null, number | null, number];
+
 /** The pipeline section of an update (producer side). Totals are since start. */
 export interface PipelineView {
   framesTotal: number;
@@ -99,6 +105,12 @@ export interface LiveUpdate {
   symbols: SymbolRow[];
   /** Symbols beyond `maxSymbols`, left out. */
   symbolsOmitted: number;
+  /** With channel XT: per symbol, sorted; absent without trades. */
+  trades?: TradeRow[];
+  /** With channel XT: trades acknowledged per second, every symbol. */
+  tradesPerSec?: number | null;
+  /** With channel XA: per symbol, sorted; absent without bars. */
+  bars?: BarRow[];
   ui: { clients: number; updatesDropped: number };
 }
 
@@ -492,6 +504,34 @@ export class LiveFeed {
         crossed[symbol] ?? 0,
         locked[symbol] ?? 0,
       ]);
+    }
+    if (role === "producer") {
+      const tradeCounts = await byLabel("crypto_trades_total", "symbol");
+      const tradeSymbols = Object.keys(tradeCounts).sort().slice(0, this.#maxSymbols);
+      if (tradeSymbols.length > 0) {
+        const prices = await byLabel("crypto_trade_price_last", "symbol");
+        let all = 0;
+        update.trades = tradeSymbols.map((symbol) => {
+          const n = tradeCounts[symbol] ?? 0;
+          all += n;
+          return [symbol, prices[symbol] ?? null, n, rate(`t:${symbol}`, n)];
+        });
+        update.tradesPerSec = rate("trades", all);
+      }
+      const barCounts = await byLabel("crypto_bars_total", "symbol");
+      const barSymbols = Object.keys(barCounts).sort().slice(0, this.#maxSymbols);
+      if (barSymbols.length > 0) {
+        const close = await byLabel("crypto_bar_close", "symbol");
+        const volume = await byLabel("crypto_bar_volume", "symbol");
+        const start = await byLabel("crypto_bar_start_seconds", "symbol");
+        update.bars = barSymbols.map((symbol) => [
+          symbol,
+          close[symbol] ?? null,
+          volume[symbol] ?? null,
+          start[symbol] === undefined ? null : start[symbol]! * 1000,
+          barCounts[symbol] ?? 0,
+        ]);
+      }
     }
     this.#previous = { t, totals };
     this.#remember(t, update.symbols);

@@ -360,3 +360,72 @@ export class ConsumerMetrics {
     this.negativeHops.inc({ hop: CONSUMER_HOP }, 0);
   }
 }
+
+/** One channel's counts as {@linkcode followChannels} reads them (cumulative over terms). */
+export interface ChannelCountsLike {
+  events: number;
+  acked: number;
+  skipped: Readonly<Record<string, number>>;
+}
+
+/**
+ * Per-channel series, raised to the channels' own counts at each collection:
+ * `crypto_channel_events_total{channel}`, `crypto_channel_records_acked_total{channel}` and
+ * `crypto_channel_skipped_total{channel,reason}` (the unlabelled totals stay as they are).
+ */
+export function followChannels(
+  registry: Registry,
+  read: () => ReadonlyMap<string, ChannelCountsLike>,
+): void {
+  const reported = new Map<string, number>();
+  const raise = (
+    counter: Counter<string>,
+    name: string,
+    labels: Record<string, string>,
+    value: number,
+  ) => {
+    const key = name + JSON.stringify(labels);
+    const before = reported.get(key) ?? 0;
+    if (value > before) counter.inc(labels, value - before);
+    else if (!reported.has(key)) counter.inc(labels, 0);
+    reported.set(key, Math.max(before, value));
+  };
+  const make = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (c: Counter<string>) => void,
+  ) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        fill(this);
+      },
+    });
+  make("crypto_channel_events_total", "events received, by Polygon channel", ["channel"], (c) => {
+    for (const [channel, counts] of read()) raise(c, "events", { channel }, counts.events);
+  });
+  make(
+    "crypto_channel_records_acked_total",
+    "records acknowledged by the sink, by Polygon channel",
+    ["channel"],
+    (c) => {
+      for (const [channel, counts] of read()) raise(c, "acked", { channel }, counts.acked);
+    },
+  );
+  make(
+    "crypto_channel_skipped_total",
+    "events skipped, by Polygon channel and reason",
+    ["channel", "reason"],
+    (c) => {
+      for (const [channel, counts] of read()) {
+        for (const [reason, n] of Object.entries(counts.skipped)) {
+          raise(c, "skipped", { channel, reason }, n);
+        }
+      }
+    },
+  );
+}

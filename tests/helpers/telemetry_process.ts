@@ -25,6 +25,7 @@ import { parseSettings } from "../../lib/config/parse.ts";
 import { MetricsConverter } from "../../lib/telemetry/influx.ts";
 import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
+import { TradeMetrics } from "../../lib/channel_metrics.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
 
 /** One counter series that grows at a known rate. */
@@ -88,6 +89,7 @@ let metrics: ProducerMetrics | ConsumerMetrics;
 if (role === "producer") {
   const producer = new ProducerMetrics(registry);
   new SpreadMetrics(producer);
+  new TradeMetrics(registry);
   metrics = producer;
 } else {
   const consumer = new ConsumerMetrics(registry);
