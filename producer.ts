@@ -106,7 +106,8 @@ async function main(): Promise<number> {
     stop: AbortSignal,
   ): Promise<TermEnd> => {
     const pipeline = new Pipeline(termSink, {
-      transform: createSpreadTransform(),
+      // The local clock bounds how far ahead a live t may be (time_out_of_range).
+      transform: createSpreadTransform({ clock: { now: () => Date.now() } }),
       observer: spreads,
       topic: kafkaConfig.topic,
       gapsTopic: kafkaConfig.gapsTopic,
