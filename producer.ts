@@ -68,7 +68,6 @@ async function main(): Promise<number> {
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
       header: {
-        recording: 1,
         source: polygon.url,
         subscription: topics.join(","),
         started: new Date().toISOString(),
@@ -197,6 +196,7 @@ async function main(): Promise<number> {
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
       (recorder ? `, ${recorder.frames} frames recorded` : "") +
+      (recorder?.dropped ? ` (${recorder.dropped} not recorded: the disk was too slow)` : "") +
       (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),
   );
   if (s.summary !== undefined) {
