@@ -169,8 +169,10 @@ export interface SpreadTransformOptions {
    */
   scan?: boolean;
   /**
-   * The local clock, read once per frame: a `t` outside `[now − maxBehindMs, now + maxAheadMs]`
-   * is skipped as `time_out_of_range`. Entry scripts of live data pass the real clock; replay
+   * The local clock: a `t` outside `[now − maxBehindMs, now + maxAheadMs]` is skipped as
+   * `time_out_of_range`. Read lazily: for the first quote, then at most every 256 frames, and
+   * again before any skip, so the ahead bound is exact and the behind bound at most 256 frames
+   * late. Entry scripts of live data pass the real clock; replay
    * passes none (a recording's times are old), so only the fixed bounds apply. Default none.
    */
   clock?: Clock;
@@ -197,7 +199,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   #secondStart = Number.NaN;
   #secondPrefix = "";
   #symbolParts = new Map<string, string>();
-  // Result registers of #scanNumber (avoids an allocation per number).
+  // Result registers of #decimal (avoids an allocation per number).
   #scanCoef = 0;
   #scanPlaces = 0;
   readonly #scanFrames: boolean;
@@ -207,7 +209,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   /**
    * The accepted `t`, ms, from the last clock reading (see
    * {@linkcode SpreadTransformOptions.clock}); empty until the clock is read. A `t` outside reads
-   * the clock again before it is skipped, so an old reading only ever errs towards reading.
+   * the clock again before it is skipped, so an old reading never skips a quote wrongly.
    */
   #tMin = Number.NEGATIVE_INFINITY;
   #tMax = Number.POSITIVE_INFINITY;
