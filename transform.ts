@@ -202,6 +202,11 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   // Result registers of #decimal (avoids an allocation per number).
   #scanCoef = 0;
   #scanPlaces = 0;
+  // The general path's frame, and its events and their number texts from a second parse with
+  // the source-keeping reviver, made on first need (a frame is transformed synchronously).
+  #frameText = "";
+  #slowEvents: unknown[] | undefined;
+  #slowSourceMap: Sources | undefined;
   readonly #scanFrames: boolean;
   readonly #clock: Clock | undefined;
   readonly #maxAheadMs: number;
@@ -266,19 +271,21 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       }
     }
     let parsed: unknown;
-    const sources: Sources = new WeakMap();
     try {
-      parsed = parseWithSources(text, sources);
+      parsed = JSON.parse(text);
     } catch {
       skipped.invalid_json++;
       return 1;
     }
+    this.#frameText = text;
+    this.#slowEvents = undefined;
+    this.#slowSourceMap = undefined;
     if (Array.isArray(parsed)) {
-      for (let i = 0; i < parsed.length; i++) this.#event(parsed[i], sources, records, skipped);
+      for (let i = 0; i < parsed.length; i++) this.#event(parsed[i], i, records, skipped);
       return parsed.length;
     }
     if (typeof parsed === "object" && parsed !== null) {
-      this.#event(parsed, sources, records, skipped);
+      this.#event(parsed, 0, records, skipped);
       return 1;
     }
     skipped.not_a_frame++;
@@ -627,8 +634,27 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
     };
   }
 
-  /** One event of the general path, with the number texts the reviver kept (`sources`). */
-  #event(ev: unknown, sources: Sources, records: SpreadRecord[], skipped: SkipCounts): void {
+  /**
+   * The source texts of event `index`'s own `bp` and `ap`, from a parse with the reviver (its
+   * objects are not `JSON.parse`'s, hence the index). Undefined when that parse fails: the
+   * reviver recurses, and a frame nested thousands deep elsewhere overflows the stack.
+   */
+  #slowSources(index: number): { bp?: string; ap?: string } | undefined {
+    if (this.#slowSourceMap === undefined) {
+      this.#slowSourceMap = new WeakMap();
+      try {
+        const parsed = parseWithSources(this.#frameText, this.#slowSourceMap);
+        this.#slowEvents = Array.isArray(parsed) ? parsed : [parsed];
+      } catch {
+        this.#slowEvents = [];
+      }
+    }
+    const ev = this.#slowEvents![index];
+    return typeof ev === "object" && ev !== null ? this.#slowSourceMap.get(ev) : undefined;
+  }
+
+  /** One event of the general path; the number texts come from {@linkcode SpreadTransform.#slowSources}. */
+  #event(ev: unknown, index: number, records: SpreadRecord[], skipped: SkipCounts): void {
     if (typeof ev !== "object" || ev === null) {
       skipped.not_an_object++;
       return;
@@ -659,10 +685,11 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       skipped.bad_ask++;
       return;
     }
-    // A number has its source text: the reviver saw this very object's own bp and ap.
-    const src = sources.get(e)!;
-    const bpText = src.bp!;
-    const apText = src.ap!;
+    // The reviver saw this very event's own bp and ap (the last of duplicate keys); without it
+    // (a frame too deep for the reviver), the shortest text of the double.
+    const src = this.#slowSources(index);
+    const bpText = src?.bp ?? String(bp);
+    const apText = src?.ap ?? String(ap);
     if (bpText.length > MAX_NUMBER_TEXT || apText.length > MAX_NUMBER_TEXT) {
       skipped.number_too_long++;
       return;

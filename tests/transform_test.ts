@@ -542,3 +542,16 @@ Deno.test("finding 1: a price whose text is longer than 64 characters is number_
     deepStrictEqual(bothPaths(frame), { values: [], skipped: { number_too_long: 1 } });
   }
 });
+
+Deno.test("finding 8: a frame nested too deep for the reviver keeps JSON.parse's outcome: nested_array, and its quotes' records", () => {
+  const deep = "[".repeat(100_000) + "]".repeat(100_000);
+  deepStrictEqual(bothPaths(`[${deep}]`), { values: [], skipped: { nested_array: 1 } });
+  // A quote beside it still makes its record, from the doubles' shortest texts.
+  deepStrictEqual(
+    bothPaths(`[{"ev":"XQ","pair":"A","bp":1.5,"ap":1.75,"t":1,"x":${deep}},${deep}]`),
+    {
+      values: ['{"timestamp":"1970-01-01T00:00:00.001Z","symbol":"A","spread":0.25}'],
+      skipped: { nested_array: 1 },
+    },
+  );
+});
