@@ -84,7 +84,6 @@ async function main(): Promise<number> {
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
       header: {
-        recording: 1,
         source: polygon.url,
         subscription: topics.join(","),
         started: new Date().toISOString(),
@@ -130,6 +129,8 @@ async function main(): Promise<number> {
   ): Promise<TermEnd> => {
     const plans = channelPlans(channels, kafkaConfig, {
       observers: { XQ: spreads, XT: tradeMetrics, XA: barMetrics },
+      // The local clock bounds how far ahead a live t may be (time_out_of_range).
+      clock: { now: () => Date.now() },
     });
     const pipeline = new ChannelPipelines(termSink, plans, {
       batchMax: kafkaConfig.batchMax,
@@ -219,6 +220,7 @@ async function main(): Promise<number> {
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
       (recorder ? `, ${recorder.frames} frames recorded` : "") +
+      (recorder?.dropped ? ` (${recorder.dropped} not recorded: the disk was too slow)` : "") +
       (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),
   );
   if (s.summary !== undefined) {

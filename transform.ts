@@ -8,9 +8,16 @@
  * Two paths, one outcome: a frame of the common shape (an object or an array of flat objects
  * whose values are strings without escapes or numbers, as Polygon sends them) is read by one
  * validating pass over its text that notes where the needed values are; every other text goes to
- * `JSON.parse`. The scan accepts only text `JSON.parse` accepts and makes the same values of it,
- * so records, skips and event counts are the same either way (tests/transform_test.ts checks).
+ * `JSON.parse` (with a reviver that keeps each event's own `bp` and `ap` source text). The scan
+ * accepts only text `JSON.parse` accepts and reads only each event's own top-level keys (the last
+ * of duplicates, as `JSON.parse`), so records, skips and event counts are the same either way
+ * (tests/transform_test.ts and tests/transform_fuzz_test.ts check).
+ *
+ * Bounds (lib/bounds.ts): a price text longer than 64 characters is skipped (`number_too_long`),
+ * a `t` past 9999-12-31 is `bad_time`, and with a clock passed in (live), a `t` more than
+ * `maxAheadMs` after it (or `maxBehindMs` before it) is `time_out_of_range`.
  */
+import { type Clock, DEFAULT_MAX_AHEAD_MS, MAX_NUMBER_TEXT, MAX_TIME_MS } from "./lib/bounds.ts";
 import { subtract } from "./lib/decimal.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
@@ -34,8 +41,12 @@ export type SkipReason =
   | "bad_bid"
   /** `ap` is missing or not a finite positive number (one-sided quote). */
   | "bad_ask"
-  /** `t` is missing or not a whole non-negative number of ms within the Date range. */
-  | "bad_time";
+  /** `t` is missing or not a whole non-negative number of ms up to 9999-12-31T23:59:59.999Z. */
+  | "bad_time"
+  /** `bp` or `ap` is a number whose text is longer than 64 characters. */
+  | "number_too_long"
+  /** `t` is further from the local clock than the transform allows (live only). */
+  | "time_out_of_range";
 
 /** Every skip reason, in a stable order for reports. */
 export const SKIP_REASONS: readonly SkipReason[] = [
@@ -49,6 +60,8 @@ export const SKIP_REASONS: readonly SkipReason[] = [
   "bad_bid",
   "bad_ask",
   "bad_time",
+  "number_too_long",
+  "time_out_of_range",
 ];
 
 /** The Polygon channel the spread transform maps: crypto quotes. */
@@ -90,7 +103,8 @@ export interface TransformResult {
 }
 
 const MAX_PAIR_LENGTH = 64;
-const MAX_DATE_MS = 8.64e15;
+/** Frames between two readings of the clock at most (about 0.1 s of a busy feed). */
+const CLOCK_FRAMES = 256;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 const ZEROS = ["", "0", "00", "000", "0000", "00000"];
@@ -154,6 +168,21 @@ export interface SpreadTransformOptions {
    * that compare them. Default: true.
    */
   scan?: boolean;
+  /**
+   * The local clock: a `t` outside `[now − maxBehindMs, now + maxAheadMs]` is skipped as
+   * `time_out_of_range`. Read lazily: for the first quote, then at most every 256 frames, and
+   * again before any skip, so the ahead bound is exact and the behind bound at most 256 frames
+   * late. Entry scripts of live data pass the real clock; replay
+   * passes none (a recording's times are old), so only the fixed bounds apply. Default none.
+   */
+  clock?: Clock;
+  /** How far ahead of the clock a `t` may be. Default 5 minutes ({@linkcode DEFAULT_MAX_AHEAD_MS}). */
+  maxAheadMs?: number;
+  /**
+   * How far behind the clock a `t` may be. Default unbounded: a late quote is still exact data,
+   * its Kafka timestamp is not `t`, and the fake replays old recordings live in tests and the demo.
+   */
+  maxBehindMs?: number;
 }
 
 /**
@@ -170,24 +199,56 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   #secondStart = Number.NaN;
   #secondPrefix = "";
   #symbolParts = new Map<string, string>();
-  // Result registers of #scanNumber (avoids an allocation per number).
+  // Result registers of #decimal (avoids an allocation per number).
   #scanCoef = 0;
   #scanPlaces = 0;
-  // Per-frame state of the source-text lookup, in fields rather than an object per frame (a
-  // frame is transformed synchronously, so one is in flight at a time).
+  // The general path's frame, and its events and their number texts from a second parse with
+  // the source-keeping reviver, made on first need (a frame is transformed synchronously).
   #frameText = "";
-  /** Where the next event's numbers are searched from. */
-  #frameCursor = 0;
-  /** Events of the slow-path parse and their number texts, made on first need. */
   #slowEvents: unknown[] | undefined;
   #slowSourceMap: Sources | undefined;
   readonly #scanFrames: boolean;
+  readonly #clock: Clock | undefined;
+  readonly #maxAheadMs: number;
+  readonly #maxBehindMs: number;
+  /**
+   * The accepted `t`, ms, from the last clock reading (see
+   * {@linkcode SpreadTransformOptions.clock}); empty until the clock is read. A `t` outside reads
+   * the clock again before it is skipped, so an old reading never skips a quote wrongly.
+   */
+  #tMin = Number.NEGATIVE_INFINITY;
+  #tMax = Number.POSITIVE_INFINITY;
+  /** Frames since the window was last emptied (it is every {@linkcode CLOCK_FRAMES}). */
+  #clockFrames = 0;
   /** Per event of the scanned frame, {@linkcode SPAN} token bounds (see {@linkcode EV}). */
   #spans = new Int32Array(SPAN * 16);
 
   /** Use {@linkcode createSpreadTransform}. */
   constructor(options: SpreadTransformOptions = {}) {
     this.#scanFrames = options.scan ?? true;
+    this.#clock = options.clock;
+    this.#maxAheadMs = options.maxAheadMs ?? DEFAULT_MAX_AHEAD_MS;
+    this.#maxBehindMs = options.maxBehindMs ?? Number.POSITIVE_INFINITY;
+    if (this.#clock !== undefined) this.#emptyWindow();
+  }
+
+  /** Empties the time window, so that the next `t` checked reads the clock. */
+  #emptyWindow(): void {
+    this.#tMin = Number.POSITIVE_INFINITY;
+    this.#tMax = Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * Whether `t`, outside the window of the last reading, is also outside the window of the clock
+   * now (a clock read per skipped quote, and per {@linkcode CLOCK_FRAMES} frames at most else).
+   */
+  #outOfWindow(t: number): boolean {
+    const clock = this.#clock;
+    if (clock === undefined) return true;
+    const now = clock.now();
+    this.#tMin = now - this.#maxBehindMs;
+    this.#tMax = now + this.#maxAheadMs;
+    return t < this.#tMin || t > this.#tMax;
   }
 
   /**
@@ -197,6 +258,11 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
    */
   frame(text: string, records: SpreadRecord[]): number {
     const skipped = this.skipped;
+    if (this.#clock !== undefined && ++this.#clockFrames >= CLOCK_FRAMES) {
+      // Reading the clock for every frame costs about a tenth of the transform.
+      this.#clockFrames = 0;
+      this.#emptyWindow();
+    }
     if (this.#scanFrames) {
       const events = this.#scan(text);
       if (events >= 0) {
@@ -212,7 +278,6 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       return 1;
     }
     this.#frameText = text;
-    this.#frameCursor = 0;
     this.#slowEvents = undefined;
     this.#slowSourceMap = undefined;
     if (Array.isArray(parsed)) {
@@ -252,66 +317,6 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       parts.set(pair, part);
     }
     return part;
-  }
-
-  /**
-   * Reads the number after `key` (at or after `from`) straight from the frame text as an integer
-   * coefficient and a count of decimal places, for numbers of at most 15 significant digits.
-   * Returns the end index, or -1 when the key is not found, the number needs the general path,
-   * or its value is not `value` (then the text found is not this event's number).
-   */
-  #scanNumber(text: string, key: string, from: number, value: number): number {
-    const k = text.indexOf(key, from);
-    if (k === -1) return -1;
-    let i = k + key.length;
-    const n = text.length;
-    let coef = 0;
-    let digits = 0;
-    let frac = 0;
-    let dot = false;
-    let c = text.charCodeAt(i);
-    if (c === 45) return -1; // negative prices are rejected before this point anyway
-    for (; i < n; i++) {
-      c = text.charCodeAt(i);
-      if (c >= 48 && c <= 57) {
-        if (coef !== 0 || c !== 48) {
-          coef = coef * 10 + (c - 48);
-          digits++;
-        }
-        if (dot) frac++;
-      } else if (c === 46 && !dot) dot = true;
-      else break;
-    }
-    if (digits > 15) return -1;
-    let places = frac;
-    if (c === 101 || c === 69) {
-      let j = i + 1;
-      let sign = 1;
-      c = text.charCodeAt(j);
-      if (c === 45 || c === 43) {
-        if (c === 45) sign = -1;
-        j++;
-      }
-      let exp = 0;
-      const expStart = j;
-      for (; j < n; j++) {
-        c = text.charCodeAt(j);
-        if (c < 48 || c > 57 || exp > 1000) break;
-        exp = exp * 10 + (c - 48);
-      }
-      if (j === expStart) return -1;
-      i = j;
-      places -= sign * exp;
-    }
-    if (places < 0) {
-      if (places < -15 || digits - places > 15) return -1;
-      coef *= POW10[-places]!;
-      places = 0;
-    }
-    if (places > 22 || coef / POW10[places]! !== value) return -1;
-    this.#scanCoef = coef;
-    this.#scanPlaces = places;
-    return i;
   }
 
   /**
@@ -473,6 +478,11 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
         if (c === 45 || c === 43) i++;
         let exp = 0;
         for (; i < end && exp < 1000; i++) exp = exp * 10 + (text.charCodeAt(i) - 48);
+        if (i < end) {
+          // An exponent of 1000 or more: the general path (the value may be Infinity or 0).
+          this.#scanPlaces = -1;
+          return Number(text.slice(start, end));
+        }
         places += negative ? exp : -exp;
       }
       if (places < 0 && places >= -15 && digits - places <= 15) {
@@ -557,34 +567,48 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       skipped.bad_ask++;
       return;
     }
+    if (bpEnd - bpStart > MAX_NUMBER_TEXT || apEnd - apStart > MAX_NUMBER_TEXT) {
+      skipped.number_too_long++;
+      return;
+    }
     const tStart = spans[base + T]!;
     if (tStart === -1 || text.charCodeAt(tStart) === 34) {
       skipped.bad_time++;
       return;
     }
     const t = this.#number(text, tStart, spans[base + T + 1]!);
-    if (!Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+    if (!Number.isInteger(t) || t < 0 || t > MAX_TIME_MS) {
       skipped.bad_time++;
+      return;
+    }
+    if ((t < this.#tMin || t > this.#tMax) && this.#outOfWindow(t)) {
+      skipped.time_out_of_range++;
       return;
     }
     const rStart = spans[base + R]!;
     const r = rStart === -1 || text.charCodeAt(rStart) === 34
       ? undefined
       : this.#number(text, rStart, spans[base + R + 1]!);
-    let spread: string | undefined;
-    const as = this.#scanPlaces;
-    if (bs !== -1 && as !== -1) {
-      const s = bs > as ? bs : as;
-      const ai = this.#scanCoef * POW10[s - as]!;
-      const bi = bc * POW10[s - bs]!;
-      const d = ai - bi;
-      if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
-    }
-    if (spread === undefined) {
-      spread = subtract(text.slice(apStart, apEnd), text.slice(bpStart, bpEnd));
-    }
+    const spread = this.#spread(bc, bs) ??
+      subtract(text.slice(apStart, apEnd), text.slice(bpStart, bpEnd));
     const pair = text.slice(pairStart + 1, pairStart + 1 + pairLength);
     records.push(this.#record(pair, spread, t, r, bp, ap));
+  }
+
+  /**
+   * The exact spread `ap − bp` from the scan registers, when both numbers fit them: `bc` and
+   * `bs` of the bid (saved), the registers themselves holding the ask. Undefined otherwise (then
+   * {@linkcode subtract} decides).
+   */
+  #spread(bc: number, bs: number): string | undefined {
+    const as = this.#scanPlaces;
+    if (bs === -1 || as === -1) return undefined;
+    const s = bs > as ? bs : as;
+    const ai = this.#scanCoef * POW10[s - as]!;
+    const bi = bc * POW10[s - bs]!;
+    const d = ai - bi;
+    if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) return formatScaled(d, s);
+    return undefined;
   }
 
   /** The record of a valid quote (both paths make it here, so they make the same). */
@@ -610,16 +634,26 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
     };
   }
 
+  /**
+   * The source texts of event `index`'s own `bp` and `ap`, from a parse with the reviver (its
+   * objects are not `JSON.parse`'s, hence the index). Undefined when that parse fails: the
+   * reviver recurses, and a frame nested thousands deep elsewhere overflows the stack.
+   */
   #slowSources(index: number): { bp?: string; ap?: string } | undefined {
     if (this.#slowSourceMap === undefined) {
       this.#slowSourceMap = new WeakMap();
-      const parsed = parseWithSources(this.#frameText, this.#slowSourceMap);
-      this.#slowEvents = Array.isArray(parsed) ? parsed : [parsed];
+      try {
+        const parsed = parseWithSources(this.#frameText, this.#slowSourceMap);
+        this.#slowEvents = Array.isArray(parsed) ? parsed : [parsed];
+      } catch {
+        this.#slowEvents = [];
+      }
     }
     const ev = this.#slowEvents![index];
     return typeof ev === "object" && ev !== null ? this.#slowSourceMap.get(ev) : undefined;
   }
 
+  /** One event of the general path; the number texts come from {@linkcode SpreadTransform.#slowSources}. */
   #event(ev: unknown, index: number, records: SpreadRecord[], skipped: SkipCounts): void {
     if (typeof ev !== "object" || ev === null) {
       skipped.not_an_object++;
@@ -651,39 +685,30 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       skipped.bad_ask++;
       return;
     }
+    // The reviver saw this very event's own bp and ap (the last of duplicate keys); without it
+    // (a frame too deep for the reviver), the shortest text of the double.
+    const src = this.#slowSources(index);
+    const bpText = src?.bp ?? String(bp);
+    const apText = src?.ap ?? String(ap);
+    if (bpText.length > MAX_NUMBER_TEXT || apText.length > MAX_NUMBER_TEXT) {
+      skipped.number_too_long++;
+      return;
+    }
     const t = e.t;
-    if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_DATE_MS) {
+    if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > MAX_TIME_MS) {
       skipped.bad_time++;
       return;
     }
+    if ((t < this.#tMin || t > this.#tMax) && this.#outOfWindow(t)) {
+      skipped.time_out_of_range++;
+      return;
+    }
     const r = typeof e.r === "number" ? e.r : undefined;
-    // Exact arithmetic needs the numbers' decimal digits: read them from the frame text (fast
-    // path), or parse again with a source-keeping reviver when that fails (more than 15 digits,
-    // odd spacing or key order).
-    let spread: string | undefined;
-    const text = this.#frameText;
-    const cursor = this.#frameCursor;
-    const bpEnd = this.#scanNumber(text, '"bp":', cursor, bp);
-    if (bpEnd !== -1) {
-      const bc = this.#scanCoef;
-      const bs = this.#scanPlaces;
-      // Polygon sends "ap" after "bp": look there first, then anywhere after the cursor.
-      let apEnd = this.#scanNumber(text, '"ap":', bpEnd, ap);
-      if (apEnd === -1) apEnd = this.#scanNumber(text, '"ap":', cursor, ap);
-      if (apEnd !== -1) {
-        this.#frameCursor = apEnd > bpEnd ? apEnd : bpEnd;
-        const as = this.#scanPlaces;
-        const s = bs > as ? bs : as;
-        const ai = this.#scanCoef * POW10[s - as]!;
-        const bi = bc * POW10[s - bs]!;
-        const d = ai - bi;
-        if (ai < 1e15 && bi < 1e15 && d < 1e15 && d > -1e15) spread = formatScaled(d, s);
-      }
-    }
-    if (spread === undefined) {
-      const src = this.#slowSources(index);
-      spread = subtract(src?.ap ?? String(ap), src?.bp ?? String(bp));
-    }
+    this.#decimal(bpText, 0, bpText.length);
+    const bc = this.#scanCoef;
+    const bs = this.#scanPlaces;
+    this.#decimal(apText, 0, apText.length);
+    const spread = this.#spread(bc, bs) ?? subtract(apText, bpText);
     records.push(this.#record(pair, spread, t, r, bp, ap));
   }
 }

@@ -10,6 +10,7 @@ import { createBarTransform } from "../bars.ts";
 import { ConfigError } from "./config/errors.ts";
 import { topicsFor } from "./polygon/protocol.ts";
 import type { FrameTransform, OutRecord } from "./sink.ts";
+import type { Clock } from "./bounds.ts";
 import type { BatchObserver } from "./pipeline.ts";
 import type { ChannelPlan } from "./channel_pipelines.ts";
 import type { KafkaConfig } from "./config/kafka.ts";
@@ -23,8 +24,8 @@ export interface ChannelEntry {
   readonly name: string;
   /** Whether an event's `ev` belongs to this channel. */
   canHandle(ev: unknown): boolean;
-  /** A new transform with its own caches and counts. */
-  create(): FrameTransform;
+  /** A new transform with its own caches and counts; `clock` bounds a live `t` where it does. */
+  create(options?: { clock?: Clock }): FrameTransform;
   /** The subscription topics for `pairs` (`XT.BTC-USD`, or `XT.*`). */
   getFilters(pairs: readonly string[]): string[];
   /** Its Kafka topics: records (`--topic`, `--trades-topic`, `--bars-topic`) and gaps (`<records topic>.gaps`). */
@@ -40,7 +41,7 @@ export type ChannelTopicConfig = Pick<
 function entry(
   channel: string,
   name: string,
-  create: () => FrameTransform,
+  create: (options?: { clock?: Clock }) => FrameTransform,
   topicsOf: ChannelEntry["topicsOf"],
 ): ChannelEntry {
   return {
@@ -60,14 +61,24 @@ function withGaps(topic: string): { topic: string; gapsTopic: string } {
 /** Every channel, in the order topics are subscribed and reported. */
 export const CHANNELS: readonly ChannelEntry[] = [
   // Quotes keep the topics they always had: --topic and --gaps-topic.
-  entry("XQ", "quotes", createSpreadTransform, (c) => ({ topic: c.topic, gapsTopic: c.gapsTopic })),
+  entry(
+    "XQ",
+    "quotes",
+    (options) => createSpreadTransform({ clock: options?.clock }),
+    (c) => ({ topic: c.topic, gapsTopic: c.gapsTopic }),
+  ),
   entry(
     "XT",
     "trades",
-    createTradeTransform,
+    () => createTradeTransform(),
     (c) => withGaps(c.tradesTopic ?? `${c.topic}.trades`),
   ),
-  entry("XA", "bars", createBarTransform, (c) => withGaps(c.barsTopic ?? `${c.topic}.bars`)),
+  entry(
+    "XA",
+    "bars",
+    () => createBarTransform(),
+    (c) => withGaps(c.barsTopic ?? `${c.topic}.bars`),
+  ),
 ];
 
 /** The channel names, `["XQ","XT","XA"]`. */
@@ -119,6 +130,8 @@ export function channelOfTopic(topic: string): string {
 export interface ChannelPlanOptions {
   /** Observers of acknowledged batches, by channel (e.g. the spread metrics for `XQ`). */
   observers?: Readonly<Record<string, BatchObserver<OutRecord>>>;
+  /** The local clock, for live data: a quote's `t` far ahead of it is skipped. Replay passes none. */
+  clock?: Clock;
 }
 
 /** The plan of each channel: a new transform, its topics and its observer. */
@@ -132,7 +145,7 @@ export function channelPlans(
     return {
       channel: e.channel,
       canHandle: e.canHandle,
-      transform: e.create(),
+      transform: e.create({ clock: options.clock }),
       ...e.topicsOf(topics),
       observer: options.observers?.[c],
     };

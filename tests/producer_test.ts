@@ -74,7 +74,7 @@ Deno.test({
       equal(summary.framesRecorded, summary.frames + 2);
       ok(!text.includes(KEY), "the API key appears in the recording");
       const header = JSON.parse(text.slice(0, text.indexOf("\n")));
-      equal(header.recording, 1);
+      equal(header.recording, 2);
       equal(header.source, fake.url);
       equal(header.subscription, "XQ.*");
       deepStrictEqual(values(await readAllFrames(recording)), expected);

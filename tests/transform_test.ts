@@ -128,7 +128,7 @@ Deno.test("two spread transforms in one process keep their own skip counts and c
     "not json",
     xq({ pair: "B", t: 253_402_300_799_999 }), // 9999-12-31T23:59:59.999Z
     `[${xq({ pair: "A", t: 1_001 })},{"ev":"status"}]`,
-    xq({ pair: "C", t: 253_402_300_800_000 }), // a five-digit year
+    xq({ pair: "C", t: 253_402_300_800_000 }), // a five-digit year: bad_time (finding 9)
   ];
   // Alternate the frames between two transforms, then run them all through a third alone.
   const split: SpreadRecord[] = [];
@@ -141,11 +141,10 @@ Deno.test("two spread transforms in one process keep their own skip counts and c
     '{"timestamp":"1970-01-01T00:00:01.000Z","symbol":"A","spread":1}',
     '{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"B","spread":1}',
     '{"timestamp":"1970-01-01T00:00:01.001Z","symbol":"A","spread":1}',
-    '{"timestamp":"+010000-01-01T00:00:00.000Z","symbol":"C","spread":1}',
   ]);
-  deepStrictEqual(a.skipped, emptySkips());
+  deepStrictEqual(a.skipped, { ...emptySkips(), bad_time: 1 });
   deepStrictEqual(b.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
-  deepStrictEqual(alone.skipped, { ...emptySkips(), invalid_json: 1, status: 1 });
+  deepStrictEqual(alone.skipped, { ...emptySkips(), invalid_json: 1, status: 1, bad_time: 1 });
 });
 
 captureTest({
@@ -415,4 +414,144 @@ Deno.test("the scan reads the common shape alone and hands everything else to JS
       "true",
     ]
   ) ok(!scannedAlone(frame), frame);
+});
+
+/** One frame through both paths (asserting they agree), with the transform options given. */
+function bothPaths(
+  frame: string,
+  options: Parameters<typeof createSpreadTransform>[0] = {},
+): { values: string[]; skipped: Record<string, number> } {
+  const outcomes = [true, false].map((scan) => {
+    const spreads = createSpreadTransform({ ...options, scan });
+    const records: SpreadRecord[] = [];
+    spreads.frame(frame, records);
+    const skipped = Object.fromEntries(Object.entries(spreads.skipped).filter(([, n]) => n > 0));
+    return { values: records.map((r) => r.value), skipped };
+  });
+  deepStrictEqual(outcomes[0], outcomes[1], `scan and JSON.parse differ on ${frame}`);
+  return outcomes[0]!;
+}
+
+Deno.test("finding 7: a price with an exponent of 1000 or more is bad_bid on both paths, not a record", () => {
+  const huge = "0." + "0".repeat(999) + "15e10000"; // JSON.parse: Infinity
+  deepStrictEqual(
+    bothPaths(`{"ev":"XQ","pair":"BTC-USD","bp":${huge},"ap":2,"t":1}`),
+    { values: [], skipped: { bad_bid: 1 } },
+  );
+  deepStrictEqual(
+    bothPaths(`{"ev":"XQ","pair":"BTC-USD","bp":1,"ap":${huge},"t":1}`),
+    { values: [], skipped: { bad_ask: 1 } },
+  );
+  // A large exponent that JSON.parse makes finite goes by the general path too.
+  deepStrictEqual(bothPaths(`{"ev":"XQ","pair":"A","bp":1.5e-1000,"ap":2,"t":1}`), {
+    values: [],
+    skipped: { bad_bid: 1 },
+  });
+});
+
+Deno.test("finding 8: the spread uses the event's own top-level bp, never a nested, earlier or other event's one", () => {
+  const exact =
+    '{"timestamp":"1970-01-01T00:00:00.001Z","symbol":"B","spread":0.19999999999999999}';
+  const cases = [
+    // A duplicate key with the same double: the last one counts, as in JSON.parse.
+    '{"ev":"XQ","pair":"B","bp":0.1,"bp":0.10000000000000001,"ap":0.3,"t":1,"x":null}',
+    // A nested object's bp before the event's own.
+    '{"ev":"XQ","pair":"B","m":{"bp":0.1},"bp":0.10000000000000001,"ap":0.3,"t":1}',
+    // The same, the real key with whitespace before its colon.
+    '{"ev":"XQ","pair":"B","m":{"bp":0.1},"bp" : 0.10000000000000001,"ap":0.3,"t":1}',
+  ];
+  for (const frame of cases) {
+    deepStrictEqual(bothPaths(frame), { values: [exact], skipped: {} }, frame);
+  }
+  // Another event's bp, earlier in the frame.
+  deepStrictEqual(
+    bothPaths(
+      '[{"ev":"XQ","pair":"A","bp":0.1,"ap":0.3,"t":-1},' +
+        '{"ev":"XQ","pair":"B","bp":0.10000000000000001,"ap":0.3,"t":1,"x":true}]',
+    ),
+    { values: [exact], skipped: { bad_time: 1 } },
+  );
+});
+
+Deno.test("finding 9: a t past 9999-12-31T23:59:59.999Z is bad_time on both paths", () => {
+  deepStrictEqual(bothPaths(xq({ pair: "A", t: 253_402_300_799_999 })), {
+    values: ['{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"A","spread":1}'],
+    skipped: {},
+  });
+  for (const t of [253_402_300_800_000, 8.64e15]) {
+    deepStrictEqual(bothPaths(xq({ t })), { values: [], skipped: { bad_time: 1 } });
+  }
+});
+
+Deno.test("finding 9: with a clock, a t more than 5 minutes ahead of it is time_out_of_range; behind only when bounded", () => {
+  const now = Date.UTC(2026, 11, 2, 1, 0, 0);
+  const clock = { now: () => now };
+  const value = (t: number) =>
+    `{"timestamp":"${new Date(t).toISOString()}","symbol":"BTC-USD","spread":1}`;
+  for (const t of [now + 2 * 3_600_000, now + 300_001]) {
+    deepStrictEqual(bothPaths(xq({ t }), { clock }), {
+      values: [],
+      skipped: { time_out_of_range: 1 },
+    });
+  }
+  const inside = [now + 300_000, now, Date.UTC(2023, 6, 26)];
+  for (const t of inside) {
+    deepStrictEqual(bothPaths(xq({ t }), { clock }), { values: [value(t)], skipped: {} });
+  }
+  // A bound behind the clock, when asked for; without a clock (replay) no window at all.
+  deepStrictEqual(bothPaths(xq({ t: now - 3_600_001 }), { clock, maxBehindMs: 3_600_000 }), {
+    values: [],
+    skipped: { time_out_of_range: 1 },
+  });
+  deepStrictEqual(bothPaths(xq({ t: now + 2 * 3_600_000 })), {
+    values: [value(now + 2 * 3_600_000)],
+    skipped: {},
+  });
+  // The clock is read for the first quote, then every 256 frames, and again before a skip.
+  let reads = 0;
+  let later = now;
+  const counting = createSpreadTransform({ clock: { now: () => (reads++, later) } });
+  const records: SpreadRecord[] = [];
+  for (let i = 0; i < 300; i++) counting.frame(`[${xq({ t: now })},${xq({ t: now })}]`, records);
+  equal(records.length, 600);
+  equal(reads, 2);
+  // A t ahead of the last reading but within the window of the clock now is a record.
+  later = now + 60_000;
+  counting.frame(xq({ t: now + 330_000 }), records);
+  equal(records.length, 601);
+  equal(reads, 3);
+  counting.frame(xq({ t: now + 2 * 3_600_000 }), records);
+  equal(reads, 4);
+  deepStrictEqual(counting.skipped, { ...emptySkips(), time_out_of_range: 1 });
+});
+
+Deno.test("finding 1: a price whose text is longer than 64 characters is number_too_long on both paths", () => {
+  const long = "1." + "0".repeat(62); // 64 characters: accepted
+  equal(long.length, 64);
+  deepStrictEqual(bothPaths(`{"ev":"XQ","pair":"A","bp":${long},"ap":2,"t":1}`), {
+    values: ['{"timestamp":"1970-01-01T00:00:00.001Z","symbol":"A","spread":1}'],
+    skipped: {},
+  });
+  for (
+    const frame of [
+      `{"ev":"XQ","pair":"A","bp":${long}0,"ap":2,"t":1}`,
+      `{"ev":"XQ","pair":"A","bp":1,"ap":2${"0".repeat(64)},"t":1}`,
+      `{"ev":"XQ","pair":"A","bp":1.${"5".repeat(1_500_000)},"ap":2,"t":1}`,
+    ]
+  ) {
+    deepStrictEqual(bothPaths(frame), { values: [], skipped: { number_too_long: 1 } });
+  }
+});
+
+Deno.test("finding 8: a frame nested too deep for the reviver keeps JSON.parse's outcome: nested_array, and its quotes' records", () => {
+  const deep = "[".repeat(100_000) + "]".repeat(100_000);
+  deepStrictEqual(bothPaths(`[${deep}]`), { values: [], skipped: { nested_array: 1 } });
+  // A quote beside it still makes its record, from the doubles' shortest texts.
+  deepStrictEqual(
+    bothPaths(`[{"ev":"XQ","pair":"A","bp":1.5,"ap":1.75,"t":1,"x":${deep}},${deep}]`),
+    {
+      values: ['{"timestamp":"1970-01-01T00:00:00.001Z","symbol":"A","spread":0.25}'],
+      skipped: { nested_array: 1 },
+    },
+  );
 });

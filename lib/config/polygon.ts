@@ -20,6 +20,11 @@ export interface PolygonConfig {
 /** Hosts documented to carry crypto quotes (XQ); the first is the default. */
 export const XQ_HOSTS: readonly string[] = ["socket.massive.com", "socket.polygon.io"];
 
+/** Whether a URL's hostname is this machine: `localhost`, `127.x.y.z` or `[::1]`. */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
 /** Options for {@linkcode buildPolygonConfig}. */
 export interface BuildPolygonOptions {
   /** Writes a warning; default `console.error`. */
@@ -50,7 +55,10 @@ export function normalizePairs(pairs: readonly string[]): string[] {
   return out;
 }
 
-/** Builds the Polygon config from parsed settings; warns on a host not known to carry XQ. */
+/**
+ * Builds the Polygon config from parsed settings; warns on a host not known to carry XQ and
+ * refuses `ws://` to a host other than loopback (the key would travel in clear text).
+ */
 export function buildPolygonConfig(
   settings: SettingsOf<"producer">,
   options: BuildPolygonOptions = {},
@@ -68,7 +76,15 @@ export function buildPolygonConfig(
     throw new ConfigError(`--url must be a ws:// or wss:// URL, got "${url}"`);
   }
   const host = parsedUrl.hostname;
-  const loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
+  const loopback = isLoopbackHost(host);
+  if (parsedUrl.protocol === "ws:" && !loopback) {
+    // The auth message carries the API key: in clear text over ws://.
+    throw new ConfigError(
+      `--url (POLYGON_URL) must use wss:// for host "${host}", got "${url}": ws:// would send ` +
+        `the API key unencrypted; use "wss://${url.slice("ws://".length)}" ` +
+        `(ws:// is only for loopback, like the fake)`,
+    );
+  }
   if (!loopback && (!XQ_HOSTS.includes(host) || parsedUrl.pathname !== "/crypto")) {
     warn(
       `WARNING: --url "${url}" is not known to carry crypto quotes (XQ): they are documented ` +

@@ -220,6 +220,11 @@ interface Connection {
   confirmed: Set<string>;
   /** The plan's refusals, in the server's words (they name no topic). */
   refusals: string[];
+  /**
+   * `status: "error"` replies during the subscribe that are not plan refusals (e.g. "internal
+   * error, please retry"): they answer no topic, so while there is one no topic is dropped.
+   */
+  transient: number;
   /** The session has ended: every handler ignores what comes after. */
   settled: boolean;
   /** The subscription was answered (or its bound passed). */
@@ -258,6 +263,13 @@ const SUBSCRIBED_PREFIX = "subscribed to: ";
 const CONNECT_MESSAGE_RE = /^connected/i;
 /** An `auth_failed` message about the plan rather than the key. */
 const PLAN_MESSAGE_RE = /\bplan\b/i;
+/**
+ * A subscribe's `error` reply that refuses a topic for good: Polygon's "not authorized", or a
+ * message naming the plan. Any other error text is transient and the topics are asked for again.
+ */
+const REFUSAL_MESSAGE_RE = /\bnot authori[sz]ed\b|\bplan\b/i;
+/** How often one connection asks again for its unconfirmed topics after transient errors. */
+const MAX_RESUBSCRIBES = 3;
 
 /**
  * A Polygon crypto WebSocket client that reconnects until aborted.
@@ -446,6 +458,7 @@ export class PolygonClient {
       pending: new Set(this.#topics),
       confirmed: new Set(),
       refusals: [],
+      transient: 0,
       settled: false,
       subscribed: false,
       quoted: false,
@@ -487,14 +500,35 @@ export class PolygonClient {
     this.#reschedule(conn);
   }
 
-  /** Settles the subscription once every topic was confirmed or refused. */
+  /**
+   * Settles the subscription once every topic was confirmed or refused. After a transient error
+   * refusals can no longer be matched to topics, so only every topic confirmed settles early.
+   */
   #answered(conn: Connection, at: number): void {
-    if (
-      this.#state === "subscribing" &&
-      conn.confirmed.size + conn.refusals.length >= conn.topics.length
-    ) {
-      this.#settle(conn, at);
-    }
+    if (this.#state !== "subscribing") return;
+    const answered = conn.transient > 0
+      ? conn.confirmed.size
+      : conn.confirmed.size + conn.refusals.length;
+    if (answered >= conn.topics.length) this.#settle(conn, at);
+  }
+
+  /**
+   * A transient `error` while subscribing: counted and logged; the topics not yet confirmed are
+   * asked for again, at most {@linkcode MAX_RESUBSCRIBES} times a connection (then the subscribe
+   * bound settles, and the next connection asks for them again).
+   */
+  #resubscribe(conn: Connection, quoted: string): void {
+    conn.transient++;
+    this.#options.metrics?.wsStatuses.inc({ status: "error" });
+    const pending = conn.topics.filter((t) => !conn.confirmed.has(t));
+    const again = conn.transient <= MAX_RESUBSCRIBES && pending.length > 0;
+    this.#log(
+      `polygon: status "error": "${quoted}" while subscribing; ` +
+        (again
+          ? `asking again for ${pending.join(",")}`
+          : `not asking again on this connection (${MAX_RESUBSCRIBES} times already)`),
+    );
+    if (again) this.#send(conn, JSON.stringify({ action: "subscribe", params: pending.join(",") }));
   }
 
   /**
@@ -527,7 +561,7 @@ export class PolygonClient {
         at,
       );
     }
-    if (refusals.length > 0) {
+    if (refusals.length > 0 && conn.transient === 0) {
       // The refusal names no topic: the refused ones are those never confirmed.
       this.#topics = topics.filter((t) => confirmed.has(t));
       this.#refused = unanswered;
@@ -536,9 +570,11 @@ export class PolygonClient {
           `${said}; streaming ${this.#topics.join(",")} only`,
       );
     } else if (unanswered.length > 0) {
+      // Kept in the topics: the next connection asks for them again.
       this.#log(
         `polygon: no answer to subscribing ${unanswered.join(",")} within ` +
-          `${subscribeTimeoutMs} ms; streaming ${[...confirmed].join(",")}`,
+          `${subscribeTimeoutMs} ms${conn.transient > 0 ? ` (after status "error")` : ""}; ` +
+          `streaming ${[...confirmed].join(",")}`,
       );
     }
     this.#setState("streaming");
@@ -629,6 +665,7 @@ export class PolygonClient {
     }
     const quoted = this.#redact(message);
     if (status === "error" && this.#state === "subscribing") {
+      if (!REFUSAL_MESSAGE_RE.test(message)) return this.#resubscribe(conn, quoted);
       conn.refusals.push(quoted); // A refused topic; the reply names none.
       return this.#answered(conn, at);
     }

@@ -143,7 +143,10 @@ export interface LiveFeedOptions {
   maxSymbols?: number;
   /** Unsent bytes one client may hold before its updates are dropped; default 1 MiB. */
   clientBufferBytes?: number;
-  /** Most pages open at once; default 16. */
+  /**
+   * Most pages open at once; default 16. The last one is kept for a page of this server
+   * (`Sec-Fetch-Site: same-origin`), so other clients cannot hold every stream.
+   */
   maxClients?: number;
   /** Clock in epoch ms; default `Date.now`. */
   now?: () => number;
@@ -283,7 +286,14 @@ export class LiveFeed {
     if (request.method === "HEAD") {
       return new Response(null, { headers: { ...SECURITY_HEADERS, ...EVENT_STREAM } });
     }
-    return this.#subscribe();
+    // Fetch metadata, sent by browsers: a page of another site never gets the stream.
+    const site = request.headers.get("sec-fetch-site");
+    if (site === "cross-site" || site === "same-site") {
+      return new Response("Forbidden: the live stream is for this server's own page\n", {
+        status: 403,
+      });
+    }
+    return this.#subscribe(site === "same-origin");
   }
 
   /** Ends every stream and stops the timer (the server can then shut down). */
@@ -293,9 +303,10 @@ export class LiveFeed {
   }
 
   // A page that goes away cancels its stream (the `cancel` callback below).
-  #subscribe(): Response {
+  #subscribe(sameOrigin: boolean): Response {
     if (this.#closed) return new Response("Shutting down\n", { status: 503 });
-    if (this.#clients.size >= this.#maxClients) {
+    const reserved = sameOrigin || this.#maxClients < 2 ? 0 : 1;
+    if (this.#clients.size >= this.#maxClients - reserved) {
       return new Response(
         `Too many live pages open (${this.#maxClients}); close one and reload\n`,
         { status: 503 },

@@ -7,6 +7,11 @@
  * Health inputs come through the small {@linkcode HealthSource} interface, which the pipeline
  * implements; the clock is injected. The InfluxDB push lives in `influx.ts`.
  *
+ * Every request must name this server in its `Host` header (`127.0.0.1:port`, `localhost:port`,
+ * `[::1]:port` or the configured host with the port), else it gets 421: a web page that
+ * rebinds its own DNS name to 127.0.0.1 cannot read `/metrics` or `/events`. A server bound to
+ * every interface (`0.0.0.0`, `::`) is reachable under names it cannot know and checks nothing.
+ *
  * @example
  * ```ts
  * const server = serveTelemetry({
@@ -37,6 +42,30 @@ export interface TelemetryOptions {
   now?: () => number;
   /** The live page (`/`, `/events`); default none (then `/` is 404). */
   live?: LiveFeed;
+  /**
+   * The `Host` header values accepted (see {@linkcode allowedHosts}); others get 421.
+   * Default: any (`serveTelemetry` always passes the bound address's).
+   */
+  allowedHosts?: ReadonlySet<string>;
+}
+
+/**
+ * The `Host` values that name a server bound to `hostname` on `port`: loopback by every name,
+ * and the configured host; undefined (any) for a bind to every interface.
+ * @example
+ * ```ts
+ * allowedHosts("127.0.0.1", 9464); // Set {"127.0.0.1:9464", "localhost:9464", "[::1]:9464"}
+ * ```
+ */
+export function allowedHosts(hostname: string, port: number): Set<string> | undefined {
+  if (hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]") return undefined;
+  const configured = hostname.includes(":") && !hostname.startsWith("[")
+    ? `[${hostname}]`
+    : hostname;
+  const names = ["127.0.0.1", "localhost", "[::1]", configured.toLowerCase()];
+  const hosts = new Set(names.map((n) => `${n}:${port}`));
+  if (port === 80) { for (const n of names) hosts.add(n); }
+  return hosts;
 }
 
 /** Options for {@linkcode serveTelemetry}. */
@@ -76,7 +105,20 @@ export function telemetryHandler(
   const { registry, health } = options;
   const staleAfterMs = options.staleAfterMs ?? DEFAULTS.staleAfterMs;
   const now = options.now ?? Date.now;
+  const hosts = options.allowedHosts;
   return async (request) => {
+    if (hosts !== undefined) {
+      // Deno.serve builds the URL from the Host header; a Request made in code may have none.
+      const host = (request.headers.get("host") ?? new URL(request.url).host).toLowerCase();
+      if (!hosts.has(host)) {
+        const expected = [...hosts][0]!;
+        return new Response(
+          `Misdirected request: Host "${host.slice(0, 100)}" is not this server; use ` +
+            `http://${expected}\n`,
+          { status: 421, headers: { "cache-control": "no-store" } },
+        );
+      }
+    }
     const page = options.live?.handle(request);
     if (page) return page;
     const { pathname } = new URL(request.url);
@@ -110,13 +152,17 @@ export function telemetryHandler(
  * `hostname:port`.
  */
 export function serveTelemetry(options: ServeTelemetryOptions): TelemetryServer {
-  const handler = telemetryHandler(options);
+  const hostname = options.hostname ?? "127.0.0.1";
+  // Known once bound (port 0 picks one); no request is served before.
+  let handler: (request: Request) => Promise<Response> = () =>
+    Promise.resolve(new Response("Starting\n", { status: 503 }));
   const server = Deno.serve({
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname,
     port: options.port ?? 9464,
     onListen: (addr) => options.onListen?.(addr),
-  }, handler);
+  }, (request) => handler(request));
   const addr = server.addr;
+  handler = telemetryHandler({ ...options, allowedHosts: allowedHosts(hostname, addr.port) });
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   return {
     addr,

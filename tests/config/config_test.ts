@@ -345,3 +345,32 @@ Deno.test("--standby-group is off when unset, checks the group name, and needs t
     },
   );
 });
+
+Deno.test("finding 6: ws:// is refused for a host other than loopback, naming --url and wss://", () => {
+  const build = (url: string) =>
+    buildPolygonConfig(
+      parseSettings("producer", ["--url", url], { env: envOf({ POLYGON_API_KEY: "k" }) })
+        .settings,
+      { warn: () => {} },
+    );
+  throws(() => build("ws://socket.massive.com/crypto"), (e: unknown) => {
+    ok(e instanceof ConfigError);
+    equal(e.exitCode, 2);
+    equal(
+      e.message,
+      '--url (POLYGON_URL) must use wss:// for host "socket.massive.com", got ' +
+        '"ws://socket.massive.com/crypto": ws:// would send the API key unencrypted; use ' +
+        '"wss://socket.massive.com/crypto" (ws:// is only for loopback, like the fake)',
+    );
+    return true;
+  });
+  throws(() => build("ws://127.0.0.1.example.com/crypto"), { name: "ConfigError" });
+  throws(() => build("ws://10.0.0.7:8080/crypto"), { name: "ConfigError" });
+  // Loopback (the fake, the tests) stays allowed.
+  for (
+    const url of ["ws://127.0.0.1:4321/crypto", "ws://localhost:1/crypto", "ws://[::1]:2/crypto"]
+  ) {
+    equal(build(url).url, url);
+  }
+  equal(build("wss://socket.polygon.io/crypto").url, "wss://socket.polygon.io/crypto");
+});

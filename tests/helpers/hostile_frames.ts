@@ -195,8 +195,10 @@ export function hostileFrames(options: HostileFramesOptions): HostileSet {
           reason: "bad_time",
         };
       case 3: {
-        // 300 digits: finite, far beyond a double's precision; the spread must stay exact.
-        const digits = "7" + Array.from({ length: 299 }, () => String(int(10))).join("");
+        // 40 digits: finite, far beyond a double's precision; the spread must stay exact. (The
+        // draws of 300 keep the seeded stream as it was; longer texts are number_too_long.)
+        const digits = "7" +
+          Array.from({ length: 299 }, () => String(int(10))).join("").slice(0, 39);
         return {
           text: objectText(set(set(f, "bp", `${digits}.5`), "ap", `${digits}.75`)),
           value: valueWith("0.25"),

@@ -1110,3 +1110,72 @@ Deno.test("client stops run with the error when onFrame throws", async () => {
     await fake.close();
   }
 });
+
+Deno.test("finding 5: a transient error while subscribing drops no pair; the unconfirmed ones are asked for again", async () => {
+  const controller = new AbortController();
+  const { sockets, capture, time, client } = stubbedClient({
+    pairs: ["BTC-USD", "ETH-USD", "SOL-USD"],
+    random: () => 0,
+  });
+  const running = client.run(controller.signal);
+  const socket = sockets[0]!;
+  socket.receive(CONNECTED);
+  socket.receive(AUTH_SUCCESS);
+  socket.receive(confirmation("XQ.BTC-USD"));
+  socket.receive('[{"ev":"status","status":"error","message":"internal error, please retry"}]');
+  // Asked again for the two not yet confirmed, and still subscribing.
+  assert.equal(
+    socket.sent.at(-1),
+    '{"action":"subscribe","params":"XQ.ETH-USD,XQ.SOL-USD"}',
+  );
+  assert.equal(client.state, "subscribing");
+  socket.receive(confirmation("XQ.ETH-USD"));
+  assert.equal(client.state, "subscribing");
+  socket.receive(confirmation("XQ.SOL-USD"));
+  assert.equal(client.state, "streaming");
+  assert.deepEqual(client.topics, ["XQ.BTC-USD", "XQ.ETH-USD", "XQ.SOL-USD"]);
+  const statuses = (await capture.metrics.wsStatuses.get()).values;
+  assert.deepEqual(statuses.map((v) => [v.labels.status, v.value]), [["error", 1]]);
+
+  // A topic never confirmed after transient errors is kept for the next connection, not dropped.
+  socket.drop();
+  await settle();
+  time.advance(0);
+  await settle();
+  const second = sockets[1]!;
+  second.receive(CONNECTED);
+  second.receive(AUTH_SUCCESS);
+  assert.equal(
+    second.sent.at(-1),
+    '{"action":"subscribe","params":"XQ.BTC-USD,XQ.ETH-USD,XQ.SOL-USD"}',
+  );
+  second.receive(confirmation("XQ.BTC-USD"));
+  for (let i = 0; i < 4; i++) {
+    second.receive('[{"ev":"status","status":"error","message":"internal error, please retry"}]');
+  }
+  // Three times asked again, the fourth error only logged.
+  assert.equal(second.sent.filter((s) => s.includes('"subscribe"')).length, 4);
+  second.receive(confirmation("XQ.ETH-USD"));
+  time.advance(10_000); // The subscribe bound.
+  await settle();
+  assert.equal(client.state, "streaming");
+  assert.deepEqual(client.topics, ["XQ.BTC-USD", "XQ.ETH-USD", "XQ.SOL-USD"]);
+  controller.abort();
+  await running;
+});
+
+Deno.test("finding 5: a not-authorized reply still drops the refused pair", async () => {
+  const controller = new AbortController();
+  const { sockets, client } = stubbedClient({ pairs: ["BTC-USD", "ETH-USD"] });
+  const running = client.run(controller.signal);
+  const socket = sockets[0]!;
+  socket.receive(CONNECTED);
+  socket.receive(AUTH_SUCCESS);
+  socket.receive(confirmation("XQ.BTC-USD"));
+  socket.receive('[{"ev":"status","status":"error","message":"not authorized"}]');
+  assert.equal(client.state, "streaming");
+  assert.deepEqual(client.topics, ["XQ.BTC-USD"]);
+  assert.equal(socket.sent.filter((s) => s.includes('"subscribe"')).length, 1);
+  controller.abort();
+  await running;
+});

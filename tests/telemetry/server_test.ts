@@ -7,7 +7,8 @@ import { PolygonClient } from "../../lib/polygon/client.ts";
 import { createSpreadTransform } from "../../transform.ts";
 import type { OutRecord, RecordSink } from "../../lib/sink.ts";
 import { checkHealth, type HealthSource } from "../../lib/telemetry/health.ts";
-import { serveTelemetry, telemetryHandler } from "../../lib/telemetry/server.ts";
+import { allowedHosts, serveTelemetry, telemetryHandler } from "../../lib/telemetry/server.ts";
+import { LiveFeed } from "../../lib/telemetry/live.ts";
 import { buildTelemetryConfig } from "../../lib/config/telemetry.ts";
 import { parseSettings } from "../../lib/config/parse.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
@@ -378,5 +379,113 @@ Deno.test("startTelemetry tags every InfluxDB point with the service and the ins
     }
   } finally {
     await influx.shutdown();
+  }
+});
+
+/** The status of a GET sent over a raw socket with exactly the Host header given (or none). */
+async function statusWithHost(port: number, path: string, host: string | undefined) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const head = host === undefined ? "" : `Host: ${host}\r\n`;
+    await conn.write(
+      new TextEncoder().encode(`GET ${path} HTTP/1.1\r\n${head}Connection: close\r\n\r\n`),
+    );
+    let text = "";
+    const buffer = new Uint8Array(4096);
+    while (!text.includes("\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("finding 12: /metrics and the live page answer only requests whose Host names this server", async () => {
+  const registry = new ProducerMetrics().registry;
+  const server = serveTelemetry({ registry, port: 0 });
+  try {
+    const port = server.addr.port;
+    for (
+      const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `LOCALHOST:${port}`]
+    ) {
+      assert.equal(await statusWithHost(port, "/metrics", host), 200, host);
+    }
+    for (
+      const host of [`rebind.attacker.example:${port}`, `127.0.0.1:${port + 1}`, "127.0.0.1", ""]
+    ) {
+      assert.equal(await statusWithHost(port, "/metrics", host), 421, host);
+      assert.equal(await statusWithHost(port, "/healthz", host), 421, host);
+    }
+    const refused = await telemetryHandler({
+      registry,
+      allowedHosts: new Set([`127.0.0.1:${port}`]),
+    })(new Request(`http://rebind.attacker.example:${port}/metrics`));
+    assert.equal(refused.status, 421);
+    assert.equal(
+      await refused.text(),
+      `Misdirected request: Host "rebind.attacker.example:${port}" is not this server; use ` +
+        `http://127.0.0.1:${port}\n`,
+    );
+  } finally {
+    await server.shutdown();
+  }
+  // A configured host name is accepted too; a bind to every interface checks nothing.
+  assert.deepEqual(
+    [...allowedHosts("metrics.internal", 9464)!],
+    ["127.0.0.1:9464", "localhost:9464", "[::1]:9464", "metrics.internal:9464"],
+  );
+  assert.equal(allowedHosts("0.0.0.0", 9464), undefined);
+  assert.deepEqual([...allowedHosts("::1", 80)!], [
+    "127.0.0.1:80",
+    "localhost:80",
+    "[::1]:80",
+    "127.0.0.1",
+    "localhost",
+    "[::1]",
+  ]);
+});
+
+Deno.test("finding 12: other clients cannot hold every event stream: the last is kept for a same-origin page, and other sites get 403", async () => {
+  const registry = new ProducerMetrics().registry;
+  const live = new LiveFeed({ registry, maxClients: 3 });
+  const handler = telemetryHandler({ registry, live });
+  const events = (site?: string) =>
+    handler(
+      new Request("http://127.0.0.1:9464/events", {
+        headers: site === undefined ? {} : { "sec-fetch-site": site },
+      }),
+    );
+  const open: Response[] = [];
+  try {
+    for (const site of [undefined, "none"]) {
+      const response = await events(site);
+      assert.equal(response.status, 200);
+      open.push(response);
+    }
+    // Two of three held by clients that are not the page: the third is the page's alone.
+    const third = await events();
+    assert.equal(third.status, 503);
+    await third.body?.cancel();
+    for (const site of ["cross-site", "same-site"]) {
+      const foreign = await events(site);
+      assert.equal(foreign.status, 403);
+      assert.equal(
+        await foreign.text(),
+        "Forbidden: the live stream is for this server's own page\n",
+      );
+    }
+    const page = await events("same-origin");
+    assert.equal(page.status, 200);
+    open.push(page);
+    assert.equal(live.clients, 3);
+    const full = await events("same-origin");
+    assert.equal(full.status, 503);
+    await full.body?.cancel();
+  } finally {
+    for (const r of open) await r.body!.cancel();
+    live.close();
   }
 });
