@@ -20,11 +20,12 @@ import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { type SettingsOf } from "./lib/config/settings.ts";
 import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
-import { openRecording, RecordingError } from "./lib/recording.ts";
+import { oldestFrameTime, openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { timestampPolicyOf } from "./lib/kafka/topic_check.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
 import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
 
@@ -135,7 +136,14 @@ async function main(): Promise<number> {
     sink = memory.sink();
   } else {
     const config = buildKafkaConfig(settings);
-    ({ sink, kafka } = await connectSink(config, { log: (line) => console.error(line) }));
+    // The topic check reads retention and timestamp limits against the oldest record's age.
+    const oldestRecordMs = timestampPolicyOf(config) === "exchange"
+      ? await oldestFrameTime(path)
+      : undefined;
+    ({ sink, kafka } = await connectSink(config, {
+      log: (line) => console.error(line),
+      oldestRecordMs,
+    }));
     topic = config.topic;
     batchMax = config.batchMax;
     lingerMs = config.lingerMs;

@@ -1,9 +1,18 @@
 /**
- * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place, and
- * an idempotent sink. Unreachable or refused at start-up: {@linkcode KafkaUnreachableError}
- * (exit code 5).
+ * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place and
+ * checked (`topic_check.ts`), and an idempotent sink. Unreachable or refused at start-up:
+ * {@linkcode KafkaUnreachableError} (exit code 5); a topic whose settings would lose or reject
+ * the records: {@linkcode ConfigError} (exit code 2).
  */
 import type { KafkaConfig } from "../config/kafka.ts";
+import { ConfigError } from "../config/errors.ts";
+import {
+  checkTopic,
+  describeTopicForCheck,
+  refusalMessage,
+  timestampPolicyOf,
+  type TopicFinding,
+} from "./topic_check.ts";
 import { type KafkaClient, type KafkaSink } from "./types.ts";
 import { KafkaUnreachableError } from "./errors.ts";
 import { openKafka } from "./open.ts";
@@ -15,6 +24,11 @@ export interface ConnectSinkOptions {
   ensureGapsTopic?: boolean;
   /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
   signal?: AbortSignal;
+  /**
+   * The timestamp of the oldest record this run writes, ms (a replay's oldest `t`); the topic
+   * check reads retention and timestamp limits against it. Undefined for live data.
+   */
+  oldestRecordMs?: number;
 }
 
 /** A sink ready to send, the topic's partition count, and the client behind them. */
@@ -34,6 +48,7 @@ export async function connectSink(
   const kafka = await openKafka(config, { log });
   await kafka.connect({ onRetry: log, signal: options.signal });
   let partitions: number;
+  let findings: TopicFinding[];
   try {
     const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
     const results = [];
@@ -53,12 +68,26 @@ export async function connectSink(
       results.push(r);
     }
     partitions = results[0]!.partitions;
+    findings = checkTopic(await describeTopicForCheck(kafka.admin, config.topic), {
+      policy: timestampPolicyOf(config),
+      nowMs: Date.now(),
+      oldestRecordMs: options.oldestRecordMs,
+      batchMax: config.batchMax,
+    });
   } catch (error) {
     await kafka.close();
     const reason = error instanceof Error ? error.message : String(error);
     throw new KafkaUnreachableError(`Cannot prepare topic "${config.topic}": ${reason}`, {
       cause: error,
     });
+  }
+  for (const f of findings) {
+    if (f.verdict === "warning") log(`WARNING: ${f.message}; ${f.fix}`);
+  }
+  const refusal = refusalMessage(findings);
+  if (refusal) {
+    await kafka.close();
+    throw new ConfigError(refusal);
   }
   const sink = kafka.sink({ compression: config.compression, onReset: log });
   return { sink, partitions, kafka };

@@ -1,0 +1,46 @@
+/**
+ * ACL operations as the Kafka protocol numbers them (KIP-430's authorized-operations bit field),
+ * and which of them each script needs. Pure.
+ */
+
+/** Kafka's `AclOperation` codes, by bit position. */
+const OPERATIONS = [
+  "UNKNOWN",
+  "ANY",
+  "ALL",
+  "READ",
+  "WRITE",
+  "CREATE",
+  "DELETE",
+  "ALTER",
+  "DESCRIBE",
+  "CLUSTER_ACTION",
+  "DESCRIBE_CONFIGS",
+  "ALTER_CONFIGS",
+  "IDEMPOTENT_WRITE",
+  "CREATE_TOKENS",
+  "DESCRIBE_TOKENS",
+] as const;
+
+/** The operation names set in a KIP-430 bit field; none when it was not asked for (-2^31). */
+export function aclOperations(bits: number): string[] {
+  if (bits === -2147483648 || bits <= 0) return [];
+  return OPERATIONS.filter((_, i) => (bits & (1 << i)) !== 0);
+}
+
+/** What the produce and consume scripts need on a topic. */
+export const NEEDED_OPERATIONS = {
+  /** The producer writes records and gaps (idempotent writes come with WRITE, KIP-679). */
+  produce: ["WRITE", "DESCRIBE"],
+  /** The consumer reads (and its group commits, which needs READ on the group). */
+  consume: ["READ", "DESCRIBE"],
+} as const;
+
+/** The operations of `needed` missing from `granted` (ALL grants everything). */
+export function missingOperations(granted: readonly string[], needed: readonly string[]): string[] {
+  if (granted.includes("ALL")) return [];
+  // READ, WRITE, DELETE and ALTER imply DESCRIBE (Kafka's AclAuthorizer rule).
+  const implied = new Set(granted);
+  if (["READ", "WRITE", "DELETE", "ALTER"].some((op) => implied.has(op))) implied.add("DESCRIBE");
+  return needed.filter((op) => !implied.has(op));
+}
