@@ -20,6 +20,7 @@ const OPERATIONS = [
   "IDEMPOTENT_WRITE",
   "CREATE_TOKENS",
   "DESCRIBE_TOKENS",
+  "TWO_PHASE_COMMIT",
 ] as const;
 
 /** The operation names set in a KIP-430 bit field; none when it was not asked for (-2^31). */
@@ -43,4 +44,22 @@ export function missingOperations(granted: readonly string[], needed: readonly s
   const implied = new Set(granted);
   if (["READ", "WRITE", "DELETE", "ALTER"].some((op) => implied.has(op))) implied.add("DESCRIBE");
   return needed.filter((op) => !implied.has(op));
+}
+
+/** The Kafka protocol error names in an error chain (`TOPIC_AUTHORIZATION_FAILED`, …). */
+export function protocolErrorIds(error: unknown, depth = 0): string[] {
+  if (!error || typeof error !== "object" || depth > 8) return [];
+  const e = error as { apiId?: unknown; type?: unknown; errors?: unknown[]; cause?: unknown };
+  const out: string[] = [];
+  for (const id of [e.apiId, e.type]) {
+    if (typeof id === "string" && /^[A-Z_]+$/.test(id)) out.push(id);
+  }
+  for (const inner of e.errors ?? []) out.push(...protocolErrorIds(inner, depth + 1));
+  out.push(...protocolErrorIds(e.cause, depth + 1));
+  return out;
+}
+
+/** Whether an error chain holds an authorization refusal (topic, group or cluster). */
+export function isAuthorizationError(error: unknown): boolean {
+  return protocolErrorIds(error).some((id) => id.endsWith("_AUTHORIZATION_FAILED"));
 }

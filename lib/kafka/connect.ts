@@ -1,21 +1,18 @@
 /**
  * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place and
- * checked (`topic_check.ts`), and an idempotent sink. Unreachable or refused at start-up:
- * {@linkcode KafkaUnreachableError} (exit code 5); a topic whose settings would lose or reject
- * the records: {@linkcode ConfigError} (exit code 2).
+ * checked (`preflight.ts`: they exist or may be created, this user may write to them, and their
+ * settings pass `topic_check.ts`), and an idempotent sink. Unreachable or refused at start-up:
+ * {@linkcode KafkaUnreachableError} or {@linkcode KafkaAuthError} (exit code 5); a topic whose
+ * settings would lose or reject the records: {@linkcode ConfigError} (exit code 2).
  */
 import type { KafkaConfig } from "../config/kafka.ts";
 import { ConfigError } from "../config/errors.ts";
-import {
-  checkTopic,
-  describeTopicForCheck,
-  refusalMessage,
-  timestampPolicyOf,
-  type TopicFinding,
-} from "./topic_check.ts";
 import { type KafkaClient, type KafkaSink } from "./types.ts";
-import { KafkaUnreachableError } from "./errors.ts";
+import { KafkaAuthError, KafkaUnreachableError } from "./errors.ts";
 import { openKafka } from "./open.ts";
+import { NEEDED_OPERATIONS } from "./access.ts";
+import { permissionProblem, topicReadiness, topicSettingFindings } from "./preflight.ts";
+import { refusalMessage, type TopicFinding } from "./topic_check.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
@@ -39,7 +36,19 @@ export interface ConnectedSink {
   kafka: KafkaClient;
 }
 
-/** Connects within the configured time, ensures the topic(s) and returns a ready sink. */
+/** The topics a run writes and their partition counts when created: the gaps topic has one. */
+export function sinkTopics(
+  config: KafkaConfig,
+  ensureGapsTopic: boolean,
+): { topic: string; partitions: number }[] {
+  return [
+    { topic: config.topic, partitions: config.partitions },
+    // The gaps topic is small: one partition keeps gaps in order.
+    ...(ensureGapsTopic ? [{ topic: config.gapsTopic, partitions: 1 }] : []),
+  ];
+}
+
+/** Connects within the configured time, ensures and checks the topic(s), returns a ready sink. */
 export async function connectSink(
   config: KafkaConfig,
   options: ConnectSinkOptions,
@@ -50,15 +59,18 @@ export async function connectSink(
   let partitions: number;
   let findings: TopicFinding[];
   try {
-    const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
     const results = [];
-    for (const topic of topics) {
-      // The gaps topic is small: one partition keeps gaps in order.
-      const n = topic === config.topic ? config.partitions : 1;
-      const r = await kafka.admin.ensureTopic(topic, {
-        partitions: n,
-        replicationFactor: config.replicationFactor,
-      });
+    for (const { topic, partitions: n } of sinkTopics(config, options.ensureGapsTopic ?? false)) {
+      const create = { partitions: n, replicationFactor: config.replicationFactor };
+      const ready = await topicReadiness(kafka.admin, config, topic, create);
+      if (ready.state === "missing" || ready.state === "hidden") {
+        throw new KafkaAuthError(
+          `Cannot prepare topic "${topic}": it ${ready.message}; ${ready.fix}`,
+        );
+      }
+      const denied = permissionProblem(ready, NEEDED_OPERATIONS.produce, config, "produce");
+      if (denied) throw new KafkaAuthError(`Cannot produce: ${denied.message}; ${denied.fix}`);
+      const r = await kafka.admin.ensureTopic(topic, create);
       const count = `${r.partitions} partition${r.partitions === 1 ? "" : "s"}`;
       log(
         r.created
@@ -68,14 +80,15 @@ export async function connectSink(
       results.push(r);
     }
     partitions = results[0]!.partitions;
-    findings = checkTopic(await describeTopicForCheck(kafka.admin, config.topic), {
-      policy: timestampPolicyOf(config),
-      nowMs: Date.now(),
-      oldestRecordMs: options.oldestRecordMs,
-      batchMax: config.batchMax,
-    });
+    findings = await topicSettingFindings(
+      kafka.admin,
+      config,
+      config.topic,
+      options.oldestRecordMs,
+    );
   } catch (error) {
     await kafka.close();
+    if (error instanceof KafkaAuthError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new KafkaUnreachableError(`Cannot prepare topic "${config.topic}": ${reason}`, {
       cause: error,

@@ -205,7 +205,8 @@ export async function validateCreateTopic(
   const topic = response.topics.find((t) => t.name === name);
   if (topic && topic.errorCode !== 0) {
     const id = protocolErrorName(topic.errorCode);
-    throw new Error(`${id}${topic.errorMessage ? `: ${topic.errorMessage}` : ""}`);
+    const message = `${id}${topic.errorMessage ? `: ${topic.errorMessage}` : ""}`;
+    throw Object.assign(new Error(message), { apiId: id });
   }
 }
 
