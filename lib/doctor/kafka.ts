@@ -113,7 +113,8 @@ export async function checkKafka(
         );
         continue;
       }
-      if (ready.state === "unknown") accessKnown = false;
+      // Without KIP-430 (kafkajs) permissions are unknown: the probe below, if asked for.
+      if (!ready.access) accessKnown = false;
       if (ready.state !== "exists") {
         result(
           `topic "${topic}"`,
