@@ -87,8 +87,9 @@ export async function checkKafka(
       );
       return out;
     }
+    // Consume reads the records topic only; produce writes the gaps topic too.
     const topics = [
-      ...sinkTopics(config, true),
+      ...sinkTopics(config, producing),
       ...(options.leaderTopic ? [{ topic: options.leaderTopic, partitions: 1 }] : []),
     ];
     let accessKnown = true;

@@ -88,7 +88,7 @@ export async function checkPolygon(
     clearTimeout(timer);
   }
   if (!streaming) {
-    const last = lines.at(-1);
+    const last = lines.filter((l) => !/: stopped$/.test(l)).at(-1);
     result(
       "connection",
       "fail",
