@@ -238,7 +238,7 @@ Deno.test({
 Deno.test({
   name:
     "doctor on a broker with ACLs: a user without rights fails on the topics as produce does; " +
-    "with write and read ACLs it passes",
+    "with read only produce is refused by both; with write and read ACLs it passes",
   ignore: EXTERNAL_KAFKA,
   ...KAFKA_TEST,
   async fn() {
@@ -274,11 +274,25 @@ Deno.test({
         { name: topic, partitions: 6 },
         { name: `${topic}.gaps`, partitions: 1 },
       ]);
+      // Read only: the doctor fails produce's permission, and produce refuses before sending.
       await grantTopicAcls(b, {
         user: s.limited.username,
         topics: { prefix: topic },
-        operations: ["READ", "WRITE"],
+        operations: ["READ"],
         groups: true,
+      });
+      const readOnly = await doctor(env, ["--skip", "polygon"]);
+      const write = result(readOnly, "kafka", `produce to "${topic}"`);
+      assertEquals(write.verdict, "fail");
+      assertEquals(result(readOnly, "kafka", `consume from "${topic}"`).verdict, "ok");
+      const refused = await run("producer.ts", [], env);
+      assertEquals(refused.code, 5);
+      ok(refused.stderr.includes(`Cannot produce: ${write.message}`), refused.stderr);
+
+      await grantTopicAcls(b, {
+        user: s.limited.username,
+        topics: { prefix: topic },
+        operations: ["WRITE"],
       });
       const granted = await doctor(env, ["--skip", "polygon"]);
       assertEquals(verdicts(granted), [
