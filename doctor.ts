@@ -127,9 +127,15 @@ async function main(): Promise<number> {
       configFailure("kafka", error);
     }
     if (kafka) {
-      const oldestRecordMs = typeof own.recording === "string"
-        ? await oldestFrameTime(own.recording)
-        : undefined;
+      let oldestRecordMs: number | undefined;
+      if (typeof own.recording === "string") {
+        try {
+          oldestRecordMs = await oldestFrameTime(own.recording);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          throw new ConfigError(`${reason} (--recording)`);
+        }
+      }
       let leaderTopic: string | undefined;
       try {
         leaderTopic = buildStandbyConfig(s, kafka.topic)?.leaderTopic;
