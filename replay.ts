@@ -13,7 +13,7 @@ import { entryEnv, parseSettings, usage } from "./lib/config/parse.ts";
 import { type SettingsOf } from "./lib/config/settings.ts";
 import { delay } from "./lib/async.ts";
 import { exitCodeOf, formatCounts, LineWriter, runMain } from "./lib/cli.ts";
-import { openRecording, RecordingError } from "./lib/recording.ts";
+import { oldestFrameTime, openRecording, RecordingError } from "./lib/recording.ts";
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { sumCounts } from "./lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "./lib/sink.ts";
@@ -21,6 +21,7 @@ import { channelEntry, channelPlans, parseChannels } from "./lib/channels.ts";
 import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import { createFrameRouter } from "./lib/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { timestampPolicyOf } from "./lib/kafka/topic_check.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
 import {
   type ChannelSummaryParts,
@@ -166,11 +167,16 @@ async function main(): Promise<number> {
     sink = memory.sink();
   } else {
     const config = buildKafkaConfig(settings);
+    // The topic check reads retention and timestamp limits against the oldest record's age.
+    const oldestRecordMs = timestampPolicyOf(config) === "exchange"
+      ? await oldestFrameTime(path)
+      : undefined;
     ({ sink, kafka } = await connectSink(config, {
       log: (line) => console.error(line),
       channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
         channelEntry(c).topicsOf(config)
       ),
+      oldestRecordMs,
     }));
     topic = config.topic;
     batchMax = config.batchMax;

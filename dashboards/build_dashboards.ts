@@ -415,13 +415,16 @@ export const BROKER_PANELS: readonly BrokerPanelSpec[] = [
     }],
   },
   {
-    title: "Partition health and the active controller",
-    description: "Under-replicated, offline and under-min-ISR partitions (all should be 0), and " +
-      "active controllers (should be 1), summed over brokers " +
+    title: "Partition health and active brokers",
+    description: "Under-replicated, offline and under-min-ISR partitions (all should be 0), " +
+      "summed over brokers, and the brokers the controller counts as active (should be the " +
+      "service's broker count) " +
       "(kafka_server_ReplicaManager_UnderReplicatedPartitions_Value, " +
       "kafka_controller_KafkaController_OfflinePartitionsCount_Value, " +
       "kafka_server_ReplicaManager_UnderMinIsrPartitionCount_Value, " +
-      "kafka_controller_KafkaController_ActiveControllerCount_Value).",
+      "kafka_controller_KafkaController_ActiveBrokerCount_Value). Not ActiveControllerCount: " +
+      "Aiven lists it as ZooKeeper-mode only, and its KRaft services (Kafka 3.9 and later, every " +
+      "Standard service) expose no controller or Raft metrics.",
     unit: "short",
     queries: [
       {
@@ -437,8 +440,9 @@ export const BROKER_PANELS: readonly BrokerPanelSpec[] = [
         legend: "under min ISR",
       },
       {
-        promql: "sum(kafka_controller_KafkaController_ActiveControllerCount_Value)",
-        legend: "active controllers",
+        // Every node that reports it reports the same cluster-wide count: take one, not the sum.
+        promql: "max(kafka_controller_KafkaController_ActiveBrokerCount_Value)",
+        legend: "active brokers",
       },
     ],
   },

@@ -371,3 +371,22 @@ async function isFormat2(path: string): Promise<boolean> {
     file?.close();
   }
 }
+
+/**
+ * The oldest exchange time (`"t":` of any event) in a recording file, ms, read in one pass; or
+ * undefined for stdin (`-`, which cannot be read twice) or a recording without one. The topic
+ * check reads retention and timestamp limits against it.
+ */
+export async function oldestFrameTime(path: string): Promise<number | undefined> {
+  if (path === "-") return undefined;
+  const recording = await openRecording(path);
+  let oldest: number | undefined;
+  const re = /"t":(\d{10,16})/g;
+  for await (const frame of recording.frames) {
+    for (const m of frame.matchAll(re)) {
+      const t = Number(m[1]);
+      if (oldest === undefined || t < oldest) oldest = t;
+    }
+  }
+  return oldest;
+}

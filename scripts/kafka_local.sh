@@ -25,6 +25,10 @@
 #   KAFKA_HEAP             JVM heap options (default "-Xms128m -Xmx512m")
 #   KAFKA_METRICS_PORT     port of the broker's /metrics for `up` (default: a free port)
 #   KAFKA_JMX_EXPORTER     "off": `up` starts the broker without the exporter (default on)
+#   KAFKA_AUTHORIZER       "acl": `up` turns on ACLs like a managed service (StandardAuthorizer,
+#                          nothing allowed without an ACL; super users: the PLAINTEXT listener,
+#                          the client certificate and the SCRAM users alice and bob; carol has
+#                          no ACL). Default "none": everyone may do everything.
 #
 # Needs: Java 17+, Maven (install only), openssl, bash. Optional: kcat (extra readiness check).
 set -euo pipefail
@@ -56,7 +60,7 @@ log() {
 }
 
 usage() {
-  sed -n '2,29p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '2,33p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -130,7 +134,7 @@ pick_port() {
 
 # make_ca DIR CN: DIR/ca.key, DIR/ca.pem
 make_ca() {
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$2" \
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$2" \
     -keyout "$1/ca.key" -out "$1/ca.pem" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     2>/dev/null
@@ -141,7 +145,7 @@ sign_cert() {
   local ca="$1" key="$2" cert="$3" cn="$4" ext="$5"
   openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$key" -out "$cert.csr" 2>/dev/null
   openssl x509 -req -in "$cert.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
-    -days 30 -sha256 -extfile "$ext" -out "$cert" 2>/dev/null
+    -days 365 -sha256 -extfile "$ext" -out "$cert" 2>/dev/null
   rm -f "$cert.csr"
 }
 
@@ -215,6 +219,15 @@ auto.create.topics.enable=false
 # be deleted by time-based retention (7 days by default) minutes after they are written.
 log.retention.ms=-1
 EOF
+  if [[ "$AUTHORIZER" == "acl" ]]; then
+    cat >>"$dir/server.properties" <<EOF
+
+# KAFKA_AUTHORIZER=acl: like a managed service, a user may do only what an ACL allows.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:CN=kafka-local-client;User:$SCRAM256_USER;User:$SCRAM512_USER
+EOF
+  fi
 }
 
 write_env() {
@@ -236,6 +249,9 @@ KAFKA_SCRAM_SHA_256_USERNAME=$SCRAM256_USER
 KAFKA_SCRAM_SHA_256_PASSWORD=$SCRAM256_PASSWORD
 KAFKA_SCRAM_SHA_512_USERNAME=$SCRAM512_USER
 KAFKA_SCRAM_SHA_512_PASSWORD=$SCRAM512_PASSWORD
+KAFKA_SCRAM_LIMITED_USERNAME=$SCRAM_LIMITED_USER
+KAFKA_SCRAM_LIMITED_PASSWORD=$SCRAM_LIMITED_PASSWORD
+KAFKA_AUTHORIZER=$AUTHORIZER
 KAFKA_LOG=$dir/logs/broker.log
 KAFKA_METRICS=${METRICS_PORT:+127.0.0.1:$METRICS_PORT}
 EOF
@@ -350,6 +366,12 @@ cmd_up() {
   SCRAM256_PASSWORD="$(openssl rand -hex 12)"
   SCRAM512_USER=bob
   SCRAM512_PASSWORD="$(openssl rand -hex 12)"
+  # A SCRAM-SHA-512 user that is no super user: with KAFKA_AUTHORIZER=acl it has no rights.
+  SCRAM_LIMITED_USER=carol
+  SCRAM_LIMITED_PASSWORD="$(openssl rand -hex 12)"
+  AUTHORIZER="${KAFKA_AUTHORIZER:-none}"
+  [[ "$AUTHORIZER" == "none" || "$AUTHORIZER" == "acl" ]] ||
+    die "KAFKA_AUTHORIZER must be none or acl, got \"$AUTHORIZER\""
   make_certs "$dir"
   write_properties "$dir"
   write_env "$dir"
@@ -369,6 +391,7 @@ cmd_up() {
     -t "$cluster_id" -c "$dir/server.properties" \
     -S "SCRAM-SHA-256=[name=$SCRAM256_USER,password=$SCRAM256_PASSWORD]" \
     -S "SCRAM-SHA-512=[name=$SCRAM512_USER,password=$SCRAM512_PASSWORD]" \
+    -S "SCRAM-SHA-512=[name=$SCRAM_LIMITED_USER,password=$SCRAM_LIMITED_PASSWORD]" \
     >"$dir/logs/format.log" 2>&1 ||
     {
       cat "$dir/logs/format.log" >&2

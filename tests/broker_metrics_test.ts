@@ -181,6 +181,19 @@ captureTest({
       assert.deepEqual(failures, [], failures.join("\n"));
       assert.ok(ran >= 2 * 10, `only ${ran} queries ran`);
 
+      // The partition-health panel counts active brokers (a KRaft metric Aiven exposes), not
+      // controllers (ZooKeeper-mode only on Aiven): this single-node broker reports 1.
+      const health = BROKER_PANELS.find((p) => p.title === "Partition health and active brokers")!;
+      const active = health.queries.find((q) => q.legend === "active brokers")!;
+      const [activeSeries] = await range(active.promql);
+      assert.deepEqual(new Set(activeSeries!.values.map(([, v]) => Number(v))), new Set([1]));
+      assert.deepEqual(
+        BROKER_PANELS.flatMap((p) => p.queries).filter((q) =>
+          /ActiveControllerCount/.test(q.promql)
+        ),
+        [],
+      );
+
       // Messages in/s over the replay, added up second by second, is the records acked then:
       // rate() over 4 s windows at 1 s steps covers each second four times.
       const messagesIn = BROKER_PANELS[0]!.queries[0]!;

@@ -1,12 +1,18 @@
 /**
- * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place, and
- * an idempotent sink. Unreachable or refused at start-up: {@linkcode KafkaUnreachableError}
- * (exit code 5).
+ * Wiring used by entry scripts: a Kafka config to a reachable cluster, the topics in place and
+ * checked (`preflight.ts`: they exist or may be created, this user may write to them, and their
+ * settings pass `topic_check.ts`), and an idempotent sink. Unreachable or refused at start-up:
+ * {@linkcode KafkaUnreachableError} or {@linkcode KafkaAuthError} (exit code 5); a topic whose
+ * settings would lose or reject the records: {@linkcode ConfigError} (exit code 2).
  */
 import type { KafkaConfig } from "../config/kafka.ts";
+import { ConfigError } from "../config/errors.ts";
 import { type KafkaClient, type KafkaSink } from "./types.ts";
-import { KafkaUnreachableError } from "./errors.ts";
+import { KafkaAuthError, KafkaUnreachableError } from "./errors.ts";
 import { openKafka } from "./open.ts";
+import { NEEDED_OPERATIONS } from "./access.ts";
+import { permissionProblem, topicReadiness, topicSettingFindings } from "./preflight.ts";
+import { refusalMessage, type TopicFinding } from "./topic_check.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
@@ -20,6 +26,11 @@ export interface ConnectSinkOptions {
   channelTopics?: readonly { topic: string; gapsTopic: string }[];
   /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
   signal?: AbortSignal;
+  /**
+   * The timestamp of the oldest record this run writes, ms (a replay's oldest `t`); the topic
+   * check reads retention and timestamp limits against it. Undefined for live data.
+   */
+  oldestRecordMs?: number;
 }
 
 /** A sink ready to send, the topic's partition count, and the client behind them. */
@@ -30,7 +41,26 @@ export interface ConnectedSink {
   kafka: KafkaClient;
 }
 
-/** Connects within the configured time, ensures the topic(s) and returns a ready sink. */
+/** The topics a run writes and their partition counts when created: the gaps topic has one. */
+export function sinkTopics(
+  config: KafkaConfig,
+  ensureGapsTopic: boolean,
+  channelTopics: readonly { topic: string; gapsTopic: string }[] = [],
+): { topic: string; partitions: number }[] {
+  const topics = [
+    { topic: config.topic, partitions: config.partitions },
+    // The gaps topic is small: one partition keeps gaps in order.
+    ...(ensureGapsTopic ? [{ topic: config.gapsTopic, partitions: 1 }] : []),
+  ];
+  for (const c of channelTopics) {
+    for (const [topic, partitions] of [[c.topic, config.partitions], [c.gapsTopic, 1]] as const) {
+      if (!topics.some((t) => t.topic === topic)) topics.push({ topic, partitions });
+    }
+  }
+  return topics;
+}
+
+/** Connects within the configured time, ensures and checks the topic(s), returns a ready sink. */
 export async function connectSink(
   config: KafkaConfig,
   options: ConnectSinkOptions,
@@ -39,21 +69,21 @@ export async function connectSink(
   const kafka = await openKafka(config, { log });
   await kafka.connect({ onRetry: log, signal: options.signal });
   let partitions: number;
+  let findings: TopicFinding[];
   try {
-    const topics = [config.topic, ...(options.ensureGapsTopic ? [config.gapsTopic] : [])];
-    const recordTopics = new Set([config.topic]);
-    for (const c of options.channelTopics ?? []) {
-      recordTopics.add(c.topic);
-      for (const t of [c.topic, c.gapsTopic]) if (!topics.includes(t)) topics.push(t);
-    }
     const results = [];
-    for (const topic of topics) {
-      // The gaps topic is small: one partition keeps gaps in order.
-      const n = recordTopics.has(topic) ? config.partitions : 1;
-      const r = await kafka.admin.ensureTopic(topic, {
-        partitions: n,
-        replicationFactor: config.replicationFactor,
-      });
+    const wanted = sinkTopics(config, options.ensureGapsTopic ?? false, options.channelTopics);
+    for (const { topic, partitions: n } of wanted) {
+      const create = { partitions: n, replicationFactor: config.replicationFactor };
+      const ready = await topicReadiness(kafka.admin, config, topic, create);
+      if (ready.state === "missing" || ready.state === "hidden") {
+        throw new KafkaAuthError(
+          `Cannot prepare topic "${topic}": it ${ready.message}; ${ready.fix}`,
+        );
+      }
+      const denied = permissionProblem(ready, NEEDED_OPERATIONS.produce, config, "produce");
+      if (denied) throw new KafkaAuthError(`Cannot produce: ${denied.message}; ${denied.fix}`);
+      const r = await kafka.admin.ensureTopic(topic, create);
       const count = `${r.partitions} partition${r.partitions === 1 ? "" : "s"}`;
       log(
         r.created
@@ -63,12 +93,27 @@ export async function connectSink(
       results.push(r);
     }
     partitions = results[0]!.partitions;
+    findings = await topicSettingFindings(
+      kafka.admin,
+      config,
+      config.topic,
+      options.oldestRecordMs,
+    );
   } catch (error) {
     await kafka.close();
+    if (error instanceof KafkaAuthError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new KafkaUnreachableError(`Cannot prepare topic "${config.topic}": ${reason}`, {
       cause: error,
     });
+  }
+  for (const f of findings) {
+    if (f.verdict === "warning") log(`WARNING: ${f.message}; ${f.fix}`);
+  }
+  const refusal = refusalMessage(findings);
+  if (refusal) {
+    await kafka.close();
+    throw new ConfigError(refusal);
   }
   const sink = kafka.sink({ compression: config.compression, onReset: log });
   return { sink, partitions, kafka };

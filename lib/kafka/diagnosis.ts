@@ -4,6 +4,7 @@
  * TLS probe for clients that only say "Connection closed", and log lines with every secret of the
  * config removed and repeats counted instead of printed.
  */
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import { deadline } from "../async.ts";
@@ -117,6 +118,13 @@ export function explainFailure(
         `KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM`,
     };
   }
+  if (config.security === "ssl" && keyMismatch(config)) {
+    return {
+      fatal: true,
+      text: `TLS cannot start: the client key (KAFKA_SSL_KEY) is not the key of the client ` +
+        `certificate (KAFKA_SSL_CERT); download service.cert and service.key of the same user`,
+    };
+  }
   const chain = errorChain(error);
   const cause = rootMessage(error);
   const has = (words: string[]) => chain.some((m) => words.some((w) => m.includes(w)));
@@ -148,6 +156,17 @@ export function explainFailure(
     };
   }
   return { fatal: false, text: cause };
+}
+
+/** True when the config's client certificate and key are both set, parse, and do not match. */
+export function keyMismatch(config: KafkaConfig): boolean {
+  const { cert, key } = config.ssl ?? {};
+  if (!cert || !key) return false;
+  try {
+    return !new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
+  } catch {
+    return false; // Unparsable files are reported by the TLS layer itself.
+  }
 }
 
 /** "Kafka at "host:port" (security)", as start-up errors name the brokers. */

@@ -36,6 +36,14 @@ export interface EnsureTopicOptions {
   replicationFactor: number;
 }
 
+/** What this user may do on one topic (KIP-430), or why the broker would not say. */
+export interface TopicAccess {
+  /** The broker's error for the topic (`TOPIC_AUTHORIZATION_FAILED`, `UNKNOWN_TOPIC_OR_PARTITION`). */
+  error?: string;
+  /** The operations allowed (`READ`, `WRITE`, `DESCRIBE`, …); empty with an error. */
+  operations: string[];
+}
+
 /** Topic and group administration. */
 export interface KafkaAdmin {
   /** The names of the cluster's topics. */
@@ -54,6 +62,23 @@ export interface KafkaAdmin {
    * holds no record. The failover gap starts there (docs/failover.md).
    */
   newestTimestamp(topic: string): Promise<number | undefined>;
+  /** The topic's effective configs by name (only `names`, when given); DescribeConfigs. */
+  topicConfigs(
+    name: string,
+    names?: readonly string[],
+  ): Promise<Record<string, string | undefined>>;
+  /**
+   * What this user may do on each topic, asked without writing anything (Metadata with
+   * `includeTopicAuthorizedOperations`, KIP-430); undefined when the adapter cannot ask.
+   */
+  topicAccess(topics: string[]): Promise<Map<string, TopicAccess> | undefined>;
+  /** The same for a consumer group (DescribeGroups); undefined when the adapter cannot ask. */
+  groupAccess(groupId: string): Promise<string[] | undefined>;
+  /**
+   * Asks the broker whether this user could create the topic, creating nothing (CreateTopics
+   * with `validateOnly`); rejects with the broker's reason.
+   */
+  validateCreateTopic(name: string, options: EnsureTopicOptions): Promise<void>;
 }
 
 /** Counters a {@linkcode KafkaSink} keeps about its own retries. */

@@ -59,6 +59,11 @@ export interface SecureListeners {
   scramSha256: ScramUser;
   /** A user with SCRAM-SHA-512 credentials only. */
   scramSha512: ScramUser;
+  /**
+   * A SCRAM-SHA-512 user that is no super user: on a broker started with `authorizer: "acl"` it
+   * may do nothing until an ACL allows it (on other brokers it may do everything).
+   */
+  limited: ScramUser;
 }
 
 /** A running broker for tests. */
@@ -95,6 +100,13 @@ export interface StartKafkaOptions {
   private?: boolean;
   /** Longest wait for the broker to answer, in ms; default 120,000 (covers the jar install). */
   timeoutMs?: number;
+  /**
+   * "acl": a private broker with ACLs on, like a managed service (StandardAuthorizer, nothing
+   * allowed without an ACL; the PLAINTEXT listener, the client certificate and the SCRAM users
+   * of {@linkcode SecureListeners.scramSha256} and `scramSha512` are super users,
+   * {@linkcode SecureListeners.limited} is not). Default "none" (everything allowed).
+   */
+  authorizer?: "none" | "acl";
 }
 
 /** True when `KAFKA_BROKERS` names an external broker; use it as a test's `ignore` for TLS. */
@@ -109,7 +121,9 @@ const privateDirs = new Set<string>();
 export function startKafka(options: StartKafkaOptions = {}): Promise<KafkaBroker> {
   if (EXTERNAL_KAFKA) return Promise.resolve(externalBroker());
   const timeoutMs = options.timeoutMs ?? 120_000;
-  if (options.private) return startPrivate(timeoutMs);
+  if (options.private || options.authorizer === "acl") {
+    return startPrivate(timeoutMs, options.authorizer ?? "none");
+  }
   shared ??= joinShared(timeoutMs);
   return shared;
 }
@@ -231,7 +245,7 @@ function freePorts(count: number): number[] {
   return ports;
 }
 
-async function up(dir: string, timeoutMs: number): Promise<void> {
+async function up(dir: string, timeoutMs: number, authorizer = "none"): Promise<void> {
   const [plaintext, ssl, saslSsl, controller] = freePorts(4);
   await runScript(["up", dir, "--owner-pid", String(Deno.pid)], {
     KAFKA_PLAINTEXT_PORT: String(plaintext),
@@ -239,6 +253,7 @@ async function up(dir: string, timeoutMs: number): Promise<void> {
     KAFKA_SASL_SSL_PORT: String(saslSsl),
     KAFKA_CONTROLLER_PORT: String(controller),
     KAFKA_START_TIMEOUT: String(Math.ceil(timeoutMs / 1000)),
+    KAFKA_AUTHORIZER: authorizer,
   });
 }
 
@@ -296,12 +311,12 @@ async function waitForShared(dir: string, timeoutMs: number): Promise<void> {
   );
 }
 
-async function startPrivate(timeoutMs: number): Promise<KafkaBroker> {
+async function startPrivate(timeoutMs: number, authorizer: string): Promise<KafkaBroker> {
   const dir = Deno.makeTempDirSync({ prefix: `kafka-deno-${Deno.pid}-` });
   privateDirs.add(dir);
   if (privateDirs.size === 1) globalThis.addEventListener("unload", removePrivateBrokers);
   try {
-    await up(dir, timeoutMs);
+    await up(dir, timeoutMs, authorizer);
   } catch (error) {
     await runScript(["down", dir]).catch(() => {});
     privateDirs.delete(dir);
@@ -368,6 +383,10 @@ function brokerAt(dir: string, isPrivate: boolean): KafkaBroker {
       scramSha512: {
         username: get("KAFKA_SCRAM_SHA_512_USERNAME"),
         password: get("KAFKA_SCRAM_SHA_512_PASSWORD"),
+      },
+      limited: {
+        username: get("KAFKA_SCRAM_LIMITED_USERNAME"),
+        password: get("KAFKA_SCRAM_LIMITED_PASSWORD"),
       },
     },
     async stop() {

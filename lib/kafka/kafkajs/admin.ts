@@ -1,5 +1,5 @@
 /** Topics and lag through a kafkajs admin client. */
-import type { Admin } from "kafkajs";
+import { type Admin, ConfigResourceTypes } from "kafkajs";
 import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../types.ts";
 import { lagRows } from "../offsets.ts";
 import { waitForLeaders } from "../startup.ts";
@@ -60,4 +60,41 @@ export async function partitionLag(
     start: BigInt(low),
     committed: BigInt(byPartition.get(partition) ?? "-1"),
   })));
+}
+
+/** The topic's effective configs (only `names`, when given), by name. */
+export async function topicConfigs(
+  admin: Admin,
+  name: string,
+  names?: readonly string[],
+): Promise<Record<string, string | undefined>> {
+  const described = await admin.describeConfigs({
+    resources: [{
+      type: ConfigResourceTypes.TOPIC,
+      name,
+      ...(names ? { configNames: [...names] } : {}),
+    }],
+    includeSynonyms: false,
+  });
+  const out: Record<string, string | undefined> = {};
+  for (const resource of described.resources) {
+    for (const c of resource.configEntries) out[c.configName] = c.configValue ?? undefined;
+  }
+  return out;
+}
+
+/** CreateTopics with `validateOnly`: checked by the broker, nothing created. */
+export async function validateCreateTopic(
+  admin: Admin,
+  name: string,
+  options: EnsureTopicOptions,
+): Promise<void> {
+  await admin.createTopics({
+    validateOnly: true,
+    topics: [{
+      topic: name,
+      numPartitions: options.partitions,
+      replicationFactor: options.replicationFactor,
+    }],
+  });
 }

@@ -33,7 +33,7 @@ import type {
   LeaderElection,
 } from "../types.ts";
 import { explainFailure, throttledLog } from "../diagnosis.ts";
-import { ensureTopic, partitionLag } from "./admin.ts";
+import { ensureTopic, partitionLag, topicConfigs, validateCreateTopic } from "./admin.ts";
 import { KafkaJsSink } from "./sink.ts";
 import { KafkaJsSource } from "./source.ts";
 import { securitySettings } from "../security.ts";
@@ -212,6 +212,11 @@ export class KafkaJsClient implements KafkaClient {
         };
       },
       newestTimestamp: () => Promise.reject(notWithKafkaJs("reading the newest record time")),
+      topicConfigs: async (name, names) => topicConfigs(await admin(), name, names),
+      // kafkajs does not ask for KIP-430's authorized operations.
+      topicAccess: () => Promise.resolve(undefined),
+      groupAccess: () => Promise.resolve(undefined),
+      validateCreateTopic: async (name, o) => validateCreateTopic(await admin(), name, o),
     };
   }
 

@@ -1,6 +1,12 @@
-/** Topics, offsets and lag through a @platformatic/kafka admin client. */
-import type { Admin } from "@platformatic/kafka";
-import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag } from "../types.ts";
+/** Topics, their configs and access, offsets and lag through a @platformatic/kafka admin client. */
+import {
+  type Admin,
+  kGetApi,
+  kGetBootstrapConnection,
+  protocolErrorsCodesById,
+} from "@platformatic/kafka";
+import type { EnsureTopicOptions, EnsureTopicResult, PartitionLag, TopicAccess } from "../types.ts";
+import { aclOperations } from "../access.ts";
 import { errorChain } from "../diagnosis.ts";
 import { lagRows } from "../offsets.ts";
 import { waitForLeaders } from "../startup.ts";
@@ -98,4 +104,112 @@ export async function partitionLag(
     start: starts.get(partition) ?? 0n,
     committed: committed.get(partition) ?? -1n,
   })));
+}
+
+/** The topic's effective configs (only `names`, when given), by name. */
+export async function topicConfigs(
+  admin: Admin,
+  name: string,
+  names?: readonly string[],
+): Promise<Record<string, string | undefined>> {
+  const described = await admin.describeConfigs({
+    resources: [{
+      resourceType: 2, // TOPIC
+      resourceName: name,
+      ...(names ? { configurationKeys: [...names] } : {}),
+    }],
+  });
+  const out: Record<string, string | undefined> = {};
+  for (const resource of described) {
+    for (const c of resource.configs) out[c.name] = c.value ?? undefined;
+  }
+  return out;
+}
+
+/** Calls one Kafka API on a bootstrap connection, at the highest version both sides speak. */
+function rawCall<T>(admin: Admin, apiName: string, ...args: unknown[]): Promise<T> {
+  const base = admin as unknown as Record<symbol, (...a: unknown[]) => void>;
+  return new Promise<T>((resolve, reject) => {
+    base[kGetBootstrapConnection]!((error: Error | null, connection: unknown) => {
+      if (error) return reject(error);
+      base[kGetApi]!(apiName, (error: Error | null, api: (...a: unknown[]) => void) => {
+        if (error) return reject(error);
+        api(connection, ...args, (error: Error | null, response: T) => {
+          if (error) {
+            // A response with per-topic errors still carries the answer for the others.
+            const answer = (error as { response?: T }).response;
+            return answer ? resolve(answer) : reject(error);
+          }
+          resolve(response);
+        });
+      });
+    });
+  });
+}
+
+/**
+ * KIP-430: a Metadata request with `includeTopicAuthorizedOperations`, so the broker says what
+ * this user may do on each topic without anything being written.
+ */
+export async function topicAccess(
+  admin: Admin,
+  topics: string[],
+): Promise<Map<string, TopicAccess>> {
+  const response = await rawCall<{
+    topics: { name: string | null; errorCode: number; topicAuthorizedOperations: number }[];
+  }>(admin, "Metadata", topics, false, true);
+  const out = new Map<string, TopicAccess>();
+  for (const t of response.topics) {
+    if (t.name === null) continue;
+    out.set(t.name, {
+      error: t.errorCode === 0 ? undefined : protocolErrorName(t.errorCode),
+      operations: t.errorCode === 0 ? aclOperations(t.topicAuthorizedOperations) : [],
+    });
+  }
+  return out;
+}
+
+/** KIP-430 for a consumer group: what this user may do on it (the group need not exist). */
+export async function groupAccess(admin: Admin, groupId: string): Promise<string[]> {
+  const groups = await admin.describeGroups({
+    groups: [groupId],
+    includeAuthorizedOperations: true,
+  });
+  return aclOperations(groups.get(groupId)?.authorizedOperations ?? 0);
+}
+
+/**
+ * CreateTopics with `validateOnly`: the broker checks the request (authorization included)
+ * and creates nothing. Rejects with the broker's reason.
+ */
+export async function validateCreateTopic(
+  admin: Admin,
+  name: string,
+  options: EnsureTopicOptions,
+): Promise<void> {
+  const response = await rawCall<{
+    topics: { name: string; errorCode: number; errorMessage: string | null }[];
+  }>(
+    admin,
+    "CreateTopics",
+    [{
+      name,
+      numPartitions: options.partitions,
+      replicationFactor: options.replicationFactor,
+      assignments: [],
+      configs: [],
+    }],
+    10_000,
+    true,
+  );
+  const topic = response.topics.find((t) => t.name === name);
+  if (topic && topic.errorCode !== 0) {
+    const id = protocolErrorName(topic.errorCode);
+    const message = `${id}${topic.errorMessage ? `: ${topic.errorMessage}` : ""}`;
+    throw Object.assign(new Error(message), { apiId: id });
+  }
+}
+
+function protocolErrorName(code: number): string {
+  return (protocolErrorsCodesById as Record<number, string>)[code] ?? `error code ${code}`;
 }

@@ -21,7 +21,14 @@ import type {
   LeaderElection,
 } from "../types.ts";
 import { errorChain, explainFailure, probeTls } from "../diagnosis.ts";
-import { ensureTopic, partitionLag } from "./admin.ts";
+import {
+  ensureTopic,
+  groupAccess,
+  partitionLag,
+  topicAccess,
+  topicConfigs,
+  validateCreateTopic,
+} from "./admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./options.ts";
 import { PlatformaticSink } from "./sink.ts";
 import { PlatformaticSource } from "./source.ts";
@@ -87,6 +94,10 @@ export class PlatformaticClient implements KafkaClient {
         };
       },
       newestTimestamp: (topic) => newestTimestamp(admin(), topic),
+      topicConfigs: (name, names) => topicConfigs(admin(), name, names),
+      topicAccess: (topics) => topicAccess(admin(), topics),
+      groupAccess: (groupId) => groupAccess(admin(), groupId),
+      validateCreateTopic: (name, o) => validateCreateTopic(admin(), name, o),
     };
   }
 
