@@ -112,6 +112,7 @@ async function main(): Promise<number> {
       gapsTopic: kafkaConfig.gapsTopic,
       batchMax: kafkaConfig.batchMax,
       lingerMs: kafkaConfig.lingerMs,
+      timestamps: kafkaConfig.timestamp,
       queueMax: polygon.queueMax,
       queuePolicy: polygon.queuePolicy,
       metrics,

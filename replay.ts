@@ -148,6 +148,7 @@ async function main(): Promise<number> {
     topic,
     batchMax,
     lingerMs,
+    timestamps: settings.kafkaTimestamp,
     queueMax: REPLAY_QUEUE_MAX,
   });
   pipeline.start();

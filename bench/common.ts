@@ -121,6 +121,7 @@ export function benchKafkaConfig(
     batchMax: 1000,
     lingerMs: 0,
     compression: "none",
+    timestamp: "now",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,
     client: "platformatic",

@@ -31,7 +31,11 @@ export const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as co
 export const API_KEY = "pk_reliab_Zq8xW3vN5mK7pL2r";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const T0 = Date.UTC(2026, 0, 5, 12, 0, 0, 0);
+/**
+ * Exchange time of synthetic quote 0: an hour before the test run, on a whole minute, so records
+ * stamped with it stay within the broker's default retention and producer-id expiry.
+ */
+export const T0 = Math.floor(Date.now() / 60_000) * 60_000 - 3_600_000;
 const PAIRS = ["BTC-USD", "ETH-USD", "SOL-USD", "XRP-USD", "ADA-USD"];
 
 /**
