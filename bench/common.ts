@@ -160,6 +160,14 @@ export async function readTimes(path: string): Promise<Float64Array> {
   return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
 }
 
+/**
+ * The sequence number of a spread record (`t` − E2E_T0) from its value, whose exchange time is
+ * `{"timestamp":"<24-character ISO time>"…`. The Kafka timestamp is the send time, not `t`.
+ */
+export function recordSeq(value: string | null): number {
+  return value === null ? -1 : Date.parse(value.slice(14, 38)) - E2E_T0;
+}
+
 /** The sequence number of the first quote in a frame (`t` − E2E_T0), or -1. */
 export function sequenceOf(text: string): number {
   const k = text.indexOf('"t":');

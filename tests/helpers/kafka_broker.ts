@@ -100,7 +100,10 @@ export interface StartKafkaOptions {
    * that pause it; it is removed by `stop()` or when the file unloads. Default false.
    */
   private?: boolean;
-  /** Longest wait for the broker to answer, in ms; default 120,000 (covers the jar install). */
+  /**
+   * Longest wait for the broker to answer, in ms; default `KAFKA_START_TIMEOUT` seconds, else
+   * 120,000 (covers the jar install).
+   */
   timeoutMs?: number;
   /**
    * More `server.properties` lines for a private broker, for a test about that setting (e.g.
@@ -113,6 +116,11 @@ export interface StartKafkaOptions {
 export const EXTERNAL_KAFKA: boolean = (Deno.env.get("KAFKA_BROKERS") ?? "") !== "";
 
 const SCRIPT = new URL("../../scripts/kafka_local.sh", import.meta.url).pathname;
+/**
+ * Default wait for a broker to answer: `KAFKA_START_TIMEOUT` seconds (also the script's bound
+ * for `start` after a pause), else 120 s. A heavily loaded machine needs more.
+ */
+const START_TIMEOUT_MS = Number(Deno.env.get("KAFKA_START_TIMEOUT") ?? "120") * 1000;
 
 let shared: Promise<KafkaBroker> | undefined;
 const privateDirs = new Set<string>();
@@ -120,7 +128,7 @@ const privateDirs = new Set<string>();
 /** Starts (or joins) the test broker; see the module doc for sharing and `KAFKA_BROKERS`. */
 export function startKafka(options: StartKafkaOptions = {}): Promise<KafkaBroker> {
   if (EXTERNAL_KAFKA) return Promise.resolve(externalBroker());
-  const timeoutMs = options.timeoutMs ?? 120_000;
+  const timeoutMs = options.timeoutMs ?? START_TIMEOUT_MS;
   if (options.private || options.properties) return startPrivate(timeoutMs, options.properties);
   shared ??= joinShared(timeoutMs);
   return shared;
