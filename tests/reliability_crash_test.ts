@@ -156,7 +156,10 @@ async function replayWithFault(
   const topic = uniqueTopic("rel-eos");
   await referenceValues();
   const env: Record<string, string> = through ? { KAFKA_BROKERS: `127.0.0.1:${through.port}` } : {};
-  const replay = replayInto(broker, topic, ["--speed", String(speed)], env);
+  // A broker slow to come back on a loaded machine must not end the replay's flush early.
+  const replay = replayInto(broker, topic, [
+    ...["--speed", String(speed), "--shutdown-timeout", "300"],
+  ], env);
   try {
     await waitForRecords(broker, topic);
     const during = await fault();

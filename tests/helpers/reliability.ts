@@ -510,20 +510,30 @@ export async function readTopic(
     from: "earliest",
   });
   const controller = new AbortController();
-  const got: InRecord[] = [];
+  // By partition and offset: a consumer delivers at least once (a rebalance on a loaded machine
+  // hands a partition back from its committed offset), and the topic is what is checked here.
+  const got = new Map<string, InRecord>();
+  let delivered = 0;
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     await source.consume((batch) => {
-      got.push(...batch);
-      if (got.length >= total) controller.abort();
+      delivered += batch.length;
+      for (const r of batch) got.set(`${r.partition}:${r.offset}`, r);
+      if (got.size >= total) controller.abort();
     }, { signal: controller.signal });
   } finally {
     clearTimeout(timer);
     await source.close();
     await kafka.close();
   }
-  equal(got.length, total, `read ${got.length} of the ${total} records of "${topic}"`);
-  return got;
+  if (delivered > got.size) {
+    console.log(
+      `[reliability] reader of "${topic}": the consumer delivered ${delivered - got.size} ` +
+        `records twice (same partition and offset) while reading ${got.size}`,
+    );
+  }
+  equal(got.size, total, `read ${got.size} of the ${total} records of "${topic}"`);
+  return [...got.values()];
 }
 
 /** Values that occur more than once, with their counts. */
