@@ -494,7 +494,7 @@ export async function waitUntil(
 export async function readTopic(
   broker: KafkaBroker,
   topic: string,
-  timeoutMs = 60_000,
+  timeoutMs = 180_000,
 ): Promise<InRecord[]> {
   const config: KafkaConfig = brokerConfig(broker, "plaintext", { topic });
   const kafka = await openKafka(config, { log: () => {} });
