@@ -135,6 +135,7 @@ async function main(): Promise<number> {
     const pipeline = new ChannelPipelines(termSink, plans, {
       batchMax: kafkaConfig.batchMax,
       lingerMs: kafkaConfig.lingerMs,
+      timestamps: kafkaConfig.timestamp,
       queueMax: polygon.queueMax,
       queuePolicy: polygon.queuePolicy,
       metrics,

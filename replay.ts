@@ -189,6 +189,7 @@ async function main(): Promise<number> {
   const pipeline = new ChannelPipelines(sink, plans, {
     batchMax,
     lingerMs,
+    timestamps: settings.kafkaTimestamp,
     queueMax: REPLAY_QUEUE_MAX,
   });
   pipeline.start();

@@ -121,6 +121,7 @@ export function benchKafkaConfig(
     batchMax: 1000,
     lingerMs: 0,
     compression: "none",
+    timestamp: "now",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,
     client: "platformatic",
@@ -157,6 +158,14 @@ export async function writeTimes(path: string, times: Float64Array): Promise<voi
 export async function readTimes(path: string): Promise<Float64Array> {
   const bytes = await Deno.readFile(path);
   return new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+}
+
+/**
+ * The sequence number of a spread record (`t` − E2E_T0) from its value, whose exchange time is
+ * `{"timestamp":"<24-character ISO time>"…`. The Kafka timestamp is the send time, not `t`.
+ */
+export function recordSeq(value: string | null): number {
+  return value === null ? -1 : Date.parse(value.slice(14, 38)) - E2E_T0;
 }
 
 /** The sequence number of the first quote in a frame (`t` − E2E_T0), or -1. */

@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { type KafkaClientName } from "../lib/kafka/types.ts";
 import { openKafka } from "../lib/kafka/open.ts";
 import type { InRecord } from "../lib/sink.ts";
-import { benchKafkaConfig, E2E_T0, emitResult, hostNow, writeTimes } from "./common.ts";
+import { benchKafkaConfig, emitResult, hostNow, recordSeq, writeTimes } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -42,7 +42,7 @@ const timeout = setTimeout(() => stop.abort(), Number(values["timeout-s"]) * 100
 const onBatch = (records: InRecord[]) => {
   const now = hostNow();
   for (const r of records) {
-    const seq = r.timestamp - E2E_T0;
+    const seq = recordSeq(r.value);
     if (seq >= 0 && seq < expect && Number.isNaN(arrived[seq]!)) {
       arrived[seq] = now;
       count++;

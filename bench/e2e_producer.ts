@@ -20,10 +20,10 @@ import type { RecordSink } from "../lib/sink.ts";
 import {
   benchKafkaConfig,
   E2E_API_KEY,
-  E2E_T0,
   emitResult,
   hostNow,
   peakRss,
+  recordSeq,
   sampleRss,
   sequenceOf,
   writeTimes,
@@ -61,7 +61,7 @@ const timedSink: RecordSink = {
     await sink.send(topic, records);
     const now = hostNow();
     for (const r of records) {
-      const seq = r.timestamp - E2E_T0;
+      const seq = recordSeq(r.value);
       if (seq >= 0 && seq < expect) acked[seq] = now;
     }
   },

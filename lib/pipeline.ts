@@ -11,7 +11,7 @@ import { deadline, DeadlineError } from "./async.ts";
 import { DEFAULTS, gapsTopicFor } from "./config/defaults.ts";
 import { type Gap, gapRecord } from "./gap.ts";
 import { type PipelineMetrics, RECEIVE_TO_ACK } from "./telemetry/metrics.ts";
-import type { FrameTransform, OutRecord, RecordSink } from "./sink.ts";
+import type { FrameTransform, OutRecord, RecordSink, TimestampPolicy } from "./sink.ts";
 
 export type { Gap } from "./gap.ts";
 
@@ -44,6 +44,12 @@ export interface PipelineOptions<R extends OutRecord> {
   metrics?: PipelineMetrics;
   /** Sees each acknowledged batch (per-record telemetry of the transform's records). */
   observer?: BatchObserver<R>;
+  /**
+   * Which time becomes each record's Kafka timestamp; default "now": the clock (`now`) when
+   * the batch is built, the same for every retry of that batch. "exchange" keeps the time the
+   * transform set (the exchange time `t`).
+   */
+  timestamps?: TimestampPolicy;
   /** Clock in epoch ms; default `Date.now`. */
   now?: () => number;
   /** Log lines (to stderr by default). */
@@ -136,6 +142,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
   #policy: QueuePolicy;
   #metrics: PipelineMetrics | undefined;
   #now: () => number;
+  #stampNow: boolean;
   #log: (line: string) => void;
 
   // Ring of frames: texts and local receive times.
@@ -173,6 +180,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     this.#policy = options.queuePolicy ?? "drop-oldest";
     this.#metrics = options.metrics;
     this.#now = options.now ?? Date.now;
+    this.#stampNow = (options.timestamps ?? "now") === "now";
     this.#log = options.log ?? ((line) => console.error(line));
     this.#texts = new Array(this.#queueMax);
     this.#times = new Float64Array(this.#queueMax);
@@ -380,6 +388,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     this.#oldestInflightAt = times[0];
     m?.recordsProduced.inc(batch.length);
     const sentAt = this.#now();
+    if (this.#stampNow) { for (const r of batch) r.timestamp = sentAt; }
     m?.recordsSent.inc(batch.length);
     try {
       // The sink owns retries (the Kafka adapters retry inside the client with the same
@@ -419,6 +428,10 @@ export class Pipeline<R extends OutRecord = OutRecord> {
 
   async #sendGaps(): Promise<void> {
     const records = this.#gaps.splice(0).map(gapRecord);
+    if (this.#stampNow) {
+      const at = this.#now();
+      for (const r of records) r.timestamp = at;
+    }
     try {
       await this.#sink.send(this.#gapsTopic, records);
     } catch (error) {

@@ -8,13 +8,32 @@
 /** Version of the record value schema, sent in the `schema-version` header. */
 export const SCHEMA_VERSION = "1";
 
+/**
+ * Which time becomes a record's Kafka timestamp (CreateTime):
+ * - `now`: the local wall clock when the pipeline builds the batch (live and replay). The
+ *   broker's idempotent-producer state (kept while now − the last record's timestamp <
+ *   `producer.id.expiration.ms`) and time-based retention then work as for any producer.
+ * - `exchange`: the exchange time `t`. A replay of a recording older than
+ *   `producer.id.expiration.ms` (24 h) loses its producer state at the next broker start or
+ *   expiry check (a retried batch can then be stored twice), and one older than `retention.ms`
+ *   is deleted at the next retention check.
+ */
+export type TimestampPolicy = "now" | "exchange";
+
+/** The timestamp policies, the default first. */
+export const TIMESTAMP_POLICIES = ["now", "exchange"] as const satisfies readonly TimestampPolicy[];
+
 /** One record ready for a topic. */
 export interface OutRecord {
   /** Partitioning key: the symbol for spread records. */
   key: string;
   /** The record value, JSON text. */
   value: string;
-  /** Record timestamp in ms since the epoch: the exchange time `t` for spread records. */
+  /**
+   * The Kafka record timestamp (CreateTime), ms since the epoch. A transform sets the exchange
+   * time `t`; the pipeline then stamps it by its {@linkcode TimestampPolicy} before sending
+   * (by default the local clock). The exchange time stays in the value.
+   */
   timestamp: number;
   /** Header values; spread records carry `schema-version`. */
   headers?: Record<string, string>;

@@ -258,7 +258,7 @@ export class Standby {
           onGap: (gap) => {
             this.#options.log(
               `standby: took over; failover gap from ${new Date(gap.from).toISOString()} to ` +
-                `${new Date(gap.to).toISOString()} (${gap.to - gap.from} ms of exchange time)`,
+                `${new Date(gap.to).toISOString()} (${gap.to - gap.from} ms of record time)`,
             );
             this.#options.onGap?.(gap);
             onGap(gap);

@@ -10,6 +10,9 @@
 #   scripts/kafka_local.sh status DIR       exit 0 if the broker process runs
 #   scripts/kafka_local.sh down DIR         stop the broker and remove DIR
 #   scripts/kafka_local.sh down-all         `down` every broker this script started on this machine
+#   scripts/kafka_local.sh describe-producers DIR TOPIC PARTITION
+#                                           Kafka's own TransactionsCommand describe-producers
+#                                           (the broker's idempotent-producer state, KIP-664)
 #
 # `up` writes DIR/broker.env (KEY=value lines, see write_env) with the listener addresses, the
 # certificate paths, the SCRAM users and KAFKA_METRICS, the address of the broker's Prometheus
@@ -29,6 +32,11 @@
 #                          nothing allowed without an ACL; super users: the PLAINTEXT listener,
 #                          the client certificate and the SCRAM users alice and bob; carol has
 #                          no ACL). Default "none": everyone may do everything.
+#   KAFKA_PROXY_PORT       port advertised by the PROXIED listener (KAFKA_PROXY in broker.env),
+#                          where a test's fault proxy listens and forwards to KAFKA_PROXIED
+#                          (default: a free port picked at random)
+#   KAFKA_EXTRA_PROPERTIES more server.properties lines for `up`, e.g. for a test about
+#                          retention "log.retention.check.interval.ms=2000" (default none)
 #
 # Needs: Java 17+, Maven (install only), openssl, bash. Optional: kcat (extra readiness check).
 set -euo pipefail
@@ -60,7 +68,7 @@ log() {
 }
 
 usage() {
-  sed -n '2,33p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '2,41p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -104,6 +112,37 @@ cmd_install() {
   [[ -f "$AGENT_JAR" ]] || die "Cannot find \"$AGENT_JAR\" after mvn"
   echo "$want" >"$stamp"
   exec 9>&-
+}
+
+# Kafka's command-line tools (kafka-tools; its dependencies are the broker's), in their own
+# folder so that the broker's install stamp does not change.
+TOOLS_JAR="$CACHE/tools/kafka-tools-4.1.2.jar"
+require_tools() {
+  require_installed
+  [[ -f "$TOOLS_JAR" ]] && return 0
+  exec 8>"$CACHE/.tools.lock"
+  flock 8
+  if [[ ! -f "$TOOLS_JAR" ]]; then
+    log "copying org.apache.kafka:kafka-tools:4.1.2 from Maven Central into \"$CACHE/tools\""
+    mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy \
+      -Dartifact=org.apache.kafka:kafka-tools:4.1.2 -DoutputDirectory="$CACHE/tools" 2>&1 |
+      sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2 ||
+      die "Cannot install kafka-tools: mvn dependency:copy failed (see above)"
+    [[ -f "$TOOLS_JAR" ]] || die "Cannot find \"$TOOLS_JAR\" after mvn"
+  fi
+  exec 8>&-
+}
+
+cmd_describe_producers() {
+  [[ $# -eq 3 ]] || usage
+  local dir="$1"
+  [[ -f "$dir/broker.env" ]] || die "No broker in \"$dir\"; use up first"
+  require_tools
+  local bootstrap
+  bootstrap="$(sed -n 's/^KAFKA_PLAINTEXT=//p' "$dir/broker.env")"
+  java -Xmx128m -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$LIB/*:$TOOLS_JAR" org.apache.kafka.tools.TransactionsCommand \
+    --bootstrap-server "$bootstrap" describe-producers --topic "$2" --partition "$3"
 }
 
 require_installed() {
@@ -182,9 +221,10 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$PLAINTEXT_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PLAINTEXT_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+# PROXIED: plaintext, advertised at the port of a fault proxy that forwards to it (tests).
+listeners=PLAINTEXT://127.0.0.1:$PLAINTEXT_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,PROXIED://127.0.0.1:$PROXIED_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PLAINTEXT_PORT,SSL://127.0.0.1:$SSL_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,PROXIED://127.0.0.1:$PROXY_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL,PROXIED:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 
@@ -215,9 +255,8 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 # Like a managed service where auto-creation cannot be relied on: clients create topics.
 auto.create.topics.enable=false
-# Records carry the exchange time as their timestamp; replays of old recordings would otherwise
-# be deleted by time-based retention (7 days by default) minutes after they are written.
-log.retention.ms=-1
+# Retention and producer-id expiry are Kafka's defaults (7 days, 24 h), as on users' brokers.
+${KAFKA_EXTRA_PROPERTIES:-}
 EOF
   if [[ "$AUTHORIZER" == "acl" ]]; then
     cat >>"$dir/server.properties" <<EOF
@@ -238,6 +277,8 @@ KAFKA_PLAINTEXT=127.0.0.1:$PLAINTEXT_PORT
 KAFKA_SSL=127.0.0.1:$SSL_PORT
 KAFKA_SASL_SSL=127.0.0.1:$SASL_SSL_PORT
 KAFKA_CONTROLLER=127.0.0.1:$CONTROLLER_PORT
+KAFKA_PROXIED=127.0.0.1:$PROXIED_PORT
+KAFKA_PROXY=127.0.0.1:$PROXY_PORT
 KAFKA_CERTS_DIR=$certs
 KAFKA_SSL_CA=$certs/ca.pem
 KAFKA_SSL_CERT=$certs/service.cert
@@ -358,6 +399,10 @@ cmd_up() {
   PICKED="$PICKED$SASL_SSL_PORT "
   CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$(pick_port)}"
   PICKED="$PICKED$CONTROLLER_PORT "
+  PROXIED_PORT="$(pick_port)"
+  PICKED="$PICKED$PROXIED_PORT "
+  PROXY_PORT="${KAFKA_PROXY_PORT:-$(pick_port)}"
+  PICKED="$PICKED$PROXY_PORT "
   METRICS_PORT=""
   if [[ "${KAFKA_JMX_EXPORTER:-on}" != "off" ]]; then
     METRICS_PORT="${KAFKA_METRICS_PORT:-$(pick_port)}"
@@ -479,6 +524,7 @@ main() {
   status) cmd_status "$@" ;;
   down) cmd_down "$@" ;;
   down-all) cmd_down_all ;;
+  describe-producers) cmd_describe_producers "$@" ;;
   -h | --help | help) usage ;;
   *) die "Unknown command \"$cmd\"; see --help" ;;
   esac

@@ -215,3 +215,55 @@ Deno.test("pipeline counts balance and metrics report skips, hops and acks", asy
     ]
   ) ok(text.includes(line), `missing ${line}`);
 });
+
+Deno.test("pipeline stamps each batch with the clock when it is built, and the value keeps the exchange time", async () => {
+  const sink = new TestSink();
+  sink.hold();
+  let clock = 1_800_000_000_000;
+  const p = new Pipeline(sink, {
+    ...spreadStages(),
+    topic: "t",
+    batchMax: 3,
+    now: () => clock,
+    log: quiet,
+  });
+  p.start();
+  const first = sink.nextSend();
+  for (let i = 0; i < 3; i++) p.push(frame(i));
+  await first;
+  clock = 1_800_000_009_000;
+  for (let i = 3; i < 6; i++) p.push(frame(i));
+  p.gap({ from: Date.UTC(2024, 0, 1), to: Date.UTC(2024, 0, 1, 0, 0, 1), reason: "closed" });
+  sink.release();
+  await p.close(5000);
+  const stamps = (topic: string) =>
+    sink.batches.filter((b) => b.topic === topic).map((b) => b.records.map((r) => r.timestamp));
+  deepStrictEqual(stamps("t"), [
+    [1_800_000_000_000, 1_800_000_000_000, 1_800_000_000_000],
+    [1_800_000_009_000, 1_800_000_009_000, 1_800_000_009_000],
+  ]);
+  deepStrictEqual(stamps("t.gaps"), [[1_800_000_009_000]]);
+  deepStrictEqual(
+    sink.values().map((v) => JSON.parse(v).timestamp),
+    Array.from({ length: 6 }, (_, i) => new Date(1_700_000_000_000 + i).toISOString()),
+  );
+  equal(JSON.parse(sink.values("t.gaps")[0]!).to, "2024-01-01T00:00:01.000Z");
+});
+
+Deno.test("pipeline with the exchange timestamp policy stamps each record with its exchange time", async () => {
+  const sink = new TestSink();
+  const p = new Pipeline(sink, {
+    ...spreadStages(),
+    topic: "t",
+    timestamps: "exchange",
+    now: () => 1_800_000_000_000,
+    log: quiet,
+  });
+  p.start();
+  for (let i = 0; i < 4; i++) p.push(frame(i));
+  await p.close(5000);
+  deepStrictEqual(
+    sink.batches.flatMap((b) => b.records.map((r) => r.timestamp)),
+    [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002, 1_700_000_000_003],
+  );
+});

@@ -1,10 +1,13 @@
 /**
- * Reliability, exactly once into Kafka across the two faults that made kafkajs write records
- * twice (RELIABILITY.md, finding 1): a broker SIGKILLed mid-stream and restarted, and a producer
- * that starts sending the moment a fresh broker answers. `replay.ts --to kafka` (the real
- * capture when it is here, else fixtures/btc.jsonl) runs as a subprocess with the default
- * client, or the one `KAFKA_CLIENT` names; the topic must then hold every record of the
- * recording as many times as the recording has it, no more and no fewer.
+ * Reliability, exactly once into Kafka for a replay of the real capture with its 2023 exchange
+ * times (issue 21), across process faults (a broker SIGKILLed mid-stream and restarted, a clean
+ * stop and start, a producer that starts the moment a fresh broker answers) and network faults
+ * (a 30 s black hole, connections dropped every 3 s for 30 s) injected by a TCP proxy between the
+ * replay and the broker (tests/helpers/fault_proxy.ts, the broker's PROXIED listener).
+ * `replay.ts --to kafka` (the real capture when it is here, else fixtures/btc.jsonl) runs as a
+ * subprocess with the default client, or the one `KAFKA_CLIENT` names, on brokers with Kafka's
+ * default retention and producer-id expiry; the topic must then hold every record of the
+ * recording exactly as many times as the recording has it.
  *
  * `scripts/reliability_repeat.sh` runs these (and the outage scenario) N times in a row.
  */
@@ -18,6 +21,7 @@ import {
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
 import { openKafka } from "../lib/kafka/open.ts";
+import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
 import type { ReplaySummary } from "../lib/summary.ts";
 import {
   KAFKA_TEST,
@@ -89,7 +93,13 @@ async function compareWithRecording(
 /** `replay.ts --to kafka` as a subprocess, with the summary it writes (`--summary`). */
 class ReplayProcess extends ScriptProcess {
   readonly #dir: string;
-  constructor(broker: KafkaBroker, topic: string, args: string[], dir: string) {
+  constructor(
+    broker: KafkaBroker,
+    topic: string,
+    args: string[],
+    dir: string,
+    env: Record<string, string> = {},
+  ) {
     super(
       "replay.ts",
       [
@@ -97,7 +107,7 @@ class ReplayProcess extends ScriptProcess {
         ...["--to", "kafka", "--topic", topic, "--partitions", "3"],
         ...["--summary", `${dir}/summary.json`, ...args],
       ],
-      { ...scriptKafka(broker, "plaintext").env, KAFKA_CONNECT_TIMEOUT: "60" },
+      { ...scriptKafka(broker, "plaintext").env, KAFKA_CONNECT_TIMEOUT: "60", ...env },
     );
     this.#dir = dir;
   }
@@ -113,9 +123,65 @@ class ReplayProcess extends ScriptProcess {
   }
 }
 
-function replayInto(broker: KafkaBroker, topic: string, args: string[]): ReplayProcess {
+function replayInto(
+  broker: KafkaBroker,
+  topic: string,
+  args: string[],
+  env: Record<string, string> = {},
+): ReplayProcess {
   const dir = Deno.makeTempDirSync({ prefix: "replay_summary_" });
-  return new ReplayProcess(broker, topic, args, dir);
+  return new ReplayProcess(broker, topic, args, dir, env);
+}
+
+/** The batches the broker stored twice, for a failure message. */
+function describeAgain(again: ReturnType<typeof reappended>): string {
+  return again.map((b) =>
+    `partition ${b.partition} offset ${b.baseOffset}, seq ${b.baseSequence}-${b.lastSequence}, ` +
+    `leader epoch ${b.leaderEpoch}`
+  ).join("; ");
+}
+
+/**
+ * Replays the recording at `speed` into a new topic and runs `fault` once the first record is
+ * on the topic; then checks that the topic holds every record exactly once and prints the
+ * scenario's `[reliability]` line. `through` routes the replay through a fault proxy.
+ */
+async function replayWithFault(
+  broker: KafkaBroker,
+  name: string,
+  speed: number,
+  fault: () => Promise<string>,
+  through?: FaultProxy,
+): Promise<void> {
+  const topic = uniqueTopic("rel-eos");
+  await referenceValues();
+  const env: Record<string, string> = through ? { KAFKA_BROKERS: `127.0.0.1:${through.port}` } : {};
+  // A broker slow to come back on a loaded machine must not end the replay's flush early.
+  const replay = replayInto(broker, topic, [
+    ...["--speed", String(speed), "--shutdown-timeout", "300"],
+  ], env);
+  try {
+    await waitForRecords(broker, topic);
+    const during = await fault();
+    const r = await replay.exit(240_000);
+    equal(r.code, EXIT.OK, replay.stderr);
+    const result = await compareWithRecording(broker, topic, replay.stderr);
+    const summary = await replay.summary();
+    equal(summary.exitCode, EXIT.OK);
+    equal(summary.acked, result.records - result.extra);
+    const again = result.extra > 0 ? reappended(await storedBatches(broker, topic)) : [];
+    equal(
+      result.extra,
+      0,
+      `${result.extra} duplicates; the batches the broker stored twice: ${describeAgain(again)}`,
+    );
+    console.log(
+      `[reliability] ${name}: ${result.records} records, ${during}; ${summary.produceRetries} ` +
+        `produce retries, ${summary.producerResets} producer resets; 0 missing, 0 duplicated`,
+    );
+  } finally {
+    await replay.dispose();
+  }
 }
 
 /** Waits until `topic` holds a record: the replay is streaming. */
@@ -136,58 +202,92 @@ async function waitForRecords(broker: KafkaBroker, topic: string): Promise<void>
 }
 
 Deno.test({
-  name:
-    "a broker SIGKILLed 3 s into a 10× replay and restarted 4 s later: every record exactly once",
+  name: "a broker SIGKILLed 3 s into a 10× replay of 2023 quotes and restarted 4 s later: " +
+    "every record exactly once",
   ignore: EXTERNAL_KAFKA,
   ...KAFKA_TEST,
   async fn() {
     const broker = await startKafka({ private: true });
     try {
-      const topic = uniqueTopic("rel-crash");
-      await referenceValues();
-      const replay = replayInto(broker, topic, ["--speed", "10"]);
-      try {
-        await waitForRecords(broker, topic);
+      await replayWithFault(broker, "broker SIGKILL mid-replay", 10, async () => {
         await sleep(3_000);
         await broker.pause({ crash: true });
         const killedAt = performance.now();
         await sleep(4_000);
         await broker.resume();
-        const backMs = performance.now() - killedAt;
-        const r = await replay.exit(180_000);
-        equal(r.code, EXIT.OK, replay.stderr);
-        const result = await compareWithRecording(broker, topic, replay.stderr);
-        // The client retries a batch with the same producer id, epoch and sequence numbers, so
-        // the broker must drop a copy it already holds. After this unclean restart Kafka 4.1
-        // sometimes appends that retry again (RELIABILITY.md, finding 1): every extra copy must
-        // be such a broker re-append, never a batch the client sent under new numbers.
-        const again = reappended(await storedBatches(broker, topic));
-        equal(
-          again.reduce((n, b) => n + b.count, 0),
-          result.extra,
-          `${result.extra} extra copies; batches appended twice: ${JSON.stringify(again)}`,
-        );
-        const summary = await replay.summary();
-        equal(summary.exitCode, EXIT.OK);
-        ok(summary.produceRetries !== null && summary.producerResets !== null);
-        console.log(
-          `[reliability] broker SIGKILL mid-replay: ${result.records} records, broker back ` +
-            `${(backMs / 1000).toFixed(1)} s after the kill; ${summary.produceRetries} produce ` +
-            `retries, ${summary.producerResets} producer resets; 0 missing, ${result.extra} duplicated` +
-            (again.length > 0
-              ? ` (the broker appended ${again.length} retried batch(es) again with the same ` +
-                `producer id, epoch and sequence numbers: ${
-                  again.map((b) =>
-                    `partition ${b.partition} offset ${b.baseOffset}, seq ${b.baseSequence}-${b.lastSequence}, leader epoch ${b.leaderEpoch}`
-                  ).join("; ")
-                })`
-              : ""),
-        );
-      } finally {
-        await replay.dispose();
-      }
+        return `broker back ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the kill`;
+      });
     } finally {
       await broker.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a broker stopped cleanly 3 s into a 10× replay of 2023 quotes and started 4 s later: " +
+    "every record exactly once",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await startKafka({ private: true });
+    try {
+      await replayWithFault(broker, "broker clean stop mid-replay", 10, async () => {
+        await sleep(3_000);
+        const stoppedAt = performance.now();
+        const { killed } = await broker.pause();
+        await sleep(4_000);
+        await broker.resume();
+        return `broker back ${((performance.now() - stoppedAt) / 1000).toFixed(1)} s after ` +
+          `the stop${killed ? " (the stop escalated to SIGKILL)" : ""}`;
+      });
+    } finally {
+      await broker.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a 30 s network black hole between a 3× replay of 2023 quotes and the broker: " +
+    "every record exactly once",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await startKafka();
+    const proxy = startFaultProxy({
+      port: broker.proxy!.listenPort,
+      target: broker.proxy!.target,
+    });
+    try {
+      await replayWithFault(broker, "30 s black hole mid-replay", 3, async () => {
+        await sleep(2_000);
+        await proxy.blackHole(30_000);
+        return `30 s black hole over ${proxy.stats.connections} connections`;
+      }, proxy);
+    } finally {
+      await proxy.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "connections between a 3× replay of 2023 quotes and the broker dropped every 3 s for " +
+    "30 s: every record exactly once",
+  ignore: EXTERNAL_KAFKA,
+  ...KAFKA_TEST,
+  async fn() {
+    const broker = await startKafka();
+    const proxy = startFaultProxy({
+      port: broker.proxy!.listenPort,
+      target: broker.proxy!.target,
+    });
+    try {
+      await replayWithFault(broker, "connections dropped every 3 s for 30 s", 3, async () => {
+        await sleep(1_000);
+        await proxy.dropEvery(3_000, 30_000);
+        return `${proxy.stats.dropped} connections dropped, ${proxy.stats.connections} opened`;
+      }, proxy);
+    } finally {
+      await proxy.close();
     }
   },
 });

@@ -25,6 +25,7 @@ import {
   scriptKafka,
   sleep,
   startProducer,
+  T0,
   telemetryUrl,
   waitUntil,
 } from "./helpers/reliability.ts";
@@ -32,7 +33,6 @@ import type { InRecord } from "../lib/sink.ts";
 
 const RATE = 1_000;
 const SESSION_S = 6;
-const T0 = Date.UTC(2026, 0, 5, 12, 0, 0, 0);
 
 /** One producer of the standby group, with its telemetry URL. */
 interface Member {
@@ -50,7 +50,16 @@ async function startMember(
     url: fake.url,
     kafka: scriptKafka(broker, "plaintext"),
     topic,
-    args: ["--standby-group", group, "--session-timeout", String(SESSION_S)],
+    // The gaps are checked against exchange times, so the records are stamped with them (T0 is
+    // recent: the broker's retention and producer-id expiry keep them).
+    args: [
+      "--standby-group",
+      group,
+      "--session-timeout",
+      String(SESSION_S),
+      "--kafka-timestamp",
+      "exchange",
+    ],
   });
   const base = await telemetryUrl(process);
   return { process, base };

@@ -3,6 +3,7 @@ import { DEFAULT_KAFKA_CLIENT, DEFAULTS, gapsTopicFor, type KafkaClientName } fr
 import { ConfigError, fileErrorReason } from "./errors.ts";
 import { requireString } from "./parse.ts";
 import { type Settings } from "./settings.ts";
+import type { TimestampPolicy } from "../sink.ts";
 
 /** Kafka connection and producer settings, with certificate files already read. */
 export interface KafkaConfig {
@@ -27,6 +28,8 @@ export interface KafkaConfig {
   batchMax: number;
   lingerMs: number;
   compression: "none" | "gzip";
+  /** Which time becomes each record's Kafka timestamp (`--kafka-timestamp`). */
+  timestamp: TimestampPolicy;
   connectTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** The Kafka client adapter. */
@@ -107,6 +110,7 @@ export function buildKafkaConfig(settings: Settings, options: BuildKafkaOptions 
     batchMax: settings.batchMax ?? DEFAULTS.batchMax,
     lingerMs: settings.lingerMs ?? 0,
     compression: settings.compression ?? "none",
+    timestamp: settings.kafkaTimestamp ?? "now",
     connectTimeoutMs: Number(settings.connectTimeout) * 1000,
     shutdownTimeoutMs: settings.shutdownTimeout === undefined
       ? DEFAULTS.shutdownTimeoutMs

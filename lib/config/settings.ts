@@ -1,5 +1,6 @@
 /** The one settings table: every flag and variable of every script, with its type, default and help, and the typed settings each script gets from it. */
 import { DEFAULT_KAFKA_CLIENT, DEFAULTS, KAFKA_CLIENTS, seconds } from "./defaults.ts";
+import { TIMESTAMP_POLICIES } from "../sink.ts";
 
 /** The kind of value a setting holds. */
 export type SettingType =
@@ -275,6 +276,18 @@ const SETTING_TABLE = [
     help: "none or gzip",
     scripts: PR,
     choices: ["none", "gzip"],
+  },
+  {
+    key: "kafkaTimestamp",
+    flag: "kafka-timestamp",
+    env: "KAFKA_TIMESTAMP",
+    type: "string",
+    default: "now",
+    help: "each record's Kafka timestamp: now (the local clock when sent, live and replay) or " +
+      "exchange (the quote's t; a replay of an old recording then loses the broker's " +
+      "duplicate protection and is deleted by time-based retention; see docs/kafka-timestamps.md)",
+    scripts: PR,
+    choices: TIMESTAMP_POLICIES,
   },
   {
     key: "connectTimeout",

@@ -11,7 +11,10 @@
  * Which time becomes a record's Kafka timestamp: `now` (the local clock at send) or `exchange`
  * (the quote's `t`). The setting is `KAFKA_TIMESTAMP` (`--kafka-timestamp`, issue 21).
  */
-export type TimestampPolicy = "now" | "exchange";
+import type { TimestampPolicy } from "../sink.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
+
+export type { TimestampPolicy } from "../sink.ts";
 
 /** What the check needs to know about a topic: its shape and its effective configs. */
 export interface TopicDescription {
@@ -66,10 +69,9 @@ export const CLOCK_SKEW_MS = 60_000;
 /** `Long.MAX_VALUE` as brokers print it: "unlimited". */
 const UNLIMITED = 9223372036854775807n;
 
-/** The policy of a Kafka config: its `timestamp` field (issue 21) or, before it, `exchange`. */
-export function timestampPolicyOf(config: object): TimestampPolicy {
-  const value = (config as { timestamp?: unknown }).timestamp;
-  return value === "now" || value === "exchange" ? value : "exchange";
+/** The run's Kafka timestamp policy (`--kafka-timestamp`, default "now"). */
+export function timestampPolicyOf(config: Pick<KafkaConfig, "timestamp">): TimestampPolicy {
+  return config.timestamp;
 }
 
 /** Durations for messages: "7 d", "36 h", "15 min", "40 s". */

@@ -7,7 +7,6 @@ import { equal, ok } from "./assert.ts";
 import { type KafkaBroker, requireSecure, startKafka } from "./kafka_broker.ts";
 import { openKafka } from "../../lib/kafka/open.ts";
 import { type PartitionLag } from "../../lib/kafka/types.ts";
-import { withAdmin } from "./kafka_check.ts";
 import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { startFakePolygon } from "../../lib/polygon/fake.ts";
 import { type InRecord, type OutRecord } from "../../lib/sink.ts";
@@ -239,23 +238,14 @@ export async function partitionLag(
   }
 }
 
-/**
- * Creates a topic that keeps records of any age. The capture's exchange times are from 2023 and
- * a record's timestamp is its exchange time, so under the default 7-day `retention.ms` the
- * broker deletes such records at its next retention check (every 5 minutes).
- */
-export async function createKeepingTopic(config: KafkaConfig, topic: string, partitions: number) {
-  await withAdmin(config, async (admin) => {
-    await admin.createTopics({
-      topics: [{
-        topic,
-        numPartitions: partitions,
-        replicationFactor: -1,
-        configEntries: [{ name: "retention.ms", value: "-1" }],
-      }],
-      waitForLeaders: true,
-    });
-  });
+/** Creates a topic with the broker's default settings (default retention), as users do. */
+export async function ensureTopic(config: KafkaConfig, topic: string, partitions: number) {
+  const kafka = await openKafka(config, { log: () => {} });
+  try {
+    await kafka.admin.ensureTopic(topic, { partitions, replicationFactor: -1 });
+  } finally {
+    await kafka.close();
+  }
 }
 
 /** Sends records to a topic (created with `partitions` unless it exists). */

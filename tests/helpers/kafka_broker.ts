@@ -79,6 +79,13 @@ export interface KafkaBroker {
   /** "127.0.0.1:port" of the broker's Prometheus /metrics (the JMX exporter); undefined for an
    * external broker or one started with `KAFKA_JMX_EXPORTER=off`. */
   metrics?: string;
+  /**
+   * The PROXIED listener, for a fault proxy between clients and the broker: the broker listens
+   * on `target` and advertises `127.0.0.1:<listenPort>`, where the proxy must listen (clients
+   * bootstrap there and, from the metadata, connect there again). Undefined for an external
+   * broker.
+   */
+  proxy?: { listenPort: number; target: string };
   /** Stops a private broker and removes its folder; a no-op for shared or external ones. */
   stop(): Promise<void>;
   /**
@@ -98,7 +105,10 @@ export interface StartKafkaOptions {
    * that pause it; it is removed by `stop()` or when the file unloads. Default false.
    */
   private?: boolean;
-  /** Longest wait for the broker to answer, in ms; default 120,000 (covers the jar install). */
+  /**
+   * Longest wait for the broker to answer, in ms; default `KAFKA_START_TIMEOUT` seconds, else
+   * 120,000 (covers the jar install).
+   */
   timeoutMs?: number;
   /**
    * "acl": a private broker with ACLs on, like a managed service (StandardAuthorizer, nothing
@@ -107,12 +117,22 @@ export interface StartKafkaOptions {
    * {@linkcode SecureListeners.limited} is not). Default "none" (everything allowed).
    */
   authorizer?: "none" | "acl";
+  /**
+   * More `server.properties` lines for a private broker, for a test about that setting (e.g.
+   * `log.retention.check.interval.ms=2000`); default none: the test broker keeps Kafka's defaults.
+   */
+  properties?: readonly string[];
 }
 
 /** True when `KAFKA_BROKERS` names an external broker; use it as a test's `ignore` for TLS. */
 export const EXTERNAL_KAFKA: boolean = (Deno.env.get("KAFKA_BROKERS") ?? "") !== "";
 
 const SCRIPT = new URL("../../scripts/kafka_local.sh", import.meta.url).pathname;
+/**
+ * Default wait for a broker to answer: `KAFKA_START_TIMEOUT` seconds (also the script's bound
+ * for `start` after a pause), else 120 s. A heavily loaded machine needs more.
+ */
+const START_TIMEOUT_MS = Number(Deno.env.get("KAFKA_START_TIMEOUT") ?? "120") * 1000;
 
 let shared: Promise<KafkaBroker> | undefined;
 const privateDirs = new Set<string>();
@@ -120,9 +140,9 @@ const privateDirs = new Set<string>();
 /** Starts (or joins) the test broker; see the module doc for sharing and `KAFKA_BROKERS`. */
 export function startKafka(options: StartKafkaOptions = {}): Promise<KafkaBroker> {
   if (EXTERNAL_KAFKA) return Promise.resolve(externalBroker());
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  if (options.private || options.authorizer === "acl") {
-    return startPrivate(timeoutMs, options.authorizer ?? "none");
+  const timeoutMs = options.timeoutMs ?? START_TIMEOUT_MS;
+  if (options.private || options.properties || options.authorizer === "acl") {
+    return startPrivate(timeoutMs, options.authorizer ?? "none", options.properties);
   }
   shared ??= joinShared(timeoutMs);
   return shared;
@@ -155,6 +175,7 @@ export function brokerConfig(
     batchMax: 1000,
     lingerMs: 5,
     compression: "none",
+    timestamp: "now",
     connectTimeoutMs: 15_000,
     shutdownTimeoutMs: 10_000,
     client: "platformatic",
@@ -245,15 +266,22 @@ function freePorts(count: number): number[] {
   return ports;
 }
 
-async function up(dir: string, timeoutMs: number, authorizer = "none"): Promise<void> {
-  const [plaintext, ssl, saslSsl, controller] = freePorts(4);
+async function up(
+  dir: string,
+  timeoutMs: number,
+  authorizer = "none",
+  properties: readonly string[] = [],
+): Promise<void> {
+  const [plaintext, ssl, saslSsl, controller, proxy] = freePorts(5);
   await runScript(["up", dir, "--owner-pid", String(Deno.pid)], {
     KAFKA_PLAINTEXT_PORT: String(plaintext),
     KAFKA_SSL_PORT: String(ssl),
     KAFKA_SASL_SSL_PORT: String(saslSsl),
     KAFKA_CONTROLLER_PORT: String(controller),
+    KAFKA_PROXY_PORT: String(proxy),
     KAFKA_START_TIMEOUT: String(Math.ceil(timeoutMs / 1000)),
     KAFKA_AUTHORIZER: authorizer,
+    KAFKA_EXTRA_PROPERTIES: properties.join("\n"),
   });
 }
 
@@ -311,12 +339,16 @@ async function waitForShared(dir: string, timeoutMs: number): Promise<void> {
   );
 }
 
-async function startPrivate(timeoutMs: number, authorizer: string): Promise<KafkaBroker> {
+async function startPrivate(
+  timeoutMs: number,
+  authorizer: string,
+  properties?: readonly string[],
+): Promise<KafkaBroker> {
   const dir = Deno.makeTempDirSync({ prefix: `kafka-deno-${Deno.pid}-` });
   privateDirs.add(dir);
   if (privateDirs.size === 1) globalThis.addEventListener("unload", removePrivateBrokers);
   try {
-    await up(dir, timeoutMs, authorizer);
+    await up(dir, timeoutMs, authorizer, properties);
   } catch (error) {
     await runScript(["down", dir]).catch(() => {});
     privateDirs.delete(dir);
@@ -366,6 +398,14 @@ function brokerAt(dir: string, isPrivate: boolean): KafkaBroker {
     external: false,
     dir,
     ...(env.KAFKA_METRICS ? { metrics: env.KAFKA_METRICS } : {}),
+    ...(env.KAFKA_PROXY && env.KAFKA_PROXIED
+      ? {
+        proxy: {
+          listenPort: Number(env.KAFKA_PROXY.slice(env.KAFKA_PROXY.lastIndexOf(":") + 1)),
+          target: env.KAFKA_PROXIED,
+        },
+      }
+      : {}),
     secure: {
       ssl: get("KAFKA_SSL"),
       saslSsl: get("KAFKA_SASL_SSL"),
@@ -402,4 +442,47 @@ function brokerAt(dir: string, isPrivate: boolean): KafkaBroker {
       await runScript(["start", dir]);
     },
   };
+}
+
+/** One idempotent producer the broker keeps state for on a partition (KIP-664). */
+export interface ProducerState {
+  producerId: number;
+  producerEpoch: number;
+  lastSequence: number;
+  /** The largest record timestamp of the producer's last batch, ms. */
+  lastTimestamp: number;
+}
+
+/**
+ * The producers the broker keeps sequence state for on `topic`/`partition`, as Kafka's own
+ * `TransactionsCommand describe-producers` lists them (kafka-tools, installed on first use).
+ */
+export async function describeProducers(
+  broker: KafkaBroker,
+  topic: string,
+  partition: number,
+): Promise<ProducerState[]> {
+  if (!broker.dir) {
+    throw new KafkaBrokerError(
+      `Cannot describe the producers of "${topic}": the external broker "${broker.plaintext}" ` +
+        `has no kafka_local.sh folder`,
+    );
+  }
+  const out = await runScript(["describe-producers", broker.dir, topic, String(partition)]);
+  const lines = out.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const header = lines.findIndex((l) => l.startsWith("ProducerId"));
+  if (header < 0) {
+    throw new KafkaBrokerError(`Cannot read describe-producers output for "${topic}": ${out}`);
+  }
+  const names = lines[header]!.split(/\s+/);
+  const column = (row: string[], name: string) => Number(row[names.indexOf(name)]);
+  return lines.slice(header + 1).map((line) => {
+    const row = line.split(/\s+/);
+    return {
+      producerId: column(row, "ProducerId"),
+      producerEpoch: column(row, "ProducerEpoch"),
+      lastSequence: column(row, "LastSequence"),
+      lastTimestamp: column(row, "LastTimestamp"),
+    };
+  });
 }

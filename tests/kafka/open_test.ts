@@ -22,7 +22,8 @@ import {
 
 // Clients keep timers and sockets past close(); the broker is shared across files.
 const KAFKA_TEST = { sanitizeOps: false, sanitizeResources: false } as const;
-const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 0);
+/** An hour ago, whole seconds: within the broker's default retention. */
+const T0 = Math.floor(Date.now() / 1000) * 1000 - 3_600_000;
 
 function records(count: number, symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]): OutRecord[] {
   return Array.from({ length: count }, (_, i) => {

@@ -22,6 +22,7 @@ const CONFIG = {
   connectTimeoutMs: 1000,
   shutdownTimeoutMs: 1000,
   client: "platformatic",
+  timestamp: "now",
 } satisfies KafkaConfig;
 
 /** An admin whose broker says `access` for the topic and `create` to a validateOnly create. */
