@@ -74,7 +74,7 @@ export function fitDecimal(
 
 /** The canonical text of a decimal the database gave back (`0.010000000000000000` → `0.01`). */
 export function canonicalDecimal(text: string): string {
-  const fitted = fitDecimal(text, { precision: 1_000, scale: 1_000 });
+  const fitted = fitDecimal(text, { precision: 2_000, scale: 1_000 });
   if ("error" in fitted) throw new RangeError(`Cannot read decimal "${text}": ${fitted.error}`);
   return fitted.text;
 }
