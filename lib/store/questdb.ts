@@ -44,19 +44,24 @@ export function escapeString(text: string): string {
   return text.replace(/["\\\n\r]/g, (c) => "\\" + c);
 }
 
+/** Epoch ms as µs text, exactly (ms × 1000 can pass 2^53). */
+function micros(ms: number): string {
+  return ms === 0 ? "0" : `${ms}000`;
+}
+
 /** The line protocol text of a batch, µs timestamps (`precision=u`). */
 export function lineProtocol(batch: StoreBatch, tables: StoreTables): string {
   const lines: string[] = [];
   for (const r of batch.spreads) {
     lines.push(
       `${tables.spreads},symbol=${escapeTag(r.symbol)} spread=${r.spread}d,` +
-        `kafka_partition=${r.partition}i,kafka_offset=${r.offset}i ${r.ts}000`,
+        `kafka_partition=${r.partition}i,kafka_offset=${r.offset}i ${micros(r.ts)}`,
     );
   }
   for (const g of batch.gaps) {
     lines.push(
-      `${tables.gaps},reason=${escapeTag(g.reason)} to_ts=${g.to}000t,seconds=${g.seconds}d,` +
-        `kafka_partition=${g.partition}i,kafka_offset=${g.offset}i ${g.ts}000`,
+      `${tables.gaps},reason=${escapeTag(g.reason)} to_ts=${micros(g.to)}t,seconds=${g.seconds}d,` +
+        `kafka_partition=${g.partition}i,kafka_offset=${g.offset}i ${micros(g.ts)}`,
     );
   }
   for (const d of batch.dead) {
@@ -64,7 +69,7 @@ export function lineProtocol(batch: StoreBatch, tables: StoreTables): string {
     lines.push(
       `${tables.dead},topic=${escapeTag(d.topic)},code=${escapeTag(d.code)} ` +
         `kafka_partition=${d.partition}i,kafka_offset=${d.offset}i,` +
-        `reason="${escapeString(d.reason)}"${value} ${d.ts}000`,
+        `reason="${escapeString(d.reason)}"${value} ${micros(d.ts)}`,
     );
   }
   return lines.length === 0 ? "" : lines.join("\n") + "\n";
