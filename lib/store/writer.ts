@@ -6,7 +6,7 @@
  * Data the database refuses is split in halves until the refused record is found; it becomes a
  * dead letter (`refused_by_database`), and the rest is written.
  */
-import { delay, exponentialBackoff } from "../async.ts";
+import { deadline, delay, exponentialBackoff } from "../async.ts";
 import type { InRecord } from "../sink.ts";
 import { deadLetter, withoutValue } from "./dead_letters.ts";
 import { StoreRejectedError } from "./errors.ts";
@@ -25,6 +25,11 @@ export interface StoreWriterOptions {
   minRetryMs?: number;
   /** Longest pause between attempts, ms; default 5,000. */
   maxRetryMs?: number;
+  /**
+   * A write not acknowledged within this long counts as failed and is retried (a connection that
+   * died mid-request can leave it waiting forever; writing twice is harmless), ms; default 30,000.
+   */
+  writeTimeoutMs?: number;
   /** Clock, ms; default `performance.now`. */
   now?: () => number;
 }
@@ -119,7 +124,9 @@ export class StoreWriter {
       if (signal.aborted) return false;
       const started = now();
       try {
-        await this.#store.write(batch);
+        await deadline(this.#store.write(batch), this.#options.writeTimeoutMs ?? 30_000, {
+          what: `A write to ${this.#store.name} at "${this.#store.address}"`,
+        });
         if (this.#down) {
           this.#down = false;
           this.#options.log(`${this.#store.name} at "${this.#store.address}" answers again`);
