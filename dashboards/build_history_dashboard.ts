@@ -35,14 +35,15 @@ export const HISTORY_PANELS: readonly HistoryPanel[] = [
   },
   {
     title: "Spread p50 and p99 per minute",
-    description:
-      "approx_percentile with 5 significant digits (QuestDB's percentiles take doubles); " +
-      "min and max in docs/history.md are exact.",
+    description: "approx_percentile with 5 significant digits (QuestDB's percentiles take " +
+      "doubles, and no negative values: crossed quotes are left out, see the crossed share " +
+      "panel); min and max in docs/history.md are exact.",
     unit: "none",
     format: "time_series",
-    sql: "SELECT ts AS time, symbol || ' p50' AS metric,\n" +
-      "  approx_percentile(cast(spread AS double), 0.5, 5) AS value\n" +
-      `FROM spreads WHERE ${WHERE}\n` +
+    sql: "SELECT ts AS time, symbol AS metric,\n" +
+      "  approx_percentile(cast(spread AS double), 0.5, 5) AS p50,\n" +
+      "  approx_percentile(cast(spread AS double), 0.99, 5) AS p99\n" +
+      `FROM spreads WHERE ${WHERE} AND spread >= 0\n` +
       "SAMPLE BY 1m ORDER BY time",
   },
   {
