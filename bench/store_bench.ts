@@ -198,6 +198,8 @@ function fmt(runs: Run[]): string {
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "store-bench-" });
+// PostgreSQL runs as the postgres user, who must reach its folder inside.
+await Deno.chmod(tmp, 0o755);
 const kafkaDir = `${tmp}/kafka`;
 const questDir = `${tmp}/questdb`;
 const pgDir = `${tmp}/postgres`;

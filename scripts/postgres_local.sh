@@ -122,7 +122,11 @@ cmd_up() {
   port="${POSTGRES_PORT:-$(pick_port)}"
   mkdir -p "$dir/data" "$dir/run"
   chmod 755 "$dir"
-  [[ "$(id -u)" != 0 ]] || chown postgres "$dir/data" "$dir/run"
+  if [[ "$(id -u)" == 0 ]]; then
+    chown postgres "$dir/data" "$dir/run"
+    su postgres -s /bin/bash -c "test -w $(printf %q "$dir/data")" ||
+      die "The postgres user cannot reach \"$dir\": a folder above it is closed to others (chmod o+x it, or pick a folder under /tmp)"
+  fi
   cat >"$dir/postgres.env" <<EOF
 POSTGRES_URL=postgres://postgres@127.0.0.1:$port/postgres
 POSTGRES_PORT=$port
