@@ -69,6 +69,9 @@ export function createTableSql(name: string, shape: TableShape): string {
     `PRIMARY KEY (${keyNames(shape).join(", ")}))`;
 }
 
+/** The advisory lock key that serialises table creation between stores ("crypto-store"). */
+const SCHEMA_LOCK = 0x63727970;
+
 /** A history store in PostgreSQL. */
 export class PostgresStore implements HistoryStore {
   readonly name = "postgres" as const;
@@ -134,11 +137,16 @@ export class PostgresStore implements HistoryStore {
       const name = this.tables[shape.kind];
       const before = await this.#columns(name);
       if (before.length === 0) {
-        await this.#sql.unsafe(createTableSql(name, shape));
-        if (shape.kind !== "dead") {
-          const on = shape.kind === "spreads" ? "(symbol, ts)" : "(ts)";
-          await this.#sql.unsafe(`CREATE INDEX IF NOT EXISTS ${name}_ts ON ${name} ${on}`);
-        }
+        // Two stores starting at once would race in CREATE TABLE IF NOT EXISTS (a unique
+        // violation on pg_type): one creates while the other waits on the lock.
+        await this.#sql.begin(async (tx) => {
+          await tx`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK})`;
+          await tx.unsafe(createTableSql(name, shape));
+          if (shape.kind !== "dead") {
+            const on = shape.kind === "spreads" ? "(symbol, ts)" : "(ts)";
+            await tx.unsafe(`CREATE INDEX IF NOT EXISTS ${name}_ts ON ${name} ${on}`);
+          }
+        });
       }
       const mismatch = shapeMismatch(name, shape, await this.#columns(name), "postgres");
       if (mismatch) {

@@ -181,7 +181,12 @@ export class QuestDbStore implements HistoryStore {
     for (const shape of [SPREADS_SHAPE, GAPS_SHAPE, DEAD_SHAPE]) {
       const name = this.tables[shape.kind];
       const existed = await this.#tableInfo(name) !== undefined;
-      if (!existed) await this.exec(createTableSql(name, shape));
+      if (!existed) {
+        // Another store starting at the same moment may have created it in between.
+        await this.exec(createTableSql(name, shape)).catch(async (error) => {
+          if (await this.#tableInfo(name) === undefined) throw error;
+        });
+      }
       await this.#check(name, shape);
       actions[shape.kind] = existed ? "checked" : "created";
     }
