@@ -784,7 +784,9 @@ async function main(): Promise<void> {
   ];
   // The hand-written reading of the profiles, read now (it may be edited while the run goes).
   const findings = await Deno.readTextFile(`${BENCH}findings.md`).catch(() => "");
-  await Deno.writeTextFile(flags.out, [...head, ...sections, findings].join("\n") + "\n");
+  // The store's section, measured by bench/store_bench.ts (its own run: three servers).
+  const store = await Deno.readTextFile(`${BENCH}store.md`).catch(() => "");
+  await Deno.writeTextFile(flags.out, [...head, ...sections, store, findings].join("\n") + "\n");
   log(`wrote ${flags.out}`);
 }
 

@@ -8,6 +8,10 @@
 #   scripts/reliability_repeat.sh [N]            the default Kafka client
 #   KAFKA_CLIENT=kafkajs scripts/reliability_repeat.sh [N]
 #   RELIABILITY_FILTER='/black hole/' scripts/reliability_repeat.sh [N]   some scenarios only
+#   RELIABILITY_SUITE=store scripts/reliability_repeat.sh [N]
+#                                                the history store instead (tests/reliability_store_test.ts:
+#                                                SIGKILLs, a database restart, two stores; both databases;
+#                                                STORE_SCENARIOS=kill and STORE_ADAPTERS=questdb narrow it)
 #
 # Needs what `deno task test` needs (Java, the Kafka jars, kcat optional). Takes about 5 min a run.
 set -uo pipefail
@@ -15,13 +19,17 @@ cd "$(dirname "$0")/.."
 runs=${1:-10}
 case "$runs" in '' | *[!0-9]*) echo "Usage: scripts/reliability_repeat.sh [N]: N must be a number, got \"$runs\"" >&2; exit 2 ;; esac
 filter=${RELIABILITY_FILTER:-'/outage of 15 s and more|SIGKILLed 3 s into|stopped cleanly 3 s into|fresh broker answers|black hole between|dropped every 3 s/'}
+files=(tests/reliability_outage_test.ts tests/reliability_crash_test.ts)
+if [ "${RELIABILITY_SUITE:-kafka}" = store ]; then
+  filter=${RELIABILITY_FILTER:-'/exactly once through kills/'}
+  files=(tests/reliability_store_test.ts)
+fi
 passed=0
 failed=0
 mkdir -p .cache
 for i in $(seq 1 "$runs"); do
   log=.cache/reliability-repeat-$i.log
-  if deno test -A --no-check=remote --filter "$filter" \
-    tests/reliability_outage_test.ts tests/reliability_crash_test.ts >"$log" 2>&1; then
+  if deno test -A --no-check=remote --filter "$filter" "${files[@]}" >"$log" 2>&1; then
     passed=$((passed + 1))
     status=ok
   else

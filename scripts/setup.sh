@@ -12,6 +12,9 @@
 #   - java (17 or newer) and mvn: Debian packages default-jre-headless (openjdk-17-jre-headless
 #     where the default Java is older) and maven;
 #   - the Kafka broker jars: scripts/kafka_local.sh install (Maven Central, into .cache/kafka);
+#   - the history store's databases: PostgreSQL's initdb and pg_ctl (Debian package postgresql,
+#     whose own service is stopped again: tests run private clusters, scripts/postgres_local.sh)
+#     and the QuestDB jar (scripts/questdb_local.sh install: Maven Central, into .cache/questdb);
 #   - Deno's npm packages: deno install (from deno.lock).
 # Packages are installed only as root, with apt-get. Otherwise it prints the exact command to run
 # and exits 1. The packages start services of their own (influxdb, prometheus); the tests start
@@ -66,6 +69,11 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
   packages+=("$JAVA_PACKAGE")
 fi
 need mvn maven
+# The store's PostgreSQL tests run initdb/pg_ctl from /usr/lib/postgresql/*/bin (not on PATH).
+if ! scripts/postgres_local.sh install >/dev/null 2>&1; then
+  packages+=(postgresql)
+  services+=(postgresql)
+fi
 
 if [ ${#packages[@]} -gt 0 ]; then
   command="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
@@ -121,6 +129,16 @@ if [ "$CHECK_ONLY" = 1 ]; then
   fi
 else
   scripts/kafka_local.sh install || exit 1
+fi
+
+# The QuestDB jar (29 MB from Maven Central the first time; a no-op once there).
+if [ "$CHECK_ONLY" = 1 ]; then
+  if [ ! -f "${QUESTDB_CACHE:-.cache/questdb}/questdb-9.2.2.jar" ]; then
+    say "missing: the QuestDB jar; install it with: scripts/questdb_local.sh install"
+    exit 1
+  fi
+else
+  scripts/questdb_local.sh install || exit 1
 fi
 
 # Deno's npm packages, from deno.lock (a no-op once cached).

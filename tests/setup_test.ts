@@ -68,9 +68,13 @@ async function setup(machine: Machine): Promise<{ code: number; stderr: string; 
       `${cache}/lib/.complete`,
       `${await installStamp()}\n`,
     );
+    // The QuestDB jar, present (its name is all setup.sh looks at).
+    const questdb = `${dir}/questdb`;
+    await Deno.mkdir(questdb);
+    await Deno.writeTextFile(`${questdb}/questdb-9.2.2.jar`, "");
     const out = await new Deno.Command("/bin/bash", {
       args: [SETUP],
-      env: { PATH: bin, KAFKA_CACHE: cache },
+      env: { PATH: bin, KAFKA_CACHE: cache, QUESTDB_CACHE: questdb },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -166,8 +166,9 @@ function pushHistory(t, update) {
   }
   const p = update.pipeline;
   const c = update.consumer;
-  state.rates[0].push(p ? p.framesPerSec : c ? c.recordsPerSec : null);
-  state.rates[1].push(p ? p.ackedPerSec : null);
+  const st = update.store;
+  state.rates[0].push(p ? p.framesPerSec : c ? c.recordsPerSec : st ? st.recordsPerSec : null);
+  state.rates[1].push(p ? p.ackedPerSec : st ? st.rowsPerSec : null);
   if (drop) { for (const r of state.rates) r.shift(); }
 }
 
@@ -244,6 +245,24 @@ function showConsumer(c) {
   fillTable("#lag", Object.entries(c.lag).map(([k, v]) => [k, integer(v)]));
 }
 
+/** The history store (store.ts): rows written, dead letters, write latency, lag. */
+function showStore(st) {
+  $("#store").hidden = false;
+  setMetric("storeRecordsPerSec", perSecond(st.recordsPerSec));
+  setMetric("storeRecordsTotal", `${integer(st.recordsTotal)} records`);
+  setMetric("storeRowsPerSec", perSecond(st.rowsPerSec));
+  setMetric(
+    "storeRowsTotal",
+    Object.entries(st.rows).map(([k, v]) => `${k} ${integer(v)}`).join(", "),
+  );
+  const dead = Object.values(st.deadLetters).reduce((a, b) => a + b, 0);
+  setMetric("storeDeadLetters", integer(dead));
+  setMetric("storeWrite", latencyPair(st.writeP50Ms, st.writeP99Ms));
+  setMetric("storeDatabase", st.databaseUp ? "answering" : "down: retrying, consuming paused");
+  fillTable("#store-dead", Object.entries(st.deadLetters).map(([k, v]) => [k, integer(v)]));
+  fillTable("#store-lag", Object.entries(st.lag).map(([k, v]) => [k, integer(v)]));
+}
+
 const SORTERS = {
   symbol: (a, b) => a.symbol.localeCompare(b.symbol),
   spread: (a, b) => (a.spread ?? -Infinity) - (b.spread ?? -Infinity),
@@ -310,12 +329,17 @@ function applyUpdate(update) {
       $("#consumer").hidden = false;
       $("#consumer .cards").after(rateChartEl);
       makeRateChart(["records/s"]);
+    } else if (update.role === "store") {
+      $("#store").hidden = false;
+      $("#store .cards").after(rateChartEl);
+      makeRateChart(["records/s read", "rows written/s"]);
     }
   }
   pushHistory(update.t / 1000, update);
   showHealth(update.health);
   if (update.pipeline) showPipeline(update.pipeline);
   if (update.consumer) showConsumer(update.consumer);
+  if (update.store) showStore(update.store);
   state.rows = update.symbols.map(([symbol, spread, quotes, rate, crossed, locked]) => ({
     symbol,
     spread,

@@ -10,6 +10,8 @@ export const EXIT = {
   KAFKA_UNREACHABLE: 5,
   /** The Polygon plan does not include what we asked for (a refused subscription, no WebSocket). */
   NOT_IN_PLAN: 6,
+  /** The history store's database (QuestDB, PostgreSQL) did not answer at start-up. */
+  STORE_UNREACHABLE: 7,
 } as const;
 
 /** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */

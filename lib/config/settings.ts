@@ -36,15 +36,17 @@ export interface Setting {
 }
 
 /** The entry scripts. */
-export type Script = "producer" | "consumer" | "replay" | "demo";
+export type Script = "producer" | "consumer" | "replay" | "demo" | "store";
 
 const P = ["producer"] as const;
-const PC = ["producer", "consumer"] as const;
-const PCR = ["producer", "consumer", "replay"] as const;
+// The store (store.ts) reads Kafka and exports telemetry as the consumer does.
+const PC = ["producer", "consumer", "store"] as const;
+const PCR = ["producer", "consumer", "replay", "store"] as const;
 const PR = ["producer", "replay"] as const;
 const C = ["consumer"] as const;
 const R = ["replay"] as const;
 const D = ["demo"] as const;
+const S = ["store"] as const;
 
 /** Every setting of every entry script, with literal types: the scripts' settings types. */
 const SETTING_TABLE = [
@@ -165,7 +167,7 @@ const SETTING_TABLE = [
     env: "KAFKA_GAPS_TOPIC",
     type: "string",
     help: "topic for gap records (default: <topic>.gaps)",
-    scripts: P,
+    scripts: ["producer", "store"],
   },
   {
     key: "security",
@@ -587,6 +589,84 @@ const SETTING_TABLE = [
     type: "string",
     help: "topic for minute-bar records (XA) (default: <topic>.bars; gaps to <bars topic>.gaps)",
     scripts: PR,
+  },
+  // Store (Kafka → QuestDB or PostgreSQL; docs/history.md)
+  {
+    key: "db",
+    flag: "db",
+    env: "STORE_DB",
+    type: "string",
+    default: "questdb",
+    help: "the history database: questdb or postgres",
+    scripts: S,
+    choices: ["questdb", "postgres"],
+  },
+  {
+    key: "questdbUrl",
+    flag: "questdb-url",
+    env: "QUESTDB_URL",
+    type: "string",
+    default: "http://127.0.0.1:9000",
+    help: "QuestDB's HTTP address (SQL and line protocol); user:password@ for basic auth",
+    scripts: S,
+  },
+  {
+    key: "postgresUrl",
+    env: "POSTGRES_URL",
+    type: "secret",
+    help: "postgres://user:password@host:port/db (add ?sslmode=require for Aiven; never logged)",
+    scripts: S,
+  },
+  {
+    key: "postgresCa",
+    flag: "postgres-ca",
+    env: "POSTGRES_SSL_CA",
+    type: "string",
+    help: "CA certificate (PEM) to verify PostgreSQL with (Aiven's ca.pem)",
+    scripts: S,
+  },
+  {
+    key: "table",
+    flag: "table",
+    env: "STORE_TABLE",
+    type: "string",
+    default: "spreads",
+    help: "the spreads table; gaps go to <table>_gaps, refused records to <table>_dead_letters",
+    scripts: S,
+  },
+  {
+    key: "dbConnectTimeout",
+    flag: "db-connect-timeout",
+    env: "STORE_CONNECT_TIMEOUT",
+    type: "seconds",
+    default: "15",
+    help: "how long to try reaching the database at start-up before exiting with code 7",
+    scripts: S,
+  },
+  {
+    key: "groupId",
+    flag: "group",
+    env: "KAFKA_GROUP_ID",
+    type: "string",
+    default: "crypto-store",
+    help: "consumer group of the store (gaps: <group>.gaps)",
+    scripts: S,
+  },
+  {
+    key: "from",
+    flag: "from",
+    type: "string",
+    default: "earliest",
+    help: "where a new group starts: earliest, latest, or an ISO 8601 time",
+    scripts: S,
+  },
+  {
+    key: "summary",
+    flag: "summary",
+    env: "SUMMARY_FILE",
+    type: "string",
+    help: "write a JSON summary to this file at exit: rows written, dead letters, exit code",
+    scripts: S,
   },
 ] as const satisfies readonly Setting[];
 

@@ -140,6 +140,12 @@ export interface KafkaSourceOptions {
   commitIntervalMs?: number;
   /** Called with this member's partitions of the topic after each join of the group. */
   onAssign?: (partitions: number[]) => void;
+  /**
+   * Fetching pauses once this many records wait for `onBatch`, so a batch holds about this many
+   * at most; default 2,000. A writer with a fixed cost per call (the history store's database
+   * round trip) passes more. The kafkajs adapter hands over its fetches as they come.
+   */
+  maxBatch?: number;
 }
 
 /** Options for {@linkcode KafkaClient.connect}. */

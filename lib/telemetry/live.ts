@@ -93,13 +93,33 @@ export interface ConsumerView {
   kafkaToConsumerP99Ms: number | null;
 }
 
+/** The history store section of an update (store.ts). Totals are since start. */
+export interface StoreView {
+  /** Records read from Kafka, both topics. */
+  recordsTotal: number;
+  recordsPerSec: number | null;
+  /** Rows the database acknowledged, by table kind (spreads, gaps, dead). */
+  rows: Record<string, number>;
+  rowsPerSec: number | null;
+  /** Dead letters by reason code. */
+  deadLetters: Record<string, number>;
+  /** Lag by `topic/partition`. */
+  lag: Record<string, number>;
+  /** One batch write until the database acknowledged it, ms, since start. */
+  writeP50Ms: number | null;
+  writeP99Ms: number | null;
+  /** False while writes are being retried (consuming paused). */
+  databaseUp: boolean;
+}
+
 /** One update as the page receives it (`event: update`). */
 export interface LiveUpdate {
   /** Sample time, epoch ms. */
   t: number;
-  role: "producer" | "consumer" | "other";
+  role: "producer" | "consumer" | "store" | "other";
   pipeline?: PipelineView;
   consumer?: ConsumerView;
+  store?: StoreView;
   health?: HealthReport;
   /** Sorted by symbol. */
   symbols: SymbolRow[];
@@ -424,10 +444,12 @@ export class LiveFeed {
       for (const s of await read(name)) out[String(s.labels[label])] = s.value;
       return out;
     };
-    const quantiles = async (name: string, hop: string) => {
+    const quantiles = async (name: string, hop?: string) => {
       const buckets: Bucket[] = [];
       for (const s of await read(name)) {
-        if (s.metricName !== `${name}_bucket` || s.labels.hop !== hop) continue;
+        if (s.metricName !== `${name}_bucket` || (hop !== undefined && s.labels.hop !== hop)) {
+          continue;
+        }
         const le = s.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(s.labels.le);
         buckets.push({ le, count: s.value });
       }
@@ -451,6 +473,8 @@ export class LiveFeed {
       ? "producer"
       : has("crypto_consumer_records_total")
       ? "consumer"
+      : has("crypto_store_rows_written_total")
+      ? "store"
       : "other";
     const update: LiveUpdate = {
       t,
@@ -493,6 +517,27 @@ export class LiveFeed {
         lag: await byLabel("crypto_consumer_lag", "partition"),
         kafkaToConsumerP50Ms: p50,
         kafkaToConsumerP99Ms: p99,
+      };
+    } else if (role === "store") {
+      const byKind = await byLabel("crypto_store_records_total", "kind");
+      const records = Object.values(byKind).reduce((a, b) => a + b, 0);
+      const rows = await byLabel("crypto_store_rows_written_total", "table");
+      const written = Object.values(rows).reduce((a, b) => a + b, 0);
+      const [p50, p99] = await quantiles("crypto_store_write_seconds");
+      const lag: Record<string, number> = {};
+      for (const x of await read("crypto_store_lag")) {
+        lag[`${x.labels.topic}/${x.labels.partition}`] = x.value;
+      }
+      update.store = {
+        recordsTotal: records,
+        recordsPerSec: rate("records", records),
+        rows,
+        rowsPerSec: rate("rows", written),
+        deadLetters: await byLabel("crypto_store_dead_letters_total", "reason"),
+        lag,
+        writeP50Ms: p50,
+        writeP99Ms: p99,
+        databaseUp: (await one("crypto_store_database_up")) === 1,
       };
     }
     if (this.#health) update.health = checkHealth(this.#health, t, this.#staleAfterMs);

@@ -429,3 +429,56 @@ export function followChannels(
     },
   );
 }
+
+/** The history store's metrics (store.ts): rows written, dead letters, lag, write latency. */
+export class StoreMetrics {
+  readonly registry: Registry;
+  /** Records read from Kafka, by topic kind (spreads, gaps). */
+  readonly recordsConsumed: Counter<"kind">;
+  /** Rows the database acknowledged, by table kind (spreads, gaps, dead). */
+  readonly rowsWritten: Counter<"table">;
+  /** Records kept as dead letters, by reason code. */
+  readonly deadLetters: Counter<"reason">;
+  /** End offset minus committed offset, per topic and partition. */
+  readonly lag: Gauge<"topic" | "partition">;
+  /** One write (a batch, all or nothing) until the database acknowledged it. */
+  readonly writeSeconds: Histogram<string>;
+  /** 1 while the database answers, 0 while writes are retried (consuming paused). */
+  readonly databaseUp: Gauge<string>;
+  readonly telemetryPointsWritten: Counter<string>;
+  readonly telemetryPointsDropped: Counter<string>;
+  readonly telemetryWriteErrors: Counter<string>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const { c, g, h } = factories(registry);
+    this.recordsConsumed = c("crypto_store_records_total", "records read from Kafka, by kind", [
+      "kind",
+    ]);
+    this.rowsWritten = c(
+      "crypto_store_rows_written_total",
+      "rows the database acknowledged, by table (redeliveries included: the key makes them no-ops)",
+      ["table"],
+    );
+    this.deadLetters = c(
+      "crypto_store_dead_letters_total",
+      "records refused and kept in the dead letters table, by reason",
+      ["reason"],
+    );
+    this.lag = g("crypto_store_lag", "end offset minus the store group's committed offset", [
+      "topic",
+      "partition",
+    ]);
+    this.writeSeconds = h(
+      "crypto_store_write_seconds",
+      "one batch write until the database acknowledged it (Kafka offsets are committed after)",
+      LATENCY_BUCKETS,
+    );
+    this.databaseUp = g("crypto_store_database_up", "1 while the database answers writes");
+    [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
+      telemetryCounters(c);
+    for (const kind of ["spreads", "gaps"]) this.recordsConsumed.inc({ kind }, 0);
+    for (const table of ["spreads", "gaps", "dead"]) this.rowsWritten.inc({ table }, 0);
+    this.databaseUp.set(1);
+  }
+}

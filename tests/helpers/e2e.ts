@@ -28,6 +28,7 @@ export const PERMISSIONS: Record<string, string[]> = {
   "consumer.ts": ["--allow-net", "--allow-read", "--allow-env"],
   "replay.ts": ["--allow-read", "--allow-env", "--allow-net", "--allow-write"],
   "doctor.ts": ["--allow-net", "--allow-read", "--allow-env"],
+  "store.ts": ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
 };
 
 // --- processes --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { GapLog, LiveFeed, type LiveInit, type LiveUpdate } from "../../lib/telemetry/live.ts";
 import { MemoryBroker } from "../../lib/memory_broker.ts";
-import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
+import { ConsumerMetrics, ProducerMetrics, StoreMetrics } from "../../lib/telemetry/metrics.ts";
 import { Pipeline } from "../../lib/pipeline.ts";
 import { PolygonClient } from "../../lib/polygon/client.ts";
 import { RecordPrinter } from "../../lib/consumer_output.ts";
@@ -306,4 +306,33 @@ Deno.test("a registry without pipeline metrics still gets a page (role other)", 
   const update = await feed.sample();
   assert.equal(update.role, "other");
   assert.deepEqual(update.symbols, []);
+});
+
+Deno.test("a store update shows records read, rows written, dead letters, write latency and lag", async () => {
+  const metrics = new StoreMetrics();
+  metrics.recordsConsumed.inc({ kind: "spreads" }, 10);
+  metrics.recordsConsumed.inc({ kind: "gaps" }, 1);
+  metrics.rowsWritten.inc({ table: "spreads" }, 8);
+  metrics.rowsWritten.inc({ table: "gaps" }, 1);
+  metrics.rowsWritten.inc({ table: "dead" }, 2);
+  metrics.deadLetters.inc({ reason: "not_json" }, 2);
+  metrics.lag.set({ topic: "crypto-topic", partition: "3" }, 5);
+  metrics.writeSeconds.observe(0.004);
+  metrics.databaseUp.set(0);
+  const update = await new LiveFeed({ registry: metrics.registry }).sample();
+  assert.equal(update.role, "store");
+  // One write of 4 ms, in the 2–5 ms bucket: p50 and p99 interpolated inside it.
+  const round = (x: number | null | undefined) =>
+    x === null || x === undefined ? x : Math.round(x * 100) / 100;
+  assert.deepEqual({ ...update.store, writeP99Ms: round(update.store?.writeP99Ms) }, {
+    recordsTotal: 11,
+    recordsPerSec: null,
+    rows: { spreads: 8, gaps: 1, dead: 2 },
+    rowsPerSec: null,
+    deadLetters: { not_json: 2 },
+    lag: { "crypto-topic/3": 5 },
+    writeP50Ms: 3.5,
+    writeP99Ms: 4.97,
+    databaseUp: false,
+  });
 });

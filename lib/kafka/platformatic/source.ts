@@ -19,7 +19,7 @@ import { committedOffsets, offsetsAt, partitionIndexes } from "./admin.ts";
 import { platformaticOptions, reasonOf } from "./options.ts";
 import type { ConsumeOptions, InRecord, RecordSource } from "../../sink.ts";
 
-/** Records read at most per `onBatch` call. */
+/** Records buffered before the stream pauses (about the most per `onBatch` call), by default. */
 const BATCH_MAX = 2_000;
 
 function headerText(value: unknown): string {
@@ -126,7 +126,13 @@ export class PlatformaticSource implements RecordSource {
     });
     this.#stream = stream;
     const commits = new Commits(consumer, this.#options, log);
-    const failure = await pump(stream, { signal, commits, assignment, onBatch });
+    const failure = await pump(stream, {
+      signal,
+      commits,
+      assignment,
+      onBatch,
+      maxBatch: this.#options.maxBatch ?? BATCH_MAX,
+    });
     if (failure !== undefined) throw failure;
   }
 
@@ -254,6 +260,8 @@ interface PumpOptions {
   commits: Commits;
   assignment: Assignment;
   onBatch: (records: InRecord[]) => Promise<void | number> | void | number;
+  /** Pause the stream once this many records are buffered. */
+  maxBatch: number;
 }
 
 /**
@@ -265,7 +273,7 @@ async function pump(
   stream: MessagesStream<string, string, string, string>,
   options: PumpOptions,
 ): Promise<unknown> {
-  const { signal, commits, assignment, onBatch } = options;
+  const { signal, commits, assignment, onBatch, maxBatch } = options;
   const { pending } = commits;
   let failure: unknown;
   let wake: (() => void) | undefined;
@@ -284,7 +292,7 @@ async function pump(
   let buffered: StringMessage[] = [];
   const onData = (m: StringMessage) => {
     buffered.push(m);
-    if (buffered.length >= BATCH_MAX && !stream.isPaused()) stream.pause();
+    if (buffered.length >= maxBatch && !stream.isPaused()) stream.pause();
     poke();
   };
   stream.on("data", onData);

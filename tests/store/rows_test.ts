@@ -1,0 +1,209 @@
+import { deepStrictEqual as deepEqual, equal } from "../helpers/assert.ts";
+import { canonicalDecimal, fitDecimal, SPREAD_DECIMAL } from "../../lib/store/decimal_column.ts";
+import { mapGap, mapSpread, toBatch } from "../../lib/store/rows.ts";
+import { escapeString, escapeTag, lineProtocol } from "../../lib/store/questdb.ts";
+import { createTableSql as pgCreate } from "../../lib/store/postgres.ts";
+import { createTableSql as qdbCreate } from "../../lib/store/questdb.ts";
+import { shapeMismatch, SPREADS_SHAPE, tablesFor } from "../../lib/store/schema.ts";
+import type { InRecord } from "../../lib/sink.ts";
+
+function record(value: string | null, offset = "7"): InRecord {
+  return {
+    topic: "t",
+    partition: 2,
+    offset,
+    key: "k",
+    value,
+    timestamp: 1690409119847,
+    headers: {},
+  };
+}
+
+Deno.test("fitDecimal gives the plain text of a number that fits and never rounds one that does not", () => {
+  deepEqual(fitDecimal("1e-8", SPREAD_DECIMAL), { text: "0.00000001" });
+  deepEqual(fitDecimal("7e-06", SPREAD_DECIMAL), { text: "0.000007" });
+  deepEqual(fitDecimal("-0.50", SPREAD_DECIMAL), { text: "-0.5" });
+  deepEqual(fitDecimal("-0", SPREAD_DECIMAL), { text: "0" });
+  deepEqual(fitDecimal("1.3E+2", SPREAD_DECIMAL), { text: "130" });
+  deepEqual(fitDecimal("338.9", SPREAD_DECIMAL), { text: "338.9" });
+  deepEqual(fitDecimal("0.000000000000000001", SPREAD_DECIMAL), { text: "0.000000000000000001" });
+  deepEqual(fitDecimal("99999999999999999999.999999999999999999", SPREAD_DECIMAL), {
+    text: "99999999999999999999.999999999999999999",
+  });
+  deepEqual(fitDecimal("1e-40", SPREAD_DECIMAL), {
+    error:
+      "1e-40 has 40 digits after the point; DECIMAL(38,18) keeps 18 and the store never rounds",
+  });
+  deepEqual(fitDecimal("0.1234567890123456789", SPREAD_DECIMAL), {
+    error: "0.1234567890123456789 has 19 digits after the point; DECIMAL(38,18) keeps 18 and the " +
+      "store never rounds",
+  });
+  deepEqual(fitDecimal("1e40", SPREAD_DECIMAL), {
+    error: "1e40 has 41 digits before the point; DECIMAL(38,18) holds 20",
+  });
+  deepEqual(fitDecimal("1e999999999999", SPREAD_DECIMAL), {
+    error: "1e999999999999 is outside DECIMAL(38,18)",
+  });
+  deepEqual(fitDecimal("0e999999999999", SPREAD_DECIMAL), { text: "0" });
+  deepEqual(fitDecimal("0x10", SPREAD_DECIMAL), { error: '"0x10" is not a decimal number' });
+});
+
+Deno.test("canonicalDecimal reads a database's zero-padded decimal back as the record's text", () => {
+  equal(canonicalDecimal("0.010000000000000000"), "0.01");
+  equal(canonicalDecimal("-390.490000000000000000"), "-390.49");
+  equal(canonicalDecimal("1e-8"), "0.00000001");
+});
+
+Deno.test("mapSpread keeps a spread's exact source text and the record's Kafka coordinates", () => {
+  deepEqual(
+    mapSpread(
+      record('{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"CHZ-USD","spread":0.0002}'),
+    ),
+    {
+      partition: 2,
+      offset: "7",
+      ts: 1690409119847,
+      symbol: "CHZ-USD",
+      spread: "0.0002",
+    },
+  );
+  // Another field order and spacing goes through the JSON parser, still exact.
+  deepEqual(
+    mapSpread(
+      record('{ "spread": 1e-8, "symbol": "BTC-USD", "timestamp": "2023-07-26T22:05:19.847Z" }'),
+    ),
+    {
+      partition: 2,
+      offset: "7",
+      ts: 1690409119847,
+      symbol: "BTC-USD",
+      spread: "0.00000001",
+    },
+  );
+});
+
+Deno.test("mapSpread refuses each kind of hostile record with its code", () => {
+  const ts = '"timestamp":"2023-07-26T22:05:19.847Z"';
+  const cases: [string | null, string][] = [
+    [null, "tombstone"],
+    ["nope", "not_json"],
+    ["3", "not_object"],
+    ["[]", "not_object"],
+    [`{${ts},"symbol":"BTC-USD"}`, "missing_field"],
+    [`{${ts},"symbol":"BTC-USD","spread":"0.1"}`, "bad_type"],
+    [`{${ts},"symbol":null,"spread":0.1}`, "bad_type"],
+    [`{"timestamp":"2023-02-30T00:00:00.000Z","symbol":"BTC-USD","spread":0.1}`, "bad_timestamp"],
+    [`{"timestamp":"1969-12-31T23:59:59.999Z","symbol":"BTC-USD","spread":0.1}`, "bad_timestamp"],
+    [`{"timestamp":1690409119847,"symbol":"BTC-USD","spread":0.1}`, "bad_type"],
+    [`{${ts},"symbol":"BTC-USD' OR 1=1 --","spread":0.1}`, "bad_symbol"],
+    [`{${ts},"symbol":"${"X".repeat(65)}","spread":0.1}`, "bad_symbol"],
+    [`{${ts},"symbol":"","spread":0.1}`, "bad_symbol"],
+    [`{${ts},"symbol":"BTC-USD","spread":1e40}`, "out_of_range"],
+    [`{${ts},"symbol":"BTC-USD","spread":-1e-40}`, "out_of_range"],
+  ];
+  for (const [value, code] of cases) {
+    const got = mapSpread(record(value));
+    equal("code" in got ? got.code : "row", code, String(value).slice(0, 80));
+  }
+});
+
+Deno.test("mapGap reads a gap record with its seconds exact", () => {
+  deepEqual(
+    mapGap(
+      record(
+        '{"from":"2023-07-26T22:05:19.847Z","to":"2023-07-26T22:05:21.000Z","reason":"reconnect","seconds":1.153}',
+      ),
+    ),
+    {
+      partition: 2,
+      offset: "7",
+      ts: 1690409119847,
+      to: 1690409121000,
+      reason: "reconnect",
+      seconds: "1.153",
+    },
+  );
+  const bad = mapGap(
+    record('{"from":"2023-07-26T22:05:19.847Z","to":"x","reason":"r","seconds":1}'),
+  );
+  equal("code" in bad ? bad.code : "row", "bad_timestamp");
+});
+
+Deno.test("toBatch puts rows and dead letters of one topic's batch apart, the dead letters verbatim", () => {
+  const batch = toBatch([
+    record('{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"A-B","spread":1}', "1"),
+    record("garbage\n", "2"),
+  ], "spreads");
+  equal(batch.spreads.length, 1);
+  deepEqual(batch.dead.map((d) => [d.offset, d.code, d.value, d.ts, d.topic]), [
+    ["2", "not_json", "garbage\n", 1690409119847, "t"],
+  ]);
+});
+
+Deno.test("line protocol escapes tags and strings so no value can start another field or line", () => {
+  equal(escapeTag("a,b c=d\\e\nf"), "a\\,b\\ c\\=d\\\\e\\nf");
+  equal(escapeString('say "hi"\\\nbye'), 'say \\"hi\\"\\\\\\\nbye');
+  const text = lineProtocol({
+    spreads: [{ partition: 1, offset: "5", ts: 1690409119847, symbol: "BTC-USD", spread: "-0.5" }],
+    gaps: [{ partition: 0, offset: "0", ts: 1000, to: 3500, reason: "reconnect", seconds: "2.5" }],
+    dead: [{
+      topic: "t",
+      partition: 0,
+      offset: "9",
+      ts: 0,
+      code: "not_json",
+      reason: 'the value is not JSON: "x"',
+      value: 'x"\n',
+    }],
+  }, tablesFor("spreads"));
+  equal(
+    text,
+    "spreads,symbol=BTC-USD spread=-0.5d,kafka_partition=1i,kafka_offset=5i 1690409119847000\n" +
+      "spreads_gaps,reason=reconnect to_ts=3500000t,seconds=2.5d,kafka_partition=0i,kafka_offset=0i 1000000\n" +
+      'spreads_dead_letters,topic=t,code=not_json kafka_partition=0i,kafka_offset=9i,reason="the value is ' +
+      'not JSON: \\"x\\"",value="x\\"\\\n" 0\n',
+  );
+});
+
+Deno.test("the tables are created with the exchange time designated, by day, keyed by Kafka coordinates", () => {
+  equal(
+    qdbCreate("spreads", SPREADS_SHAPE),
+    "CREATE TABLE IF NOT EXISTS spreads (ts TIMESTAMP, symbol SYMBOL, spread DECIMAL(38,18), " +
+      "kafka_partition INT, kafka_offset LONG) TIMESTAMP(ts) PARTITION BY DAY WAL " +
+      "DEDUP UPSERT KEYS(ts, kafka_partition, kafka_offset)",
+  );
+  equal(
+    pgCreate("spreads", SPREADS_SHAPE),
+    "CREATE TABLE IF NOT EXISTS spreads (ts timestamp with time zone NOT NULL, symbol text NOT NULL, " +
+      "spread numeric(38,18) NOT NULL, kafka_partition integer NOT NULL, kafka_offset bigint NOT NULL, " +
+      "PRIMARY KEY (ts, kafka_partition, kafka_offset))",
+  );
+});
+
+Deno.test("shapeMismatch names the first column that is missing, of another type or keyed otherwise", () => {
+  const good = SPREADS_SHAPE.columns.map((c) => ({ name: c.name, type: c.questdb, key: c.key }));
+  equal(shapeMismatch("s", SPREADS_SHAPE, good, "questdb"), undefined);
+  equal(
+    shapeMismatch("s", SPREADS_SHAPE, good.filter((c) => c.name !== "symbol"), "questdb"),
+    'table "s" has no column "symbol" (SYMBOL)',
+  );
+  equal(
+    shapeMismatch(
+      "s",
+      SPREADS_SHAPE,
+      good.map((c) => c.name === "spread" ? { ...c, type: "DOUBLE" } : c),
+      "questdb",
+    ),
+    'column "spread" of table "s" is DOUBLE, expected DECIMAL(38,18)',
+  );
+  equal(
+    shapeMismatch(
+      "s",
+      SPREADS_SHAPE,
+      good.map((c) => c.name === "kafka_offset" ? { ...c, key: false } : c),
+      "questdb",
+    ),
+    'column "kafka_offset" of table "s" is not part of the key, expected it in the key ' +
+      "(ts, kafka_partition, kafka_offset)",
+  );
+});
