@@ -268,8 +268,12 @@ async function pump(
   const { signal, commits, assignment, onBatch } = options;
   const { pending } = commits;
   let failure: unknown;
+  // A poke with nobody waiting (the loop is awaiting a commit or `onBatch`) is remembered, so
+  // the loop does not then wait for a record that has already arrived.
+  let poked = false;
   let wake: (() => void) | undefined;
   const poke = () => {
+    poked = true;
     const w = wake;
     wake = undefined;
     w?.();
@@ -296,12 +300,13 @@ async function pump(
   }, pending.intervalMs);
   try {
     while (!signal.aborted && failure === undefined && !stream.destroyed) {
+      poked = false;
       const batch = buffered;
       buffered = [];
       if (stream.isPaused()) stream.resume();
       if (batch.length === 0) {
         if (pending.due()) await commits.commit();
-        await new Promise<void>((resolve) => wake = resolve);
+        if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
       }
       if (assignment.revoked) {
