@@ -32,6 +32,7 @@ import type { Gap } from "./lib/gap.ts";
 import type { HealthSource } from "./lib/telemetry/health.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { DeadLetterFile } from "./lib/dead_letter.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { GapLog } from "./lib/telemetry/live.ts";
 import { producerSummary, type ReconnectRecord, writeSummary } from "./lib/summary.ts";
@@ -63,7 +64,13 @@ async function main(): Promise<number> {
   const spreads = new SpreadMetrics(metrics);
   const topics = topicsFor(polygon.pairs, SPREAD_CHANNEL);
 
-  const { sink, kafka } = await connectSink(kafkaConfig, { log, ensureGapsTopic: true });
+  // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
+  const deadLetters = new DeadLetterFile(s.deadLetterFile);
+  const { sink, kafka } = await connectSink(kafkaConfig, {
+    log,
+    ensureGapsTopic: true,
+    deadLetter: (letter) => deadLetters.write(letter),
+  });
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
@@ -186,6 +193,7 @@ async function main(): Promise<number> {
     await recorder?.close();
     await sink.close().catch(() => {});
     await kafka.close().catch(() => {});
+    await deadLetters.close().catch(() => {});
     await telemetry.stop();
   }
   const c = sumCounts(pipelines.map((p) => p.counts));
@@ -195,6 +203,9 @@ async function main(): Promise<number> {
       `${skipped} skipped (${formatCounts(c.skipped)}), ${c.framesDropped} frames dropped, ` +
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
+      (deadLetters.written > 0
+        ? `, ${deadLetters.written} records refused by the broker and kept in "${deadLetters.path}"`
+        : "") +
       (recorder ? `, ${recorder.frames} frames recorded` : "") +
       (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),
   );

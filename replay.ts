@@ -4,7 +4,8 @@
  * --summary FILE as JSON to a file.
  *
  * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
- * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary).
+ * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary, and for the
+ * dead-letter file when the broker refuses a record for good).
  */
 import {
   createSpreadTransform,
@@ -25,6 +26,7 @@ import { MemoryBroker } from "./lib/memory_broker.ts";
 import { Pipeline } from "./lib/pipeline.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { DeadLetterFile } from "./lib/dead_letter.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
 import { replaySummary, type ReplaySummaryParts, writeSummary } from "./lib/summary.ts";
 
@@ -131,11 +133,16 @@ async function main(): Promise<number> {
   let lingerMs = settings.lingerMs;
   let shutdownMs: number = DEFAULTS.shutdownTimeoutMs;
   const memory = to === "memory" ? new MemoryBroker() : undefined;
+  // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
+  const deadLetters = new DeadLetterFile(settings.deadLetterFile);
   if (memory) {
     sink = memory.sink();
   } else {
     const config = buildKafkaConfig(settings);
-    ({ sink, kafka } = await connectSink(config, { log: (line) => console.error(line) }));
+    ({ sink, kafka } = await connectSink(config, {
+      log: (line) => console.error(line),
+      deadLetter: (letter) => deadLetters.write(letter),
+    }));
     topic = config.topic;
     batchMax = config.batchMax;
     lingerMs = config.lingerMs;
@@ -161,6 +168,7 @@ async function main(): Promise<number> {
   } finally {
     await sink.close();
     await kafka?.close();
+    await deadLetters.close();
   }
   const c = pipeline.counts;
   summary(frames, c.events, c.acked, skipped, performance.now() - started);
@@ -168,7 +176,10 @@ async function main(): Promise<number> {
     const stats = (sink as KafkaSink).stats;
     console.error(
       `kafka sink: ${stats.retries} produce retries, ${stats.producerResets} producer resets ` +
-        `(${kafka.library})`,
+        `(${kafka.library})` +
+        (deadLetters.written > 0
+          ? `; ${deadLetters.written} records refused by the broker, kept in "${deadLetters.path}"`
+          : ""),
     );
   }
   if (memory) {

@@ -7,6 +7,7 @@ import type { KafkaConfig } from "../config/kafka.ts";
 import { type KafkaClient, type KafkaSink } from "./types.ts";
 import { KafkaUnreachableError } from "./errors.ts";
 import { openKafka } from "./open.ts";
+import type { DeadLetterSink } from "./refusals.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
@@ -15,6 +16,8 @@ export interface ConnectSinkOptions {
   ensureGapsTopic?: boolean;
   /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
   signal?: AbortSignal;
+  /** Keeps the records the broker refuses for good (a dead-letter file); default a log line. */
+  deadLetter?: DeadLetterSink;
 }
 
 /** A sink ready to send, the topic's partition count, and the client behind them. */
@@ -60,6 +63,10 @@ export async function connectSink(
       cause: error,
     });
   }
-  const sink = kafka.sink({ compression: config.compression, onReset: log });
+  const sink = kafka.sink({
+    compression: config.compression,
+    onReset: log,
+    deadLetter: options.deadLetter,
+  });
   return { sink, partitions, kafka };
 }

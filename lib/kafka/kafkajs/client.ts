@@ -34,6 +34,7 @@ import type {
 } from "../types.ts";
 import { explainFailure, throttledLog } from "../diagnosis.ts";
 import { ensureTopic, partitionLag } from "./admin.ts";
+import { topicLimits } from "./limits.ts";
 import { KafkaJsSink } from "./sink.ts";
 import { KafkaJsSource } from "./source.ts";
 import { securitySettings } from "../security.ts";
@@ -256,7 +257,12 @@ export class KafkaJsClient implements KafkaClient {
   }
 
   sink(options: KafkaSinkOptions = {}): KafkaSink {
-    return new KafkaJsSink(this.#kafka, options, this.#options.log);
+    return new KafkaJsSink(
+      this.#kafka,
+      options,
+      this.#options.log,
+      async (topic) => topicLimits(await this.#connectedAdmin(), topic),
+    );
   }
 
   source(options: KafkaSourceOptions): RecordSource {

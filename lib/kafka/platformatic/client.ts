@@ -24,6 +24,7 @@ import { errorChain, explainFailure, probeTls } from "../diagnosis.ts";
 import { ensureTopic, partitionLag } from "./admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./options.ts";
 import { PlatformaticSink } from "./sink.ts";
+import { topicLimits } from "./limits.ts";
 import { PlatformaticSource } from "./source.ts";
 import { newestTimestamp, PlatformaticElection } from "./election.ts";
 import { connectLoop } from "../startup.ts";
@@ -70,10 +71,7 @@ export class PlatformaticClient implements KafkaClient {
     this.#config = config;
     this.#options = options;
     // Admin calls are bounded: a caller (start-up, the lag timer) decides what a failure means.
-    const admin = () =>
-      this.#admin ??= new Admin(
-        platformaticOptions(config, { clientId: options.clientId, retries: 5 }),
-      );
+    const admin = () => this.#adminClient();
     this.admin = {
       listTopics: () => admin().listTopics(),
       ensureTopic: (name, o) => ensureTopic(admin(), name, o),
@@ -88,6 +86,13 @@ export class PlatformaticClient implements KafkaClient {
       },
       newestTimestamp: (topic) => newestTimestamp(admin(), topic),
     };
+  }
+
+  /** The admin client, made on first use; calls are bounded (5 retries). */
+  #adminClient(): Admin {
+    return this.#admin ??= new Admin(
+      platformaticOptions(this.#config, { clientId: this.#options.clientId, retries: 5 }),
+    );
   }
 
   connect(options: ConnectOptions = {}): Promise<void> {
@@ -128,7 +133,12 @@ export class PlatformaticClient implements KafkaClient {
   }
 
   sink(options: KafkaSinkOptions = {}): KafkaSink {
-    return new PlatformaticSink(this.#config, this.#options, options);
+    return new PlatformaticSink(
+      this.#config,
+      this.#options,
+      options,
+      (topic) => topicLimits(this.#adminClient(), topic),
+    );
   }
 
   source(options: KafkaSourceOptions): RecordSource {
