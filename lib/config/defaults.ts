@@ -10,6 +10,11 @@ export const EXIT = {
   KAFKA_UNREACHABLE: 5,
   /** The Polygon plan does not include what we asked for (a refused subscription, no WebSocket). */
   NOT_IN_PLAN: 6,
+  /**
+   * The consumer's output closed (a broken pipe: the reader of `consume | ...` exited); only
+   * what the reader took was committed (issue 24, finding 2).
+   */
+  BROKEN_PIPE: 7,
 } as const;
 
 /** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */

@@ -71,8 +71,11 @@ export class PlatformaticSource implements RecordSource {
   /**
    * `--from TIME`: for each partition where the group has committed nothing, commit the offset
    * of the first record at or after the time, before joining; committed offsets then decide.
+   * `--from earliest` likewise commits each such partition's earliest offset, so the group has
+   * a position from the start: a run that stops early (`consume | head`) and commits nothing
+   * leaves the next run, with or without `--from`, where it began, not at "latest".
    */
-  async #seedOffsets(from: Date): Promise<void> {
+  async #seedOffsets(from: Date | "earliest"): Promise<void> {
     const { groupId, topic } = this.#options;
     const admin = new Admin(
       platformaticOptions(this.#config, { clientId: this.#adapter.clientId, retries: 5 }),
@@ -82,7 +85,12 @@ export class PlatformaticSource implements RecordSource {
       const committed = await committedOffsets(admin, groupId, topic, partitions);
       const fresh = partitions.filter((p) => (committed.get(p) ?? -1n) < 0n);
       if (fresh.length === 0) return;
-      const at = await offsetsAt(admin, topic, fresh, BigInt(from.getTime()));
+      const at = await offsetsAt(
+        admin,
+        topic,
+        fresh,
+        from === "earliest" ? -2n : BigInt(from.getTime()),
+      );
       // Past the last record's time the broker answers -1: start at the end then.
       const ends = await offsetsAt(admin, topic, fresh, -1n);
       await admin.alterConsumerGroupOffsets({
@@ -107,7 +115,7 @@ export class PlatformaticSource implements RecordSource {
     const { signal } = options;
     if (signal.aborted) return;
     const from = this.#options.from ?? "latest";
-    if (from instanceof Date) await this.#seedOffsets(from);
+    if (from instanceof Date || from === "earliest") await this.#seedOffsets(from);
     const sessionTimeout = this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
     const consumer = this.#createConsumer(sessionTimeout);
     this.#consumer = consumer;
@@ -229,6 +237,12 @@ class Commits {
     this.#epochs.set(message.partition, message.leaderEpoch);
   }
 
+  /** Notes that `message` is the next record of its partition to read (not handled). */
+  position(message: StringMessage): void {
+    this.pending.handled(message.partition, message.offset - 1n);
+    this.#epochs.set(message.partition, message.leaderEpoch);
+  }
+
   /** Commits what is pending; a failure is logged, not thrown. */
   async commit(): Promise<void> {
     const offsets = this.pending.take().map(([partition, offset]) => ({
@@ -321,6 +335,16 @@ async function pump(
         ? Math.max(0, Math.min(handled, records.length))
         : records.length;
       for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+      // A partial batch: each partition left off at its first record not handled. Committing
+      // that position too keeps a group with no commit yet from starting at "latest" next
+      // time (`consume | head` would otherwise skip the backlog).
+      const pinned = new Set<number>();
+      for (let i = n; i < mine.length; i++) {
+        const m = mine[i]!;
+        if (pinned.has(m.partition)) continue;
+        pinned.add(m.partition);
+        commits.position(m);
+      }
       // A partial batch: the caller stopped; commit just what it handled, now.
       if (n < records.length || signal.aborted || pending.due()) await commits.commit();
       if (n < records.length) break;
