@@ -27,7 +27,7 @@ import { FlushTimeoutError, Pipeline, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
 import { topicsFor } from "./lib/polygon/protocol.ts";
 import type { RecordSink } from "./lib/sink.ts";
-import { Standby, type TermEnd } from "./lib/standby.ts";
+import { PerTermSink, Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";
 import type { HealthSource } from "./lib/telemetry/health.ts";
 import { RecordingWriter } from "./lib/recording.ts";
@@ -66,11 +66,15 @@ async function main(): Promise<number> {
 
   // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
   const deadLetters = new DeadLetterFile(s.deadLetterFile);
-  const { sink, kafka } = await connectSink(kafkaConfig, {
+  const connected = await connectSink(kafkaConfig, {
     log,
     ensureGapsTopic: true,
     deadLetter: (letter) => deadLetters.write(letter),
   });
+  const kafka = connected.kafka;
+  // With a standby group each term has a producer of its own, closed the moment the term ends,
+  // so a send in flight cannot write after another producer took over (issue 24, finding 4).
+  const sink = standbyConfig ? new PerTermSink(connected.newSink) : connected.sink;
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
@@ -192,6 +196,7 @@ async function main(): Promise<number> {
     await standby?.close().catch(() => {});
     await recorder?.close();
     await sink.close().catch(() => {});
+    if (sink !== connected.sink) await connected.sink.close().catch(() => {});
     await kafka.close().catch(() => {});
     await deadLetters.close().catch(() => {});
     await telemetry.stop();

@@ -23,6 +23,8 @@ export interface ConnectSinkOptions {
 /** A sink ready to send, the topic's partition count, and the client behind them. */
 export interface ConnectedSink {
   sink: KafkaSink;
+  /** Makes another sink like `sink` (a producer of its own), e.g. one per standby term. */
+  newSink: () => KafkaSink;
   partitions: number;
   /** Close it after the sink. */
   kafka: KafkaClient;
@@ -63,10 +65,11 @@ export async function connectSink(
       cause: error,
     });
   }
-  const sink = kafka.sink({
-    compression: config.compression,
-    onReset: log,
-    deadLetter: options.deadLetter,
-  });
-  return { sink, partitions, kafka };
+  const newSink = () =>
+    kafka.sink({
+      compression: config.compression,
+      onReset: log,
+      deadLetter: options.deadLetter,
+    });
+  return { sink: newSink(), newSink, partitions, kafka };
 }
