@@ -127,6 +127,8 @@ async function main(): Promise<number> {
       queuePolicy: polygon.queuePolicy,
       metrics,
       log,
+      // Frames dropped from a full queue: their hole is a gap record, and shown live.
+      onGap: (gap) => gaps.add(gap),
     });
     pipelines.push(pipeline);
     // A send the sink gives up on ends the term (the sink itself retries what can be retried).
