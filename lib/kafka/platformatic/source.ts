@@ -115,7 +115,18 @@ export class PlatformaticSource implements RecordSource {
     const { signal } = options;
     if (signal.aborted) return;
     const from = this.#options.from ?? "latest";
-    if (from instanceof Date || from === "earliest") await this.#seedOffsets(from);
+    if (from instanceof Date) await this.#seedOffsets(from);
+    else if (from === "earliest") {
+      // Only a help for the next run: a group with members already refuses it (their commits
+      // decide), and reading goes on from the earliest offsets either way.
+      await this.#seedOffsets(from).catch((error) =>
+        this.#adapter.log(
+          `kafka consumer: did not commit the earliest offsets of "${this.#options.topic}" ` +
+            `for group "${this.#options.groupId}" before joining (${reasonOf(error)}); ` +
+            `reading from the earliest offsets anyway`,
+        )
+      );
+    }
     const sessionTimeout = this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
     const consumer = this.#createConsumer(sessionTimeout);
     this.#consumer = consumer;
