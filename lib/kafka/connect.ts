@@ -58,6 +58,8 @@ export async function connectSink(
       results.push(r);
     }
     partitions = results[0]!.partitions;
+    // Read now, so that no first send waits for them (a sink reads them once otherwise).
+    for (const topic of topics) await kafka.admin.topicLimits(topic).catch(() => {});
   } catch (error) {
     await kafka.close();
     const reason = error instanceof Error ? error.message : String(error);

@@ -5,7 +5,7 @@
 import type { KafkaClientName } from "../config/defaults.ts";
 import type { KafkaConfig } from "../config/kafka.ts";
 import type { RecordSink, RecordSource, StartFrom } from "../sink.ts";
-import type { DeadLetterSink, RefusalReason } from "./refusals.ts";
+import type { DeadLetterSink, RefusalReason, TopicLimits } from "./refusals.ts";
 
 export type { KafkaClientName } from "../config/defaults.ts";
 export type { StartFrom } from "../sink.ts";
@@ -55,6 +55,11 @@ export interface KafkaAdmin {
    * holds no record. The failover gap starts there (docs/failover.md).
    */
   newestTimestamp(topic: string): Promise<number | undefined>;
+  /**
+   * The topic settings that decide which records the broker refuses (size, timestamp window),
+   * read once per topic and client: the sinks check records against them before sending.
+   */
+  topicLimits(topic: string): Promise<TopicLimits>;
 }
 
 /** Counters a {@linkcode KafkaSink} keeps about its own retries. */

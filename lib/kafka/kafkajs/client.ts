@@ -35,6 +35,7 @@ import type {
 import { explainFailure, throttledLog } from "../diagnosis.ts";
 import { ensureTopic, partitionLag } from "./admin.ts";
 import { topicLimits } from "./limits.ts";
+import type { TopicLimits } from "../refusals.ts";
 import { KafkaJsSink } from "./sink.ts";
 import { KafkaJsSource } from "./source.ts";
 import { securitySettings } from "../security.ts";
@@ -195,6 +196,9 @@ export class KafkaJsClient implements KafkaClient {
   #adminConnecting: Promise<Admin> | undefined;
   readonly admin: KafkaAdmin;
 
+  /** Each topic's limits, read once for all this client's sinks. */
+  #limits = new Map<string, Promise<TopicLimits>>();
+
   constructor(config: KafkaConfig, options: AdapterOptions) {
     this.#config = config;
     this.#options = options;
@@ -213,6 +217,16 @@ export class KafkaJsClient implements KafkaClient {
         };
       },
       newestTimestamp: () => Promise.reject(notWithKafkaJs("reading the newest record time")),
+      topicLimits: (topic) => {
+        let limits = this.#limits.get(topic);
+        if (limits === undefined) {
+          limits = admin().then((a) => topicLimits(a, topic));
+          this.#limits.set(topic, limits);
+          // A failure is not kept: the next sink asks again.
+          limits.catch(() => this.#limits.delete(topic));
+        }
+        return limits;
+      },
     };
   }
 
@@ -261,7 +275,7 @@ export class KafkaJsClient implements KafkaClient {
       this.#kafka,
       options,
       this.#options.log,
-      async (topic) => topicLimits(await this.#connectedAdmin(), topic),
+      (topic) => this.admin.topicLimits(topic),
     );
   }
 

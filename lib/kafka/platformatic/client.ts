@@ -25,6 +25,7 @@ import { ensureTopic, partitionLag } from "./admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./options.ts";
 import { PlatformaticSink } from "./sink.ts";
 import { topicLimits } from "./limits.ts";
+import type { TopicLimits } from "../refusals.ts";
 import { PlatformaticSource } from "./source.ts";
 import { newestTimestamp, PlatformaticElection } from "./election.ts";
 import { connectLoop } from "../startup.ts";
@@ -66,6 +67,8 @@ export class PlatformaticClient implements KafkaClient {
   #options: AdapterOptions;
   #admin: Admin | undefined;
   readonly admin: KafkaAdmin;
+  /** Each topic's limits, read once for all this client's sinks (a term's own, too). */
+  #limits = new Map<string, Promise<TopicLimits>>();
 
   constructor(config: KafkaConfig, options: AdapterOptions) {
     this.#config = config;
@@ -85,6 +88,16 @@ export class PlatformaticClient implements KafkaClient {
         };
       },
       newestTimestamp: (topic) => newestTimestamp(admin(), topic),
+      topicLimits: (topic) => {
+        let limits = this.#limits.get(topic);
+        if (limits === undefined) {
+          limits = topicLimits(admin(), topic);
+          this.#limits.set(topic, limits);
+          // A failure is not kept: the next sink asks again.
+          limits.catch(() => this.#limits.delete(topic));
+        }
+        return limits;
+      },
     };
   }
 
@@ -137,7 +150,7 @@ export class PlatformaticClient implements KafkaClient {
       this.#config,
       this.#options,
       options,
-      (topic) => topicLimits(this.#adminClient(), topic),
+      (topic) => this.admin.topicLimits(topic),
     );
   }
 
