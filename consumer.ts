@@ -2,7 +2,8 @@
  * `deno task consume`: spread records from Kafka to stdout, as JSON lines (default) or a live
  * per-symbol table. Offsets are committed after the output is written (at least once); a
  * restart resumes from the committed offsets. Malformed records are counted, reported on stderr
- * with topic/partition/offset, and skipped. SIGINT/SIGTERM: commit, leave the group, exit 0.
+ * with topic/partition/offset, and skipped. SIGINT/SIGTERM: commit, leave the group, exit 0. A
+ * closed output (`consume | head`): commit only what the reader surely took, exit 8.
  *
  * Permissions: --allow-net (Kafka, telemetry), --allow-read (certificates, .env),
  * --allow-env (settings).
@@ -91,6 +92,8 @@ function makePrinter(
   return new RecordPrinter({
     line: (text) => out.line(text),
     flush: () => out.flush(),
+    // A reader that went away took only the lines it surely read: commit no more than those.
+    delivered: () => out.broken ? out.delivered() : undefined,
     report: (line) => {
       metrics.malformed.inc();
       console.error(line);
@@ -161,6 +164,13 @@ async function main(): Promise<number> {
   let code: number = EXIT.OK;
   try {
     await source.consume(onBatch, { signal: stop.signal });
+    if (out.broken) {
+      log(
+        `consumer: the output closed (a broken pipe); committed only the records the reader ` +
+          `took, so the next run in group "${groupId}" prints the rest`,
+      );
+      code = EXIT.BROKEN_PIPE;
+    }
   } catch (error) {
     log(`consumer failed: ${error instanceof Error ? error.message : String(error)}`);
     code = EXIT.FAILURE;

@@ -28,11 +28,12 @@ import { PolygonClient } from "./lib/polygon/client.ts";
 import { channelEntry, channelPlans, filtersFor, parseChannels } from "./lib/channels.ts";
 import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import type { RecordSink } from "./lib/sink.ts";
-import { Standby, type TermEnd } from "./lib/standby.ts";
+import { PerTermSink, Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";
 import type { HealthSource } from "./lib/telemetry/health.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { DeadLetterFile } from "./lib/dead_letter.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { GapLog } from "./lib/telemetry/live.ts";
 import {
@@ -73,13 +74,20 @@ async function main(): Promise<number> {
   const channels = parseChannels(s.channels);
   const topics = filtersFor(channels, polygon.pairs);
 
-  const { sink, kafka } = await connectSink(kafkaConfig, {
+  // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
+  const deadLetters = new DeadLetterFile(s.deadLetterFile);
+  const connected = await connectSink(kafkaConfig, {
     log,
     ensureGapsTopic: true,
+    deadLetter: (letter) => deadLetters.write(letter),
     channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
       channelEntry(c).topicsOf(kafkaConfig)
     ),
   });
+  const kafka = connected.kafka;
+  // With a standby group each term has a producer of its own, closed the moment the term ends,
+  // so a send in flight cannot write after another producer took over (issue 24, finding 4).
+  const sink = standbyConfig ? new PerTermSink(connected.newSink) : connected.sink;
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
@@ -140,6 +148,8 @@ async function main(): Promise<number> {
       queuePolicy: polygon.queuePolicy,
       metrics,
       log,
+      // Frames dropped from a full queue: their hole is a gap record, and shown live.
+      onGap: (gap) => gaps.add(gap),
     });
     pipelines.push(pipeline);
     // A send the sink gives up on ends the term (the sink itself retries what can be retried).
@@ -210,7 +220,9 @@ async function main(): Promise<number> {
     await standby?.close().catch(() => {});
     await recorder?.close();
     await sink.close().catch(() => {});
+    if (sink !== connected.sink) await connected.sink.close().catch(() => {});
     await kafka.close().catch(() => {});
+    await deadLetters.close().catch(() => {});
     await telemetry.stop();
   }
   const c = sumCounts(pipelines.map((p) => p.counts));
@@ -220,6 +232,9 @@ async function main(): Promise<number> {
       `${skipped} skipped (${formatCounts(c.skipped)}), ${c.framesDropped} frames dropped, ` +
       `${c.gapsAcked} gaps, ${c.sendErrors} send errors, ${sink.stats.retries} produce ` +
       `retries, ${sink.stats.producerResets} producer resets` +
+      (deadLetters.written > 0
+        ? `, ${deadLetters.written} records refused by the broker and kept in "${deadLetters.path}"`
+        : "") +
       (recorder ? `, ${recorder.frames} frames recorded` : "") +
       (recorder?.dropped ? ` (${recorder.dropped} not recorded: the disk was too slow)` : "") +
       (standby ? `, ${standby.takeovers} takeovers, ${standby.fencedRecords} records fenced` : ""),

@@ -4,7 +4,8 @@
  * --summary FILE as JSON to a file.
  *
  * Permissions: --allow-read (the recording, certificates), --allow-env (settings),
- * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary).
+ * --allow-net (Kafka, only with --to kafka), --allow-write (only with --summary, and for the
+ * dead-letter file when the broker refuses a record for good).
  */
 import { buildKafkaConfig } from "./lib/config/kafka.ts";
 import { ConfigError } from "./lib/config/errors.ts";
@@ -22,6 +23,7 @@ import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import { createFrameRouter } from "./lib/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
 import { timestampPolicyOf } from "./lib/kafka/topic_check.ts";
+import { DeadLetterFile } from "./lib/dead_letter.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
 import {
   type ChannelSummaryParts,
@@ -163,6 +165,8 @@ async function main(): Promise<number> {
   let lingerMs = settings.lingerMs;
   let shutdownMs: number = DEFAULTS.shutdownTimeoutMs;
   const memory = to === "memory" ? new MemoryBroker() : undefined;
+  // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
+  const deadLetters = new DeadLetterFile(settings.deadLetterFile);
   if (memory) {
     sink = memory.sink();
   } else {
@@ -177,6 +181,7 @@ async function main(): Promise<number> {
         channelEntry(c).topicsOf(config)
       ),
       oldestRecordMs,
+      deadLetter: (letter) => deadLetters.write(letter),
     }));
     topic = config.topic;
     batchMax = config.batchMax;
@@ -203,6 +208,7 @@ async function main(): Promise<number> {
   } finally {
     await sink.close();
     await kafka?.close();
+    await deadLetters.close();
   }
   const c = pipeline.counts;
   const skipped = c.skipped;
@@ -215,7 +221,10 @@ async function main(): Promise<number> {
     const stats = (sink as KafkaSink).stats;
     console.error(
       `kafka sink: ${stats.retries} produce retries, ${stats.producerResets} producer resets ` +
-        `(${kafka.library})`,
+        `(${kafka.library})` +
+        (deadLetters.written > 0
+          ? `; ${deadLetters.written} records refused by the broker, kept in "${deadLetters.path}"`
+          : ""),
     );
   }
   if (memory) {

@@ -34,24 +34,65 @@ export async function runMain(main: () => Promise<number>): Promise<never> {
   Deno.exit(code);
 }
 
-/** A buffered writer of text lines to a stream, for high-volume stdout output. */
+/**
+ * Bytes a pipe can hold that its reader has not read: Linux's largest pipe (`pipe-max-size`,
+ * 1 MiB; 64 KiB by default). Output written this far back is surely out of the pipe.
+ */
+export const PIPE_CAPACITY = 1_048_576;
+
+/**
+ * A buffered writer of text lines to a stream, for high-volume stdout output. It counts the
+ * lines it wrote, so that a caller whose reader went away (a closed pipe) can tell which lines
+ * the reader surely took: {@linkcode LineWriter.delivered}.
+ */
 export class LineWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #encoder = new TextEncoder();
   #parts: string[] = [];
   #chars = 0;
   #closed = false;
+  #lines = 0;
+  #bytesWritten = 0;
+  /** Chunks written: the line count after each and the byte count after each, oldest first. */
+  #chunks: { lines: number; bytes: number }[] = [];
+  #capacity: number;
   /** Set when the reader went away (a closed pipe, e.g. `| head`). */
   broken = false;
 
-  constructor(stream: WritableStream<Uint8Array> = Deno.stdout.writable) {
+  /** `capacity`: bytes the stream may hold unread; default {@linkcode PIPE_CAPACITY}. */
+  constructor(
+    stream: WritableStream<Uint8Array> = Deno.stdout.writable,
+    capacity: number = PIPE_CAPACITY,
+  ) {
     this.#writer = stream.getWriter();
+    this.#capacity = capacity;
+  }
+
+  /** Lines accepted so far (written or buffered); the next line's number. */
+  get lines(): number {
+    return this.#lines;
+  }
+
+  /**
+   * How many lines, from the first, the reader surely took: those in writes that completed and
+   * were followed by at least the stream's capacity of further written bytes. Once the stream
+   * broke, no line after these can be known to have reached the reader.
+   */
+  delivered(): number {
+    const safe = this.#bytesWritten - this.#capacity;
+    let lines = 0;
+    for (const c of this.#chunks) {
+      if (c.bytes > safe) break;
+      lines = c.lines;
+    }
+    return lines;
   }
 
   /** Queues one line; writes when 64 KiB are buffered. */
   async line(text: string): Promise<void> {
     if (this.broken) return;
     this.#parts.push(text);
+    this.#lines++;
     this.#chars += text.length + 1;
     if (this.#chars >= 65536) await this.flush();
   }
@@ -71,6 +112,11 @@ export class LineWriter {
       }
       throw error;
     }
+    this.#bytesWritten += data.length;
+    this.#chunks.push({ lines: this.#lines, bytes: this.#bytesWritten });
+    // Keep one chunk at or before the safe mark, and the ones after it.
+    const safe = this.#bytesWritten - this.#capacity;
+    while (this.#chunks.length > 1 && this.#chunks[1]!.bytes <= safe) this.#chunks.shift();
   }
 
   /** Flushes and releases the stream. */

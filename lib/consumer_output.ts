@@ -246,6 +246,12 @@ export interface RecordPrinterOptions {
   line: (text: string) => Promise<void> | void;
   /** Writes out buffered lines; called before a batch counts as handled. Default none. */
   flush?: () => Promise<void> | void;
+  /**
+   * Once the output broke (a closed pipe), how many of the lines printed since the start the
+   * reader surely took; undefined while the output is fine. A batch then counts as handled only
+   * up to the first record whose line is not among them. Default: never broken.
+   */
+  delivered?: () => number | undefined;
   /** Reports a malformed record (one line, for stderr). */
   report: (line: string) => void;
   /** Stop after this many valid records; default no limit. */
@@ -270,6 +276,8 @@ export class RecordPrinter {
   consumed = 0;
   /** Malformed records reported and skipped. */
   malformed = 0;
+  /** Lines printed so far (JSON mode). */
+  #lines = 0;
   #options: RecordPrinterOptions;
 
   constructor(options: RecordPrinterOptions) {
@@ -288,6 +296,8 @@ export class RecordPrinter {
     const now = (this.#options.now ?? Date.now)();
     const values: SpreadValue[] | undefined = onValues ? [] : undefined;
     let handled = 0;
+    // The line number of each record printed in this batch, by its index in the batch.
+    const printed: [index: number, line: number][] = [];
     for (const r of records) {
       if (this.full) break;
       handled++;
@@ -301,10 +311,23 @@ export class RecordPrinter {
       onRecord?.(r, now);
       if (!("kind" in value)) values?.push(value);
       if (table) table.add(value, now);
-      else await line(r.value!);
+      else {
+        printed.push([handled - 1, this.#lines++]);
+        await line(r.value!);
+      }
     }
     await flush?.();
     if (values && values.length > 0) onValues?.(values, now);
+    const delivered = this.#options.delivered?.();
+    if (delivered !== undefined) {
+      // The output broke: what the reader may not have taken is not handled (not committed).
+      const lost = printed.find(([, n]) => n >= delivered);
+      if (lost !== undefined) {
+        const kept = lost[0];
+        this.consumed -= printed.filter(([i]) => i >= kept).length;
+        handled = kept;
+      }
+    }
     return handled;
   }
 }

@@ -54,7 +54,15 @@ export interface PipelineOptions<R extends OutRecord> {
   now?: () => number;
   /** Log lines (to stderr by default). */
   log?: (line: string) => void;
+  /**
+   * Called with each gap the pipeline makes itself (frames dropped from a full queue), besides
+   * its record on the gaps topic; default none.
+   */
+  onGap?: (gap: Gap) => void;
 }
+
+/** The reason of the gap that frames dropped from a full queue leave (issue 24, finding 11). */
+export const QUEUE_FULL_GAP = "queue_full";
 
 /** Counts that balance: events = records + skips; frames = transformed + dropped + queued. */
 export interface PipelineCounts {
@@ -160,6 +168,9 @@ export class Pipeline<R extends OutRecord = OutRecord> {
   /** close() gave up waiting: the worker stops at its next step, whatever is left. */
   #abandoned = false;
   #done: Promise<void> | undefined;
+  /** Receive times of the first and last frame of the drops in progress (a hole). */
+  #dropRun: { from: number; to: number } | undefined;
+  #onGap: ((gap: Gap) => void) | undefined;
   #lastDropLog = 0;
   #dropsSinceLog = 0;
   #lastQuoteAt: number | undefined;
@@ -182,6 +193,7 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     this.#now = options.now ?? Date.now;
     this.#stampNow = (options.timestamps ?? "now") === "now";
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#onGap = options.onGap;
     this.#texts = new Array(this.#queueMax);
     this.#times = new Float64Array(this.#queueMax);
     // Known skip reasons start at 0: a series that exists reads as "none yet", not "no data".
@@ -233,10 +245,17 @@ export class Pipeline<R extends OutRecord = OutRecord> {
       this.counts.framesDropped++;
       this.#metrics?.queueDrops.inc();
       this.#noteDrop();
+      // The hole runs from the first dropped frame to the last, by local receive time.
+      const droppedAt = this.#policy === "drop-newest" ? receivedAt : this.#times[this.#head]!;
+      if (this.#dropRun === undefined) this.#dropRun = { from: droppedAt, to: droppedAt };
+      else this.#dropRun.to = Math.max(this.#dropRun.to, droppedAt);
       if (this.#policy === "drop-newest") return;
       this.#texts[this.#head] = undefined;
       this.#head = (this.#head + 1) % this.#queueMax;
       this.#size--;
+    } else if (this.#dropRun !== undefined) {
+      // Room again: the drops are over, and the hole they left is published.
+      this.#endDropRun();
     }
     const i = (this.#head + this.#size) % this.#queueMax;
     this.#texts[i] = text;
@@ -262,6 +281,16 @@ export class Pipeline<R extends OutRecord = OutRecord> {
     const room = this.#room;
     this.#room = undefined;
     room?.();
+  }
+
+  /** Publishes the hole left by the drops in progress, if any, as a `queue_full` gap. */
+  #endDropRun(): void {
+    const run = this.#dropRun;
+    if (run === undefined) return;
+    this.#dropRun = undefined;
+    const gap: Gap = { from: run.from, to: run.to, reason: QUEUE_FULL_GAP };
+    this.gap(gap);
+    this.#onGap?.(gap);
   }
 
   /** Queues a gap record for the gaps topic. */
@@ -454,6 +483,8 @@ export class Pipeline<R extends OutRecord = OutRecord> {
    * record, waits for the acks. Rejects with {@linkcode FlushTimeoutError} after `timeoutMs`.
    */
   async close(timeoutMs: number = DEFAULTS.shutdownTimeoutMs): Promise<void> {
+    // Drops still in progress leave a hole too: publish it with the rest.
+    this.#endDropRun();
     this.#stopping = true;
     this.#wake?.();
     this.#roomMade();

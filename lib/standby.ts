@@ -4,7 +4,8 @@
  * and the only one connected to Polygon, the others stand by. A takeover is published as a gap
  * with reason `failover`, from the newest record time on the topic to the new leader's first
  * acknowledged record. Writes are fenced: the sink of a term refuses to send the moment the
- * election says this producer no longer leads (its lease ran out, or partition 0 moved).
+ * election says this producer no longer leads (its lease ran out, or partition 0 moved), and a
+ * send in flight at that moment is stopped with the term's own producer ({@linkcode PerTermSink}).
  * See docs/failover.md.
  *
  * @example
@@ -31,6 +32,75 @@ export class LeadershipLostError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "LeadershipLostError";
+  }
+}
+
+/**
+ * A sink that can drop its producer at once: every send in flight rejects, its retries stop,
+ * and the next send starts a producer of its own. A term's fenced sink calls it the moment the
+ * leadership is lost, so a send already in flight cannot write after another leader took over
+ * (issue 24, finding 4).
+ */
+export interface AbandonableSink extends RecordSink {
+  /** Closes the current producer (sends in flight reject); the next send opens another. */
+  abandon(): Promise<void>;
+}
+
+/** True when `sink` can drop its producer ({@linkcode AbandonableSink}). */
+function isAbandonable(sink: RecordSink): sink is AbandonableSink {
+  return typeof (sink as Partial<AbandonableSink>).abandon === "function";
+}
+
+/** The counters of a Kafka sink, as {@linkcode PerTermSink} adds them up. */
+interface StatsLike {
+  retries: number;
+  producerResets: number;
+  deadLettered: Record<string, number>;
+}
+
+/**
+ * A producer of each term's own, over a factory of sinks: {@linkcode AbandonableSink.abandon}
+ * closes the current one and the next send opens a fresh one. `stats` adds up every producer's.
+ */
+export class PerTermSink<S extends RecordSink & { readonly stats: StatsLike }>
+  implements AbandonableSink {
+  #make: () => S;
+  #current: S | undefined;
+  #all: S[] = [];
+
+  constructor(make: () => S) {
+    this.#make = make;
+  }
+
+  /** Every producer's counters, added up. */
+  get stats(): StatsLike {
+    const total: StatsLike = { retries: 0, producerResets: 0, deadLettered: {} };
+    for (const s of this.#all) {
+      total.retries += s.stats.retries;
+      total.producerResets += s.stats.producerResets;
+      for (const [k, v] of Object.entries(s.stats.deadLettered)) {
+        total.deadLettered[k] = (total.deadLettered[k] ?? 0) + v;
+      }
+    }
+    return total;
+  }
+
+  send(topic: string, records: readonly OutRecord[]): Promise<void> {
+    if (this.#current === undefined) {
+      this.#current = this.#make();
+      this.#all.push(this.#current);
+    }
+    return this.#current.send(topic, records);
+  }
+
+  async abandon(): Promise<void> {
+    const current = this.#current;
+    this.#current = undefined;
+    await current?.close();
+  }
+
+  close(): Promise<void> {
+    return this.abandon();
   }
 }
 
@@ -101,8 +171,10 @@ export interface Term {
   readonly takeover: boolean;
   /**
    * Wraps the Kafka sink for this term: every send first checks the leadership and throws
-   * {@linkcode LeadershipLostError} without sending when it is lost; the first acknowledged
-   * batch on the records' topic closes the failover gap, which goes to `onGap`.
+   * {@linkcode LeadershipLostError} without sending when it is lost; a send in flight when the
+   * leadership is lost rejects the same way, and an {@linkcode AbandonableSink} drops its
+   * producer then, so the send cannot be written later; the first acknowledged batch on the
+   * records' topic closes the failover gap, which goes to `onGap`.
    */
   sink(inner: RecordSink, onGap: (gap: Gap) => void): RecordSink;
 }
@@ -249,6 +321,8 @@ export class Standby {
       sink: (inner, onGap) =>
         new FencedSink(inner, {
           isLeader: () => this.isLeader(),
+          lost: controller.signal,
+          log: this.#options.log,
           topic: this.#options.topic,
           fenced: (n) => {
             this.#fenced += n;
@@ -284,6 +358,8 @@ export class Standby {
     while (await this.waitForLeadership(signal)) {
       const term = await this.beginTerm();
       const end = await runTerm(term.sink(sink, onGap), AbortSignal.any([signal, term.signal]));
+      // Each term has a producer of its own: whatever the old one still retries stops here.
+      if (isAbandonable(sink)) await sink.abandon().catch(() => {});
       if (end.flushTimedOut) outcome.flushTimedOut = true;
       if (signal.aborted) break;
       if (end.failure instanceof MaxConnectionsError) {
@@ -350,6 +426,9 @@ export class Standby {
 /** Options of {@linkcode FencedSink}. */
 interface FencedSinkOptions {
   isLeader: () => boolean;
+  /** Aborts when the term ends (leadership lost). */
+  lost: AbortSignal;
+  log: (line: string) => void;
   topic: string;
   fenced: (records: number) => void;
   /** The newest record time before the takeover (undefined: no gap). */
@@ -377,7 +456,7 @@ class FencedSink implements RecordSink {
           `its standby group (another producer may be writing); they are dropped`,
       );
     }
-    await this.#inner.send(topic, records);
+    await this.#sendWhileLeading(topic, records);
     const gapFrom = this.#gapFrom;
     if (gapFrom !== undefined && topic === this.#options.topic && records.length > 0) {
       this.#gapFrom = undefined;
@@ -387,8 +466,53 @@ class FencedSink implements RecordSink {
     }
   }
 
+  /**
+   * The inner send, watched: the moment the leadership is lost (the term aborts, or the lease
+   * runs out, checked every {@linkcode LEASE_POLL_MS}) the inner sink drops its producer, so
+   * the send in flight and its retries stop before another leader writes, and this rejects.
+   */
+  async #sendWhileLeading(topic: string, records: readonly OutRecord[]): Promise<void> {
+    const { isLeader, lost: termLost } = this.#options;
+    let poll: ReturnType<typeof setInterval> | undefined;
+    let onAbort: (() => void) | undefined;
+    const lost = new Promise<"lost">((resolve) => {
+      onAbort = () => resolve("lost");
+      termLost.addEventListener("abort", onAbort, { once: true });
+      poll = setInterval(() => {
+        if (!isLeader()) resolve("lost");
+      }, LEASE_POLL_MS);
+      if (termLost.aborted) resolve("lost");
+    });
+    const sending = this.#inner.send(topic, records);
+    try {
+      const first = await Promise.race([sending.then(() => "sent" as const), lost]);
+      if (first === "sent") return;
+    } finally {
+      clearInterval(poll);
+      if (onAbort) termLost.removeEventListener("abort", onAbort);
+    }
+    sending.catch(() => {});
+    this.#options.fenced(records.length);
+    if (isAbandonable(this.#inner)) {
+      await this.#inner.abandon().catch(() => {});
+    } else {
+      this.#options.log(
+        `standby: leadership lost with a send of ${records.length} records in flight, and ` +
+          `its sink cannot drop its producer: the send may still be written`,
+      );
+    }
+    throw new LeadershipLostError(
+      `Cannot finish a send of ${records.length} records to "${topic}": this producer lost ` +
+        `the leadership while it was in flight; its producer was closed, so it writes nothing ` +
+        `more`,
+    );
+  }
+
   close(): Promise<void> {
     // The inner sink belongs to the producer, which closes it once.
     return Promise.resolve();
   }
 }
+
+/** How often a send in flight checks the lease, ms. */
+const LEASE_POLL_MS = 50;

@@ -41,6 +41,10 @@ export interface ProducerSummary {
   produceRetries: number;
   /** Times the producer started again under a new producer id (duplicates possible). */
   producerResets: number;
+  /** Records the broker refuses for good, kept aside in the dead-letter file. */
+  deadLettered: number;
+  /** The same, the non-zero reasons only. */
+  deadLetteredByReason: Record<string, number>;
   /** Frames written to `--record`; null without a recording. */
   framesRecorded: number | null;
   /** Every reconnect, in order. */
@@ -104,7 +108,7 @@ export function channelSummaries(
 /** What {@linkcode producerSummary} is built from. */
 export interface ProducerSummaryParts {
   counts: PipelineCounts;
-  sinkStats: { retries: number; producerResets: number };
+  sinkStats: SummarySinkStats;
   framesRecorded?: number;
   reconnects: readonly ReconnectRecord[];
   topics: readonly string[];
@@ -133,6 +137,7 @@ export function producerSummary(parts: ProducerSummaryParts): ProducerSummary {
     sendErrors: c.sendErrors,
     produceRetries: parts.sinkStats.retries,
     producerResets: parts.sinkStats.producerResets,
+    ...deadLetters(parts.sinkStats.deadLettered ?? {}),
     framesRecorded: parts.framesRecorded ?? null,
     reconnects: [...parts.reconnects],
     topics: [...parts.topics],
@@ -163,6 +168,10 @@ export interface ReplaySummary {
   produceRetries: number | null;
   /** Times the Kafka producer started again under a new producer id; null without Kafka. */
   producerResets: number | null;
+  /** Records the broker refuses for good, kept aside in the dead-letter file; null without Kafka. */
+  deadLettered: number | null;
+  /** The same, the non-zero reasons only; null without Kafka. */
+  deadLetteredByReason: Record<string, number> | null;
   /** The error that ended the run, or null. */
   error: { name: string; message: string } | null;
   /** The exit code replay exits with. */
@@ -178,7 +187,7 @@ export interface ReplaySummaryParts {
   records: number;
   acked?: number;
   skipped: Readonly<Record<string, number>>;
-  sinkStats?: { retries: number; producerResets: number };
+  sinkStats?: SummarySinkStats;
   error?: unknown;
   exitCode: number;
   /** Each channel's counts; default none. */
@@ -196,9 +205,29 @@ export function replaySummary(parts: ReplaySummaryParts): ReplaySummary {
     ...skips(parts.skipped),
     produceRetries: parts.sinkStats?.retries ?? null,
     producerResets: parts.sinkStats?.producerResets ?? null,
+    ...(parts.sinkStats
+      ? deadLetters(parts.sinkStats.deadLettered ?? {})
+      : { deadLettered: null, deadLetteredByReason: null }),
     error: errorOf(parts.error),
     exitCode: parts.exitCode,
     channels: channelSummaries(parts.channels ?? {}, { acked: parts.acked !== undefined }),
+  };
+}
+
+/** The sink counts a summary reports. */
+export interface SummarySinkStats {
+  retries: number;
+  producerResets: number;
+  /** Dead letters by reason; default none. */
+  deadLettered?: Readonly<Record<string, number>>;
+}
+
+function deadLetters(
+  counts: Readonly<Record<string, number>>,
+): { deadLettered: number; deadLetteredByReason: Record<string, number> } {
+  return {
+    deadLettered: Object.values(counts).reduce((a, b) => a + b, 0),
+    deadLetteredByReason: Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0)),
   };
 }
 

@@ -96,6 +96,8 @@ Deno.test("replay prints exactly the transform's records, and its summary counts
     skippedByReason: FIXTURE_SKIPS,
     produceRetries: null,
     producerResets: null,
+    deadLettered: null,
+    deadLetteredByReason: null,
     error: null,
     exitCode: 0,
     channels: {

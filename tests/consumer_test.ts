@@ -6,6 +6,7 @@
 import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
 import { formatAge, RecordPrinter, SpreadTable, validateRecord } from "../lib/consumer_output.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
+import { LineWriter } from "../lib/cli.ts";
 import type { InRecord, OutRecord } from "../lib/sink.ts";
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 0);
@@ -251,4 +252,66 @@ Deno.test("the table shows trades with their exact price, size and aggressor sid
     validateRecord('{"timestamp":"2026-11-27T11:59:58.000Z","symbol":"A-B","price":"1","size":1}'),
     '"price" is not a number: "1"',
   );
+});
+
+/** A stream that takes `ok` writes, keeping their bytes, then fails as a closed pipe does. */
+function pipeClosingAfter(ok: number): { stream: WritableStream<Uint8Array>; lines: () => number } {
+  let text = "";
+  let writes = 0;
+  const stream = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (writes++ >= ok) throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+      text += new TextDecoder().decode(chunk);
+    },
+  });
+  return { stream, lines: () => text.split("\n").length - 1 };
+}
+
+function inRecords(count: number): InRecord[] {
+  return Array.from({ length: count }, (_, i) => ({
+    topic: "t",
+    partition: 0,
+    offset: String(i),
+    key: "BTC-USD",
+    value: value("BTC-USD", `0.${String(i).padStart(4, "0")}`),
+    timestamp: T0,
+    headers: {},
+  }));
+}
+
+Deno.test("finding 2: a batch written into a closed pipe counts as handled only up to the lines the reader surely took", async () => {
+  for (const capacity of [0, 65_536]) {
+    const pipe = pipeClosingAfter(1);
+    const out = new LineWriter(pipe.stream, capacity);
+    const printer = new RecordPrinter({
+      line: (t) => out.line(t),
+      flush: () => out.flush(),
+      report: () => {},
+      delivered: () => out.broken ? out.delivered() : undefined,
+    });
+    const handled = await printer.handle(inRecords(2_000));
+    // The first 64 KiB chunk went out, the second hit the closed pipe. With a capacity of 0
+    // (a file) the first chunk's lines are delivered; a pipe may still hold all of them.
+    const firstChunk = pipe.lines();
+    ok(firstChunk > 500 && firstChunk < 2_000, `first chunk: ${firstChunk} lines`);
+    deepStrictEqual({ capacity, handled, consumed: printer.consumed, broken: out.broken }, {
+      capacity,
+      handled: capacity === 0 ? firstChunk : 0,
+      consumed: capacity === 0 ? firstChunk : 0,
+      broken: true,
+    });
+  }
+});
+
+Deno.test("finding 2: output that never breaks counts every record of a batch as handled", async () => {
+  const pipe = pipeClosingAfter(Infinity);
+  const out = new LineWriter(pipe.stream);
+  const printer = new RecordPrinter({
+    line: (t) => out.line(t),
+    flush: () => out.flush(),
+    report: () => {},
+    delivered: () => out.broken ? out.delivered() : undefined,
+  });
+  deepStrictEqual(await printer.handle(inRecords(2_000)), 2_000);
+  deepStrictEqual(pipe.lines(), 2_000);
 });

@@ -69,6 +69,8 @@ captureTest({
       sendErrors: 0,
       produceRetries: 0,
       producerResets: 0,
+      deadLettered: 0,
+      deadLetteredByReason: {},
       framesRecorded: null,
       reconnects: 0,
       topics: ["XQ.*"],

@@ -10,13 +10,16 @@ import { withAdmin } from "./helpers/kafka_check.ts";
 import { partitionFor } from "../lib/kafka/murmur2.ts";
 import { type OutRecord } from "../lib/sink.ts";
 import {
+  baseEnv,
   bySymbol,
   kafka,
   KAFKA_TEST,
   kafkaEnv,
   lines,
   partitionLag,
+  PERMISSIONS,
   produce,
+  ROOT,
   run,
   ScriptProcess,
   sorted,
@@ -279,5 +282,65 @@ Deno.test({
     equal(r.stdout, "");
     ok(r.stderr.includes(`consumed 0 records, 0 malformed (skipped), group "g-${topic}"`));
     ok(r.stderr.includes(`joined group "g-${topic}": partitions [0] of "${topic}"`), r.stderr);
+  },
+});
+
+Deno.test({
+  name:
+    "finding 2: consume | head -n 100 on a backlog of 10,000 exits 7 and commits only what head took, so the next run prints every record after them",
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const config = brokerConfig(b);
+    const topic = uniqueTopic("e2e-pipe");
+    const groupId = `g-${topic}`;
+    const sent = spreadRecords(10_000, Date.now() - 60_000, ["BTC-USD", "ETH-USD", "SOL-USD"]);
+    await produce(config, topic, sent, 3);
+    const env = { ...baseEnv(), ...kafkaEnv(b, "plaintext", topic) };
+    const consume = [Deno.execPath(), "run", ...PERMISSIONS["consumer.ts"]!, "consumer.ts"]
+      .concat(["--from", "earliest", "--group", groupId]).join(" ");
+    // As a user types it: the consumer's exit code is the pipeline's first status.
+    const piped = await new Deno.Command("bash", {
+      args: ["-c", `${consume} | head -n 100; echo "consumer exit ${"$"}{PIPESTATUS[0]}" >&2`],
+      cwd: ROOT,
+      clearEnv: true,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const first = lines(new TextDecoder().decode(piped.stdout));
+    const firstErr = new TextDecoder().decode(piped.stderr);
+    equal(first.length, 100, firstErr);
+    match(firstErr, /consumer exit 8\n$/);
+    // Committed: per partition, no more than the records of it that head printed.
+    const lagAfter = await partitionLag(config, groupId, topic);
+    const printedBy = new Map<number, number>();
+    const partitionOf = new Map(sent.map((r) => [r.value, partitionFor(r.key, 3)]));
+    for (const v of first) {
+      printedBy.set(partitionOf.get(v)!, (printedBy.get(partitionOf.get(v)!) ?? 0) + 1);
+    }
+    const committed = lagAfter.map((p) => Number(p.committed));
+    deepStrictEqual(
+      committed.map((c, p) => Math.max(c, 0) <= (printedBy.get(p) ?? 0)),
+      [true, true, true],
+      `committed ${JSON.stringify(committed)} after head printed ${JSON.stringify([...printedBy])}`,
+    );
+
+    const second = await run("consumer.ts", ["--group", groupId, "--timeout", "30"], env);
+    equal(second.code, 0, second.stderr);
+    const again = lines(second.stdout);
+    // Every record after what was committed, each once: nothing after the first 100 skipped.
+    const index = new Map<number, number>();
+    const expected = sent.filter((r) => {
+      const p = partitionOf.get(r.value)!;
+      const i = index.get(p) ?? 0;
+      index.set(p, i + 1);
+      return i >= Math.max(committed[p]!, 0);
+    }).map((r) => r.value);
+    deepStrictEqual(again.length, expected.length);
+    deepStrictEqual(sorted(again), sorted(expected));
+    const seen = new Set([...first, ...again]);
+    deepStrictEqual(sent.filter((r) => !seen.has(r.value)).length, 0);
+    deepStrictEqual((await partitionLag(config, groupId, topic)).map((p) => p.lag), [0, 0, 0]);
   },
 });

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, ok, rejects } from "./helpers/assert.ts";
-import { FlushTimeoutError, Pipeline, SinkFailedError } from "../lib/pipeline.ts";
+import { FlushTimeoutError, type Gap, Pipeline, SinkFailedError } from "../lib/pipeline.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
 import { ProducerMetrics } from "../lib/telemetry/metrics.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
@@ -266,4 +266,52 @@ Deno.test("pipeline with the exchange timestamp policy stamps each record with i
     sink.batches.flatMap((b) => b.records.map((r) => r.timestamp)),
     [1_700_000_000_000, 1_700_000_000_001, 1_700_000_000_002, 1_700_000_000_003],
   );
+});
+
+Deno.test("finding 11: frames dropped from a full queue leave a gap record on the gaps topic", async () => {
+  for (const queuePolicy of ["drop-oldest", "drop-newest"] as const) {
+    const sink = new TestSink();
+    const seen: Gap[] = [];
+    const p = new Pipeline(sink, {
+      ...spreadStages(),
+      topic: "t",
+      queueMax: 3,
+      queuePolicy,
+      log: quiet,
+      onGap: (gap) => seen.push(gap),
+    });
+    // Frame i arrives at local time 1,000 + i; the queue holds 3, so 4 of these 7 are dropped.
+    for (let i = 0; i < 7; i++) p.push(frame(i), 1_000 + i);
+    p.start();
+    await p.close(5000);
+    const expected = queuePolicy === "drop-oldest"
+      ? { from: 1_000, to: 1_003 }
+      : { from: 1_003, to: 1_006 };
+    deepStrictEqual(sink.values("t.gaps").map((v) => JSON.parse(v)), [{
+      from: new Date(expected.from).toISOString(),
+      to: new Date(expected.to).toISOString(),
+      reason: "queue_full",
+      seconds: 0.003,
+    }], queuePolicy);
+    deepStrictEqual(seen, [{ ...expected, reason: "queue_full" }]);
+    equal(p.counts.framesDropped, 4);
+    equal(p.counts.gapsAcked, 1);
+  }
+});
+
+Deno.test("finding 11: a queue that has room again ends the hole, and each hole is its own gap", async () => {
+  const sink = new TestSink();
+  const p = new Pipeline(sink, { ...spreadStages(), topic: "t", queueMax: 2, log: quiet });
+  for (let i = 0; i < 4; i++) p.push(frame(i), 2_000 + i); // frames 0 and 1 dropped
+  sink.hold();
+  const sending = sink.nextSend();
+  p.start();
+  await sending; // frames 2 and 3 are in flight: the queue has room
+  for (let i = 0; i < 4; i++) p.push(frame(10 + i), 3_000 + i); // room, then 2 more dropped
+  sink.release();
+  await p.close(5000);
+  deepStrictEqual(sink.values("t.gaps").map((v) => [JSON.parse(v).from, JSON.parse(v).to]), [
+    [new Date(2_000).toISOString(), new Date(2_001).toISOString()],
+    [new Date(3_000).toISOString(), new Date(3_001).toISOString()],
+  ]);
 });

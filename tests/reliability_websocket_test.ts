@@ -120,6 +120,8 @@ Deno.test({
       // Kafka was up throughout: no produce was retried.
       produceRetries: 0,
       producerResets: 0,
+      deadLettered: 0,
+      deadLetteredByReason: {},
       framesRecorded: null,
       reconnects: drops,
       topics: ["XQ.*"],

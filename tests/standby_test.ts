@@ -8,7 +8,7 @@ import { Registry } from "prom-client";
 import { leaderAssignor } from "../lib/kafka/platformatic/election.ts";
 import { type ElectionOptions, type KafkaClient, type LeaderElection } from "../lib/kafka/types.ts";
 import { Lease } from "../lib/kafka/defaults.ts";
-import { LeadershipLostError, Standby } from "../lib/standby.ts";
+import { LeadershipLostError, PerTermSink, Standby } from "../lib/standby.ts";
 import type { Gap } from "../lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "../lib/sink.ts";
 import { telemetryHandler } from "../lib/telemetry/server.ts";
@@ -189,4 +189,56 @@ Deno.test("/healthz says standby, with HTTP 200, while a producer stands by", as
   equal(response.status, 503);
   deepStrictEqual(active.reasons, ["no_quotes_yet"]);
   equal(active.failover.takeovers, 1);
+});
+
+/** A Kafka producer as a term sees it: each send is retried through a partition for 300 ms. */
+class SlowProducer implements RecordSink {
+  readonly stats = { retries: 0, producerResets: 0, deadLettered: {} };
+  closed = false;
+  inFlight: Promise<void>[] = [];
+  constructor(readonly log: string[], readonly name: string) {}
+  send(_topic: string, records: readonly OutRecord[]): Promise<void> {
+    const sending = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Closing the producer stops its retries: nothing reaches the broker after that.
+      if (this.closed) throw new Error("producer closed");
+      for (const r of records) this.log.push(`${this.name}:${r.value}`);
+    })();
+    this.inFlight.push(sending.catch(() => {}));
+    return sending;
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+Deno.test("finding 4: a zombie whose send was in flight at lease loss writes nothing after the new leader's first record", async () => {
+  const { kafka, election } = fakeKafka(1_000);
+  const standby = new Standby(kafka, CONFIG, {
+    registry: new Registry(),
+    log: () => {},
+    topic: "quotes",
+  });
+  await standby.start();
+  election().set(true);
+  const term = await standby.beginTerm();
+  const topicLog: string[] = [];
+  const producers: SlowProducer[] = [];
+  const inner = new PerTermSink(() => {
+    const p = new SlowProducer(topicLog, "zombie");
+    producers.push(p);
+    return p;
+  });
+  const sink = term.sink(inner, () => {});
+  const sending = sink.send("quotes", [record(1)]);
+  // The lease runs out with the send in flight (a network partition: no event, only time).
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  election().leader = false;
+  await rejects(() => sending, LeadershipLostError);
+  // Another producer now leads and writes its first record.
+  topicLog.push("leader:first");
+  await Promise.all(producers.flatMap((p) => p.inFlight));
+  deepStrictEqual(topicLog, ["leader:first"]);
+  equal(standby.fencedRecords, 1);
 });

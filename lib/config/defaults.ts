@@ -12,6 +12,11 @@ export const EXIT = {
   NOT_IN_PLAN: 6,
   /** The history store's database (QuestDB, PostgreSQL) did not answer at start-up. */
   STORE_UNREACHABLE: 7,
+  /**
+   * The consumer's output closed (a broken pipe: the reader of `consume | ...` exited); only
+   * what the reader took was committed (issue 24, finding 2).
+   */
+  BROKEN_PIPE: 8,
 } as const;
 
 /** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */

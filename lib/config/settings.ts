@@ -124,6 +124,16 @@ const SETTING_TABLE = [
     scripts: PR,
   },
   {
+    key: "deadLetterFile",
+    flag: "dead-letter-file",
+    env: "DEAD_LETTER_FILE",
+    type: "string",
+    default: "dead-letters.jsonl",
+    help: "append each record the broker refuses for good (too large, timestamp out of the " +
+      "topic's window, ACL) to this JSON Lines file, with the reason; it is never resent",
+    scripts: PR,
+  },
+  {
     key: "queueMax",
     flag: "queue-max",
     env: "QUEUE_MAX",

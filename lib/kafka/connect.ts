@@ -13,6 +13,7 @@ import { openKafka } from "./open.ts";
 import { NEEDED_OPERATIONS } from "./access.ts";
 import { permissionProblem, topicReadiness, topicSettingFindings } from "./preflight.ts";
 import { refusalMessage, type TopicFinding } from "./topic_check.ts";
+import type { DeadLetterSink } from "./refusals.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
@@ -31,11 +32,15 @@ export interface ConnectSinkOptions {
    * check reads retention and timestamp limits against it. Undefined for live data.
    */
   oldestRecordMs?: number;
+  /** Keeps the records the broker refuses for good (a dead-letter file); default a log line. */
+  deadLetter?: DeadLetterSink;
 }
 
 /** A sink ready to send, the topic's partition count, and the client behind them. */
 export interface ConnectedSink {
   sink: KafkaSink;
+  /** Makes another sink like `sink` (a producer of its own), e.g. one per standby term. */
+  newSink: () => KafkaSink;
   partitions: number;
   /** Close it after the sink. */
   kafka: KafkaClient;
@@ -99,6 +104,8 @@ export async function connectSink(
       config.topic,
       options.oldestRecordMs,
     );
+    // Read now, so that no first send waits for them (a sink reads them once otherwise).
+    for (const { topic } of wanted) await kafka.admin.topicLimits(topic).catch(() => {});
   } catch (error) {
     await kafka.close();
     if (error instanceof KafkaAuthError) throw error;
@@ -115,6 +122,11 @@ export async function connectSink(
     await kafka.close();
     throw new ConfigError(refusal);
   }
-  const sink = kafka.sink({ compression: config.compression, onReset: log });
-  return { sink, partitions, kafka };
+  const newSink = () =>
+    kafka.sink({
+      compression: config.compression,
+      onReset: log,
+      deadLetter: options.deadLetter,
+    });
+  return { sink: newSink(), newSink, partitions, kafka };
 }

@@ -14,6 +14,8 @@ export interface ResendOptions {
   minTimeout: number;
   /** Called before each pause with the failure and its attempt (1 for the first). */
   onRetry: (error: unknown, attempt: number) => void;
+  /** False for a failure that must not be retried (it rejects at once); default all are. */
+  shouldRetry?: (error: unknown) => boolean;
 }
 
 /**
@@ -45,7 +47,8 @@ export async function resendUntilClosed(
       maxTimeout: 5_000,
       jitter: 0,
       signal: closed,
-      shouldRetry: (error) => !(error instanceof SinkClosedError),
+      shouldRetry: (error) =>
+        !(error instanceof SinkClosedError) && (options.shouldRetry?.(error) ?? true),
       onRetry: options.onRetry,
     });
   } catch (error) {

@@ -5,6 +5,7 @@
 import type { KafkaClientName } from "../config/defaults.ts";
 import type { KafkaConfig } from "../config/kafka.ts";
 import type { RecordSink, RecordSource, StartFrom } from "../sink.ts";
+import type { DeadLetterSink, RefusalReason, TopicLimits } from "./refusals.ts";
 
 export type { KafkaClientName } from "../config/defaults.ts";
 export type { StartFrom } from "../sink.ts";
@@ -79,6 +80,11 @@ export interface KafkaAdmin {
    * with `validateOnly`); rejects with the broker's reason.
    */
   validateCreateTopic(name: string, options: EnsureTopicOptions): Promise<void>;
+  /**
+   * The topic settings that decide which records the broker refuses (size, timestamp window),
+   * read once per topic and client: the sinks check records against them before sending.
+   */
+  topicLimits(topic: string): Promise<TopicLimits>;
 }
 
 /** Counters a {@linkcode KafkaSink} keeps about its own retries. */
@@ -93,6 +99,11 @@ export interface SinkStats {
    * its sequence state) and resent a batch: records of that batch may be written twice.
    */
   producerResets: number;
+  /**
+   * Records the broker refuses for good (too large, a timestamp out of the topic's window, an
+   * ACL...), by reason: kept aside as dead letters, never resent. Every reason present from 0.
+   */
+  deadLettered: Record<RefusalReason, number>;
 }
 
 /** A Kafka producer as a {@linkcode RecordSink}, with the counters of its retries. */
@@ -114,6 +125,13 @@ export interface KafkaSinkOptions {
    * says whether duplicates are possible.
    */
   onReset?: (line: string) => void;
+  /**
+   * Keeps each record the broker refuses for good, with the reason; the send resolves once it
+   * is kept. Default: a log line (the record is then not kept).
+   */
+  deadLetter?: DeadLetterSink;
+  /** Clock for the timestamp checks against the topic's window, epoch ms; default `Date.now`. */
+  now?: () => number;
 }
 
 /** Options for {@linkcode KafkaClient.source}. */

@@ -196,6 +196,8 @@ function telemetryCounters(c: CounterFactory): [Counter<string>, Counter<string>
 export interface SinkStatsLike {
   retries: number;
   producerResets: number;
+  /** Records kept aside as dead letters, by reason (every reason present from 0). */
+  deadLettered?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -268,7 +270,9 @@ export class ProducerMetrics extends PipelineMetrics {
   readonly produceRetries: Counter<string>;
   /** Producer restarts under a new producer id: records in flight may be written twice. */
   readonly producerResets: Counter<string>;
-  /** Where the two counters above are read from at each scrape; set by {@linkcode followSink}. */
+  /** Records the broker refuses for good, kept aside as dead letters, by reason. */
+  readonly deadLettered: Counter<"reason">;
+  /** Where the counters above are read from at each scrape; set by {@linkcode followSink}. */
   #sinkStats: (() => SinkStatsLike) | undefined;
   readonly telemetryPointsWritten: Counter<string>;
   readonly telemetryPointsDropped: Counter<string>;
@@ -317,11 +321,29 @@ export class ProducerMetrics extends PipelineMetrics {
         "in flight may be written twice)",
       (s) => s.producerResets,
     );
+    const current = () => this.#sinkStats?.();
+    const reportedDead = new Map<string, number>();
+    this.deadLettered = new Counter({
+      name: "crypto_kafka_dead_letter_records_total",
+      help: "records the broker refuses for good (too large, timestamp out of the topic's " +
+        "window, not authorized...), kept aside in the dead-letter file and never resent, " +
+        "by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+      collect() {
+        for (const [reason, n] of Object.entries(current()?.deadLettered ?? {})) {
+          const before = reportedDead.get(reason);
+          if (before !== undefined && n <= before) continue;
+          this.inc({ reason }, n - (before ?? 0));
+          reportedDead.set(reason, n);
+        }
+      },
+    });
     [this.telemetryPointsWritten, this.telemetryPointsDropped, this.telemetryWriteErrors] =
       telemetryCounters(c);
   }
 
-  /** Reads the sink's retry and reset counts at every scrape (and InfluxDB push). */
+  /** Reads the sink's retry, reset and dead-letter counts at every scrape (and InfluxDB push). */
   followSink(stats: () => SinkStatsLike): void {
     this.#sinkStats = stats;
   }

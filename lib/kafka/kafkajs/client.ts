@@ -34,6 +34,8 @@ import type {
 } from "../types.ts";
 import { explainFailure, throttledLog } from "../diagnosis.ts";
 import { ensureTopic, partitionLag, topicConfigs, validateCreateTopic } from "./admin.ts";
+import { topicLimits } from "./limits.ts";
+import type { TopicLimits } from "../refusals.ts";
 import { KafkaJsSink } from "./sink.ts";
 import { KafkaJsSource } from "./source.ts";
 import { securitySettings } from "../security.ts";
@@ -194,6 +196,9 @@ export class KafkaJsClient implements KafkaClient {
   #adminConnecting: Promise<Admin> | undefined;
   readonly admin: KafkaAdmin;
 
+  /** Each topic's limits, read once for all this client's sinks. */
+  #limits = new Map<string, Promise<TopicLimits>>();
+
   constructor(config: KafkaConfig, options: AdapterOptions) {
     this.#config = config;
     this.#options = options;
@@ -217,6 +222,16 @@ export class KafkaJsClient implements KafkaClient {
       topicAccess: () => Promise.resolve(undefined),
       groupAccess: () => Promise.resolve(undefined),
       validateCreateTopic: async (name, o) => validateCreateTopic(await admin(), name, o),
+      topicLimits: (topic) => {
+        let limits = this.#limits.get(topic);
+        if (limits === undefined) {
+          limits = admin().then((a) => topicLimits(a, topic));
+          this.#limits.set(topic, limits);
+          // A failure is not kept: the next sink asks again.
+          limits.catch(() => this.#limits.delete(topic));
+        }
+        return limits;
+      },
     };
   }
 
@@ -261,7 +276,12 @@ export class KafkaJsClient implements KafkaClient {
   }
 
   sink(options: KafkaSinkOptions = {}): KafkaSink {
-    return new KafkaJsSink(this.#kafka, options, this.#options.log);
+    return new KafkaJsSink(
+      this.#kafka,
+      options,
+      this.#options.log,
+      (topic) => this.admin.topicLimits(topic),
+    );
   }
 
   source(options: KafkaSourceOptions): RecordSource {

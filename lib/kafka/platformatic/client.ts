@@ -31,6 +31,8 @@ import {
 } from "./admin.ts";
 import { PLATFORMATIC_LIBRARY, platformaticOptions } from "./options.ts";
 import { PlatformaticSink } from "./sink.ts";
+import { topicLimits } from "./limits.ts";
+import type { TopicLimits } from "../refusals.ts";
 import { PlatformaticSource } from "./source.ts";
 import { newestTimestamp, PlatformaticElection } from "./election.ts";
 import { connectLoop } from "../startup.ts";
@@ -72,15 +74,14 @@ export class PlatformaticClient implements KafkaClient {
   #options: AdapterOptions;
   #admin: Admin | undefined;
   readonly admin: KafkaAdmin;
+  /** Each topic's limits, read once for all this client's sinks (a term's own, too). */
+  #limits = new Map<string, Promise<TopicLimits>>();
 
   constructor(config: KafkaConfig, options: AdapterOptions) {
     this.#config = config;
     this.#options = options;
     // Admin calls are bounded: a caller (start-up, the lag timer) decides what a failure means.
-    const admin = () =>
-      this.#admin ??= new Admin(
-        platformaticOptions(config, { clientId: options.clientId, retries: 5 }),
-      );
+    const admin = () => this.#adminClient();
     this.admin = {
       listTopics: () => admin().listTopics(),
       ensureTopic: (name, o) => ensureTopic(admin(), name, o),
@@ -98,7 +99,24 @@ export class PlatformaticClient implements KafkaClient {
       topicAccess: (topics) => topicAccess(admin(), topics),
       groupAccess: (groupId) => groupAccess(admin(), groupId),
       validateCreateTopic: (name, o) => validateCreateTopic(admin(), name, o),
+      topicLimits: (topic) => {
+        let limits = this.#limits.get(topic);
+        if (limits === undefined) {
+          limits = topicLimits(admin(), topic);
+          this.#limits.set(topic, limits);
+          // A failure is not kept: the next sink asks again.
+          limits.catch(() => this.#limits.delete(topic));
+        }
+        return limits;
+      },
     };
+  }
+
+  /** The admin client, made on first use; calls are bounded (5 retries). */
+  #adminClient(): Admin {
+    return this.#admin ??= new Admin(
+      platformaticOptions(this.#config, { clientId: this.#options.clientId, retries: 5 }),
+    );
   }
 
   connect(options: ConnectOptions = {}): Promise<void> {
@@ -139,7 +157,12 @@ export class PlatformaticClient implements KafkaClient {
   }
 
   sink(options: KafkaSinkOptions = {}): KafkaSink {
-    return new PlatformaticSink(this.#config, this.#options, options);
+    return new PlatformaticSink(
+      this.#config,
+      this.#options,
+      options,
+      (topic) => this.admin.topicLimits(topic),
+    );
   }
 
   source(options: KafkaSourceOptions): RecordSource {

@@ -1,6 +1,7 @@
 /**
  * The @platformatic/kafka producer behind {@linkcode KafkaSink}: idempotent, resending a batch
- * until it is acknowledged or the sink is closed.
+ * until it is acknowledged or the sink is closed, and keeping aside (dead letters) the records
+ * the broker refuses for good.
  */
 import { ProduceAcks, Producer, type ProducerOptions } from "@platformatic/kafka";
 import type { KafkaConfig } from "../../config/kafka.ts";
@@ -14,6 +15,16 @@ import { throttledLog } from "../diagnosis.ts";
 import { platformaticOptions, reasonOf } from "./options.ts";
 import { murmur2 } from "../murmur2.ts";
 import { resendUntilClosed } from "../resend.ts";
+import {
+  type DeadLetterSink,
+  KafkaRefusedError,
+  precheck,
+  refusalName,
+  refusalOf,
+  type RefusalReason,
+  type TopicLimits,
+  zeroDeadLetters,
+} from "../refusals.ts";
 import type { OutRecord } from "../../sink.ts";
 
 const encoder = new TextEncoder();
@@ -73,32 +84,156 @@ type Outgoing = {
   headers?: Map<string, string>;
 };
 
+/** A record on its way, with the message made of it. */
+type Item = { record: OutRecord; message: Outgoing };
+
+/** What the broker answered for one partition of a failed send. */
+interface PartitionAnswer {
+  /** Some attempt of this very batch was written there (error code 0). */
+  written: boolean;
+  /** The last error code answered, 0 when none. */
+  code: number;
+  /** The broker's message with the last error, if any. */
+  message?: string;
+  /** Indexes of the refused records in the partition's batch (INVALID_TIMESTAMP, ...). */
+  recordErrors: number[];
+}
+
+/**
+ * Every partition answer in a failed send's error tree (the client reports a request's
+ * per-partition results on its `ResponseError`, and written partitions of other requests on
+ * `produced`), by partition of `topic`. Later answers overwrite earlier ones; a partition once
+ * written stays written (a retry of the same batch is deduplicated by the broker).
+ */
+export function partitionAnswers(error: unknown, topic: string): Map<number, PartitionAnswer> {
+  const answers = new Map<number, PartitionAnswer>();
+  const note = (partition: number, code: number, message?: string, recordErrors?: number[]) => {
+    const before = answers.get(partition);
+    const written = (before?.written ?? false) || code === 0;
+    answers.set(partition, {
+      written,
+      code: code === 0 ? before?.code ?? 0 : code,
+      message: code === 0 ? before?.message : message ?? undefined,
+      recordErrors: code === 0 ? before?.recordErrors ?? [] : recordErrors ?? [],
+    });
+  };
+  const visit = (e: unknown, depth: number): void => {
+    if (!e || typeof e !== "object" || depth > 10) return;
+    const x = e as {
+      errors?: unknown[];
+      cause?: unknown;
+      produced?: { offsets?: { topic: string; partition: number }[] };
+      response?: {
+        responses?: {
+          name: string;
+          partitionResponses?: {
+            index: number;
+            errorCode: number;
+            errorMessage?: string | null;
+            recordErrors?: { batchIndex: number }[];
+          }[];
+        }[];
+      };
+    };
+    for (const t of x.response?.responses ?? []) {
+      if (t.name !== topic) continue;
+      for (const p of t.partitionResponses ?? []) {
+        note(
+          p.index,
+          p.errorCode,
+          p.errorMessage ?? undefined,
+          (p.recordErrors ?? []).map((r) => r.batchIndex),
+        );
+      }
+    }
+    for (const o of x.produced?.offsets ?? []) if (o.topic === topic) note(o.partition, 0);
+    for (const inner of x.errors ?? []) visit(inner, depth + 1);
+    visit(x.cause, depth + 1);
+  };
+  visit(error, 0);
+  return answers;
+}
+
+/** What to do after a failed send, from the broker's answers. */
+interface Sorted {
+  /** Groups still to send, in order, in place of the failed one. */
+  next: Item[][];
+  /** Records refused for good, with why. */
+  refused: { item: Item; reason: RefusalReason; detail: string }[];
+  /** Some records were split off to find which of them the broker refuses. */
+  bisected: boolean;
+  /** Some partition gave no answer: its records may have been written. */
+  inDoubt: boolean;
+  /** The broker refuses the whole topic (an ACL): its error name. */
+  fatal?: string;
+}
+
 /**
  * An idempotent @platformatic/kafka producer (acks all) as a {@linkcode KafkaSink}.
  *
  * Transient failures (a broker down, a leader moving, a timeout) are retried inside the client,
  * with the same batch, the same partitions and the same sequence numbers, until the send is
- * acknowledged or the sink is closed: the broker drops what it had already written. Two things
- * start the producer again under a new producer id, and each is logged and counted as a
- * producer reset because records of the batch in flight may then be written twice:
+ * acknowledged or the sink is closed: the broker drops what it had already written.
+ *
+ * A record the broker refuses for good is never resent (issue 24, finding 1). Before a send,
+ * each record is checked against the topic's own limits (`max.message.bytes`, the timestamp
+ * window `message.timestamp.before/after.max.ms`); one that breaks them is a dead letter and is
+ * not sent. When the broker refuses a send all the same (an ACL, a limit we could not read):
+ * - the partitions it wrote are done, and are not sent again;
+ * - the records it names (INVALID_TIMESTAMP, INVALID_RECORD) are dead letters;
+ * - a refused partition that names no record (MESSAGE_TOO_LARGE) is split in halves, sent
+ *   again half by half, down to the one record it refuses;
+ * - the rest is sent again. The client dropped its producer id with the refusal, so that goes
+ *   out under a new one, which is harmless: none of it was written.
+ * A topic that refuses us altogether (TOPIC_AUTHORIZATION_FAILED) ends the send with
+ * {@linkcode KafkaRefusedError} after the unwritten records are kept as dead letters.
+ *
+ * Two things remain producer resets, logged and counted because records of the batch in flight
+ * may then be written twice:
  * - the broker lost the producer's sequence state (`UNKNOWN_PRODUCER_ID`,
  *   `OUT_OF_ORDER_SEQUENCE_NUMBER`): the client takes a new id and resends by itself;
- * - the client gave up on a send with an error it cannot retry: this sink sends the batch again.
+ * - the client gave up on a send with no answer for some partition (they may be written): this
+ *   sink sends those records again.
  */
 export class PlatformaticSink implements KafkaSink {
-  readonly stats: SinkStats = { retries: 0, producerResets: 0 };
+  readonly stats: SinkStats = { retries: 0, producerResets: 0, deadLettered: zeroDeadLetters() };
   #producer: Producer<string, string, string, string>;
   #closing = new AbortController();
   #log: (key: string, line: string) => void;
   #write: (line: string) => void;
   #onReset: (line: string) => void;
+  #deadLetter: DeadLetterSink;
   #producerId: bigint | undefined;
   #headers = new Map<Readonly<Record<string, string>>, Map<string, string>>();
+  #partitioner = javaPartitioner();
+  #limitsOf: (topic: string) => Promise<TopicLimits>;
+  #limits = new Map<string, Promise<TopicLimits>>();
+  #now: () => number;
+  #compressed: boolean;
+  /** The client dropped its producer id after a refusal: the next id is no reset. */
+  #renewing = false;
 
-  constructor(config: KafkaConfig, adapter: AdapterOptions, options: KafkaSinkOptions) {
+  /**
+   * `limits` reads a topic's {@linkcode TopicLimits} (once per topic); default none known, so
+   * only the broker's answers find refused records.
+   */
+  constructor(
+    config: KafkaConfig,
+    adapter: AdapterOptions,
+    options: KafkaSinkOptions,
+    limits: (topic: string) => Promise<TopicLimits> = () => Promise.resolve({}),
+  ) {
     this.#log = throttledLog(config, adapter.log);
     this.#write = adapter.log;
     this.#onReset = options.onReset ?? adapter.log;
+    this.#deadLetter = options.deadLetter ?? ((letter) =>
+      adapter.log(
+        `kafka producer: dropped a record for "${letter.topic}" (${letter.reason}): ` +
+          `${letter.detail}; no dead-letter file is set`,
+      ));
+    this.#limitsOf = limits;
+    this.#now = options.now ?? Date.now;
+    this.#compressed = options.compression === "gzip";
     const producerOptions: StringProducerOptions = {
       ...platformaticOptions(config, {
         clientId: adapter.clientId,
@@ -108,7 +243,7 @@ export class PlatformaticSink implements KafkaSink {
       acks: ProduceAcks.ALL,
       compression: options.compression === "gzip" ? "gzip" : "none",
       // Both work on our strings; the library's types expect Buffers at these two seams.
-      partitioner: javaPartitioner() as unknown as StringProducerOptions["partitioner"],
+      partitioner: this.#partitioner as unknown as StringProducerOptions["partitioner"],
       serializers: cachedSerializers() as unknown as StringProducerOptions["serializers"],
     };
     this.#producer = new Producer(producerOptions);
@@ -161,7 +296,16 @@ export class PlatformaticSink implements KafkaSink {
   #noteProducerId(): void {
     const id = this.#producer.producerId;
     if (id === undefined) return;
-    if (this.#producerId !== undefined && id !== this.#producerId) {
+    if (this.#renewing) {
+      // A new id after a refusal: nothing of what it sent again was written before.
+      this.#renewing = false;
+      if (this.#producerId === undefined) {
+        this.#write(
+          `kafka producer: the client took producer id ${id} after the broker refused a ` +
+            `send; only records the broker did not write were sent again`,
+        );
+      }
+    } else if (this.#producerId !== undefined && id !== this.#producerId) {
       this.stats.producerResets++;
       this.#onReset(
         `kafka producer: the broker lost this producer's sequence state, so the client started ` +
@@ -179,9 +323,15 @@ export class PlatformaticSink implements KafkaSink {
 
   async send(topic: string, records: readonly OutRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const messages: Outgoing[] = new Array(records.length);
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
+    const limits = await this.#limitsFor(topic);
+    const now = this.#now();
+    const items: Item[] = [];
+    for (const r of records) {
+      const refusal = precheck(r, limits, { now, compressed: this.#compressed });
+      if (refusal) {
+        await this.#keepAside(topic, r, refusal.reason, `${refusal.detail}; not sent`);
+        continue;
+      }
       const m: Outgoing = {
         topic,
         key: r.key,
@@ -189,35 +339,197 @@ export class PlatformaticSink implements KafkaSink {
         timestamp: BigInt(r.timestamp),
       };
       if (r.headers) m.headers = this.#headerMap(r.headers);
-      messages[i] = m;
+      items.push({ record: r, message: m });
     }
-    let retriesBefore = 0;
+    if (items.length > 0) await this.#deliver(topic, items, records.length);
+  }
+
+  /** The topic's limits, read once; unknown (nothing checked) when they cannot be read. */
+  #limitsFor(topic: string): Promise<TopicLimits> {
+    let limits = this.#limits.get(topic);
+    if (limits === undefined) {
+      limits = this.#limitsOf(topic).catch((error) => {
+        this.#write(
+          `kafka producer: cannot read the settings of "${topic}" (${reasonOf(error)}), so ` +
+            `records are not checked against its limits before sending; the broker's answer ` +
+            `still finds the records it refuses`,
+        );
+        return {};
+      });
+      this.#limits.set(topic, limits);
+    }
+    return limits;
+  }
+
+  /** Counts a refused record and hands it to the dead-letter sink. */
+  async #keepAside(
+    topic: string,
+    record: OutRecord,
+    reason: RefusalReason,
+    detail: string,
+  ): Promise<void> {
+    this.stats.deadLettered[reason]++;
+    this.#log(
+      `dead-letter ${reason}`,
+      `kafka producer: a record for "${topic}" (key "${record.key}") is refused for good ` +
+        `(${reason}): ${detail}; kept aside as a dead letter, never resent`,
+    );
+    await this.#deadLetter({ topic, record, reason, detail });
+  }
+
+  /**
+   * Sends the items until each is written or kept aside. A failed group is replaced by what
+   * the broker's answer leaves to send (see the class doc); only a failure that leaves records
+   * in doubt pauses and counts as a producer reset.
+   */
+  async #deliver(topic: string, items: Item[], total: number): Promise<void> {
+    const queue: Item[][] = [items];
+    let retriesBefore = this.stats.retries;
+    let inDoubt = false;
     await resendUntilClosed(async () => {
-      retriesBefore = this.stats.retries;
-      await this.#producer.send({ messages });
+      while (queue.length > 0) {
+        const group = queue[0]!;
+        retriesBefore = this.stats.retries;
+        try {
+          await this.#producer.send({ messages: group.map((i) => i.message) });
+          queue.shift();
+          this.#noteProducerId();
+          continue;
+        } catch (error) {
+          if (this.#closing.signal.aborted) throw error;
+          // The client dropped its producer id and sequence numbers with this failure.
+          this.#producerId = undefined;
+          this.#renewing = true;
+          const sorted = await this.#sortOut(topic, group, error);
+          for (const { item, reason, detail } of sorted.refused) {
+            await this.#keepAside(topic, item.record, reason, detail);
+          }
+          queue.shift();
+          if (sorted.fatal !== undefined) {
+            for (const rest of [...sorted.next, ...queue.splice(0)]) {
+              for (const item of rest) {
+                await this.#keepAside(
+                  topic,
+                  item.record,
+                  "not_authorized",
+                  `not sent: the broker refuses every record of the topic (${sorted.fatal})`,
+                );
+              }
+            }
+            throw new KafkaRefusedError(
+              `Cannot send to "${topic}": the broker refuses it (${sorted.fatal}); check the ` +
+                `ACLs of this user on the topic; the unwritten records are in the dead letters`,
+              sorted.fatal,
+              { cause: error },
+            );
+          }
+          queue.unshift(...sorted.next.filter((g) => g.length > 0));
+          if (sorted.refused.length === 0 && !sorted.bisected) {
+            // Nothing refused: a failure the client gave up on. Pause, then resend what is
+            // left (never what the broker said it wrote).
+            inDoubt = sorted.inDoubt;
+            throw error;
+          }
+        }
+      }
     }, {
       closed: this.#closing.signal,
       minTimeout: 200,
+      shouldRetry: (error) => !(error instanceof KafkaRefusedError),
       onRetry: (error, attempt) => {
-        // The client only gives up on errors it cannot retry, and then drops its producer id
-        // and sequence numbers: the resend goes out under a new id.
+        if (!inDoubt) {
+          this.#write(
+            `kafka producer: send to "${topic}" failed (attempt ${attempt}): ` +
+              `${reasonOf(error)}; sending the records the broker did not write again`,
+          );
+          return;
+        }
         this.stats.producerResets++;
-        this.#producerId = undefined;
+        this.#renewing = false;
         this.#onReset(
-          `kafka producer: send of ${records.length} records to "${topic}" failed for good ` +
-            `(attempt ${attempt}): ${reasonOf(error)}; sending it again under a new producer ` +
-            `id: records the broker wrote before the failure would be written twice`,
+          `kafka producer: send of ${total} records to "${topic}" failed for good ` +
+            `(attempt ${attempt}): ${reasonOf(error)}; sending the records with no answer ` +
+            `again under a new producer id: records the broker wrote before the failure would ` +
+            `be written twice`,
         );
       },
     });
-    this.#noteProducerId();
     const retried = this.stats.retries - retriesBefore;
     if (retried > 0) {
       this.#write(
-        `kafka producer: ${records.length} records acknowledged after ${retried} ` +
+        `kafka producer: ${total} records acknowledged after ${retried} ` +
           `retr${retried === 1 ? "y" : "ies"}; sending normally again`,
       );
     }
+  }
+
+  /** Splits a failed group by the broker's per-partition answers; see {@linkcode Sorted}. */
+  async #sortOut(topic: string, group: Item[], error: unknown): Promise<Sorted> {
+    const answers = partitionAnswers(error, topic);
+    const sorted: Sorted = { next: [], refused: [], bisected: false, inDoubt: false };
+    if (answers.size === 0) {
+      // No answer at all (a timeout, a lost connection): everything is in doubt.
+      sorted.next.push(group);
+      sorted.inDoubt = true;
+      return sorted;
+    }
+    let count = 0;
+    try {
+      const meta = await this.#producer.metadata({ topics: [topic] });
+      count = meta.topics.get(topic)?.partitionsCount ?? 0;
+    } catch {
+      // Unknown partitions: resend the group as it is (below).
+    }
+    if (count === 0) {
+      sorted.next.push(group);
+      sorted.inDoubt = true;
+      return sorted;
+    }
+    // The client's own grouping: each record's partition, in send order.
+    const byPartition = new Map<number, Item[]>();
+    for (const item of group) {
+      const p = this.#partitioner({ key: item.record.key }) % count;
+      let list = byPartition.get(p);
+      if (list === undefined) byPartition.set(p, list = []);
+      list.push(item);
+    }
+    const again: Item[] = [];
+    for (const [partition, list] of byPartition) {
+      const answer = answers.get(partition);
+      if (answer?.written) continue;
+      const name = answer === undefined ? undefined : refusalName(answer.code);
+      const reason = refusalOf(name);
+      if (answer === undefined || reason === undefined) {
+        // Not refused: not written (a retriable error), or no answer (in doubt).
+        if (answer === undefined) sorted.inDoubt = true;
+        again.push(...list);
+        continue;
+      }
+      if (reason === "not_authorized") {
+        sorted.fatal = name;
+        again.push(...list);
+        continue;
+      }
+      const detail = `the broker refused it with ${name}` +
+        (answer.message ? ` ("${answer.message}")` : "") + ` on partition ${partition}`;
+      const named = new Set(answer.recordErrors.filter((i) => i >= 0 && i < list.length));
+      if (named.size > 0) {
+        list.forEach((item, i) => {
+          if (named.has(i)) sorted.refused.push({ item, reason, detail });
+          else again.push(item);
+        });
+      } else if (list.length === 1) {
+        sorted.refused.push({ item: list[0]!, reason, detail });
+      } else {
+        // The broker names no record: halve the partition's batch until it does.
+        const half = Math.ceil(list.length / 2);
+        sorted.bisected = true;
+        sorted.next.push(list.slice(0, half), list.slice(half));
+      }
+    }
+    // Records of other partitions first; a partition's halves keep their order.
+    sorted.next.unshift(again);
+    return sorted;
   }
 
   async close(): Promise<void> {

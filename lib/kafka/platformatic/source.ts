@@ -71,8 +71,11 @@ export class PlatformaticSource implements RecordSource {
   /**
    * `--from TIME`: for each partition where the group has committed nothing, commit the offset
    * of the first record at or after the time, before joining; committed offsets then decide.
+   * `--from earliest` likewise commits each such partition's earliest offset, so the group has
+   * a position from the start: a run that stops early (`consume | head`) and commits nothing
+   * leaves the next run, with or without `--from`, where it began, not at "latest".
    */
-  async #seedOffsets(from: Date): Promise<void> {
+  async #seedOffsets(from: Date | "earliest"): Promise<void> {
     const { groupId, topic } = this.#options;
     const admin = new Admin(
       platformaticOptions(this.#config, { clientId: this.#adapter.clientId, retries: 5 }),
@@ -82,7 +85,12 @@ export class PlatformaticSource implements RecordSource {
       const committed = await committedOffsets(admin, groupId, topic, partitions);
       const fresh = partitions.filter((p) => (committed.get(p) ?? -1n) < 0n);
       if (fresh.length === 0) return;
-      const at = await offsetsAt(admin, topic, fresh, BigInt(from.getTime()));
+      const at = await offsetsAt(
+        admin,
+        topic,
+        fresh,
+        from === "earliest" ? -2n : BigInt(from.getTime()),
+      );
       // Past the last record's time the broker answers -1: start at the end then.
       const ends = await offsetsAt(admin, topic, fresh, -1n);
       await admin.alterConsumerGroupOffsets({
@@ -108,6 +116,17 @@ export class PlatformaticSource implements RecordSource {
     if (signal.aborted) return;
     const from = this.#options.from ?? "latest";
     if (from instanceof Date) await this.#seedOffsets(from);
+    else if (from === "earliest") {
+      // Only a help for the next run: a group with members already refuses it (their commits
+      // decide), and reading goes on from the earliest offsets either way.
+      await this.#seedOffsets(from).catch((error) =>
+        this.#adapter.log(
+          `kafka consumer: did not commit the earliest offsets of "${this.#options.topic}" ` +
+            `for group "${this.#options.groupId}" before joining (${reasonOf(error)}); ` +
+            `reading from the earliest offsets anyway`,
+        )
+      );
+    }
     const sessionTimeout = this.#options.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
     const consumer = this.#createConsumer(sessionTimeout);
     this.#consumer = consumer;
@@ -235,6 +254,12 @@ class Commits {
     this.#epochs.set(message.partition, message.leaderEpoch);
   }
 
+  /** Notes that `message` is the next record of its partition to read (not handled). */
+  position(message: StringMessage): void {
+    this.pending.handled(message.partition, message.offset - 1n);
+    this.#epochs.set(message.partition, message.leaderEpoch);
+  }
+
   /** Commits what is pending; a failure is logged, not thrown. */
   async commit(): Promise<void> {
     const offsets = this.pending.take().map(([partition, offset]) => ({
@@ -276,8 +301,12 @@ async function pump(
   const { signal, commits, assignment, onBatch, maxBatch } = options;
   const { pending } = commits;
   let failure: unknown;
+  // A poke with nobody waiting (the loop is awaiting a commit or `onBatch`) is remembered, so
+  // the loop does not then wait for a record that has already arrived.
+  let poked = false;
   let wake: (() => void) | undefined;
   const poke = () => {
+    poked = true;
     const w = wake;
     wake = undefined;
     w?.();
@@ -304,12 +333,13 @@ async function pump(
   }, pending.intervalMs);
   try {
     while (!signal.aborted && failure === undefined && !stream.destroyed) {
+      poked = false;
       const batch = buffered;
       buffered = [];
       if (stream.isPaused()) stream.resume();
       if (batch.length === 0) {
         if (pending.due()) await commits.commit();
-        await new Promise<void>((resolve) => wake = resolve);
+        if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
       }
       if (assignment.revoked) {
@@ -324,6 +354,16 @@ async function pump(
         ? Math.max(0, Math.min(handled, records.length))
         : records.length;
       for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+      // A partial batch: each partition left off at its first record not handled. Committing
+      // that position too keeps a group with no commit yet from starting at "latest" next
+      // time (`consume | head` would otherwise skip the backlog).
+      const pinned = new Set<number>();
+      for (let i = n; i < mine.length; i++) {
+        const m = mine[i]!;
+        if (pinned.has(m.partition)) continue;
+        pinned.add(m.partition);
+        commits.position(m);
+      }
       // A partial batch: the caller stopped; commit just what it handled, now.
       if (n < records.length || signal.aborted || pending.due()) await commits.commit();
       if (n < records.length) break;
