@@ -11,7 +11,7 @@
  *
  * `scripts/reliability_repeat.sh` runs these (and the outage scenario) N times in a row.
  */
-import { equal, ok } from "./helpers/assert.ts";
+import { equal } from "./helpers/assert.ts";
 import { EXIT } from "../lib/config/defaults.ts";
 import {
   brokerConfig,

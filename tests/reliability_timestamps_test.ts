@@ -22,6 +22,9 @@ import { CAPTURE_PATH as CAPTURE, captureTest } from "./helpers/capture.ts";
 import { freshFrames, KAFKA_TEST, kafkaEnv, readTopic, run } from "./helpers/e2e.ts";
 import { withAdmin } from "./helpers/kafka_check.ts";
 import type { ReplaySummary } from "../lib/summary.ts";
+import { openKafka } from "../lib/kafka/open.ts";
+import { openRecording } from "../lib/recording.ts";
+import { createSpreadTransform, type SpreadRecord } from "../transform.ts";
 
 /** Records of the real capture (its 9,857 frames). */
 const CAPTURE_RECORDS = 10795;
@@ -31,6 +34,38 @@ interface Replayed {
   records: number;
   startedAt: number;
   endedAt: number;
+}
+
+/**
+ * Writes the real capture stamped with its exchange times straight through our idempotent sink
+ * into a new one-partition topic: what `--kafka-timestamp exchange` sends. Not through
+ * `replay.ts`, whose start-up topic check (rightly) refuses that on a topic with default
+ * retention, since the records would be deleted.
+ */
+async function writeExchangeStamped(broker: KafkaBroker, prefix: string): Promise<Replayed> {
+  const topic = uniqueTopic(prefix);
+  const startedAt = Date.now();
+  const kafka = await openKafka(brokerConfig(broker), { log: () => {} });
+  try {
+    await kafka.connect();
+    await kafka.admin.ensureTopic(topic, { partitions: 1, replicationFactor: -1 });
+    const transform = createSpreadTransform();
+    const records: SpreadRecord[] = [];
+    for await (const frame of (await openRecording(CAPTURE)).frames) {
+      transform.frame(frame, records);
+    }
+    const sink = kafka.sink();
+    try {
+      for (let i = 0; i < records.length; i += 1000) {
+        await sink.send(topic, records.slice(i, i + 1000));
+      }
+    } finally {
+      await sink.close();
+    }
+    return { topic, records: records.length, startedAt, endedAt: Date.now() };
+  } finally {
+    await kafka.close();
+  }
 }
 
 /** Replays a recording into a new one-partition topic; resolves with its summary's counts. */
@@ -86,7 +121,7 @@ captureTest({
       equal(capture.records, CAPTURE_RECORDS);
       const fresh = await replay(broker, live, "eos-live");
       equal(fresh.records, 4000);
-      const old = await replay(broker, CAPTURE, "eos-exchange", ["--kafka-timestamp", "exchange"]);
+      const old = await writeExchangeStamped(broker, "eos-exchange");
       const states = async () => ({
         capture: await describeProducers(broker, capture.topic, 0),
         fresh: await describeProducers(broker, fresh.topic, 0),
@@ -138,7 +173,7 @@ captureTest({
     });
     try {
       const capture = await replay(broker, CAPTURE, "eos-keep");
-      const old = await replay(broker, CAPTURE, "eos-expire", ["--kafka-timestamp", "exchange"]);
+      const old = await writeExchangeStamped(broker, "eos-expire");
       // The proof that the check ran: the 2023-stamped copy goes (within 60 s, generously).
       const deadline = Date.now() + 60_000;
       let left = await stored(broker, old.topic);

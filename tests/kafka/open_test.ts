@@ -352,9 +352,12 @@ for (const client of KAFKA_CLIENTS) {
           await source.close();
         }
       });
+      // Nothing handled is committed. The default client gives a new group with --from earliest
+      // its position at once (the earliest offset, 0), so a later run resumes there too.
+      const committed = client === "platformatic" ? "0" : "-1";
       await withClient(config, async ({ admin }) => {
         deepStrictEqual(await admin.lag(groupId, topic), [
-          { partition: 0, end: "6", committed: "-1", lag: 6 },
+          { partition: 0, end: "6", committed, lag: 6 },
         ]);
       });
       const got = await collect(config, topic, { groupId, count: 6 });
