@@ -72,7 +72,8 @@ port_in_use() {
 pick_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    # Below the kernel's ephemeral range (32768 and up), where outgoing connections take ports.
+    p=$((20000 + RANDOM % 12768))
     if ! port_in_use "$p"; then
       echo "$p"
       return 0

@@ -18,7 +18,8 @@
 # Environment:
 #   QUESTDB_CACHE          jar cache (default: <repo>/.cache/questdb)
 #   QUESTDB_HTTP_PORT, QUESTDB_PG_PORT, QUESTDB_MIN_HTTP_PORT, QUESTDB_ILP_TCP_PORT
-#                          ports for `up` (default: free ports picked at random)
+#                          ports for `up` (default: free ports picked at random below 32768;
+#                          ILP over TCP stays off: the store writes line protocol over HTTP)
 #   QUESTDB_START_TIMEOUT  seconds to wait for the server to answer (default 90)
 #   QUESTDB_HEAP           JVM heap options (default "-Xms64m -Xmx512m")
 #
@@ -43,7 +44,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,24p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '2,26p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -75,7 +76,8 @@ PICKED=" "
 pick_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    # Below the kernel's ephemeral range (32768 and up), where outgoing connections take ports.
+    p=$((20000 + RANDOM % 12768))
     if [[ "$PICKED" != *" $p "* ]] && ! port_in_use "$p"; then
       echo "$p"
       return 0
@@ -105,7 +107,7 @@ launch() {
   # shellcheck disable=SC2086 # HEAP holds several JVM options
   QDB_HTTP_BIND_TO="127.0.0.1:$HTTP_PORT" QDB_HTTP_MIN_NET_BIND_TO="127.0.0.1:$MIN_HTTP_PORT" \
     QDB_PG_NET_BIND_TO="127.0.0.1:$PG_PORT" QDB_LINE_TCP_NET_BIND_TO="127.0.0.1:$ILP_TCP_PORT" \
-    QDB_TELEMETRY_ENABLED=false QDB_LINE_UDP_ENABLED=false \
+    QDB_TELEMETRY_ENABLED=false QDB_LINE_UDP_ENABLED=false QDB_LINE_TCP_ENABLED=false \
     nohup java $HEAP "$MARKER_PROP=$dir" -XX:+ExitOnOutOfMemoryError -jar "$JAR" -d "$dir/db" -n \
     </dev/null >"$dir/logs/stdout.log" 2>&1 &
   echo $! >"$dir/questdb.pid"

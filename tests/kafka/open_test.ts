@@ -4,7 +4,7 @@
  * Aiven offers, the failures that must be fast and clear, topics, offsets and lag. Every broker
  * test runs once per client. With KAFKA_BROKERS set, the TLS/SCRAM and restart tests are skipped.
  */
-import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
+import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import { KAFKA_CLIENTS } from "../../lib/kafka/defaults.ts";
 import { KafkaAuthError, KafkaUnreachableError } from "../../lib/kafka/errors.ts";
@@ -491,7 +491,15 @@ for (const client of KAFKA_CLIENTS) {
           "40",
         ]);
         await kafkaClient.close();
-        deepStrictEqual(resets, [], "no producer reset: every retry kept its sequence numbers");
+        if (client === "platformatic") {
+          deepStrictEqual(resets, [], "no producer reset: every retry kept its sequence numbers");
+        } else {
+          // kafkajs (at least once, docs/kafka_client.md) may give up on a broker that refuses
+          // connections for longer than its retries last, and our sink sends the batch again
+          // under a new producer id. Only a refused connection may cause that: nothing of the
+          // batch can have been written, and the log above holds each record once.
+          for (const line of resets) match(line, /Connection error: connect ECONNREFUSED/);
+        }
       } finally {
         await own.stop();
       }
