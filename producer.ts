@@ -85,9 +85,20 @@ async function main(): Promise<number> {
     ),
   });
   const kafka = connected.kafka;
+  const standby = standbyConfig
+    ? new Standby(kafka, standbyConfig, {
+      registry: metrics.registry,
+      log,
+      topic: kafkaConfig.topic,
+    })
+    : undefined;
   // With a standby group each term has a producer of its own, closed the moment the term ends,
-  // so a send in flight cannot write after another producer took over (issue 24, finding 4).
-  const sink = standbyConfig ? new PerTermSink(connected.newSink) : connected.sink;
+  // so a send in flight cannot write after another producer took over (issue 24, finding 4),
+  // and fenced at the wire by the lease, so a producer paused with a request inside the client
+  // cannot write it when it runs again.
+  const sink = standby
+    ? new PerTermSink(() => connected.newSink({ fence: () => standby.isLeader() }))
+    : connected.sink;
   metrics.followSink(() => sink.stats);
   const recorder = polygon.recordPath
     ? await RecordingWriter.open(polygon.recordPath, {
@@ -107,13 +118,6 @@ async function main(): Promise<number> {
     metrics.registry,
     () => new Map(Object.entries(channelCounts(pipelines)).map(([c, v]) => [c, v.counts])),
   );
-  const standby = standbyConfig
-    ? new Standby(kafka, standbyConfig, {
-      registry: metrics.registry,
-      log,
-      topic: kafkaConfig.topic,
-    })
-    : undefined;
   const current = () => pipelines[pipelines.length - 1];
   const health = standby ? standby.health(current) : lazyHealth(current);
   const telemetry = await startTelemetry(telemetryConfig, {

@@ -7,7 +7,7 @@
  */
 import type { KafkaConfig } from "../config/kafka.ts";
 import { ConfigError } from "../config/errors.ts";
-import { type KafkaClient, type KafkaSink } from "./types.ts";
+import { type KafkaClient, type KafkaSink, type KafkaSinkOptions } from "./types.ts";
 import { KafkaAuthError, KafkaUnreachableError } from "./errors.ts";
 import { openKafka } from "./open.ts";
 import { NEEDED_OPERATIONS } from "./access.ts";
@@ -39,8 +39,11 @@ export interface ConnectSinkOptions {
 /** A sink ready to send, the topic's partition count, and the client behind them. */
 export interface ConnectedSink {
   sink: KafkaSink;
-  /** Makes another sink like `sink` (a producer of its own), e.g. one per standby term. */
-  newSink: () => KafkaSink;
+  /**
+   * Makes another sink like `sink` (a producer of its own), e.g. one per standby term, with the
+   * term's `fence` (see {@linkcode KafkaSinkOptions.fence}).
+   */
+  newSink: (options?: Pick<KafkaSinkOptions, "fence">) => KafkaSink;
   partitions: number;
   /** Close it after the sink. */
   kafka: KafkaClient;
@@ -122,11 +125,12 @@ export async function connectSink(
     await kafka.close();
     throw new ConfigError(refusal);
   }
-  const newSink = () =>
+  const newSink = (extra: Pick<KafkaSinkOptions, "fence"> = {}) =>
     kafka.sink({
       compression: config.compression,
       onReset: log,
       deadLetter: options.deadLetter,
+      fence: extra.fence,
     });
   return { sink: newSink(), newSink, partitions, kafka };
 }

@@ -132,6 +132,13 @@ export interface KafkaSinkOptions {
   deadLetter?: DeadLetterSink;
   /** Clock for the timestamp checks against the topic's window, epoch ms; default `Date.now`. */
   now?: () => number;
+  /**
+   * Asked the moment each produce request would go onto the wire; when it returns false the
+   * request is not written and its connection is dropped, so a producer paused after every
+   * earlier check cannot write once it runs again (a standby term's lease). Default: none.
+   * Only the default client can honour it; the kafkajs sink refuses it.
+   */
+  fence?: () => boolean;
 }
 
 /** Options for {@linkcode KafkaClient.source}. */

@@ -276,6 +276,7 @@ export class KafkaJsClient implements KafkaClient {
   }
 
   sink(options: KafkaSinkOptions = {}): KafkaSink {
+    if (options.fence) throw notWithKafkaJs("a producer fenced at the wire (--standby-group)");
     return new KafkaJsSink(
       this.#kafka,
       options,

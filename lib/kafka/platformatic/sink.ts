@@ -15,6 +15,7 @@ import { throttledLog } from "../diagnosis.ts";
 import { platformaticOptions, reasonOf } from "./options.ts";
 import { murmur2 } from "../murmur2.ts";
 import { resendUntilClosed } from "../resend.ts";
+import { installWireFence, type WireFenceContext } from "./wire_fence.ts";
 import {
   type DeadLetterSink,
   KafkaRefusedError,
@@ -246,6 +247,21 @@ export class PlatformaticSink implements KafkaSink {
       partitioner: this.#partitioner as unknown as StringProducerOptions["partitioner"],
       serializers: cachedSerializers() as unknown as StringProducerOptions["serializers"],
     };
+    if (options.fence) {
+      // Every connection of this producer carries the fence; the wire fence asks it before each
+      // produce request is written (a paused zombie's request is stopped there).
+      installWireFence();
+      const context: WireFenceContext = {
+        mayWrite: options.fence,
+        stopped: () =>
+          this.#log(
+            "fenced",
+            "kafka producer: a produce request was stopped at the wire: this producer may no " +
+              "longer write (its standby term ended); nothing of it reached the broker",
+          ),
+      };
+      producerOptions.context = context;
+    }
     this.#producer = new Producer(producerOptions);
     // The client reports a lost or refused broker connection without the cause; with the
     // retry lines below they say what happened. Repeats within 10 s are counted, not printed.
