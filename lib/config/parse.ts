@@ -7,7 +7,7 @@ import { type Script, type Setting, type Settings, type SettingsOf, TABLE } from
  * Reads the `KEY=value` lines of a dotenv file, as `deno run --env-file` does: `#` comments, an
  * optional `export `, values in single quotes (literal) or double quotes (`\n` escapes), and
  * unquoted values up to a ` #` comment. A missing file is normal and gives `{}`; a line that is
- * not `KEY=value` is a {@linkcode ConfigError} naming the file and the line.
+ * not `KEY=value`, or a key set twice, is a {@linkcode ConfigError} naming the file and the lines.
  */
 export function readEnvFile(
   path: string,
@@ -23,6 +23,7 @@ export function readEnvFile(
     });
   }
   const vars: Record<string, string> = {};
+  const lineOf = new Map<string, number>();
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
@@ -34,7 +35,18 @@ export function readEnvFile(
         `Cannot read the settings file "${path}": line ${i + 1} is not KEY=value`,
       );
     }
-    if (!(m[1]! in vars)) vars[m[1]!] = value;
+    const key = m[1]!;
+    const first = lineOf.get(key);
+    if (first !== undefined) {
+      // Deno's --env-file keeps the first, most shells the last: a user who copied
+      // .env.example and appended a setting meant the last, and got the first (often empty).
+      throw new ConfigError(
+        `Cannot read the settings file "${path}": "${key}" is set on line ${first} and again ` +
+          `on line ${i + 1}; keep one of them`,
+      );
+    }
+    lineOf.set(key, i + 1);
+    vars[key] = value;
   }
   return vars;
 }

@@ -682,8 +682,10 @@ export class PolygonClient {
     const quoted = this.#redact(message);
     if (status === "max_connections") {
       return new MaxConnectionsError(
-        `Cannot stream from Polygon at "${url}": another client is using this API key ` +
-          `(status "max_connections": "${quoted}"); stop the other client or use another key`,
+        `Cannot stream from Polygon at "${url}": another client of this account is connected ` +
+          `(status "max_connections": "${quoted}"); stop the other client: Massive allows one ` +
+          `connection per cluster per account, whatever the key (several producers: ` +
+          `--standby-group)`,
       );
     }
     if (PLAN_MESSAGE_RE.test(message)) {

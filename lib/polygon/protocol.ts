@@ -14,7 +14,7 @@ export class AuthFailedError extends Error {
   }
 }
 
-/** Another client is using the API key (`max_connections`). Exit code 4; never retried. */
+/** Another client of the account is connected (`max_connections`). Exit code 4; never retried. */
 export class MaxConnectionsError extends Error {
   /** The exit code an entry script should use. */
   readonly exitCode: number = EXIT.MAX_CONNECTIONS;

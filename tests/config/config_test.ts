@@ -287,7 +287,7 @@ Deno.test("--instance (TELEMETRY_INSTANCE) names the process in the telemetry co
   });
 });
 
-Deno.test("a settings file reads like deno's --env-file, and a missing one is simply empty", () => {
+Deno.test("a settings file reads like deno's --env-file, a key set twice is an error naming both lines, and a missing file is simply empty", () => {
   const files: Record<string, string> = {
     ".env": [
       "# a comment",
@@ -297,9 +297,10 @@ Deno.test("a settings file reads like deno's --env-file, and a missing one is si
       "KAFKA_SASL_PASSWORD='p#ss word'",
       'INFLUX_TOKEN="line1\\nline2"',
       "RECORD_FILE=",
-      "POLYGON_PAIRS=ignored, the first one wins",
     ].join("\n"),
     "bad.env": "KAFKA_TOPIC=ok\nthis is not a setting\n",
+    // .env.example copied, then a setting appended: the empty line would have won.
+    "twice.env": "# key\nPOLYGON_API_KEY=\nKAFKA_TOPIC=quotes\nPOLYGON_API_KEY=abc\n",
   };
   const read = (path: string) => {
     const text = files[path];
@@ -317,6 +318,11 @@ Deno.test("a settings file reads like deno's --env-file, and a missing one is si
   throws(() => readEnvFile("bad.env", read), {
     name: "ConfigError",
     message: 'Cannot read the settings file "bad.env": line 2 is not KEY=value',
+  });
+  throws(() => readEnvFile("twice.env", read), {
+    name: "ConfigError",
+    message: 'Cannot read the settings file "twice.env": "POLYGON_API_KEY" is set on line 2 ' +
+      "and again on line 4; keep one of them",
   });
 });
 

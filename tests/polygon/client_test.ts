@@ -334,10 +334,11 @@ Deno.test("client rejects with MaxConnectionsError at auth and does not reconnec
     assert.equal(error.exitCode, EXIT.MAX_CONNECTIONS);
     assert.equal(
       error.message,
-      `Cannot stream from Polygon at "${fake.url}": another client is using this API key ` +
-        `(status "max_connections": "Maximum number of websocket connections exceeded. You ` +
-        `have reached the connection limit for your account."); stop the other client or use ` +
-        `another key`,
+      `Cannot stream from Polygon at "${fake.url}": another client of this account is ` +
+        `connected (status "max_connections": "Maximum number of websocket connections ` +
+        `exceeded. You have reached the connection limit for your account."); stop the other ` +
+        `client: Massive allows one connection per cluster per account, whatever the key ` +
+        `(several producers: --standby-group)`,
     );
     await settle();
     assert.equal(fake.stats.connections, 1);
