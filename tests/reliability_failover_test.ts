@@ -316,7 +316,11 @@ Deno.test({
       const gaps = await failoverGaps(ctx.broker, ctx.topic);
       equal(gaps.length, 1);
       const gap = gaps[0]!;
-      assertGapsCoverExactly(d, gaps);
+      try { assertGapsCoverExactly(d, gaps); } catch (e) {
+        const dump = d.records.map((r) => `${r.partition}/${r.offset} ${quoteIndex(r.value!)} ts=${r.timestamp}`).join("\n");
+        await Deno.writeTextFile(`/tmp/zombie-${Date.now()}.txt`, `gap ${JSON.stringify(gap)} T0=${T0}\n=== A\n${a.process.stderr}\n=== B\n${b.process.stderr}\n=== records\n${dump}\n`);
+        throw e;
+      }
       // In every partition, once the new leader's first record is there, every later record is
       // the new leader's (its quotes come after the gap): the zombie appended nothing.
       let zombieAfter = 0;
