@@ -3,9 +3,13 @@
  * every TypeScript file in the repository with `deno info --json` (static, dynamic and type-only
  * imports alike) and fails when
  *   - the project's own files form an import cycle (each cycle is printed, file by file), or
- *   - a Kafka client library (`@platformatic/kafka`, `kafkajs`) is imported outside `lib/kafka/`.
+ *   - a Kafka client library (`@platformatic/kafka`, `kafkajs`) is imported outside `lib/kafka/`,
+ *   - or an adapter folder ({@linkcode ADAPTER_FOLDERS}) is imported by a product file other than
+ *     the one that picks an adapter (`lib/kafka/open.ts`) or the adapter's own files: the rest of
+ *     the product sees only the contract (`lib/kafka/types.ts`).
  *     Tests and benchmarks are the exception ({@linkcode CLIENT_IMPORT_EXEMPT}): they read the
- *     broker with a client of their own, as an independent check of what our adapters wrote.
+ *     broker with a client of their own, as an independent check of what our adapters wrote, and
+ *     test an adapter directly.
  *
  *   deno task imports            check the whole tree
  *   deno task imports --json     the same, as one JSON object on stdout
@@ -28,12 +32,35 @@ export interface ImportReport {
   cycles: string[][];
   /** Kafka client imports outside lib/kafka/. */
   misplaced: { file: string; specifier: string }[];
+  /** Imports of an adapter folder's file by a product file that may not pick an adapter. */
+  adapterImports: { file: string; imported: string }[];
 }
 
 const KAFKA_CLIENTS = ["@platformatic/kafka", "kafkajs"];
 
 /** Folders that may import a Kafka client directly: independent checks, not the product. */
 export const CLIENT_IMPORT_EXEMPT: readonly string[] = ["tests/", "bench/"];
+
+/** The Kafka adapter folders, and the one product file that may import them (it picks one). */
+export const ADAPTER_FOLDERS: readonly string[] = ["lib/kafka/platformatic/", "lib/kafka/kafkajs/"];
+const ADAPTER_PICKER = "lib/kafka/open.ts";
+
+/** Imports of an adapter's files by product files other than the picker and the adapter. */
+export function adapterImports(
+  edges: ReadonlyMap<string, ReadonlySet<string>>,
+): { file: string; imported: string }[] {
+  const found: { file: string; imported: string }[] = [];
+  for (const [file, imports] of edges) {
+    if (file === ADAPTER_PICKER || CLIENT_IMPORT_EXEMPT.some((dir) => file.startsWith(dir))) {
+      continue;
+    }
+    for (const imported of imports) {
+      const folder = ADAPTER_FOLDERS.find((f) => imported.startsWith(f));
+      if (folder !== undefined && !file.startsWith(folder)) found.push({ file, imported });
+    }
+  }
+  return found.sort((x, y) => x.file.localeCompare(y.file) || x.imported.localeCompare(y.imported));
+}
 
 interface InfoDependency {
   specifier: string;
@@ -190,6 +217,7 @@ export async function checkImports(root: string, files?: string[]): Promise<Impo
     misplaced: graph.clientImports.filter(({ file }) =>
       !file.startsWith("lib/kafka/") && !CLIENT_IMPORT_EXEMPT.some((dir) => file.startsWith(dir))
     ),
+    adapterImports: adapterImports(graph.edges),
   };
 }
 
@@ -216,10 +244,18 @@ if (import.meta.main) {
         `Kafka client "${specifier}" imported by ${file}: only lib/kafka/ may import it`,
       );
     }
+    for (const { file, imported } of report.adapterImports) {
+      console.error(
+        `Kafka adapter file ${imported} imported by ${file}: only ${ADAPTER_PICKER} picks an ` +
+          `adapter; import the contract (lib/kafka/types.ts) or open a client with openKafka`,
+      );
+    }
     console.error(
       `imports: ${report.modules} modules, ${report.cycles.length} cycles, ` +
-        `${report.misplaced.length} Kafka client imports outside lib/kafka/`,
+        `${report.misplaced.length} Kafka client imports outside lib/kafka/, ` +
+        `${report.adapterImports.length} adapter imports outside ${ADAPTER_PICKER}`,
     );
   }
-  Deno.exit(report.cycles.length + report.misplaced.length === 0 ? 0 : 1);
+  const problems = report.cycles.length + report.misplaced.length + report.adapterImports.length;
+  Deno.exit(problems === 0 ? 0 : 1);
 }

@@ -287,7 +287,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "finding 2: consume | head -n 100 on a backlog of 10,000 exits 7 and commits only what head took, so the next run prints every record after them",
+    "finding 2: consume | head -n 100 on a backlog of 10,000 exits 8 and commits only what head took, so the next run prints every record after them",
   ...KAFKA_TEST,
   async fn() {
     const b = await kafka();

@@ -2,11 +2,10 @@
  * The Kafka boundary: the project's own small interfaces for a Kafka client (a sink, a source
  * and admin), the errors every adapter throws, and {@linkcode openKafka}, which loads the adapter
  * the config names. No client library type crosses this file: the adapters
- * (`kafka_platformatic*.ts` for @platformatic/kafka, `kafka_kafkajs*.ts` for kafkajs) are the
- * only files that import a client. What the adapters share lives beside it:
- * `kafka_diagnosis.ts` (explaining failures, redacted logs), `kafka_security.ts` (TLS and SASL
- * settings), `kafka_startup.ts` (reaching the brokers, topic leaders) and `kafka_offsets.ts`
- * (lag, pending commits).
+ * (`platformatic/` for @platformatic/kafka, `kafkajs/` for kafkajs) are the only files that
+ * import a client. The contract is `types.ts`; what the adapters share lives beside it:
+ * `diagnosis.ts` (explaining failures, redacted logs), `security.ts` (TLS and SASL settings),
+ * `startup.ts` (reaching the brokers, topic leaders) and `offsets.ts` (lag, pending commits).
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
- * The kafkajs adapter behind the Kafka boundary (`kafka.ts`): the client built from a
- * {@linkcode KafkaConfig} (plaintext, TLS client certificates, or SASL/SCRAM over TLS) and
- * start-up reachability. Its parts: topics and lag (`kafka_kafkajs_admin.ts`), an idempotent
- * producer (`kafka_kafkajs_sink.ts`) and an at-least-once consumer (`kafka_kafkajs_source.ts`).
+ * The kafkajs adapter behind the Kafka boundary (`../types.ts`, picked by `../open.ts`): the
+ * client built from a {@linkcode KafkaConfig} (plaintext, TLS client certificates, or SASL/SCRAM
+ * over TLS) and start-up reachability. Its parts: topics and lag (`admin.ts`), an idempotent
+ * producer (`sink.ts`) and an at-least-once consumer (`source.ts`).
  *
  * kafkajs 2.2.4 is unmaintained and its idempotent producer can write a record twice (see
  * RELIABILITY.md); it stays as the second adapter because the user's design card names it.

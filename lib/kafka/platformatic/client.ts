@@ -1,10 +1,11 @@
 /**
- * The @platformatic/kafka adapter behind the Kafka boundary (`kafka.ts`): plaintext, TLS client
- * certificates or SASL/SCRAM over TLS; start-up reachability with the same diagnoses as the
- * other adapter. Its parts: the client settings (`kafka_platformatic_options.ts`), topics and lag
- * (`kafka_platformatic_admin.ts`), an idempotent producer that retries inside the client with the
- * same batch and sequence numbers (`kafka_platformatic_sink.ts`) and an at-least-once consumer in
- * a group (`kafka_platformatic_source.ts`).
+ * The @platformatic/kafka adapter behind the Kafka boundary (`../types.ts`, picked by
+ * `../open.ts`): plaintext, TLS client certificates or SASL/SCRAM over TLS; start-up
+ * reachability with the same diagnoses as the other adapter. Its parts: the client settings
+ * (`options.ts`), topics and lag (`admin.ts`), an idempotent producer that retries inside the
+ * client with the same batch and sequence numbers (`sink.ts`, fenced at the wire by
+ * `wire_fence.ts` in a standby term), an at-least-once consumer in a group (`source.ts`) and the
+ * standby election (`election.ts`).
  */
 import { Admin, AuthenticationError } from "@platformatic/kafka";
 import { deadline } from "../../async.ts";
