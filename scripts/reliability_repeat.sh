@@ -2,7 +2,8 @@
 # Runs the exactly-once scenarios N times in a row (default 10) and prints one line per run and
 # a summary: the 15 s broker stop (tests/reliability_outage_test.ts); a replay of the real
 # capture (its 2023 timestamps) through a broker SIGKILL, a clean stop, a fresh broker, a 30 s
-# network black hole and connections dropped every 3 s for 30 s (tests/reliability_crash_test.ts).
+# network black hole and connections dropped every 3 s for 30 s (tests/reliability_crash_test.ts);
+# live quotes at 2,000/s through a broker SIGKILL and a 30 s black hole (tests/reliability_live_test.ts).
 # Each run's [reliability] lines give the counts; any duplicate or missing record fails that run.
 #
 #   scripts/reliability_repeat.sh [N]            the default Kafka client
@@ -13,13 +14,13 @@
 #                                                SIGKILLs, a database restart, two stores; both databases;
 #                                                STORE_SCENARIOS=kill and STORE_ADAPTERS=questdb narrow it)
 #
-# Needs what `deno task test` needs (Java, the Kafka jars, kcat optional). Takes about 5 min a run.
+# Needs what `deno task test` needs (Java, the Kafka jars, kcat optional). Takes about 8 min a run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 case "$runs" in '' | *[!0-9]*) echo "Usage: scripts/reliability_repeat.sh [N]: N must be a number, got \"$runs\"" >&2; exit 2 ;; esac
-filter=${RELIABILITY_FILTER:-'/outage of 15 s and more|SIGKILLed 3 s into|stopped cleanly 3 s into|fresh broker answers|black hole between|dropped every 3 s/'}
-files=(tests/reliability_outage_test.ts tests/reliability_crash_test.ts)
+filter=${RELIABILITY_FILTER:-'/outage of 15 s and more|SIGKILLed 3 s into|stopped cleanly 3 s into|fresh broker answers|black hole between|dropped every 3 s|live quotes at 2,000/'}
+files=(tests/reliability_outage_test.ts tests/reliability_crash_test.ts tests/reliability_live_test.ts)
 if [ "${RELIABILITY_SUITE:-kafka}" = store ]; then
   filter=${RELIABILITY_FILTER:-'/exactly once through kills/'}
   files=(tests/reliability_store_test.ts)

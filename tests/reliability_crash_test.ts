@@ -21,9 +21,10 @@ import {
   uniqueTopic,
 } from "./helpers/kafka_broker.ts";
 import { openKafka } from "../lib/kafka/open.ts";
-import { type FaultProxy, startFaultProxy } from "./helpers/fault_proxy.ts";
+import { type FaultProxy, startBrokerProxy } from "./helpers/fault_proxy.ts";
 import type { ReplaySummary } from "../lib/summary.ts";
 import {
+  describeReappended,
   KAFKA_TEST,
   readTopic,
   reappended,
@@ -133,14 +134,6 @@ function replayInto(
   return new ReplayProcess(broker, topic, args, dir, env);
 }
 
-/** The batches the broker stored twice, for a failure message. */
-function describeAgain(again: ReturnType<typeof reappended>): string {
-  return again.map((b) =>
-    `partition ${b.partition} offset ${b.baseOffset}, seq ${b.baseSequence}-${b.lastSequence}, ` +
-    `leader epoch ${b.leaderEpoch}`
-  ).join("; ");
-}
-
 /**
  * Replays the recording at `speed` into a new topic and runs `fault` once the first record is
  * on the topic; then checks that the topic holds every record exactly once and prints the
@@ -173,7 +166,9 @@ async function replayWithFault(
     equal(
       result.extra,
       0,
-      `${result.extra} duplicates; the batches the broker stored twice: ${describeAgain(again)}`,
+      `${result.extra} duplicates; the batches the broker stored twice: ${
+        describeReappended(again)
+      }`,
     );
     console.log(
       `[reliability] ${name}: ${result.records} records, ${during}; ${summary.produceRetries} ` +
@@ -253,10 +248,7 @@ Deno.test({
   ...KAFKA_TEST,
   async fn() {
     const broker = await startKafka();
-    const proxy = startFaultProxy({
-      port: broker.proxy!.listenPort,
-      target: broker.proxy!.target,
-    });
+    const proxy = startBrokerProxy(broker);
     try {
       await replayWithFault(broker, "30 s black hole mid-replay", 3, async () => {
         await sleep(2_000);
@@ -276,10 +268,7 @@ Deno.test({
   ...KAFKA_TEST,
   async fn() {
     const broker = await startKafka();
-    const proxy = startFaultProxy({
-      port: broker.proxy!.listenPort,
-      target: broker.proxy!.target,
-    });
+    const proxy = startBrokerProxy(broker);
     try {
       await replayWithFault(broker, "connections dropped every 3 s for 30 s", 3, async () => {
         await sleep(1_000);

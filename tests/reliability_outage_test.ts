@@ -10,26 +10,20 @@ import type { InRecord } from "../lib/sink.ts";
 import { EXTERNAL_KAFKA, type KafkaBroker, startKafka } from "./helpers/kafka_broker.ts";
 import {
   assertDelivered,
-  health,
+  assertQuotesOnce,
+  endlessQuotes,
   KAFKA_TEST,
   metric,
-  quoteFrame,
-  quoteIndex,
+  outage,
   quoteValue,
   readTopic,
   reappended,
   recordTexts,
-  type ScriptProcess,
-  sleep,
+  sample,
   startScenario,
   storedBatches,
   waitUntil,
 } from "./helpers/reliability.ts";
-
-/** Records in batches the broker appended a second time (same producer id, epoch, sequence). */
-function again(batches: Parameters<typeof reappended>[0]): number {
-  return reappended(batches).reduce((n, b) => n + b.count, 0);
-}
 
 let privateBroker: Promise<KafkaBroker> | undefined;
 
@@ -37,59 +31,6 @@ let privateBroker: Promise<KafkaBroker> | undefined;
 function ownBroker(): Promise<KafkaBroker> {
   privateBroker ??= startKafka({ private: true });
   return privateBroker;
-}
-
-/** Frames 0, 1, 2, … until `limit.at` is set, then up to that index. */
-function* endlessQuotes(limit: { at?: number }): Generator<string> {
-  for (let i = 0; limit.at === undefined || i < limit.at; i++) yield quoteFrame(i);
-}
-
-interface Sample {
-  at: number;
-  lastQuoteAgeMs?: number;
-  pendingRecords: number;
-  oldestPendingAgeMs?: number;
-  rssKb?: number;
-  /** /metrics: crypto_queue_depth and crypto_ws_frames_received_total. */
-  queueDepth: number;
-  framesReceived: number;
-}
-
-/** Samples the producer's /healthz and RSS every 500 ms until `stop.done` is set. */
-async function sample(
-  producer: ScriptProcess,
-  base: string,
-  stop: { done: boolean },
-): Promise<Sample[]> {
-  const samples: Sample[] = [];
-  while (!stop.done) {
-    const h = await health(base);
-    samples.push({
-      at: performance.now(),
-      lastQuoteAgeMs: h.lastQuoteAgeMs as number | undefined,
-      pendingRecords: h.pendingRecords as number,
-      oldestPendingAgeMs: h.oldestPendingAgeMs as number | undefined,
-      rssKb: producer.rssKb(),
-      queueDepth: await metric(base, "crypto_queue_depth"),
-      framesReceived: await metric(base, "crypto_ws_frames_received_total"),
-    });
-    await sleep(500);
-  }
-  return samples;
-}
-
-/** An outage of the broker: stop (or crash) it, wait `downMs`, start it again. */
-async function outage(
-  broker: KafkaBroker,
-  downMs: number,
-  crash: boolean,
-): Promise<{ stoppedAt: number; startedAt: number; answeredAt: number; killed: boolean }> {
-  const { killed } = await broker.pause({ crash });
-  const stoppedAt = performance.now();
-  await sleep(downMs);
-  const startedAt = performance.now();
-  await broker.resume();
-  return { stoppedAt, startedAt, answeredAt: performance.now(), killed };
 }
 
 /**
@@ -255,26 +196,15 @@ Deno.test({
       deepStrictEqual(final.skippedByReason, { status: 1 });
 
       const records = await readTopic(broker, topic);
-      const got = records.map((r) => quoteIndex(r.value!));
-      const extra = records.length - new Set(got).size;
-      equal(new Set(got).size, final.acked);
-      equal(
-        extra,
-        0,
-        `${extra} duplicates; batches the broker appended twice: ${
-          again(await storedBatches(broker, topic))
-        } records`,
-      );
       // drop-oldest: the missing quotes are one run, the oldest queued when the queue overflowed.
-      const have = new Set(got);
-      const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !have.has(i));
-      equal(missing.length, final.framesDropped);
-      equal(
-        missing.at(-1)! - missing[0]! + 1,
-        missing.length,
-        "the dropped quotes are contiguous",
+      const { duplicates: extra } = await assertQuotesOnce(
+        broker,
+        topic,
+        records,
+        Array.from({ length: total }, (_, i) => i),
+        final,
+        producer.stderr,
       );
-      for (const r of records) equal(r.value, quoteValue(quoteIndex(r.value!)));
 
       const rss = samples.map((s) => s.rssKb ?? 0);
       const maxPending = Math.max(...samples.map((s) => s.pendingRecords));

@@ -172,3 +172,17 @@ export function startFaultProxy(options: FaultProxyOptions): FaultProxy {
     },
   };
 }
+
+/**
+ * Starts a {@linkcode FaultProxy} in front of a test broker's PROXIED listener
+ * (`KafkaBroker.proxy`), on the port the broker advertises for it; throws for a broker without one
+ * (an external broker).
+ */
+export function startBrokerProxy(
+  broker: { proxy?: { listenPort: number; target: string } },
+): FaultProxy {
+  if (broker.proxy === undefined) {
+    throw new Error("Cannot start a fault proxy: the broker has no PROXIED listener (external)");
+  }
+  return startFaultProxy({ port: broker.proxy.listenPort, target: broker.proxy.target });
+}

@@ -62,6 +62,14 @@ export function quoteIndex(value: string): number {
   return Date.parse((JSON.parse(value) as { timestamp: string }).timestamp) - T0;
 }
 
+/**
+ * Synthetic frames 0, 1, 2, … ({@linkcode quoteFrame}) until `limit.at` is set, then up to that
+ * index: an endless feed for the fake Polygon server that the test ends when it chooses.
+ */
+export function* endlessQuotes(limit: { at?: number }): Generator<string> {
+  for (let i = 0; limit.at === undefined || i < limit.at; i++) yield quoteFrame(i);
+}
+
 /** `count` synthetic frames from `start`. */
 export function quoteFrames(count: number, start = 0): string[] {
   return Array.from({ length: count }, (_, i) => quoteFrame(start + i));
@@ -536,6 +544,148 @@ export async function readTopic(
   return [...got.values()];
 }
 
+/** One look at a producer under a fault: {@linkcode sample}. */
+export interface Sample {
+  /** When, from `performance.now()`. */
+  at: number;
+  /** /healthz: lastQuoteAgeMs, pendingRecords, oldestPendingAgeMs. */
+  lastQuoteAgeMs?: number;
+  pendingRecords: number;
+  oldestPendingAgeMs?: number;
+  /** The process's resident set size (VmRSS), KiB. */
+  rssKb?: number;
+  /** /metrics: crypto_queue_depth and crypto_ws_frames_received_total. */
+  queueDepth: number;
+  framesReceived: number;
+}
+
+/** Samples the producer's /healthz and RSS every 500 ms until `stop.done` is set. */
+export async function sample(
+  producer: ScriptProcess,
+  base: string,
+  stop: { done: boolean },
+): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  while (!stop.done) {
+    const h = await health(base);
+    samples.push({
+      at: performance.now(),
+      lastQuoteAgeMs: h.lastQuoteAgeMs as number | undefined,
+      pendingRecords: h.pendingRecords as number,
+      oldestPendingAgeMs: h.oldestPendingAgeMs as number | undefined,
+      rssKb: producer.rssKb(),
+      queueDepth: await metric(base, "crypto_queue_depth"),
+      framesReceived: await metric(base, "crypto_ws_frames_received_total"),
+    });
+    await sleep(500);
+  }
+  return samples;
+}
+
+/** When an outage of the broker began and ended, from `performance.now()`. */
+export interface OutageTimes {
+  /** The broker process was gone. */
+  stoppedAt: number;
+  /** Its start began. */
+  startedAt: number;
+  /** It answered again. */
+  answeredAt: number;
+  /** It was SIGKILLed (asked to, or its stop took over 20 s): an unclean shutdown. */
+  killed: boolean;
+}
+
+/**
+ * An outage of the broker: stops it (SIGTERM; SIGKILL when `crash`), waits `downMs`, starts it
+ * again with the same data and waits until it answers.
+ */
+export async function outage(
+  broker: KafkaBroker,
+  downMs: number,
+  crash: boolean,
+): Promise<OutageTimes> {
+  const { killed } = await broker.pause({ crash });
+  const stoppedAt = performance.now();
+  await sleep(downMs);
+  const startedAt = performance.now();
+  await broker.resume();
+  return { stoppedAt, startedAt, answeredAt: performance.now(), killed };
+}
+
+/** How a topic of synthetic quotes compares with the quotes sent, by {@linkcode quoteIndex}. */
+export interface QuoteDelivery {
+  /** Distinct quotes on the topic. */
+  distinct: number;
+  /** Extra copies: records on the topic minus distinct quotes. */
+  duplicates: number;
+  /** Indexes sent and not on the topic, ascending. */
+  missing: number[];
+  /** Indexes on the topic that were never sent, ascending. */
+  unexpected: number[];
+  /** Records whose value is not {@linkcode quoteValue} of their index. */
+  altered: number;
+}
+
+/** Compares the synthetic quotes on a topic (`records`) with the indexes `sent`. */
+function quoteDelivery(
+  records: readonly InRecord[],
+  sent: Iterable<number>,
+): QuoteDelivery {
+  const have = new Set<number>();
+  let altered = 0;
+  for (const r of records) {
+    const i = quoteIndex(r.value!);
+    have.add(i);
+    if (r.value !== quoteValue(i)) altered++;
+  }
+  const wanted = new Set(sent);
+  const ascending = (a: number, b: number) => a - b;
+  return {
+    distinct: have.size,
+    duplicates: records.length - have.size,
+    missing: [...wanted].filter((i) => !have.has(i)).sort(ascending),
+    unexpected: [...have].filter((i) => !wanted.has(i)).sort(ascending),
+    altered,
+  };
+}
+
+/**
+ * Asserts, quote by quote, what a producer of synthetic quotes delivered to `topic` (its records
+ * read back in `records`), given the indexes the fake `sent` it and its `summary`: every quote is
+ * on the topic exactly once unless the producer's queue dropped it; the drops are exactly the
+ * ones it counted (`framesDropped`), one contiguous run (drop-oldest over one outage); the topic
+ * holds nothing else, each value as {@linkcode quoteValue} makes it, and `acked` quotes in all. A
+ * duplicate fails naming the batches the broker stored twice (`kafka.tools.DumpLogSegments`),
+ * with the end of the producer's log (`producerStderr`).
+ */
+export async function assertQuotesOnce(
+  broker: KafkaBroker,
+  topic: string,
+  records: readonly InRecord[],
+  sent: Iterable<number>,
+  summary: ProducerSummary,
+  producerStderr = "",
+): Promise<QuoteDelivery> {
+  const d = quoteDelivery(records, sent);
+  const log = `; the producer's log ends:\n${producerStderr.slice(-3000)}`;
+  if (d.duplicates > 0) {
+    const again = reappended(await storedBatches(broker, topic));
+    equal(
+      d.duplicates,
+      0,
+      `${d.duplicates} duplicates; the batches the broker stored twice: ` +
+        `${describeReappended(again) || "none"}${log}`,
+    );
+  }
+  deepStrictEqual(d.unexpected, [], "the topic holds only quotes that were sent");
+  equal(d.altered, 0, "each record's value is the one its quote makes");
+  equal(d.missing.length, summary.framesDropped, `missing: what the queue dropped${log}`);
+  if (d.missing.length > 0) {
+    equal(d.missing.at(-1)! - d.missing[0]! + 1, d.missing.length, "the dropped are contiguous");
+  }
+  equal(d.distinct, summary.acked, "the topic holds each acked quote");
+  return d;
+}
+
 /** Values that occur more than once, with their counts. */
 export function duplicates(values: readonly string[]): Map<string, number> {
   const counts = new Map<string, number>();
@@ -655,4 +805,12 @@ export function reappended(batches: readonly StoredBatch[]): StoredBatch[] {
     seen.add(id);
   }
   return again;
+}
+
+/** The batches of {@linkcode reappended}, described for a failure message. */
+export function describeReappended(again: readonly StoredBatch[]): string {
+  return again.map((b) =>
+    `partition ${b.partition} offset ${b.baseOffset}, seq ${b.baseSequence}-${b.lastSequence}, ` +
+    `producer ${b.producerId} epoch ${b.producerEpoch}, leader epoch ${b.leaderEpoch}`
+  ).join("; ");
 }
