@@ -13,8 +13,8 @@ export interface CounterRate {
   metric: string;
   /** Per how many seconds: 1 (per second) or 60 (per minute). */
   perSeconds: 1 | 60;
-  /** The label (tag) the query keeps apart, if any; every other label is summed over. */
-  by?: string;
+  /** The labels (tags) the query keeps apart, if any; every other label is summed over. */
+  by?: readonly string[];
 }
 
 /** One query of a panel, in both languages. */
@@ -51,8 +51,9 @@ function where(condition: string): string {
   return `WHERE ${condition ? condition + " AND " : ""}$timeFilter`;
 }
 
-function groupBy(by: string): string {
-  return by ? `${TIME}, "${by}"` : TIME;
+function groupBy(by: string | readonly string[]): string {
+  const labels = typeof by === "string" ? (by ? [by] : []) : by;
+  return labels.length > 0 ? `${TIME}, ${labels.map((l) => `"${l}"`).join(", ")}` : TIME;
 }
 
 /**
@@ -64,13 +65,19 @@ function groupBy(by: string): string {
  */
 function counterRate(
   metric: string,
-  options: { perSeconds?: 1 | 60; by?: string; match?: "symbol"; legend: string; unit?: string },
+  options: {
+    perSeconds?: 1 | 60;
+    by?: string | readonly string[];
+    match?: "symbol";
+    legend: string;
+    unit?: string;
+  },
 ): PanelQuery {
   const per = options.perSeconds ?? 1;
-  const by = options.by ?? "";
+  const by = typeof options.by === "string" ? [options.by] : options.by ?? [];
   const sel = options.match ? `{${SYM_PROM}}` : "";
   const promRate = `rate(${metric}${sel}[${RI}])`;
-  const promSum = by ? `sum by (${by}) (${promRate})` : `sum(${promRate})`;
+  const promSum = by.length > 0 ? `sum by (${by.join(", ")}) (${promRate})` : `sum(${promRate})`;
   const inner = `SELECT non_negative_derivative(last("value"), ${per === 60 ? "1m" : "1s"}) ` +
     `AS "rate" FROM "${metric}" ${where(options.match ? SYM_INFLUX : "")} ${TIME}, * fill(none)`;
   return {
@@ -79,7 +86,7 @@ function counterRate(
     influxql: `SELECT sum("rate") FROM (${inner}) ${where("")} ${groupBy(by)} fill(null)`,
     alias: options.legend.replaceAll(/\{\{(\w+)\}\}/g, "$$tag_$1"),
     ...(options.unit ? { unit: options.unit } : {}),
-    rate: { metric, perSeconds: per, ...(by ? { by } : {}) },
+    rate: { metric, perSeconds: per, ...(by.length > 0 ? { by } : {}) },
   };
 }
 
@@ -311,6 +318,89 @@ export const PANELS: readonly PanelSpec[] = [
     ],
   },
   {
+    title: "Bars per minute, per symbol",
+    description: "Minute-bar records (channel XA, `--channels`) acknowledged by Kafka per " +
+      "minute, summed over producers (crypto_bars_total): one per symbol and minute while the " +
+      "pair trades.",
+    unit: "opm",
+    queries: [
+      counterRate("crypto_bars_total", {
+        perSeconds: 60,
+        by: "symbol",
+        match: "symbol",
+        legend: "{{symbol}}",
+      }),
+    ],
+  },
+  {
+    title: "Last bar close and volume per symbol",
+    description: "Close of the last minute bar per symbol (crypto_bar_close), and on the right " +
+      "its volume in base currency (crypto_bar_volume), for display: the exact values are in " +
+      "the bar record; the highest over producers if two publish the same symbol.",
+    unit: "none",
+    queries: [
+      gaugeAcross("crypto_bar_close", {
+        fn: "max",
+        by: "symbol",
+        match: "symbol",
+        legend: "close {{symbol}}",
+      }),
+      gaugeAcross("crypto_bar_volume", {
+        fn: "max",
+        by: "symbol",
+        match: "symbol",
+        legend: "volume {{symbol}}",
+        unit: "short",
+      }),
+    ],
+  },
+  {
+    title: "Events, records and skips per second, by channel",
+    description: "Per Polygon channel (XQ quotes, XT trades, XA bars), summed over producers: " +
+      "events received (crypto_channel_events_total), records acknowledged by Kafka " +
+      "(crypto_channel_records_acked_total) and events skipped " +
+      "(crypto_channel_skipped_total, every reason). Events = records + skips per channel.",
+    unit: "ops",
+    queries: [
+      counterRate("crypto_channel_events_total", { by: "channel", legend: "events {{channel}}" }),
+      counterRate("crypto_channel_records_acked_total", {
+        by: "channel",
+        legend: "acked {{channel}}",
+      }),
+      counterRate("crypto_channel_skipped_total", {
+        by: "channel",
+        legend: "skipped {{channel}}",
+      }),
+    ],
+  },
+  {
+    title: "Skips per second, by channel and reason",
+    description: "Events that made no record, per second, by Polygon channel and reason, " +
+      "summed over producers (crypto_channel_skipped_total).",
+    unit: "ops",
+    queries: [
+      counterRate("crypto_channel_skipped_total", {
+        by: ["channel", "reason"],
+        legend: "{{channel}} {{reason}}",
+      }),
+    ],
+  },
+  {
+    title: "Dead letters per minute, by reason",
+    description: "Records the broker refused for good (too large, timestamp outside the " +
+      "topic's window, invalid record, policy violation, not authorized), kept in the " +
+      "dead-letter file and never resent, per minute, summed over producers " +
+      "(crypto_kafka_dead_letter_records_total).",
+    unit: "opm",
+    queries: [
+      counterRate("crypto_kafka_dead_letter_records_total", {
+        perSeconds: 60,
+        by: "reason",
+        legend: "{{reason}}",
+      }),
+    ],
+  },
+  {
     title: "Skips by reason",
     description: "Events that made no record, per second, by reason, summed over producers " +
       "(status messages, other channels, one-sided quotes, bad JSON…).",
@@ -415,16 +505,21 @@ export const BROKER_PANELS: readonly BrokerPanelSpec[] = [
     }],
   },
   {
-    title: "Partition health and active brokers",
+    title: "Partition health and running brokers",
     description: "Under-replicated, offline and under-min-ISR partitions (all should be 0), " +
-      "summed over brokers, and the brokers the controller counts as active (should be the " +
+      "summed over brokers, and the brokers that report themselves running (should be the " +
       "service's broker count) " +
       "(kafka_server_ReplicaManager_UnderReplicatedPartitions_Value, " +
       "kafka_controller_KafkaController_OfflinePartitionsCount_Value, " +
       "kafka_server_ReplicaManager_UnderMinIsrPartitionCount_Value, " +
-      "kafka_controller_KafkaController_ActiveBrokerCount_Value). Not ActiveControllerCount: " +
-      "Aiven lists it as ZooKeeper-mode only, and its KRaft services (Kafka 3.9 and later, every " +
-      "Standard service) expose no controller or Raft metrics.",
+      "kafka_server_KafkaServer_BrokerState_Value = 3, RUNNING). The running count reads each " +
+      "broker's own BrokerState (MBean kafka.server:type=KafkaServer,name=BrokerState; Aiven " +
+      "lists kafka_server_KafkaServer_BrokerState_Value among its broker metrics), not a " +
+      "controller metric: on Aiven's KRaft services (Kafka 3.9 and later, every Standard " +
+      "service) the controller is a process of Aiven's own whose controller and Raft metrics " +
+      "are mostly not exposed, ActiveControllerCount not at all. A broker that cannot be " +
+      "scraped has no BrokerState: the count drops, as it should. Offline partitions is the " +
+      "one controller metric here, which Aiven lists as available in KRaft mode.",
     unit: "short",
     queries: [
       {
@@ -440,9 +535,11 @@ export const BROKER_PANELS: readonly BrokerPanelSpec[] = [
         legend: "under min ISR",
       },
       {
-        // Every node that reports it reports the same cluster-wide count: take one, not the sum.
-        promql: "max(kafka_controller_KafkaController_ActiveBrokerCount_Value)",
-        legend: "active brokers",
+        // Each broker reports its own state: 3 is RUNNING (starting, recovering and shutting
+        // down are not). `== bool 3` gives 0 or 1 per broker, so the sum is 0, not empty,
+        // while brokers are scraped but none runs.
+        promql: "sum(kafka_server_KafkaServer_BrokerState_Value == bool 3)",
+        legend: "running brokers",
       },
     ],
   },

@@ -17,21 +17,29 @@ import { parse as parseYaml } from "yaml";
 import { SETTINGS } from "../lib/config/settings.ts";
 import { startInfluxPush } from "../lib/telemetry/influx.ts";
 import { MemoryBroker } from "../lib/memory_broker.ts";
-import { CONSUMER_HOP, ConsumerMetrics, ProducerMetrics } from "../lib/telemetry/metrics.ts";
-import { Pipeline } from "../lib/pipeline.ts";
+import {
+  CONSUMER_HOP,
+  ConsumerMetrics,
+  followChannels,
+  ProducerMetrics,
+} from "../lib/telemetry/metrics.ts";
+import { ChannelPipelines } from "../lib/channel_pipelines.ts";
+import { channelPlans } from "../lib/channels.ts";
+import { REFUSAL_REASONS, zeroDeadLetters } from "../lib/kafka/refusals.ts";
 import { serveTelemetry } from "../lib/telemetry/server.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
-import { TradeMetrics } from "../lib/channel_metrics.ts";
-import { createTradeTransform, type TradeRecord } from "../trades.ts";
-import { spreadStages } from "../lib/spread_metrics.ts";
+import { BarMetrics, TradeMetrics } from "../lib/channel_metrics.ts";
+import { SpreadMetrics } from "../lib/spread_metrics.ts";
 
 const DIR = new URL("../dashboards/", import.meta.url);
 /** Quotes in the capture (its README: 10,795 quotes in 9,857 frames, 21 pairs). */
 const CAPTURE_QUOTES = 10_795;
 const CAPTURE_PAIRS = 21;
 const KINDS: readonly DashboardKind[] = ["prometheus", "influxdb"];
+/** The channels the replay carries, sorted. */
+const CHANNELS = ["XA", "XQ", "XT"];
 
 interface Target {
   refId: string;
@@ -78,6 +86,11 @@ Deno.test("both dashboards show the same panels, each with its queries, a dataso
       "Queue depth and drops",
       "Kafka ack latency, p50 and p99",
       "Consumer lag per partition",
+      "Bars per minute, per symbol",
+      "Last bar close and volume per symbol",
+      "Events, records and skips per second, by channel",
+      "Skips per second, by channel and reason",
+      "Dead letters per minute, by reason",
       "Skips by reason",
     ]
   ) {
@@ -95,6 +108,17 @@ Deno.test("both dashboards show the same panels, each with its queries, a dataso
       for (const t of p.targets) assert.ok(kind === "prometheus" ? t.expr : t.query, p.title);
     }
   }
+});
+
+Deno.test("the README counts the Prometheus panels that use rate or histogram_quantile right", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", DIR));
+  const said = /the (\d+) panels that use `rate` or `histogram_quantile`/.exec(readme)?.[1];
+  const prom = await readDashboard("prometheus");
+  const counted =
+    prom.panels.filter((p) =>
+      p.targets.some((t) => /\b(rate|histogram_quantile)\(/.test(t.expr ?? ""))
+    ).length;
+  assert.equal(Number(said), counted);
 });
 
 /** The fenced code blocks of a Markdown section, by language. */
@@ -292,6 +316,25 @@ async function runInfluxQL(influx: InfluxDbServer, query: string): Promise<Found
   };
 }
 
+/** The frame's quotes as trades (channel XT): one at each quote's bid, of its bid size. */
+function tradesOf(frame: string): string {
+  return frame.replaceAll('"ev":"XQ"', '"ev":"XT"').replaceAll('"bp":', '"p":')
+    .replaceAll('"bs":', '"s":');
+}
+
+/** The frame's quotes as minute bars (channel XA): one per quote, its bid as every price and its
+ * bid size as the volume (number text as sent), over the minute of its `t`; "" without quotes. */
+function barsOf(frame: string): string {
+  const bars = [...frame.matchAll(/\{[^{}]*"ev":"XQ"[^{}]*\}/g)].map(([event]) => {
+    const field = (k: string) => new RegExp(`"${k}":("[^"]*"|[^,}]+)`).exec(event)?.[1];
+    const [pair, bp, bs, t] = [field("pair"), field("bp"), field("bs"), field("t")];
+    const start = Math.floor(Number(t) / 60_000) * 60_000;
+    return `{"ev":"XA","pair":${pair},"o":${bp},"h":${bp},"l":${bp},"c":${bp},"v":${bs},` +
+      `"vw":${bp},"s":${start},"e":${start + 60_000}}`;
+  });
+  return bars.length > 0 ? `[${bars.join(",")}]` : "";
+}
+
 /** A frame with every `t` and `r` moved by `shiftMs`, the rest kept verbatim. */
 function rebase(line: string, shiftMs: number): string {
   return line.replace(
@@ -334,19 +377,28 @@ captureTest({
       cleanups.push(() => influx.close());
       await influx.query("CREATE DATABASE crypto");
 
-      // Producer: the real pipeline into the in-memory broker.
+      // Producer: the real channel pipelines (quotes, trades, bars) into the in-memory broker,
+      // with every series producer.ts registers.
       const broker = new MemoryBroker({ defaultPartitions: 6 });
       broker.createTopic("crypto-topic", 6);
       const producerMetrics = new ProducerMetrics();
-      const tradeMetrics = new TradeMetrics(producerMetrics.registry);
-      const tradeTransform = createTradeTransform();
-      const pipeline = new Pipeline(broker.sink(), {
-        ...spreadStages(producerMetrics),
-        topic: "crypto-topic",
-        metrics: producerMetrics,
-        lingerMs: 5,
-        log: () => {},
-      });
+      const barMetrics = new BarMetrics(producerMetrics.registry);
+      const pipeline = new ChannelPipelines(
+        broker.sink(),
+        channelPlans(["XQ", "XT", "XA"], { topic: "crypto-topic", gapsTopic: "crypto-gaps" }, {
+          observers: {
+            XQ: new SpreadMetrics(producerMetrics),
+            XT: new TradeMetrics(producerMetrics.registry),
+            XA: barMetrics,
+          },
+        }),
+        { metrics: producerMetrics, lingerMs: 5, log: () => {} },
+      );
+      followChannels(producerMetrics.registry, () => pipeline.countsByChannel());
+      // What the Kafka sink reports: every refusal reason from 0; one record refused below.
+      const deadLettered = zeroDeadLetters();
+      producerMetrics.followSink(() => ({ retries: 0, producerResets: 0, deadLettered }));
+      const quotes = () => pipeline.countsByChannel().get("XQ")!;
       const pipelineDone = pipeline.start();
       cleanups.push(async () => {
         await pipeline.close().catch(() => {});
@@ -440,17 +492,13 @@ captureTest({
           if (r && Number(r[1]) > due) break;
           const receivedAt = Date.now();
           const shift = r ? receivedAt - 1 - Number(r[1]) : receivedAt - Number(firstR);
-          producerMetrics.framesReceived.inc();
           producerMetrics.eventsReceived.inc((line.match(/"ev":/g) ?? []).length);
-          pipeline.push(rebase(line, shift), receivedAt);
-          // Trades beside the quotes (channel XT): one at each quote's bid, for the trade panels.
-          const trades: TradeRecord[] = [];
-          tradeTransform.frame(
-            rebase(line, shift).replaceAll('"ev":"XQ"', '"ev":"XT"')
-              .replaceAll('"bp":', '"p":').replaceAll('"bs":', '"s":'),
-            trades,
-          );
-          tradeMetrics.observe(trades);
+          const frame = rebase(line, shift);
+          pipeline.push(frame, receivedAt);
+          // Trades and bars beside the quotes, for the trade, bar and channel panels.
+          pipeline.push(tradesOf(frame), receivedAt);
+          const bars = barsOf(frame);
+          if (bars !== "") pipeline.push(bars, receivedAt);
           next++;
         }
         if (!reconnected && next > lines.length / 2) {
@@ -463,16 +511,24 @@ captureTest({
           producerMetrics.gaps.inc();
           producerMetrics.gapSeconds.inc(0.25);
           pipeline.gap({ from: from - 250, to: from, reason: "closed" });
+          deadLettered.too_large++;
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      await until(() => pipeline.counts.acked === CAPTURE_QUOTES, "every record to be acked");
+      await until(() => quotes().acked === CAPTURE_QUOTES, "every record to be acked");
       await until(() => consumed === CAPTURE_QUOTES, "every record to be consumed");
       assert.equal(malformed, 0);
       assert.deepEqual(
-        [pipeline.counts.records, pipeline.counts.framesDropped, pipeline.counts.byKey.size],
+        [quotes().records, quotes().framesDropped, quotes().byKey.size],
         [CAPTURE_QUOTES, 0, CAPTURE_PAIRS],
       );
+      // Every quote made a trade and a bar, each acknowledged.
+      for (const channel of ["XT", "XA"]) {
+        await until(
+          () => pipeline.countsByChannel().get(channel)!.acked === CAPTURE_QUOTES,
+          `every ${channel} record to be acked`,
+        );
+      }
 
       // Let Prometheus scrape the final values and the pushes write them.
       await until(async () => {
@@ -569,6 +625,19 @@ captureTest({
                   failures.push(
                     `${where} returned hops ${hops.join(",")}, expected ${all.join(",")}`,
                   );
+                }
+              }
+              // The per-channel series: one per channel carried; dead letters: every reason.
+              const labelSets: [string, string, readonly string[]][] = [
+                ["Events, records and skips per second, by channel", "channel", CHANNELS],
+                ["Skips per second, by channel and reason", "channel", CHANNELS],
+                ["Dead letters per minute, by reason", "reason", [...REFUSAL_REASONS].sort()],
+              ];
+              for (const [title, label, all] of labelSets) {
+                if (panel.title !== title) continue;
+                const got = [...new Set(found.series.map((s) => s[label]))].sort();
+                if (JSON.stringify(got) !== JSON.stringify(all)) {
+                  failures.push(`${where} returned ${label}s ${got.join(",")}, expected ${all}`);
                 }
               }
               if (panel.title === "Seconds since last quote") {

@@ -60,9 +60,20 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_sink_send_errors_total", 0.2),
       r("crypto_transform_skipped_total", 1, { reason: "status" }),
       r("crypto_trades_total", 6, { symbol: "BTC-USD" }),
+      r("crypto_bars_total", 0.5, { symbol: "BTC-USD" }),
+      // Per channel: events = records + skips.
+      r("crypto_channel_events_total", 6, { channel: "XQ" }),
+      r("crypto_channel_records_acked_total", 5, { channel: "XQ" }),
+      r("crypto_channel_skipped_total", 1, { channel: "XQ", reason: "status" }),
+      r("crypto_channel_events_total", 6.5, { channel: "XT" }),
+      r("crypto_channel_records_acked_total", 6, { channel: "XT" }),
+      r("crypto_channel_skipped_total", 0.5, { channel: "XT", reason: "bad_price" }),
+      r("crypto_kafka_dead_letter_records_total", 0.1, { reason: "too_large" }),
     ],
     gauges: [
       r("crypto_trade_price_last", 61000.5, { symbol: "BTC-USD" }),
+      r("crypto_bar_close", 61010.25, { symbol: "BTC-USD" }),
+      r("crypto_bar_volume", 12.5, { symbol: "BTC-USD" }),
       r("crypto_queue_depth", 5),
       r("crypto_ws_connection_state", 4),
       r("crypto_spread_last", 1.5, { symbol: "BTC-USD" }),
@@ -89,8 +100,24 @@ const PROCESSES: readonly ProcessSpec[] = [
       r("crypto_transform_skipped_total", 0.5, { reason: "bad_json" }),
       r("crypto_trades_total", 1.5, { symbol: "BTC-USD" }),
       r("crypto_trades_total", 2, { symbol: "ETH-USD" }),
+      r("crypto_bars_total", 0.25, { symbol: "BTC-USD" }),
+      r("crypto_bars_total", 0.5, { symbol: "ETH-USD" }),
+      // Per channel, overlapping producer-a on XQ and its status reason.
+      r("crypto_channel_events_total", 7.5, { channel: "XQ" }),
+      r("crypto_channel_records_acked_total", 5, { channel: "XQ" }),
+      r("crypto_channel_skipped_total", 2, { channel: "XQ", reason: "status" }),
+      r("crypto_channel_skipped_total", 0.5, { channel: "XQ", reason: "bad_json" }),
+      r("crypto_channel_events_total", 0.8, { channel: "XA" }),
+      r("crypto_channel_records_acked_total", 0.75, { channel: "XA" }),
+      r("crypto_channel_skipped_total", 0.05, { channel: "XA", reason: "bad_volume" }),
+      r("crypto_kafka_dead_letter_records_total", 0.05, { reason: "too_large" }),
+      r("crypto_kafka_dead_letter_records_total", 0.2, { reason: "invalid_timestamp" }),
     ],
     gauges: [
+      r("crypto_bar_close", 61020.75, { symbol: "BTC-USD" }),
+      r("crypto_bar_close", 3000.5, { symbol: "ETH-USD" }),
+      r("crypto_bar_volume", 4, { symbol: "BTC-USD" }),
+      r("crypto_bar_volume", 20, { symbol: "ETH-USD" }),
       r("crypto_queue_depth", 7),
       r("crypto_ws_connection_state", 1),
       r("crypto_spread_last", 2.5, { symbol: "BTC-USD" }),
@@ -172,6 +199,11 @@ async function spawn(spec: ProcessSpec, influxUrl: string): Promise<Running> {
   return { spec, ready: JSON.parse(text.split("\n")[0]!), child, stderr };
 }
 
+/** A drawn series' key: its values of the labels a query keeps apart, comma-joined. */
+function seriesKey(by: readonly string[] | undefined, labels: Record<string, string>): string {
+  return (by ?? []).map((l) => labels[l] ?? "").join(",");
+}
+
 /** The true rate of every series a counter query draws, per the query's time unit. */
 function expectedRates(
   q: PanelQuery,
@@ -195,7 +227,7 @@ function expectedRates(
     }
     for (const d of p.spec.rates) {
       if (d.metric !== rate.metric) continue;
-      add(rate.by ? d.labels?.[rate.by] ?? "" : "", d.perSecond);
+      add(seriesKey(rate.by, d.labels ?? {}), d.perSecond);
     }
   }
   return out;
@@ -219,11 +251,15 @@ function fill(text: string, intervalS: number, fromMs: number, toMs: number): st
 /** Points per series key: `[time in ms, value or null]`. */
 type Drawn = Map<string, [number, number | null][]>;
 
-async function drawInflux(influx: InfluxDbServer, query: string, by?: string): Promise<Drawn> {
+async function drawInflux(
+  influx: InfluxDbServer,
+  query: string,
+  by?: readonly string[],
+): Promise<Drawn> {
   const [result] = await influx.query(query, "crypto");
   const out: Drawn = new Map();
   for (const s of result?.series ?? []) {
-    const key = by ? s.tags?.[by] ?? "" : "";
+    const key = seriesKey(by, s.tags ?? {});
     out.set(key, s.values.map((row) => [Number(row[0]), row[1] as number | null]));
   }
   return out;
@@ -235,7 +271,7 @@ async function drawProm(
   fromMs: number,
   toMs: number,
   stepS: number,
-  by?: string,
+  by?: readonly string[],
 ): Promise<Drawn> {
   const data = await prom.api<
     { result: { metric: Record<string, string>; values: [number, string][] }[] }
@@ -245,7 +281,7 @@ async function drawProm(
   );
   const out: Drawn = new Map();
   for (const s of data.result) {
-    out.set(by ? s.metric[by] ?? "" : "", s.values.map(([t, v]) => [t * 1000, Number(v)]));
+    out.set(seriesKey(by, s.metric), s.values.map(([t, v]) => [t * 1000, Number(v)]));
   }
   return out;
 }
@@ -462,11 +498,21 @@ Deno.test({
           new Map([["BTC-USD", 2.5], ["ETH-USD", 0.25], ["SOL-USD", 0.5]]),
         ],
         ["Last trade price per symbol", "{{symbol}}", new Map([["BTC-USD", 61000.5]])],
+        [
+          "Last bar close and volume per symbol",
+          "close {{symbol}}",
+          new Map([["BTC-USD", 61020.75], ["ETH-USD", 3000.5]]),
+        ],
+        [
+          "Last bar close and volume per symbol",
+          "volume {{symbol}}",
+          new Map([["BTC-USD", 12.5], ["ETH-USD", 20]]),
+        ],
       ];
       const gaugeFailures: string[] = [];
       for (const [title, legend, expected] of gaugeChecks) {
         const q = PANELS.find((p) => p.title === title)!.queries.find((x) => x.legend === legend)!;
-        const by = legend === "{{symbol}}" ? "symbol" : undefined;
+        const by = legend.includes("{{symbol}}") ? ["symbol"] : undefined;
         for (const intervalS of INTERVALS_S) {
           const stepMs = intervalS * 1_000;
           const drawn = [
@@ -497,7 +543,7 @@ Deno.test({
       const statesInflux = await drawInflux(
         influx,
         fill(state.influxql, 2, steadyFrom, steadyTo),
-        "instance",
+        ["instance"],
       );
       const lastOf = (d: Drawn) =>
         Object.fromEntries(
@@ -510,7 +556,7 @@ Deno.test({
         steadyFrom,
         steadyTo,
         2,
-        "instance",
+        ["instance"],
       );
       assert.deepEqual(lastOf(statesProm), {
         [`127.0.0.1:${a!.ready.port}`]: 4,

@@ -23,9 +23,9 @@ import { type Counter, Gauge, Registry } from "prom-client";
 import { buildTelemetryConfig } from "../../lib/config/telemetry.ts";
 import { parseSettings } from "../../lib/config/parse.ts";
 import { MetricsConverter } from "../../lib/telemetry/influx.ts";
-import { ConsumerMetrics, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
+import { ConsumerMetrics, followChannels, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
-import { TradeMetrics } from "../../lib/channel_metrics.ts";
+import { BarMetrics, TradeMetrics } from "../../lib/channel_metrics.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
 
 /** One counter series that grows at a known rate. */
@@ -84,12 +84,17 @@ new Gauge({
     for (let n = 0; n < dropPerPush; n++) this.set({ n: String(n) }, n);
   },
 });
-// Each role's registry as its process has it: the per-symbol spread metrics beside the rest.
+// Each role's registry as its process has it: the per-symbol spread, trade and bar metrics and
+// the per-channel series beside the rest.
 let metrics: ProducerMetrics | ConsumerMetrics;
 if (role === "producer") {
   const producer = new ProducerMetrics(registry);
   new SpreadMetrics(producer);
   new TradeMetrics(registry);
+  new BarMetrics(registry);
+  // The per-channel series, as producer.ts registers them; driven by `--rates` here (the
+  // channels' own counts are read as none, so the collection adds nothing of its own).
+  followChannels(registry, () => new Map());
   metrics = producer;
 } else {
   const consumer = new ConsumerMetrics(registry);
