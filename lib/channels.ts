@@ -120,6 +120,23 @@ export function filtersFor(channels: readonly string[], pairs: readonly string[]
   return channels.flatMap((c) => channelEntry(c).getFilters(pairs));
 }
 
+/**
+ * The Kafka topics of `channels` beyond the quotes' own (`--topic` and `--gaps-topic`, which every
+ * run prepares): each channel's records topic and its gaps topic, in order. Produce and replay
+ * prepare them, and the doctor checks them, from this one list.
+ * @example
+ * ```ts
+ * channelTopicsFor(["XQ", "XT"], { topic: "q", gapsTopic: "q.gaps" });
+ * // [{ topic: "q.trades", gapsTopic: "q.trades.gaps" }]
+ * ```
+ */
+export function channelTopicsFor(
+  channels: readonly string[],
+  config: ChannelTopicConfig,
+): { topic: string; gapsTopic: string }[] {
+  return channels.filter((c) => c !== "XQ").map((c) => channelEntry(c).topicsOf(config));
+}
+
 /** The channel a subscription topic belongs to (`"XT.BTC-USD"` → `"XT"`). */
 export function channelOfTopic(topic: string): string {
   const dot = topic.indexOf(".");
