@@ -1,17 +1,22 @@
 /**
  * The XA (crypto minute bars) transform: the text of one Polygon frame in, exact bar records and
- * skip counts out. Pure: no I/O, no clock.
+ * skip counts out. Pure: no I/O; the clock, when live, is passed in.
  *
  * Record value:
  * `{"timestamp":"<s as ISO 8601 UTC ms>","end":"<e as ISO>","symbol":"<pair>","open":<o>,"high":<h>,"low":<l>,"close":<c>,"volume":<v>,"vwap":<vw>}`,
  * every number the text exactly as Polygon sent it. Key = symbol. In XA `c` is the close and
  * `s` the start, unlike XT, where they are the conditions and the size.
+ *
+ * Bounds (lib/bounds.ts, shared with the spread transform): an `s` or `e` past
+ * 9999-12-31T23:59:59.999Z is `bad_time`, and with a clock passed in (live), an `s` or `e` more
+ * than `maxAheadMs` (5 minutes) after it, or `maxBehindMs` before it, is `time_out_of_range`.
  */
 import {
   type ChannelTransformOptions,
   FRAME_SKIP_REASONS,
   readChannelFrame,
 } from "./lib/channel_events.ts";
+import { isTime, TimeBounds } from "./lib/bounds.ts";
 import { IsoClock, nonNegativeText, positiveText, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
@@ -27,8 +32,10 @@ export const BAR_SKIP_REASONS = [
   "bad_volume",
   /** `vw` is missing, not a number, below zero, or over 64 characters. */
   "bad_vwap",
-  /** `s` or `e` is not a whole number of ms in the Date range, or `e` is before `s`. */
+  /** `s` or `e` is not a whole number of ms ≥ 0 up to 9999-12-31T23:59:59.999Z, or `e` < `s`. */
   "bad_time",
+  /** `s` or `e` is further from the local clock than the transform allows (live only). */
+  "time_out_of_range",
 ] as const;
 
 /** A reason of {@linkcode BAR_SKIP_REASONS}. */
@@ -67,10 +74,15 @@ export class BarTransform implements FrameTransform<BarRecord> {
   readonly #scan: boolean;
   readonly #startClock = new IsoClock();
   readonly #endClock = new IsoClock();
+  readonly #bounds: TimeBounds;
 
-  /** Use the factory. `scan: false` reads every frame by the general path (for tests). */
+  /**
+   * Use the factory. `scan: false` reads every frame by the general path (for tests); `clock`
+   * bounds a live `s` and `e` (see {@linkcode ChannelTransformOptions}).
+   */
   constructor(options: ChannelTransformOptions = {}) {
     this.#scan = options.scan ?? true;
+    this.#bounds = new TimeBounds(options);
   }
 
   /**
@@ -78,6 +90,7 @@ export class BarTransform implements FrameTransform<BarRecord> {
    * the number of events seen. Never throws on bad input.
    */
   frame(text: string, records: BarRecord[]): number {
+    this.#bounds.frame();
     return readChannelFrame(text, BAR_CHANNEL, this.skipped, (e, pair) => {
       const record = this.#bar(e, pair);
       if (record !== undefined) records.push(record);
@@ -106,8 +119,12 @@ export class BarTransform implements FrameTransform<BarRecord> {
     }
     const start = timeOf(e.s);
     const end = timeOf(e.e);
-    if (start === undefined || end === undefined || end < start) {
+    if (!isTime(start) || !isTime(end) || end < start) {
       skipped.bad_time++;
+      return undefined;
+    }
+    if (!this.#bounds.inWindow(start) || !this.#bounds.inWindow(end)) {
+      skipped.time_out_of_range++;
       return undefined;
     }
     const value = '{"timestamp":"' + this.#startClock.iso(start) + '","end":"' +

@@ -2,9 +2,10 @@
  * `deno task doctor`: checks a production setup before anything streams. It reads the same
  * settings as produce and consume (flags, environment, `.env`) and prints one line per check
  * with its verdict (ok, warning, fail) and the fix: the certificate files, Kafka (reachable
- * with the configured auth, the topics, this user's permissions, the topic's settings),
- * Polygon/Massive (the key, the plan, one connection held for a moment and released) and
- * telemetry (the metrics port, InfluxDB). Nothing secret is printed, and nothing is written
+ * with the configured auth, every topic produce prepares, with `--channels` the trades and bars
+ * topics and their gaps topics too, this user's permissions, the records topics' settings),
+ * Polygon/Massive (the key, the plan for every channel and pair produce subscribes to, one
+ * connection held for a moment and released) and telemetry (the metrics port, InfluxDB). Nothing secret is printed, and nothing is written
  * except one InfluxDB point (when INFLUX_URL is set) and, only with `--probe-topic`, one marked
  * probe record.
  *
@@ -32,6 +33,7 @@ import { checkCertificates } from "./lib/doctor/certificates.ts";
 import { checkKafka, type DoctorRole } from "./lib/doctor/kafka.ts";
 import { checkPolygon } from "./lib/doctor/polygon.ts";
 import { checkTelemetry } from "./lib/doctor/telemetry.ts";
+import { channelTopicsFor, parseChannels } from "./lib/channels.ts";
 import {
   byGroup,
   CHECK_GROUPS,
@@ -47,7 +49,8 @@ const HELP = usage(
   "deno task doctor [--json] [--role produce|consume|both] [--recording FILE] " +
     "[--probe-topic TOPIC] [--skip GROUPS] [produce's options]",
   "Checks the setup produce and consume would use, one line per check with its verdict and\n" +
-    "the fix. Exit code 0 when no check failed, 1 otherwise.",
+    "the fix: with produce's --channels, every channel's topics and subscriptions too.\n" +
+    "Exit code 0 when no check failed, 1 otherwise.",
 );
 
 /** The doctor's own flags, taken out before produce's settings are parsed. */
@@ -106,6 +109,14 @@ async function main(): Promise<number> {
     });
   };
 
+  // The channels produce carries (--channels, POLYGON_CHANNELS): their topics and subscriptions.
+  let channels: string[] = ["XQ"];
+  try {
+    channels = parseChannels(s.channels);
+  } catch (error) {
+    configFailure("polygon", error);
+  }
+
   // The security mode, resolved as produce resolves it, without reading a file yet.
   let security: KafkaConfig["security"] | undefined;
   try {
@@ -146,6 +157,7 @@ async function main(): Promise<number> {
         ...await checkKafka(kafka, {
           role,
           groupId: role === "produce" ? undefined : consumer.groupId,
+          channelTopics: channelTopicsFor(channels, kafka),
           leaderTopic,
           oldestRecordMs,
           probeTopic: typeof own["probe-topic"] === "string" ? own["probe-topic"] : undefined,
@@ -155,7 +167,9 @@ async function main(): Promise<number> {
   }
   if (runs("polygon") && role !== "consume") {
     try {
-      results.push(...await checkPolygon(buildPolygonConfig(s, { warn: () => {} })));
+      results.push(
+        ...await checkPolygon(buildPolygonConfig(s, { warn: () => {} }), { channels }),
+      );
     } catch (error) {
       configFailure("polygon", error);
     }

@@ -25,7 +25,7 @@ import { SpreadMetrics } from "./lib/spread_metrics.ts";
 import { BarMetrics, TradeMetrics } from "./lib/channel_metrics.ts";
 import { FlushTimeoutError, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
-import { channelEntry, channelPlans, filtersFor, parseChannels } from "./lib/channels.ts";
+import { channelPlans, channelTopicsFor, filtersFor, parseChannels } from "./lib/channels.ts";
 import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { PerTermSink, Standby, type TermEnd } from "./lib/standby.ts";
@@ -80,9 +80,7 @@ async function main(): Promise<number> {
     log,
     ensureGapsTopic: true,
     deadLetter: (letter) => deadLetters.write(letter),
-    channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
-      channelEntry(c).topicsOf(kafkaConfig)
-    ),
+    channelTopics: channelTopicsFor(channels, kafkaConfig),
   });
   const kafka = connected.kafka;
   const standby = standbyConfig

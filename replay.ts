@@ -18,7 +18,7 @@ import { oldestFrameTime, openRecording, RecordingError } from "./lib/recording.
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { sumCounts } from "./lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "./lib/sink.ts";
-import { channelEntry, channelPlans, parseChannels } from "./lib/channels.ts";
+import { channelPlans, channelTopicsFor, parseChannels } from "./lib/channels.ts";
 import { ChannelPipelines } from "./lib/channel_pipelines.ts";
 import { createFrameRouter } from "./lib/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
@@ -177,9 +177,7 @@ async function main(): Promise<number> {
       : undefined;
     ({ sink, kafka } = await connectSink(config, {
       log: (line) => console.error(line),
-      channelTopics: channels.filter((c) => c !== "XQ").map((c) =>
-        channelEntry(c).topicsOf(config)
-      ),
+      channelTopics: channelTopicsFor(channels, config),
       oldestRecordMs,
       deadLetter: (letter) => deadLetters.write(letter),
     }));

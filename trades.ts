@@ -1,17 +1,23 @@
 /**
  * The XT (crypto trades) transform: the text of one Polygon frame in, exact trade records and
- * skip counts out. Pure: no I/O, no clock. Live data, replay and the tests all use it.
+ * skip counts out. Pure: no I/O; the clock, when live, is passed in. Live data, replay and the
+ * tests all use it.
  *
  * Record value:
  * `{"timestamp":"<t as ISO 8601 UTC ms>","symbol":"<pair>","price":<p>,"size":<s>,"id":"<i>"|null,"exchange":<x>|null,"conditions":[<c>…]}`,
  * with `price` and `size` the number texts exactly as Polygon sent them (never through a float).
  * Key = symbol. Conditions as Polygon sends them: 1 sell side, 2 buy side (README, "Trades").
+ *
+ * Bounds (lib/bounds.ts, shared with the spread transform): a `t` past 9999-12-31T23:59:59.999Z
+ * is `bad_time`, and with a clock passed in (live), a `t` more than `maxAheadMs` (5 minutes)
+ * after it, or `maxBehindMs` before it, is `time_out_of_range`.
  */
 import {
   type ChannelTransformOptions,
   FRAME_SKIP_REASONS,
   readChannelFrame,
 } from "./lib/channel_events.ts";
+import { TimeBounds } from "./lib/bounds.ts";
 import { IsoClock, NumberText, positiveText, smallIntOf, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
@@ -25,8 +31,10 @@ export const TRADE_SKIP_REASONS = [
   "bad_price",
   /** `s` is missing, not a number, not above zero, or longer than 64 characters. */
   "bad_size",
-  /** `t` is missing or not a whole non-negative number of ms within the Date range. */
+  /** `t` is missing or not a whole non-negative number of ms up to 9999-12-31T23:59:59.999Z. */
   "bad_time",
+  /** `t` is further from the local clock than the transform allows (live only). */
+  "time_out_of_range",
   /** `i` is neither a whole number ≥ 0 nor a string of 1 to 64 characters. */
   "bad_id",
   /** `x` is present but not a whole number ≥ 0. */
@@ -79,11 +87,16 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
   unknownConditions = 0;
 
   readonly #scan: boolean;
-  readonly #clock = new IsoClock();
+  readonly #iso = new IsoClock();
+  readonly #bounds: TimeBounds;
 
-  /** Use the factory. `scan: false` reads every frame by the general path (for tests). */
+  /**
+   * Use the factory. `scan: false` reads every frame by the general path (for tests); `clock`
+   * bounds a live `t` (see {@linkcode ChannelTransformOptions}).
+   */
   constructor(options: ChannelTransformOptions = {}) {
     this.#scan = options.scan ?? true;
+    this.#bounds = new TimeBounds(options);
   }
 
   /**
@@ -91,6 +104,7 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
    * the number of events seen. Never throws on bad input.
    */
   frame(text: string, records: TradeRecord[]): number {
+    this.#bounds.frame();
     return readChannelFrame(text, TRADE_CHANNEL, this.skipped, (e, pair) => {
       const record = this.#trade(e, pair);
       if (record !== undefined) records.push(record);
@@ -110,8 +124,9 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
       return undefined;
     }
     const t = timeOf(e.t);
-    if (t === undefined) {
-      skipped.bad_time++;
+    const late = this.#bounds.check(t);
+    if (late !== undefined) {
+      skipped[late]++;
       return undefined;
     }
     let id: string | null = null;
@@ -150,7 +165,7 @@ export class TradeTransform implements FrameTransform<TradeRecord> {
       }
       if (unknown) this.unknownConditions++;
     }
-    const value = '{"timestamp":"' + this.#clock.iso(t) + '","symbol":' +
+    const value = '{"timestamp":"' + this.#iso.iso(t) + '","symbol":' +
       JSON.stringify(pair) + ',"price":' + price + ',"size":' + size + ',"id":' +
       (id === null ? "null" : JSON.stringify(id)) + ',"exchange":' +
       (exchange === null ? "null" : String(exchange)) + ',"conditions":[' + conditions.join(",") +

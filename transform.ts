@@ -17,7 +17,7 @@
  * a `t` past 9999-12-31 is `bad_time`, and with a clock passed in (live), a `t` more than
  * `maxAheadMs` after it (or `maxBehindMs` before it) is `time_out_of_range`.
  */
-import { type Clock, DEFAULT_MAX_AHEAD_MS, MAX_NUMBER_TEXT, MAX_TIME_MS } from "./lib/bounds.ts";
+import { type Clock, MAX_NUMBER_TEXT, MAX_TIME_MS, TimeBounds } from "./lib/bounds.ts";
 import { subtract } from "./lib/decimal.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";
 
@@ -103,8 +103,6 @@ export interface TransformResult {
 }
 
 const MAX_PAIR_LENGTH = 64;
-/** Frames between two readings of the clock at most (about 0.1 s of a busy feed). */
-const CLOCK_FRAMES = 256;
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 const PAD3 = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, "0"));
 const ZEROS = ["", "0", "00", "000", "0000", "00000"];
@@ -176,7 +174,7 @@ export interface SpreadTransformOptions {
    * passes none (a recording's times are old), so only the fixed bounds apply. Default none.
    */
   clock?: Clock;
-  /** How far ahead of the clock a `t` may be. Default 5 minutes ({@linkcode DEFAULT_MAX_AHEAD_MS}). */
+  /** How far ahead of the clock a `t` may be. Default 5 minutes (`DEFAULT_MAX_AHEAD_MS`, lib/bounds.ts). */
   maxAheadMs?: number;
   /**
    * How far behind the clock a `t` may be. Default unbounded: a late quote is still exact data,
@@ -208,47 +206,15 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
   #slowEvents: unknown[] | undefined;
   #slowSourceMap: Sources | undefined;
   readonly #scanFrames: boolean;
-  readonly #clock: Clock | undefined;
-  readonly #maxAheadMs: number;
-  readonly #maxBehindMs: number;
-  /**
-   * The accepted `t`, ms, from the last clock reading (see
-   * {@linkcode SpreadTransformOptions.clock}); empty until the clock is read. A `t` outside reads
-   * the clock again before it is skipped, so an old reading never skips a quote wrongly.
-   */
-  #tMin = Number.NEGATIVE_INFINITY;
-  #tMax = Number.POSITIVE_INFINITY;
-  /** Frames since the window was last emptied (it is every {@linkcode CLOCK_FRAMES}). */
-  #clockFrames = 0;
+  /** The time bounds every channel transform shares (lib/bounds.ts), with the lazy clock. */
+  readonly #bounds: TimeBounds;
   /** Per event of the scanned frame, {@linkcode SPAN} token bounds (see {@linkcode EV}). */
   #spans = new Int32Array(SPAN * 16);
 
   /** Use {@linkcode createSpreadTransform}. */
   constructor(options: SpreadTransformOptions = {}) {
     this.#scanFrames = options.scan ?? true;
-    this.#clock = options.clock;
-    this.#maxAheadMs = options.maxAheadMs ?? DEFAULT_MAX_AHEAD_MS;
-    this.#maxBehindMs = options.maxBehindMs ?? Number.POSITIVE_INFINITY;
-    if (this.#clock !== undefined) this.#emptyWindow();
-  }
-
-  /** Empties the time window, so that the next `t` checked reads the clock. */
-  #emptyWindow(): void {
-    this.#tMin = Number.POSITIVE_INFINITY;
-    this.#tMax = Number.NEGATIVE_INFINITY;
-  }
-
-  /**
-   * Whether `t`, outside the window of the last reading, is also outside the window of the clock
-   * now (a clock read per skipped quote, and per {@linkcode CLOCK_FRAMES} frames at most else).
-   */
-  #outOfWindow(t: number): boolean {
-    const clock = this.#clock;
-    if (clock === undefined) return true;
-    const now = clock.now();
-    this.#tMin = now - this.#maxBehindMs;
-    this.#tMax = now + this.#maxAheadMs;
-    return t < this.#tMin || t > this.#tMax;
+    this.#bounds = new TimeBounds(options);
   }
 
   /**
@@ -258,11 +224,8 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
    */
   frame(text: string, records: SpreadRecord[]): number {
     const skipped = this.skipped;
-    if (this.#clock !== undefined && ++this.#clockFrames >= CLOCK_FRAMES) {
-      // Reading the clock for every frame costs about a tenth of the transform.
-      this.#clockFrames = 0;
-      this.#emptyWindow();
-    }
+    // The clock is read lazily: reading it for every frame costs about a tenth of the transform.
+    this.#bounds.frame();
     if (this.#scanFrames) {
       const events = this.#scan(text);
       if (events >= 0) {
@@ -581,7 +544,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       skipped.bad_time++;
       return;
     }
-    if ((t < this.#tMin || t > this.#tMax) && this.#outOfWindow(t)) {
+    if (!this.#bounds.inWindow(t)) {
       skipped.time_out_of_range++;
       return;
     }
@@ -699,7 +662,7 @@ export class SpreadTransform implements FrameTransform<SpreadRecord> {
       skipped.bad_time++;
       return;
     }
-    if ((t < this.#tMin || t > this.#tMax) && this.#outOfWindow(t)) {
+    if (!this.#bounds.inWindow(t)) {
       skipped.time_out_of_range++;
       return;
     }

@@ -3,6 +3,7 @@
  * with every number kept as its text, count what is no event of the channel (invalid JSON, a
  * status, another channel, no pair), and hand each event of the channel on. Pure: no I/O.
  */
+import type { TimeWindowOptions } from "./bounds.ts";
 import { NumberText, parseKeepingNumbers, scanFlatEvents } from "./json_text.ts";
 
 /** The reasons every channel transform shares, in a stable order for reports. */
@@ -23,8 +24,12 @@ export const FRAME_SKIP_REASONS = [
   "bad_pair",
 ] as const;
 
-/** Options of the channel transforms' factories. */
-export interface ChannelTransformOptions {
+/**
+ * Options of the channel transforms' factories. The time bounds are the spread transform's
+ * (lib/bounds.ts): `clock` (live; replay passes none), `maxAheadMs` (default 5 minutes) and
+ * `maxBehindMs` (default unbounded); the clock is read lazily ({@linkcode TimeWindowOptions}).
+ */
+export interface ChannelTransformOptions extends TimeWindowOptions {
   /**
    * Whether frames of the common shape are read by a validating scan instead of `JSON.parse`
    * with a reviver; both make the same records and skips. `false` exists for tests that compare

@@ -24,7 +24,7 @@ export interface ChannelEntry {
   readonly name: string;
   /** Whether an event's `ev` belongs to this channel. */
   canHandle(ev: unknown): boolean;
-  /** A new transform with its own caches and counts; `clock` bounds a live `t` where it does. */
+  /** A new transform with its own caches and counts; `clock` (live) bounds how far ahead a `t` may be. */
   create(options?: { clock?: Clock }): FrameTransform;
   /** The subscription topics for `pairs` (`XT.BTC-USD`, or `XT.*`). */
   getFilters(pairs: readonly string[]): string[];
@@ -70,13 +70,13 @@ export const CHANNELS: readonly ChannelEntry[] = [
   entry(
     "XT",
     "trades",
-    () => createTradeTransform(),
+    (options) => createTradeTransform({ clock: options?.clock }),
     (c) => withGaps(c.tradesTopic ?? `${c.topic}.trades`),
   ),
   entry(
     "XA",
     "bars",
-    () => createBarTransform(),
+    (options) => createBarTransform({ clock: options?.clock }),
     (c) => withGaps(c.barsTopic ?? `${c.topic}.bars`),
   ),
 ];
@@ -120,6 +120,23 @@ export function filtersFor(channels: readonly string[], pairs: readonly string[]
   return channels.flatMap((c) => channelEntry(c).getFilters(pairs));
 }
 
+/**
+ * The Kafka topics of `channels` beyond the quotes' own (`--topic` and `--gaps-topic`, which every
+ * run prepares): each channel's records topic and its gaps topic, in order. Produce and replay
+ * prepare them, and the doctor checks them, from this one list.
+ * @example
+ * ```ts
+ * channelTopicsFor(["XQ", "XT"], { topic: "q", gapsTopic: "q.gaps" });
+ * // [{ topic: "q.trades", gapsTopic: "q.trades.gaps" }]
+ * ```
+ */
+export function channelTopicsFor(
+  channels: readonly string[],
+  config: ChannelTopicConfig,
+): { topic: string; gapsTopic: string }[] {
+  return channels.filter((c) => c !== "XQ").map((c) => channelEntry(c).topicsOf(config));
+}
+
 /** The channel a subscription topic belongs to (`"XT.BTC-USD"` → `"XT"`). */
 export function channelOfTopic(topic: string): string {
   const dot = topic.indexOf(".");
@@ -130,7 +147,10 @@ export function channelOfTopic(topic: string): string {
 export interface ChannelPlanOptions {
   /** Observers of acknowledged batches, by channel (e.g. the spread metrics for `XQ`). */
   observers?: Readonly<Record<string, BatchObserver<OutRecord>>>;
-  /** The local clock, for live data: a quote's `t` far ahead of it is skipped. Replay passes none. */
+  /**
+   * The local clock, for live data: every channel's transform skips a `t` far ahead of it
+   * (`time_out_of_range`). Replay passes none.
+   */
   clock?: Clock;
 }
 

@@ -4,6 +4,7 @@
  * {@linkcode NumberText} holding its source text, so no price or size ever passes through a
  * float. Pure: no I/O.
  */
+import { MAX_NUMBER_TEXT } from "./bounds.ts";
 
 /** A JSON number as it was written in the text (e.g. `"33021.90"`, `"1e-8"`). */
 export class NumberText {
@@ -54,31 +55,22 @@ function hasNonZeroDigit(text: string): boolean {
   return false;
 }
 
-/** Longest number text a record carries (a longer one is hostile, not a price). */
-export const MAX_NUMBER_TEXT = 64;
-
-/** Latest time a `Date` can hold, ms since the epoch. */
-export const MAX_DATE_MS = 8.64e15;
-
 /**
- * The whole non-negative number of ms within the `Date` range that `value` holds, or undefined
- * (missing, a string, a fraction, negative, out of range). The same rule as the spread
- * transform's `t`.
+ * The number `value` holds as a time, ms, for `TimeBounds.check` (lib/bounds.ts); `NaN` when it is no
+ * number (missing, a string), which the check counts as `bad_time`.
  */
-export function timeOf(value: unknown): number | undefined {
-  if (!(value instanceof NumberText)) return undefined;
-  const t = Number(value.text);
-  return Number.isInteger(t) && t >= 0 && t <= MAX_DATE_MS ? t : undefined;
+export function timeOf(value: unknown): number {
+  return value instanceof NumberText ? Number(value.text) : Number.NaN;
 }
 
-/** The exact decimal text of a positive number of at most {@linkcode MAX_NUMBER_TEXT} chars. */
+/** The exact decimal text of a positive number of at most `MAX_NUMBER_TEXT` (64) chars. */
 export function positiveText(value: unknown): string | undefined {
   if (!(value instanceof NumberText)) return undefined;
   const text = value.text;
   return text.length <= MAX_NUMBER_TEXT && isPositiveText(text) ? text : undefined;
 }
 
-/** The exact decimal text of a number ≥ 0 of at most {@linkcode MAX_NUMBER_TEXT} chars. */
+/** The exact decimal text of a number ≥ 0 of at most `MAX_NUMBER_TEXT` (64) chars. */
 export function nonNegativeText(value: unknown): string | undefined {
   if (!(value instanceof NumberText)) return undefined;
   const text = value.text;

@@ -1,11 +1,14 @@
 import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
 import { checkFeed } from "./helpers/exact.ts";
-import { createTradeTransform, type TradeRecord } from "../trades.ts";
-import { type BarRecord, createBarTransform } from "../bars.ts";
+import { createTradeTransform, TRADE_SKIP_REASONS, type TradeRecord } from "../trades.ts";
+import { BAR_SKIP_REASONS, type BarRecord, createBarTransform } from "../bars.ts";
 import { channelPlans, filtersFor, parseChannels } from "../lib/channels.ts";
 import { createFrameRouter } from "../lib/router.ts";
 import { ConfigError } from "../lib/config/errors.ts";
 import { IsoClock } from "../lib/json_text.ts";
+import { MAX_TIME_MS } from "../lib/bounds.ts";
+import type { ChannelTransformOptions } from "../lib/channel_events.ts";
+import { validateRecord } from "../lib/consumer_output.ts";
 import { generateFeed } from "../lib/polygon/feed.ts";
 import type { FrameTransform, OutRecord } from "../lib/sink.ts";
 
@@ -256,9 +259,239 @@ Deno.test("the trade and bar transforms' scan and their general path make the sa
   }
 });
 
-Deno.test("the cached ISO clock writes what toISOString writes, across seconds and years past 9999", () => {
+Deno.test("the cached ISO clock writes what toISOString writes, across seconds, up to 9999-12-31", () => {
   const clock = new IsoClock();
+  // No transform passes it a later time (bad_time, below): a five-digit year is no ISO 8601 our
+  // consumer reads.
+  for (const t of [0, 1, 999, 1000, 1610462007425, MAX_TIME_MS - 1000, MAX_TIME_MS, 42]) {
+    equal(clock.iso(t), new Date(t).toISOString(), String(t));
+  }
+  equal(clock.iso(MAX_TIME_MS), "9999-12-31T23:59:59.999Z");
+});
+
+/** A trade event's text, Polygon's example with `fields` changed. */
+function xt(fields: Record<string, unknown>): string {
+  return JSON.stringify({ ev: "XT", pair: "BTC-USD", p: 1, s: 2, t: 1610462007425, ...fields });
+}
+
+/** A bar event's text, Polygon's example with `fields` changed. */
+function xa(fields: Record<string, unknown>): string {
+  return JSON.stringify({
+    ev: "XA",
+    pair: "BTC-USD",
+    o: 1,
+    h: 1,
+    l: 1,
+    c: 1,
+    v: 1,
+    vw: 1,
+    s: 1610463240000,
+    e: 1610463300000,
+    ...fields,
+  });
+}
+
+type ChannelMaker = (options?: ChannelTransformOptions) => FrameTransform;
+
+/**
+ * One frame through a new transform on the scan and on the `JSON.parse` path: they must agree,
+ * and the counts must balance (events = records + skips). Returns the values and the skips > 0.
+ */
+function bothPaths(
+  make: ChannelMaker,
+  frame: string,
+  options: ChannelTransformOptions = {},
+): { values: string[]; skipped: Record<string, number> } {
+  const outcomes = [true, false].map((scan) => {
+    const transform = make({ ...options, scan });
+    const records: OutRecord[] = [];
+    const events = transform.frame(frame, records);
+    const skipped = Object.fromEntries(
+      Object.entries(transform.skipped).filter(([, n]) => n > 0),
+    );
+    equal(events, records.length + Object.values(skipped).reduce((a, b) => a + b, 0), frame);
+    return { values: records.map((r) => r.value), skipped };
+  });
+  deepStrictEqual(outcomes[0], outcomes[1], `scan and JSON.parse differ on ${frame}`);
+  return outcomes[0]!;
+}
+
+/** The value's timestamp as our own consumer reads it, or why it refuses the record. */
+function consumed(value: string): string {
+  const v = validateRecord(value);
+  return typeof v === "string" ? v : v.timestamp;
+}
+
+Deno.test("finding 9: a trade's t past 9999-12-31T23:59:59.999Z is bad_time on both paths; the last ms is a record the consumer reads", () => {
+  const last = bothPaths(createTradeTransform, `[${xt({ t: MAX_TIME_MS })}]`);
+  deepStrictEqual(last, {
+    values: [
+      '{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"BTC-USD","price":1,"size":2,' +
+      '"id":null,"exchange":null,"conditions":[]}',
+    ],
+    skipped: {},
+  });
+  equal(consumed(last.values[0]!), "9999-12-31T23:59:59.999Z");
+  for (const t of [MAX_TIME_MS + 1, 8.64e15, 8.64e15 + 1]) {
+    deepStrictEqual(bothPaths(createTradeTransform, xt({ t })), {
+      values: [],
+      skipped: { bad_time: 1 },
+    });
+  }
+  // The one frame: the good trade comes through, the five-digit year is counted.
+  deepStrictEqual(
+    bothPaths(createTradeTransform, `[${xt({ t: MAX_TIME_MS + 1 })},${xt({ t: 0 })}]`),
+    {
+      values: [
+        '{"timestamp":"1970-01-01T00:00:00.000Z","symbol":"BTC-USD","price":1,"size":2,' +
+        '"id":null,"exchange":null,"conditions":[]}',
+      ],
+      skipped: { bad_time: 1 },
+    },
+  );
+});
+
+Deno.test("finding 9: a bar's s or e past 9999-12-31T23:59:59.999Z is bad_time on both paths; the last minute is a record the consumer reads", () => {
+  const start = MAX_TIME_MS - 59_999;
+  const last = bothPaths(createBarTransform, xa({ s: start, e: MAX_TIME_MS }));
+  deepStrictEqual(last, {
+    values: [
+      '{"timestamp":"9999-12-31T23:59:00.000Z","end":"9999-12-31T23:59:59.999Z",' +
+      '"symbol":"BTC-USD","open":1,"high":1,"low":1,"close":1,"volume":1,"vwap":1}',
+    ],
+    skipped: {},
+  });
+  equal(consumed(last.values[0]!), "9999-12-31T23:59:00.000Z");
   for (
-    const t of [0, 1, 999, 1000, 1610462007425, 8.64e15, 253402300799999, 253402300800000, 42]
-  ) equal(clock.iso(t), new Date(t).toISOString(), String(t));
+    const [s, e] of [[start, MAX_TIME_MS + 1], [MAX_TIME_MS + 1, MAX_TIME_MS + 60_001], [
+      8.64e15,
+      8.64e15,
+    ]]
+  ) {
+    deepStrictEqual(bothPaths(createBarTransform, xa({ s, e })), {
+      values: [],
+      skipped: { bad_time: 1 },
+    });
+  }
+});
+
+Deno.test("finding 9: with a clock, a trade's t more than 5 minutes ahead of it is time_out_of_range on both paths; behind only when bounded", () => {
+  const now = Date.UTC(2026, 11, 2, 1, 0, 0);
+  const clock = { now: () => now };
+  const value = (t: number) =>
+    `{"timestamp":"${
+      new Date(t).toISOString()
+    }","symbol":"BTC-USD","price":1,"size":2,"id":null,"exchange":null,"conditions":[]}`;
+  for (const t of [now + 2 * 3_600_000, now + 300_001]) {
+    deepStrictEqual(bothPaths(createTradeTransform, xt({ t }), { clock }), {
+      values: [],
+      skipped: { time_out_of_range: 1 },
+    });
+  }
+  for (const t of [now + 300_000, now, Date.UTC(2021, 0, 12)]) {
+    deepStrictEqual(bothPaths(createTradeTransform, xt({ t }), { clock }), {
+      values: [value(t)],
+      skipped: {},
+    });
+  }
+  deepStrictEqual(
+    bothPaths(createTradeTransform, xt({ t: now - 3_600_001 }), {
+      clock,
+      maxBehindMs: 3_600_000,
+    }),
+    { values: [], skipped: { time_out_of_range: 1 } },
+  );
+  // Without a clock (replay) no window at all; the fixed bound still holds.
+  deepStrictEqual(bothPaths(createTradeTransform, xt({ t: now + 2 * 3_600_000 })), {
+    values: [value(now + 2 * 3_600_000)],
+    skipped: {},
+  });
+  deepStrictEqual(bothPaths(createTradeTransform, xt({ t: MAX_TIME_MS + 1 }), { clock }), {
+    values: [],
+    skipped: { bad_time: 1 },
+  });
+});
+
+Deno.test("finding 9: with a clock, a bar whose s or e is more than 5 minutes ahead of it is time_out_of_range on both paths", () => {
+  const now = Date.UTC(2026, 11, 2, 1, 0, 0);
+  const clock = { now: () => now };
+  const cases: [number, number, Record<string, number>][] = [
+    [now - 60_000, now, {}],
+    [now + 240_000, now + 300_000, {}],
+    [now + 250_000, now + 310_000, { time_out_of_range: 1 }],
+    [now + 3_600_000, now + 3_660_000, { time_out_of_range: 1 }],
+    // Out of range and e before s: bad_time first, as the fixed bounds come first.
+    [now + 3_600_000, now, { bad_time: 1 }],
+  ];
+  for (const [s, e, skipped] of cases) {
+    const got = bothPaths(createBarTransform, xa({ s, e }), { clock });
+    deepStrictEqual(got.skipped, skipped, `${s} ${e}`);
+    equal(got.values.length, Object.keys(skipped).length === 0 ? 1 : 0);
+  }
+  deepStrictEqual(
+    bothPaths(createBarTransform, xa({ s: now - 3_660_000, e: now - 3_600_000 }), {
+      clock,
+      maxBehindMs: 3_600_000,
+    }).skipped,
+    { time_out_of_range: 1 },
+  );
+  deepStrictEqual(
+    bothPaths(createBarTransform, xa({ s: now + 3_600_000, e: now + 3_660_000 })).skipped,
+    {},
+  );
+});
+
+Deno.test("finding 9: the trade and bar transforms read the clock lazily: first event, every 256 frames, before a skip", () => {
+  const now = Date.UTC(2026, 11, 2, 1, 0, 0);
+  const makers: [ChannelMaker, (t: number) => string][] = [
+    [createTradeTransform, (t) => xt({ t })],
+    [createBarTransform, (t) => xa({ s: t - 60_000, e: t })],
+  ];
+  for (const [make, event] of makers) {
+    let reads = 0;
+    let later = now;
+    const transform = make({ clock: { now: () => (reads++, later) } });
+    const records: OutRecord[] = [];
+    for (let i = 0; i < 300; i++) transform.frame(`[${event(now)},${event(now)}]`, records);
+    equal(records.length, 600);
+    equal(reads, 2);
+    // Ahead of the last reading but within the window of the clock now: a record.
+    later = now + 60_000;
+    transform.frame(event(now + 330_000), records);
+    equal(records.length, 601);
+    equal(reads, 3);
+    transform.frame(event(now + 2 * 3_600_000), records);
+    equal(reads, 4);
+    equal(records.length, 601);
+    equal(transform.skipped.time_out_of_range, 1);
+  }
+});
+
+Deno.test("finding 9: the registry gives every channel's transform the producer's clock", () => {
+  const now = Date.UTC(2026, 11, 2, 1, 0, 0);
+  const plans = channelPlans(["XQ", "XT", "XA"], TOPICS, { clock: { now: () => now } });
+  const ahead = now + 3_600_000;
+  const frames = [
+    JSON.stringify({ ev: "XQ", pair: "BTC-USD", bp: 1, ap: 2, t: ahead }),
+    xt({ t: ahead }),
+    xa({ s: ahead, e: ahead + 60_000 }),
+  ];
+  const skipped = plans.map((p, i) => {
+    const records: OutRecord[] = [];
+    equal(p.transform.frame(frames[i]!, records), 1);
+    equal(records.length, 0, p.channel);
+    return Object.fromEntries(Object.entries(p.transform.skipped).filter(([, n]) => n > 0));
+  });
+  deepStrictEqual(skipped, [
+    { time_out_of_range: 1 },
+    { time_out_of_range: 1 },
+    { time_out_of_range: 1 },
+  ]);
+  // Every channel reports the same time skip reasons, by the same names.
+  for (const reasons of [TRADE_SKIP_REASONS, BAR_SKIP_REASONS]) {
+    deepStrictEqual(
+      reasons.filter((r) => r === "bad_time" || r === "time_out_of_range"),
+      ["bad_time", "time_out_of_range"],
+    );
+  }
 });

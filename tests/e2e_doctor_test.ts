@@ -238,7 +238,8 @@ Deno.test({
 Deno.test({
   name:
     "doctor on a broker with ACLs: a user without rights fails on the topics as produce does; " +
-    "with read only produce is refused by both; with write and read ACLs it passes",
+    "with read only produce is refused by both; a missing trades topic of --channels fails both; " +
+    "with every topic and write and read ACLs it passes",
   ignore: EXTERNAL_KAFKA,
   ...KAFKA_TEST,
   async fn() {
@@ -252,6 +253,8 @@ Deno.test({
         KAFKA_SASL_USERNAME: s.limited.username,
         KAFKA_SASL_PASSWORD: s.limited.password,
         POLYGON_API_KEY: API_KEY,
+        // Trades too: their topics are produce's as much as the quotes' (issue 25).
+        POLYGON_CHANNELS: "XQ,XT",
       };
       const denied = await doctor(env, ["--skip", "polygon"]);
       assertEquals(verdicts(denied), [
@@ -259,6 +262,8 @@ Deno.test({
         "kafka reachable: ok",
         `kafka topic "${topic}": fail`,
         `kafka topic "${topic}.gaps": fail`,
+        `kafka topic "${topic}.trades": fail`,
+        `kafka topic "${topic}.trades.gaps": fail`,
         'kafka consumer group "crypto-consumer": fail',
         "telemetry metrics port: ok",
       ]);
@@ -294,6 +299,26 @@ Deno.test({
         topics: { prefix: topic },
         operations: ["WRITE"],
       });
+      // Write and read on the quotes' topics, but the trades topics of --channels are missing:
+      // the doctor fails them, and produce refuses to start on the first, in the same words.
+      const noTrades = await doctor(env, ["--skip", "polygon"]);
+      const trades = result(noTrades, "kafka", `topic "${topic}.trades"`);
+      assertEquals(trades.verdict, "fail");
+      assertEquals(result(noTrades, "kafka", `topic "${topic}.trades.gaps"`).verdict, "fail");
+      assertEquals(result(noTrades, "kafka", `produce to "${topic}"`).verdict, "ok");
+      assertEquals(noTrades.exitCode, 1);
+      const refusedTrades = await run("producer.ts", [], env);
+      assertEquals(refusedTrades.code, 5);
+      const tradesWhy = trades.message.slice(`${topic}.trades`.length + 3);
+      ok(
+        refusedTrades.stderr.includes(`Cannot prepare topic "${topic}.trades": it ${tradesWhy}`),
+        refusedTrades.stderr,
+      );
+
+      await createTopicsAsAdmin(b, [
+        { name: `${topic}.trades`, partitions: 6 },
+        { name: `${topic}.trades.gaps`, partitions: 1 },
+      ]);
       const granted = await doctor(env, ["--skip", "polygon"]);
       assertEquals(verdicts(granted), [
         "certificates KAFKA_SSL_CA: ok",
@@ -305,6 +330,11 @@ Deno.test({
         `kafka topic "${topic}" (all): warning`,
         `kafka topic "${topic}.gaps": ok`,
         `kafka produce to "${topic}.gaps": ok`,
+        `kafka topic "${topic}.trades": ok`,
+        `kafka produce to "${topic}.trades": ok`,
+        `kafka topic "${topic}.trades" (all): warning`,
+        `kafka topic "${topic}.trades.gaps": ok`,
+        `kafka produce to "${topic}.trades.gaps": ok`,
         'kafka consumer group "crypto-consumer": ok',
         "telemetry metrics port: ok",
       ]);

@@ -1,9 +1,10 @@
 /**
  * The Kafka checks, in the order produce meets them: the brokers answer with the configured
  * auth (the adapters' own diagnoses: wrong CA, rejected certificate, bad SASL password), each
- * topic exists or may be created, this user may produce and consume (KIP-430's authorized
+ * topic produce prepares (`<topic>`, `<topic>.gaps`, and with `--channels` each channel's
+ * records topic and its gaps topic, from the same list produce uses) exists or may be created, this user may produce and consume (KIP-430's authorized
  * operations, asked without writing; or, where the client cannot ask, one clearly marked probe
- * record on a topic the user names), and the topic's settings (`topic_check.ts`). The words are
+ * record on a topic the user names), and the settings of each records topic (`topic_check.ts`). The words are
  * produce's own (`lib/kafka/preflight.ts`), so the doctor and the scripts agree.
  */
 import { deadline } from "../async.ts";
@@ -20,7 +21,7 @@ import {
   topicSettingFindings,
   userOf,
 } from "../kafka/preflight.ts";
-import { sinkTopics } from "../kafka/connect.ts";
+import { recordTopics, sinkTopics } from "../kafka/connect.ts";
 import type { CheckResult } from "./verdict.ts";
 
 /** Which scripts' needs to check. */
@@ -32,6 +33,11 @@ export interface KafkaCheckOptions {
   role?: DoctorRole;
   /** The consumer group of `deno task consume` (KAFKA_GROUP_ID). */
   groupId?: string;
+  /**
+   * The topics of the channels beyond XQ (`--channels`), as produce prepares them:
+   * `channelTopicsFor(channels, config)` (lib/channels.ts). Default none (quotes only).
+   */
+  channelTopics?: readonly { topic: string; gapsTopic: string }[];
   /** The failover topic `<topic>.leader`, when `--standby-group` is set. */
   leaderTopic?: string;
   /** The oldest record's timestamp of a replay to check against (`--recording`), ms. */
@@ -87,14 +93,17 @@ export async function checkKafka(
       );
       return out;
     }
-    // Consume reads the records topic only; produce writes the gaps topic too.
+    // Consume reads the records topic only; produce writes the gaps topics and every channel's.
+    const channelTopics = producing ? options.channelTopics ?? [] : [];
+    const records = new Set(recordTopics(config, channelTopics));
     const topics = [
-      ...sinkTopics(config, producing),
+      ...sinkTopics(config, producing, channelTopics),
       ...(options.leaderTopic ? [{ topic: options.leaderTopic, partitions: 1 }] : []),
     ];
     let accessKnown = true;
     for (const { topic, partitions } of topics) {
       const isMain = topic === config.topic;
+      const isRecords = records.has(topic);
       let ready: TopicReadiness;
       try {
         ready = await topicReadiness(kafka.admin, config, topic, {
@@ -126,7 +135,7 @@ export async function checkKafka(
       }
       const shape = await kafka.admin.describeTopic(topic);
       const rf = shape.replicas.length ? Math.min(...shape.replicas) : 0;
-      const wantOne = !isMain && shape.partitions !== 1;
+      const wantOne = !isRecords && shape.partitions !== 1;
       result(
         `topic "${topic}"`,
         wantOne ? "warning" : "ok",
@@ -150,7 +159,7 @@ export async function checkKafka(
           result(`consume from "${topic}"`, "ok", `${userOf(config)} may read (KIP-430)`);
         }
       }
-      if (isMain) {
+      if (isRecords) {
         const findings = await topicSettingFindings(
           kafka.admin,
           config,

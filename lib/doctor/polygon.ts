@@ -1,13 +1,16 @@
 /**
- * The Polygon (Massive) check: one connection with the producer's own client, subscribed to one
- * pair, released as soon as the subscription is confirmed (or refused). It reports the key's
- * authentication, the plan's answer in the server's words, and warns that the account's one
+ * The Polygon (Massive) check: one connection with the producer's own client, subscribed to what
+ * produce subscribes to (every pair on every channel of `--channels`), released as soon as the
+ * subscription is confirmed (or refused). It reports the key's authentication, the plan's answer
+ * in the server's words (a plan that refuses one channel fails: produce would stream without it,
+ * or exit with code 6 when it refuses them all), and warns that the account's one
  * connection per cluster is now taken: a producer of the same account that is streaming was
  * just evicted (`max_connections`), and one started while the check runs evicts it.
  */
 import type { PolygonConfig } from "../config/polygon.ts";
 import { PolygonClient } from "../polygon/client.ts";
 import { AuthFailedError, MaxConnectionsError, PlanError } from "../polygon/protocol.ts";
+import { channelOfTopic } from "../channels.ts";
 import type { CheckResult } from "./verdict.ts";
 
 /** Options for {@linkcode checkPolygon}. */
@@ -16,15 +19,23 @@ export interface PolygonCheckOptions {
   timeoutMs?: number;
   /** WebSocket factory; default the global `WebSocket`. */
   webSocketFactory?: (url: string) => WebSocket;
+  /**
+   * The channels produce carries (`--channels`, checked by `parseChannels`); every pair is
+   * subscribed on each, as produce does. Default `["XQ"]`.
+   */
+  channels?: readonly string[];
 }
 
-/** Connects once, authenticates, subscribes to the first pair, and disconnects at once. */
+/**
+ * Connects once, authenticates, subscribes to every topic produce subscribes to, and
+ * disconnects at once.
+ */
 export async function checkPolygon(
   config: Pick<PolygonConfig, "url" | "apiKey" | "pairs">,
   options: PolygonCheckOptions = {},
 ): Promise<CheckResult[]> {
   const timeoutMs = options.timeoutMs ?? 15_000;
-  const pair = config.pairs[0] === "*" ? "BTC-USD" : config.pairs[0] ?? "BTC-USD";
+  const channels = options.channels ?? ["XQ"];
   const host = safeHost(config.url);
   const stop = new AbortController();
   const lines: string[] = [];
@@ -33,8 +44,8 @@ export async function checkPolygon(
   const client = new PolygonClient({
     url: config.url,
     apiKey: config.apiKey,
-    pairs: [pair],
-    channel: "XQ",
+    pairs: config.pairs,
+    channels,
     onFrame: () => {},
     onState: (state) => {
       if (state === "subscribing") authenticated = true;
@@ -61,8 +72,9 @@ export async function checkPolygon(
         "plan",
         "fail",
         message,
-        `crypto quotes over WebSocket need a Massive plan that includes them (the free plan ` +
-          `does not; massive.com/pricing); produce would exit with code 6`,
+        `the channels of --channels (${channels.join(",")}) over WebSocket need a Massive plan ` +
+          `that includes them (the free plan does not; massive.com/pricing), or leave out the ` +
+          `ones it lacks (POLYGON_CHANNELS); produce would exit with code 6`,
       );
     } else if (error instanceof AuthFailedError) {
       result(
@@ -99,8 +111,20 @@ export async function checkPolygon(
     return out;
   }
   result("API key", "ok", `the key authenticates at ${host}`);
-  const refused = lines.find((l) => /plan does not include/.test(l));
-  result("plan", "ok", `subscription to XQ.${pair} confirmed` + (refused ? `; ${refused}` : ""));
+  const refused = client.refused;
+  if (refused.length > 0) {
+    const lacking = [...new Set(refused.map(channelOfTopic))];
+    result(
+      "plan",
+      "fail",
+      `your Polygon plan does not include ${refused.join(",")} (subscription to ` +
+        `${client.topics.join(",")} confirmed): produce would stream without ${lacking.join(",")}`,
+      `use a Massive plan that includes ${lacking.join(",")} (massive.com/pricing), or leave ` +
+        `${lacking.join(",")} out of --channels (POLYGON_CHANNELS)`,
+    );
+  } else {
+    result("plan", "ok", `subscription to ${client.topics.join(",")} confirmed`);
+  }
   result(
     "one connection",
     "warning",

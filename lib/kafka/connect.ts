@@ -22,7 +22,8 @@ export interface ConnectSinkOptions {
   ensureGapsTopic?: boolean;
   /**
    * Further channels' topics to make sure of (records with the configured partitions, gaps with
-   * one), e.g. the trades and bars topics of `--channels`; default none.
+   * one), e.g. the trades and bars topics of `--channels`; their records topics' settings are
+   * checked as the topic's are. Default none.
    */
   channelTopics?: readonly { topic: string; gapsTopic: string }[];
   /** Aborting it stops reaching the brokers (and the pause between attempts) at once. */
@@ -68,6 +69,17 @@ export function sinkTopics(
   return topics;
 }
 
+/**
+ * The topics that hold records (not gaps): `--topic` and each channel's records topic, whose
+ * settings produce, replay and the doctor check.
+ */
+export function recordTopics(
+  config: Pick<KafkaConfig, "topic">,
+  channelTopics: readonly { topic: string }[] = [],
+): string[] {
+  return [...new Set([config.topic, ...channelTopics.map((c) => c.topic)])];
+}
+
 /** Connects within the configured time, ensures and checks the topic(s), returns a ready sink. */
 export async function connectSink(
   config: KafkaConfig,
@@ -101,12 +113,14 @@ export async function connectSink(
       results.push(r);
     }
     partitions = results[0]!.partitions;
-    findings = await topicSettingFindings(
-      kafka.admin,
-      config,
-      config.topic,
-      options.oldestRecordMs,
-    );
+    // The settings of every records topic (the channels' too): compaction, retention or a
+    // timestamp window loses or refuses trades and bars as it does quotes.
+    findings = [];
+    for (const topic of recordTopics(config, options.channelTopics)) {
+      findings.push(
+        ...await topicSettingFindings(kafka.admin, config, topic, options.oldestRecordMs),
+      );
+    }
     // Read now, so that no first send waits for them (a sink reads them once otherwise).
     for (const { topic } of wanted) await kafka.admin.topicLimits(topic).catch(() => {});
   } catch (error) {
