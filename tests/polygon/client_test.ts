@@ -817,8 +817,10 @@ Deno.test("a confirmed pair that never quotes ends in NoQuotesError after 3 quie
   try {
     const error = await new PolygonClient(capture.options(fake.url, {
       pairs: ["BTC-USDX"],
-      staleAfterMs: 300,
-      quietAfterMs: 400,
+      // Real timers: the probe's answer must come within staleAfterMs / 2 even on a loaded
+      // machine (at 300 ms a late answer was once a stale reconnect instead of a quiet one).
+      staleAfterMs: 2_000,
+      quietAfterMs: 1_200,
       random: () => 0,
     })).run(new AbortController().signal).then(() => undefined, (e) => e);
     assert.ok(error instanceof NoQuotesError, String(error));
