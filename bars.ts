@@ -15,7 +15,7 @@ import {
   type ChannelTransformOptions,
   FRAME_SKIP_REASONS,
   readChannelFrame,
-} from "./lib/channel_events.ts";
+} from "./lib/channels/events.ts";
 import { isTime, TimeBounds } from "./lib/bounds.ts";
 import { IsoClock, nonNegativeText, positiveText, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";

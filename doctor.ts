@@ -33,7 +33,7 @@ import { checkCertificates } from "./lib/doctor/certificates.ts";
 import { checkKafka, type DoctorRole } from "./lib/doctor/kafka.ts";
 import { checkPolygon } from "./lib/doctor/polygon.ts";
 import { checkTelemetry } from "./lib/doctor/telemetry.ts";
-import { channelTopicsFor, parseChannels } from "./lib/channels.ts";
+import { channelTopicsFor, parseChannels } from "./lib/channels/registry.ts";
 import {
   byGroup,
   CHECK_GROUPS,

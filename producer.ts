@@ -22,11 +22,16 @@ import { EXIT } from "./lib/config/defaults.ts";
 import { abortOnSignals, exitCodeOf, formatCounts, runMain } from "./lib/cli.ts";
 import { followChannels, ProducerMetrics } from "./lib/telemetry/metrics.ts";
 import { SpreadMetrics } from "./lib/spread_metrics.ts";
-import { BarMetrics, TradeMetrics } from "./lib/channel_metrics.ts";
+import { BarMetrics, TradeMetrics } from "./lib/channels/metrics.ts";
 import { FlushTimeoutError, sumCounts } from "./lib/pipeline.ts";
 import { PolygonClient } from "./lib/polygon/client.ts";
-import { channelPlans, channelTopicsFor, filtersFor, parseChannels } from "./lib/channels.ts";
-import { ChannelPipelines } from "./lib/channel_pipelines.ts";
+import {
+  channelPlans,
+  channelTopicsFor,
+  filtersFor,
+  parseChannels,
+} from "./lib/channels/registry.ts";
+import { ChannelPipelines } from "./lib/channels/pipelines.ts";
 import type { RecordSink } from "./lib/sink.ts";
 import { PerTermSink, Standby, type TermEnd } from "./lib/standby.ts";
 import type { Gap } from "./lib/gap.ts";

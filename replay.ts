@@ -18,9 +18,9 @@ import { oldestFrameTime, openRecording, RecordingError } from "./lib/recording.
 import { MemoryBroker } from "./lib/memory_broker.ts";
 import { sumCounts } from "./lib/pipeline.ts";
 import type { OutRecord, RecordSink } from "./lib/sink.ts";
-import { channelPlans, channelTopicsFor, parseChannels } from "./lib/channels.ts";
-import { ChannelPipelines } from "./lib/channel_pipelines.ts";
-import { createFrameRouter } from "./lib/router.ts";
+import { channelPlans, channelTopicsFor, parseChannels } from "./lib/channels/registry.ts";
+import { ChannelPipelines } from "./lib/channels/pipelines.ts";
+import { createFrameRouter } from "./lib/channels/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
 import { timestampPolicyOf } from "./lib/kafka/topic_check.ts";
 import { DeadLetterFile } from "./lib/dead_letter.ts";

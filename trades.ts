@@ -16,7 +16,7 @@ import {
   type ChannelTransformOptions,
   FRAME_SKIP_REASONS,
   readChannelFrame,
-} from "./lib/channel_events.ts";
+} from "./lib/channels/events.ts";
 import { TimeBounds } from "./lib/bounds.ts";
 import { IsoClock, NumberText, positiveText, smallIntOf, timeOf } from "./lib/json_text.ts";
 import { type FrameTransform, type OutRecord, SCHEMA_VERSION } from "./lib/sink.ts";

@@ -10,8 +10,8 @@
  */
 import { parseArgs } from "node:util";
 import { cpuUsage } from "node:process";
-import { channelPlans } from "../lib/channels.ts";
-import { createFrameRouter } from "../lib/router.ts";
+import { channelPlans } from "../lib/channels/registry.ts";
+import { createFrameRouter } from "../lib/channels/router.ts";
 import { generateFeed } from "../lib/polygon/feed.ts";
 import type { FrameTransform, OutRecord } from "../lib/sink.ts";
 import { emitResult, spreadOf } from "./common.ts";

@@ -23,14 +23,14 @@ import {
   followChannels,
   ProducerMetrics,
 } from "../lib/telemetry/metrics.ts";
-import { ChannelPipelines } from "../lib/channel_pipelines.ts";
-import { channelPlans } from "../lib/channels.ts";
+import { ChannelPipelines } from "../lib/channels/pipelines.ts";
+import { channelPlans } from "../lib/channels/registry.ts";
 import { REFUSAL_REASONS, zeroDeadLetters } from "../lib/kafka/refusals.ts";
 import { serveTelemetry } from "../lib/telemetry/server.ts";
 import { type InfluxDbServer, startInfluxDb } from "./helpers/influxdb.ts";
 import { type PrometheusServer, startPrometheus } from "./helpers/prometheus.ts";
 import { CAPTURE_PATH, captureTest } from "./helpers/capture.ts";
-import { BarMetrics, TradeMetrics } from "../lib/channel_metrics.ts";
+import { BarMetrics, TradeMetrics } from "../lib/channels/metrics.ts";
 import { SpreadMetrics } from "../lib/spread_metrics.ts";
 
 const DIR = new URL("../dashboards/", import.meta.url);

@@ -35,7 +35,7 @@ export interface KafkaCheckOptions {
   groupId?: string;
   /**
    * The topics of the channels beyond XQ (`--channels`), as produce prepares them:
-   * `channelTopicsFor(channels, config)` (lib/channels.ts). Default none (quotes only).
+   * `channelTopicsFor(channels, config)` (lib/channels/registry.ts). Default none (quotes only).
    */
   channelTopics?: readonly { topic: string; gapsTopic: string }[];
   /** The failover topic `<topic>.leader`, when `--standby-group` is set. */

@@ -10,7 +10,7 @@
 import type { PolygonConfig } from "../config/polygon.ts";
 import { PolygonClient } from "../polygon/client.ts";
 import { AuthFailedError, MaxConnectionsError, PlanError } from "../polygon/protocol.ts";
-import { channelOfTopic } from "../channels.ts";
+import { channelOfTopic } from "../channels/registry.ts";
 import type { CheckResult } from "./verdict.ts";
 
 /** Options for {@linkcode checkPolygon}. */

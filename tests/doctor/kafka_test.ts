@@ -7,7 +7,7 @@ import { assertEquals } from "../helpers/assert.ts";
 import type { KafkaConfig } from "../../lib/config/kafka.ts";
 import type { KafkaAdmin, KafkaClient, TopicAccess } from "../../lib/kafka/types.ts";
 import { checkKafka } from "../../lib/doctor/kafka.ts";
-import { channelTopicsFor } from "../../lib/channels.ts";
+import { channelTopicsFor } from "../../lib/channels/registry.ts";
 import type { CheckResult } from "../../lib/doctor/verdict.ts";
 
 const CONFIG = {

@@ -25,7 +25,7 @@ import { parseSettings } from "../../lib/config/parse.ts";
 import { MetricsConverter } from "../../lib/telemetry/influx.ts";
 import { ConsumerMetrics, followChannels, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { ConsumerSpreadMetrics, SpreadMetrics } from "../../lib/spread_metrics.ts";
-import { BarMetrics, TradeMetrics } from "../../lib/channel_metrics.ts";
+import { BarMetrics, TradeMetrics } from "../../lib/channels/metrics.ts";
 import { defaultInstance, startTelemetry } from "../../lib/telemetry/wiring.ts";
 
 /** One counter series that grows at a known rate. */

@@ -8,7 +8,7 @@ import { Browser } from "../helpers/browser.ts";
 import { LiveFeed } from "../../lib/telemetry/live.ts";
 import { ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { serveTelemetry } from "../../lib/telemetry/server.ts";
-import { BarMetrics, TradeMetrics } from "../../lib/channel_metrics.ts";
+import { BarMetrics, TradeMetrics } from "../../lib/channels/metrics.ts";
 import { createTradeTransform, type TradeRecord } from "../../trades.ts";
 import { type BarRecord, createBarTransform } from "../../bars.ts";
 

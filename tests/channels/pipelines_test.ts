@@ -1,12 +1,12 @@
-import { deepStrictEqual, equal, ok } from "./helpers/assert.ts";
-import { checkFeed, inSymbolOrder } from "./helpers/exact.ts";
-import { channelPlans } from "../lib/channels.ts";
-import { ChannelPipelines } from "../lib/channel_pipelines.ts";
-import { MemoryBroker } from "../lib/memory_broker.ts";
-import { PolygonClient } from "../lib/polygon/client.ts";
-import { startFakePolygon } from "../lib/polygon/fake.ts";
-import { generateFeed } from "../lib/polygon/feed.ts";
-import { followChannels, ProducerMetrics } from "../lib/telemetry/metrics.ts";
+import { deepStrictEqual, equal, ok } from "../helpers/assert.ts";
+import { checkFeed, inSymbolOrder } from "../helpers/exact.ts";
+import { channelPlans } from "../../lib/channels/registry.ts";
+import { ChannelPipelines } from "../../lib/channels/pipelines.ts";
+import { MemoryBroker } from "../../lib/memory_broker.ts";
+import { PolygonClient } from "../../lib/polygon/client.ts";
+import { startFakePolygon } from "../../lib/polygon/fake.ts";
+import { generateFeed } from "../../lib/polygon/feed.ts";
+import { followChannels, ProducerMetrics } from "../../lib/telemetry/metrics.ts";
 import { Registry } from "prom-client";
 
 const TOPICS = { topic: "q", gapsTopic: "q.gaps" };

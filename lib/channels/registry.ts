@@ -4,17 +4,17 @@
  * transform (`create`, one per pipeline, so caches are its own) and what to subscribe to
  * (`getFilters`). A further channel is one transform file plus one entry here.
  */
-import { createSpreadTransform } from "../transform.ts";
-import { createTradeTransform } from "../trades.ts";
-import { createBarTransform } from "../bars.ts";
-import { ConfigError } from "./config/errors.ts";
-import { topicsFor } from "./polygon/protocol.ts";
-import type { FrameTransform, OutRecord } from "./sink.ts";
-import type { Clock } from "./bounds.ts";
-import type { BatchObserver } from "./pipeline.ts";
-import type { ChannelPlan } from "./channel_pipelines.ts";
-import type { KafkaConfig } from "./config/kafka.ts";
-import { gapsTopicFor } from "./config/defaults.ts";
+import { createSpreadTransform } from "../../transform.ts";
+import { createTradeTransform } from "../../trades.ts";
+import { createBarTransform } from "../../bars.ts";
+import { ConfigError } from "../config/errors.ts";
+import { topicsFor } from "../polygon/protocol.ts";
+import type { FrameTransform, OutRecord } from "../sink.ts";
+import type { Clock } from "../bounds.ts";
+import type { BatchObserver } from "../pipeline.ts";
+import type { ChannelPlan } from "./pipelines.ts";
+import type { KafkaConfig } from "../config/kafka.ts";
+import { gapsTopicFor } from "../config/defaults.ts";
 
 /** One Polygon channel the producer can carry. */
 export interface ChannelEntry {

@@ -3,8 +3,8 @@
  * with every number kept as its text, count what is no event of the channel (invalid JSON, a
  * status, another channel, no pair), and hand each event of the channel on. Pure: no I/O.
  */
-import type { TimeWindowOptions } from "./bounds.ts";
-import { NumberText, parseKeepingNumbers, scanFlatEvents } from "./json_text.ts";
+import type { TimeWindowOptions } from "../bounds.ts";
+import { NumberText, parseKeepingNumbers, scanFlatEvents } from "../json_text.ts";
 
 /** The reasons every channel transform shares, in a stable order for reports. */
 export const FRAME_SKIP_REASONS = [

@@ -12,11 +12,11 @@ import {
   type PipelineCounts,
   type PipelineOptions,
   sumCounts,
-} from "./pipeline.ts";
-import type { Gap } from "./gap.ts";
-import type { FrameTransform, OutRecord, RecordSink } from "./sink.ts";
-import type { HealthSource } from "./telemetry/health.ts";
-import type { PipelineMetrics } from "./telemetry/metrics.ts";
+} from "../pipeline.ts";
+import type { Gap } from "../gap.ts";
+import type { FrameTransform, OutRecord, RecordSink } from "../sink.ts";
+import type { HealthSource } from "../telemetry/health.ts";
+import type { PipelineMetrics } from "../telemetry/metrics.ts";
 
 /** One channel of a {@linkcode ChannelPipelines}. */
 export interface ChannelPlan extends RoutedChannel {

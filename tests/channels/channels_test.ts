@@ -1,16 +1,16 @@
-import { deepStrictEqual, equal, ok, throws } from "./helpers/assert.ts";
-import { checkFeed } from "./helpers/exact.ts";
-import { createTradeTransform, TRADE_SKIP_REASONS, type TradeRecord } from "../trades.ts";
-import { BAR_SKIP_REASONS, type BarRecord, createBarTransform } from "../bars.ts";
-import { channelPlans, filtersFor, parseChannels } from "../lib/channels.ts";
-import { createFrameRouter } from "../lib/router.ts";
-import { ConfigError } from "../lib/config/errors.ts";
-import { IsoClock } from "../lib/json_text.ts";
-import { MAX_TIME_MS } from "../lib/bounds.ts";
-import type { ChannelTransformOptions } from "../lib/channel_events.ts";
-import { validateRecord } from "../lib/consumer_output.ts";
-import { generateFeed } from "../lib/polygon/feed.ts";
-import type { FrameTransform, OutRecord } from "../lib/sink.ts";
+import { deepStrictEqual, equal, ok, throws } from "../helpers/assert.ts";
+import { checkFeed } from "../helpers/exact.ts";
+import { createTradeTransform, TRADE_SKIP_REASONS, type TradeRecord } from "../../trades.ts";
+import { BAR_SKIP_REASONS, type BarRecord, createBarTransform } from "../../bars.ts";
+import { channelPlans, filtersFor, parseChannels } from "../../lib/channels/registry.ts";
+import { createFrameRouter } from "../../lib/channels/router.ts";
+import { ConfigError } from "../../lib/config/errors.ts";
+import { IsoClock } from "../../lib/json_text.ts";
+import { MAX_TIME_MS } from "../../lib/bounds.ts";
+import type { ChannelTransformOptions } from "../../lib/channels/events.ts";
+import { validateRecord } from "../../lib/consumer_output.ts";
+import { generateFeed } from "../../lib/polygon/feed.ts";
+import type { FrameTransform, OutRecord } from "../../lib/sink.ts";
 
 const TOPICS = { topic: "q", gapsTopic: "q.gaps" };
 

@@ -5,11 +5,11 @@
  * the producer's registry. The gauges are for display: the exact values are in the records.
  */
 import type { Counter, Gauge, Registry } from "prom-client";
-import type { TradeRecord } from "../trades.ts";
-import type { BarRecord } from "../bars.ts";
-import { factories } from "./telemetry/metrics.ts";
-import type { BatchObserver } from "./pipeline.ts";
-import type { OutRecord } from "./sink.ts";
+import type { TradeRecord } from "../../trades.ts";
+import type { BarRecord } from "../../bars.ts";
+import { factories } from "../telemetry/metrics.ts";
+import type { BatchObserver } from "../pipeline.ts";
+import type { OutRecord } from "../sink.ts";
 
 /** Trade metrics, fed one acknowledged batch at a time. */
 export class TradeMetrics implements BatchObserver<TradeRecord> {
