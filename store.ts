@@ -37,6 +37,9 @@ const HELP = usage(
 /** Records per database write at most (about). */
 const STORE_BATCH_MAX = 10_000;
 
+/** Batches being written at once (see `inFlight` in lib/kafka/types.ts). */
+const STORE_IN_FLIGHT = 2;
+
 function log(line: string): void {
   console.error(`${new Date().toISOString()} ${line}`);
 }
@@ -193,6 +196,9 @@ async function main(): Promise<number> {
         // A database write has a fixed cost per request: 10,000 rows per write ran the capture
         // × 20 backlog twice as fast as 2,000 (bench/store_bench.ts).
         maxBatch: STORE_BATCH_MAX,
+        // The next batch is read and mapped while the database writes the last one; offsets are
+        // still committed in order, each once its rows and all before them are in the table.
+        inFlight: STORE_IN_FLIGHT,
         onAssign: (partitions) =>
           log(`joined group "${group}": partitions [${partitions.join(",")}] of "${topic}"`),
       });
