@@ -77,6 +77,11 @@ export class PostgresStore implements HistoryStore {
   readonly name = "postgres" as const;
   readonly address: string;
   readonly tables: StoreTables;
+  /**
+   * 10,000: one transaction's fixed cost is small by then, and two transactions in flight keep
+   * the server busy; 40,000 was no faster over the capture × 20 backlog (bench/store_bench.ts).
+   */
+  readonly batchSize = 10_000;
   #sql: postgres.Sql;
 
   constructor(options: PostgresOptions) {

@@ -65,19 +65,21 @@ const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
  * the mapping (bench/store_bench.ts).
  */
 function isoShapedTime(v: string): number | undefined {
-  const d = (i: number) => v.charCodeAt(i) - 48;
-  const year = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
-  const month = d(5) * 10 + d(6);
-  const day = d(8) * 10 + d(9);
-  const hour = d(11) * 10 + d(12);
-  const minute = d(14) * 10 + d(15);
-  const second = d(17) * 10 + d(18);
+  // Each field's digits, as numbers: "0" is 48, so `10 * a + b - 528` reads two digits.
+  const year = 1000 * v.charCodeAt(0) + 100 * v.charCodeAt(1) + 10 * v.charCodeAt(2) +
+    v.charCodeAt(3) - 53_328;
+  const month = 10 * v.charCodeAt(5) + v.charCodeAt(6) - 528;
+  const day = 10 * v.charCodeAt(8) + v.charCodeAt(9) - 528;
+  const hour = 10 * v.charCodeAt(11) + v.charCodeAt(12) - 528;
+  const minute = 10 * v.charCodeAt(14) + v.charCodeAt(15) - 528;
+  const second = 10 * v.charCodeAt(17) + v.charCodeAt(18) - 528;
+  const milli = 100 * v.charCodeAt(20) + 10 * v.charCodeAt(21) + v.charCodeAt(22) - 5_328;
   if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59) {
     return undefined;
   }
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   if (day > (month === 2 && leap ? 29 : MONTH_DAYS[month - 1]!) || second > 59) return undefined;
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second, d(20) * 100 + d(21) * 10 + d(22));
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second, milli);
   return ms <= MAX_TIME_MS ? ms : undefined;
 }
 
