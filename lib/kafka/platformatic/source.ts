@@ -416,6 +416,9 @@ async function pump(
       // Batches in flight: wait for the oldest to settle, or for a full batch to hand over
       // while a slot is free (a small one would waste a database round trip).
       if (flights.length >= inFlight || (flights.length > 0 && buffered.length < maxBatch)) {
+        // Batches settled earlier are committed even while a later one takes long (a database
+        // that is down): a crash then redelivers no more than the interval's worth.
+        if (pending.due()) await commits.commit();
         if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
       }

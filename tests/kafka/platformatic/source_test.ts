@@ -109,7 +109,7 @@ Deno.test("finding 3: a record that arrives while the source awaits a commit is 
  * A source over a stubbed consumer and stream, for the loop's own logic: the commits it makes,
  * in order; `join` assigns partition 0 once the loop listens.
  */
-function stubbed(options: { inFlight: number; maxBatch: number }) {
+function stubbed(options: { inFlight: number; maxBatch: number; commitIntervalMs?: number }) {
   const stream = new FakeStream();
   // deno-lint-ignore no-explicit-any
   const proto = Consumer.prototype as any;
@@ -275,6 +275,37 @@ Deno.test("one batch in flight (the default) waits for it before handing over th
     deepStrictEqual(whileFirst, 1);
     deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"]]);
     deepStrictEqual(s.commits, [[1n], [3n]]);
+  } finally {
+    await s.restore();
+  }
+});
+
+Deno.test("a batch settled while the next one is still in flight is committed within the interval, not when the next one settles", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 2, commitIntervalMs: 300 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    held.batches[0]!.settle(1);
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    await held.handedOver(2);
+    s.stream.emit("data", message(3));
+    s.stream.emit("data", message(4));
+    await held.handedOver(3);
+    // Settled within the interval of the first commit: not due yet when it settles.
+    held.batches[1]!.settle(2);
+    // The third batch never settles here (a database that is down); the second is committed.
+    for (let i = 0; i < 250 && s.commits.length < 2; i++) await turn();
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+    held.batches[2]!.settle(0);
+    stop.abort();
+    await done;
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"], ["3", "4"]]);
+    deepStrictEqual(s.commits, [[1n], [3n], [3n]]);
   } finally {
     await s.restore();
   }
