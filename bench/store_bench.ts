@@ -201,6 +201,11 @@ async function storeRun(
   return { seconds, perSecond: n / seconds, peakMb };
 }
 
+/** The machine's load average over 1, 5 and 15 minutes (the machine may be shared). */
+function loadAverage(): string {
+  return Deno.loadavg().map((x) => x.toFixed(2)).join(" / ");
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -220,6 +225,7 @@ const kafkaDir = `${tmp}/kafka`;
 const questDir = `${tmp}/questdb`;
 const pgDir = `${tmp}/postgres`;
 const started = Date.now();
+const loadAtStart = loadAverage();
 try {
   log("starting Kafka, QuestDB and PostgreSQL");
   const [k, q, p] = await Promise.all([
@@ -294,8 +300,11 @@ try {
     "committed (store: it commits only what the database acknowledged; every row is then counted " +
     "in the table) or the last line printed (consume, into a pipe thrown away), so both include " +
     "starting and joining the group. Peak RSS sampled from /proc every 100 ms. Target: store/consume ≥ 0.8. " +
-    `QuestDB 9.2.2 (ILP over HTTP), PostgreSQL 15 (unnest + ON CONFLICT), local, on the same ` +
-    `2-core machine. \`deno run -A bench/store_bench.ts --runs ${RUNS}\`, ${minutes} min, ` +
+    `QuestDB 9.2.2 (ILP over HTTP, 40,000 records per request), PostgreSQL 15 (unnest + ON ` +
+    `CONFLICT, 10,000 per transaction), two batches in flight, local, on the same 2-core ` +
+    `machine; load average (1, 5, 15 min) ${loadAtStart} at the start, ${loadAverage()} at ` +
+    `the end. ` +
+    `\`deno run -A bench/store_bench.ts --runs ${RUNS}\`, ${minutes} min, ` +
     `${new Date().toISOString().slice(0, 10)}.`,
     "",
     "| process | records/s | ratio to consume | target | peak RSS |",

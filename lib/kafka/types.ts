@@ -171,6 +171,14 @@ export interface KafkaSourceOptions {
    * round trip) passes more. The kafkajs adapter hands over its fetches as they come.
    */
   maxBatch?: number;
+  /**
+   * `onBatch` calls that may run at once: with 2, the next batch is handed over while the last
+   * one is still being handled (a writer overlaps its database round trip with reading and
+   * mapping the next). Offsets are still committed in order, each only after its batch and every
+   * batch before it resolved in full; a batch handled in part, or failing, ends consuming and
+   * nothing after it is committed. Default 1. The kafkajs adapter runs one at a time.
+   */
+  inFlight?: number;
 }
 
 /** Options for {@linkcode KafkaClient.connect}. */

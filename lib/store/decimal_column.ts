@@ -18,6 +18,34 @@ export interface DecimalShape {
 const NUMBER_RE = /^(-)?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
 
 /**
+ * True when `text` is already the plain text {@linkcode fitDecimal} would give and fits the
+ * column: an optional `-`, no leading zero (a lone `0` before the point), no exponent, a
+ * fraction that does not end in `0`, and not `-0`. A scan without allocation; the producer's
+ * spreads are nearly all like this.
+ */
+function isPlainFit(text: string, shape: DecimalShape): boolean {
+  const n = text.length;
+  let i = text.charCodeAt(0) === 45 ? 1 : 0;
+  const first = text.charCodeAt(i);
+  if (!(first >= 48 && first <= 57)) return false;
+  let integer = 0;
+  if (first === 48) i++;
+  else {
+    while (i < n && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) {
+      i++;
+      integer++;
+    }
+  }
+  if (i === n) return text !== "-0" && integer <= shape.precision - shape.scale;
+  if (text.charCodeAt(i) !== 46) return false;
+  const point = ++i;
+  while (i < n && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
+  const fraction = i - point;
+  return i === n && fraction > 0 && fraction <= shape.scale && text.charCodeAt(n - 1) !== 48 &&
+    integer <= shape.precision - shape.scale;
+}
+
+/**
  * The plain decimal text of a JSON number text (`1e-8` → `0.00000001`, `-0.50` → `-0.5`,
  * `-0` → `0`) when it fits the column, else a sentence saying why not: too many digits after
  * the point (it would have to be rounded) or before it (it would overflow).
@@ -27,6 +55,7 @@ export function fitDecimal(
   text: string,
   shape: DecimalShape,
 ): { text: string } | { error: string } {
+  if (isPlainFit(text, shape)) return { text };
   const m = NUMBER_RE.exec(text);
   if (m === null) return { error: `${JSON.stringify(text.slice(0, 40))} is not a decimal number` };
   const negative = m[1] === "-";

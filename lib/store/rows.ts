@@ -55,12 +55,38 @@ function describe(v: unknown): string {
   return text.length > 80 ? `${text.slice(0, 80)}… (${text.length} characters)` : text;
 }
 
+/** Days in each month of a common year. */
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Epoch ms of text already shaped as {@linkcode ISO_MS_RE} when that time exists (not
+ * 2023-02-30, not 24:00 or a leap second) in 1970 … 9999, read digit by digit: the store's hot
+ * path, where `Date.parse` and a `toISOString()` round trip per record cost more than the rest of
+ * the mapping (bench/store_bench.ts).
+ */
+function isoShapedTime(v: string): number | undefined {
+  // Each field's digits, as numbers: "0" is 48, so `10 * a + b - 528` reads two digits.
+  const year = 1000 * v.charCodeAt(0) + 100 * v.charCodeAt(1) + 10 * v.charCodeAt(2) +
+    v.charCodeAt(3) - 53_328;
+  const month = 10 * v.charCodeAt(5) + v.charCodeAt(6) - 528;
+  const day = 10 * v.charCodeAt(8) + v.charCodeAt(9) - 528;
+  const hour = 10 * v.charCodeAt(11) + v.charCodeAt(12) - 528;
+  const minute = 10 * v.charCodeAt(14) + v.charCodeAt(15) - 528;
+  const second = 10 * v.charCodeAt(17) + v.charCodeAt(18) - 528;
+  const milli = 100 * v.charCodeAt(20) + 10 * v.charCodeAt(21) + v.charCodeAt(22) - 5_328;
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59) {
+    return undefined;
+  }
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  if (day > (month === 2 && leap ? 29 : MONTH_DAYS[month - 1]!) || second > 59) return undefined;
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second, milli);
+  return ms <= MAX_TIME_MS ? ms : undefined;
+}
+
 /** Epoch ms of an ISO 8601 UTC time with milliseconds that exists (not 2023-02-30), 1970 … 9999. */
-function isoTime(v: unknown): number | undefined {
+export function isoTime(v: unknown): number | undefined {
   if (typeof v !== "string" || !ISO_MS_RE.test(v)) return undefined;
-  const ms = Date.parse(v);
-  if (!(ms >= 0 && ms <= MAX_TIME_MS) || new Date(ms).toISOString() !== v) return undefined;
-  return ms;
+  return isoShapedTime(v);
 }
 
 function missing(o: Record<string, unknown>, fields: readonly string[]): Refusal | undefined {
@@ -104,7 +130,8 @@ function spreadRow(r: InRecord, ts: number, symbol: string, number: string): Spr
 export function mapSpread(r: InRecord): SpreadRow | Refusal {
   const fast = r.value === null ? null : CANONICAL_SPREAD_RE.exec(r.value);
   if (fast) {
-    const ts = isoTime(fast[1]);
+    // The expression has already checked the time's shape.
+    const ts = isoShapedTime(fast[1]!);
     if (ts !== undefined && SYMBOL_RE.test(fast[2]!)) return spreadRow(r, ts, fast[2]!, fast[3]!);
   }
   const parsed = parseObject(r.value);

@@ -86,6 +86,11 @@ export interface HistoryStore {
   /** The tables it writes. */
   readonly tables: StoreTables;
   /**
+   * Records per write it works best with (about): the store reads batches of this many. A write
+   * has a fixed cost per request or transaction, and a larger batch costs memory.
+   */
+  readonly batchSize: number;
+  /**
    * Reaches the database until the time runs out; then throws `StoreUnreachableError` naming the
    * address (exit code 7).
    */

@@ -49,6 +49,21 @@ function batchOf(items: readonly Item[]): StoreBatch {
   return batch;
 }
 
+/**
+ * The batch's rows with the records they came from, in the batch's order (spreads, gaps, dead
+ * letters): only needed once the database refused the batch.
+ */
+function itemsOf(records: readonly InRecord[], batch: StoreBatch): Item[] {
+  const byKey = new Map(records.map((r) => [`${r.partition}/${r.offset}`, r]));
+  const recordOf = (row: { partition: number; offset: string }) =>
+    byKey.get(`${row.partition}/${row.offset}`)!;
+  const items: Item[] = [];
+  for (const row of batch.spreads) items.push({ kind: "spread", row, record: recordOf(row) });
+  for (const row of batch.gaps) items.push({ kind: "gap", row, record: recordOf(row) });
+  for (const row of batch.dead) items.push({ kind: "dead", row, record: recordOf(row) });
+  return items;
+}
+
 /** Writes batches of records into a {@linkcode HistoryStore}; see the module doc. */
 export class StoreWriter {
   #store: HistoryStore;
@@ -74,15 +89,16 @@ export class StoreWriter {
     kind: RecordKind,
     signal: AbortSignal,
   ): Promise<number> {
+    if (records.length === 0) return 0;
     const batch = toBatch(records, kind);
-    const byKey = new Map(records.map((r) => [`${r.partition}/${r.offset}`, r]));
-    const items: Item[] = [];
-    const recordOf = (row: { partition: number; offset: string }) =>
-      byKey.get(`${row.partition}/${row.offset}`)!;
-    for (const row of batch.spreads) items.push({ kind: "spread", row, record: recordOf(row) });
-    for (const row of batch.gaps) items.push({ kind: "gap", row, record: recordOf(row) });
-    for (const row of batch.dead) items.push({ kind: "dead", row, record: recordOf(row) });
-    return await this.#writeItems(items, signal) ? records.length : 0;
+    let written: boolean;
+    try {
+      written = await this.#writeRetrying(batch, signal);
+    } catch (error) {
+      if (!(error instanceof StoreRejectedError)) throw error;
+      written = await this.#refused(itemsOf(records, batch), error, signal);
+    }
+    return written ? records.length : 0;
   }
 
   /** Writes the items, splitting on refusal; false when aborted. */
@@ -92,26 +108,35 @@ export class StoreWriter {
       return await this.#writeRetrying(batchOf(items), signal);
     } catch (error) {
       if (!(error instanceof StoreRejectedError)) throw error;
-      if (items.length > 1) {
-        const half = Math.ceil(items.length / 2);
-        return await this.#writeItems(items.slice(0, half), signal) &&
-          await this.#writeItems(items.slice(half), signal);
-      }
-      const item = items[0]!;
-      const why = error.message;
-      if (item.kind === "dead") {
-        if (item.row.value === null) throw error;
-        this.#options.log(
-          `dead letter ${item.row.topic}/${item.row.partition}/${item.row.offset}: ${why}`,
-        );
-        return await this.#writeItems([{ ...item, row: withoutValue(item.row, why) }], signal);
-      }
-      const letter = deadLetter(item.record, { code: "refused_by_database", reason: why });
-      this.#options.log(
-        `refused record ${letter.topic}/${letter.partition}/${letter.offset}: ${why}`,
-      );
-      return await this.#writeItems([{ kind: "dead", row: letter, record: item.record }], signal);
+      return await this.#refused(items, error, signal);
     }
+  }
+
+  /**
+   * The database refused the items: halves are written until the refused one is found, which
+   * becomes a dead letter (a dead letter it refuses is kept without its value); false when
+   * aborted.
+   */
+  async #refused(items: Item[], error: StoreRejectedError, signal: AbortSignal): Promise<boolean> {
+    if (items.length > 1) {
+      const half = Math.ceil(items.length / 2);
+      return await this.#writeItems(items.slice(0, half), signal) &&
+        await this.#writeItems(items.slice(half), signal);
+    }
+    const item = items[0]!;
+    const why = error.message;
+    if (item.kind === "dead") {
+      if (item.row.value === null) throw error;
+      this.#options.log(
+        `dead letter ${item.row.topic}/${item.row.partition}/${item.row.offset}: ${why}`,
+      );
+      return await this.#writeItems([{ ...item, row: withoutValue(item.row, why) }], signal);
+    }
+    const letter = deadLetter(item.record, { code: "refused_by_database", reason: why });
+    this.#options.log(
+      `refused record ${letter.topic}/${letter.partition}/${letter.offset}: ${why}`,
+    );
+    return await this.#writeItems([{ kind: "dead", row: letter, record: item.record }], signal);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { deepStrictEqual as deepEqual, equal } from "../helpers/assert.ts";
 import { canonicalDecimal, fitDecimal, SPREAD_DECIMAL } from "../../lib/store/decimal_column.ts";
-import { mapGap, mapSpread, toBatch } from "../../lib/store/rows.ts";
+import { isoTime, mapGap, mapSpread, toBatch } from "../../lib/store/rows.ts";
 import { escapeString, escapeTag, lineProtocol } from "../../lib/store/questdb.ts";
 import { createTableSql as pgCreate } from "../../lib/store/postgres.ts";
 import { createTableSql as qdbCreate } from "../../lib/store/questdb.ts";
@@ -206,4 +206,114 @@ Deno.test("shapeMismatch names the first column that is missing, of another type
     'column "kafka_offset" of table "s" is not part of the key, expected it in the key ' +
       "(ts, kafka_partition, kafka_offset)",
   );
+});
+
+Deno.test("isoTime reads exactly the times Date reads back to the same text, and refuses the rest", () => {
+  // What the store accepted before it read times digit by digit: Date.parse and a round trip.
+  const reference = (v: string) => {
+    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(v)) return undefined;
+    const ms = Date.parse(v);
+    return ms >= 0 && ms <= 253_402_300_799_999 && new Date(ms).toISOString() === v
+      ? ms
+      : undefined;
+  };
+  const texts = [
+    "2023-07-26T22:05:19.847Z",
+    "1970-01-01T00:00:00.000Z",
+    "1969-12-31T23:59:59.999Z",
+    "9999-12-31T23:59:59.999Z",
+    "2024-02-29T12:00:00.000Z",
+    "2023-02-29T12:00:00.000Z",
+    "2000-02-29T00:00:00.000Z",
+    "1900-02-29T00:00:00.000Z",
+    "2100-02-29T00:00:00.000Z",
+    "2023-04-31T00:00:00.000Z",
+    "2023-12-31T24:00:00.000Z",
+    "2023-12-31T23:60:00.000Z",
+    "2023-12-31T23:59:60.000Z",
+    "2023-00-10T00:00:00.000Z",
+    "2023-13-10T00:00:00.000Z",
+    "2023-01-00T00:00:00.000Z",
+    "0000-01-01T00:00:00.000Z",
+    "2023-07-26T22:05:19.847",
+    "2023-07-26 22:05:19.847Z",
+    "+02023-07-26T22:05:19.847Z",
+  ];
+  // And every day of four years around a leap year and a century, at a varying time of day.
+  for (let t = Date.UTC(2099, 0, 1); t < Date.UTC(2101, 0, 1); t += 86_400_000 + 3_723_001) {
+    const text = new Date(t).toISOString();
+    texts.push(
+      text,
+      text.replace(/-(\d\d)T/, (_m, d) => `-${String(Number(d) + 1).padStart(2, "0")}T`),
+    );
+  }
+  for (let day = 28; day <= 32; day++) {
+    for (let month = 1; month <= 12; month++) {
+      const mm = String(month).padStart(2, "0");
+      texts.push(`2024-${mm}-${day}T00:00:00.000Z`, `2023-${mm}-${day}T23:59:59.999Z`);
+    }
+  }
+  const differ = texts.filter((v) => isoTime(v) !== reference(v));
+  deepEqual(differ, []);
+  equal(isoTime("2023-07-26T22:05:19.847Z"), 1690409119847);
+  equal(isoTime("2023-02-29T12:00:00.000Z"), undefined);
+  equal(isoTime(1690409119847), undefined);
+});
+
+Deno.test("fitDecimal's quick path for plain text gives what the general reading gives", () => {
+  const texts = [
+    "0",
+    "-0",
+    "0.5",
+    "-0.5",
+    "0.50",
+    "00.5",
+    "01",
+    "1",
+    "-1",
+    "10",
+    "338.9",
+    "-390.49",
+    "1.",
+    ".5",
+    "-",
+    "",
+    "1.0",
+    "0.000000000000000001",
+    "0.0000000000000000001",
+    "99999999999999999999.999999999999999999",
+    "999999999999999999999",
+    "-99999999999999999999",
+    "12345678901234567890.5",
+    "0.123456789012345678",
+    "0.1234567890123456789",
+    "--1",
+    "1.2.3",
+    "0x10",
+    " 1",
+    "1 ",
+  ];
+  for (let i = 0; i < 2_000; i++) {
+    const digits = (n: number) =>
+      Array.from({ length: n }, () => "0123456789"[Math.floor(Math.random() * 10)]).join("");
+    const sign = Math.random() < 0.3 ? "-" : "";
+    const integer = digits(Math.floor(Math.random() * 23));
+    const fraction = Math.random() < 0.8 ? "." + digits(Math.floor(Math.random() * 21)) : "";
+    texts.push(sign + integer + fraction);
+  }
+  // "e0" sends the same number down the general path.
+  const general = (text: string) => {
+    const fitted = fitDecimal(text + "e0", SPREAD_DECIMAL);
+    return "text" in fitted ? fitted.text : "error";
+  };
+  const quick = (text: string) => {
+    const fitted = fitDecimal(text, SPREAD_DECIMAL);
+    return "text" in fitted ? fitted.text : "error";
+  };
+  const differ = texts.filter((t) => /^-?\d+(\.\d+)?$/.test(t) && quick(t) !== general(t));
+  deepEqual(differ, []);
+  const refused = texts.filter((t) => !/^-?\d+(\.\d+)?$/.test(t) && quick(t) !== "error");
+  deepEqual(refused, []);
+  deepEqual(fitDecimal("-0", SPREAD_DECIMAL), { text: "0" });
+  deepEqual(fitDecimal("0.50", SPREAD_DECIMAL), { text: "0.5" });
 });

@@ -22,6 +22,7 @@ class FakeStore implements HistoryStore {
   readonly name = "questdb" as const;
   readonly address = "fake";
   readonly tables = tablesFor("spreads");
+  readonly batchSize = 10_000;
   held: StoreBatch[] = [];
   attempts = 0;
   #fail: (batch: StoreBatch, attempt: number) => Error | undefined;

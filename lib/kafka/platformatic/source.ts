@@ -151,6 +151,7 @@ export class PlatformaticSource implements RecordSource {
       assignment,
       onBatch,
       maxBatch: this.#options.maxBatch ?? BATCH_MAX,
+      inFlight: Math.max(1, this.#options.inFlight ?? 1),
     });
     if (failure !== undefined) throw failure;
   }
@@ -287,18 +288,34 @@ interface PumpOptions {
   onBatch: (records: InRecord[]) => Promise<void | number> | void | number;
   /** Pause the stream once this many records are buffered. */
   maxBatch: number;
+  /** `onBatch` calls that may run at once (each batch committed only after those before it). */
+  inFlight: number;
+}
+
+/** One batch handed to `onBatch`, until it resolves or rejects. */
+interface Flight {
+  mine: StringMessage[];
+  /** Resolves (never rejects) once `onBatch` has resolved or rejected. */
+  done: Promise<void>;
+  settled: boolean;
+  handled?: void | number;
+  failed?: { error: unknown };
 }
 
 /**
  * Hands the stream's records to `onBatch` in batches of what arrived meanwhile, committing what
  * was handled, until aborted, failed, the stream ends or `onBatch` handles part of a batch.
+ * With `inFlight` > 1 the next batch is handed over while earlier ones are still being handled;
+ * batches are settled in the order they were handed over, so an offset is committed only once
+ * its batch and every batch before it resolved in full. A batch handled in part (or failing)
+ * ends the loop, and nothing after it is committed, whatever the later batches did.
  * Resolves with the stream's failure, if any (`onBatch`'s own failure rejects).
  */
 async function pump(
   stream: MessagesStream<string, string, string, string>,
   options: PumpOptions,
 ): Promise<unknown> {
-  const { signal, commits, assignment, onBatch, maxBatch } = options;
+  const { signal, commits, assignment, onBatch, maxBatch, inFlight } = options;
   const { pending } = commits;
   let failure: unknown;
   // A poke with nobody waiting (the loop is awaiting a commit or `onBatch`) is remembered, so
@@ -322,7 +339,66 @@ async function pump(
   const onData = (m: StringMessage) => {
     buffered.push(m);
     if (buffered.length >= maxBatch && !stream.isPaused()) stream.pause();
-    poke();
+    // The loop waits for a first record, or for a full batch while batches are in flight.
+    if (buffered.length === 1 || buffered.length === maxBatch) poke();
+  };
+  /** Batches handed over and not yet settled, oldest first. */
+  const flights: Flight[] = [];
+  const handOver = (mine: StringMessage[]) => {
+    const records = mine.map(toInRecord);
+    const flight = { mine, settled: false } as Flight;
+    flight.done = new Promise<void | number>((resolve) => resolve(onBatch(records))).then(
+      (handled) => {
+        flight.handled = handled;
+      },
+      (error) => {
+        flight.failed = { error };
+      },
+    ).finally(() => {
+      flight.settled = true;
+      poke();
+    });
+    flights.push(flight);
+  };
+  /** Waits until every batch in flight has settled, and forgets them (none is committed). */
+  const dropFlights = async () => {
+    await Promise.all(flights.map((f) => f.done));
+    flights.length = 0;
+  };
+  /**
+   * Counts the oldest batch, settled, as handled (committing when due); false when it was
+   * handled in part: the loop ends, and the batches after it are dropped, uncommitted.
+   */
+  const settle = async (): Promise<boolean> => {
+    const flight = flights.shift()!;
+    const { mine } = flight;
+    if (flight.failed) {
+      await dropFlights();
+      throw flight.failed.error;
+    }
+    const handled = flight.handled;
+    const n = typeof handled === "number"
+      ? Math.max(0, Math.min(handled, mine.length))
+      : mine.length;
+    for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+    // A partial batch: each partition left off at its first record not handled. Committing
+    // that position too keeps a group with no commit yet from starting at "latest" next
+    // time (`consume | head` would otherwise skip the backlog).
+    const pinned = new Set<number>();
+    for (let i = n; i < mine.length; i++) {
+      const m = mine[i]!;
+      if (pinned.has(m.partition)) continue;
+      pinned.add(m.partition);
+      commits.position(m);
+    }
+    if (n < mine.length) {
+      // The caller stopped: what it handled of this batch is committed now, nothing after it.
+      await dropFlights();
+      await commits.commit();
+      return false;
+    }
+    if (signal.aborted || pending.due()) await commits.commit();
+    return true;
   };
   stream.on("data", onData);
   stream.on("error", onError);
@@ -332,8 +408,20 @@ async function pump(
     if (pending.due()) poke();
   }, pending.intervalMs);
   try {
-    while (!signal.aborted && failure === undefined && !stream.destroyed) {
+    let going = true;
+    while (going && !signal.aborted && failure === undefined && !stream.destroyed) {
       poked = false;
+      while (going && flights[0]?.settled) going = await settle();
+      if (!going) break;
+      // Batches in flight: wait for the oldest to settle, or for a full batch to hand over
+      // while a slot is free (a small one would waste a database round trip).
+      if (flights.length >= inFlight || (flights.length > 0 && buffered.length < maxBatch)) {
+        // Batches settled earlier are committed even while a later one takes long (a database
+        // that is down): a crash then redelivers no more than the interval's worth.
+        if (pending.due()) await commits.commit();
+        if (!poked) await new Promise<void>((resolve) => wake = resolve);
+        continue;
+      }
       const batch = buffered;
       buffered = [];
       if (stream.isPaused()) stream.resume();
@@ -348,25 +436,13 @@ async function pump(
       }
       const mine = batch.filter((m) => assignment.partitions.has(m.partition));
       if (mine.length === 0) continue;
-      const records = mine.map(toInRecord);
-      const handled = await onBatch(records);
-      const n = typeof handled === "number"
-        ? Math.max(0, Math.min(handled, records.length))
-        : records.length;
-      for (let i = 0; i < n; i++) commits.handled(mine[i]!);
-      // A partial batch: each partition left off at its first record not handled. Committing
-      // that position too keeps a group with no commit yet from starting at "latest" next
-      // time (`consume | head` would otherwise skip the backlog).
-      const pinned = new Set<number>();
-      for (let i = n; i < mine.length; i++) {
-        const m = mine[i]!;
-        if (pinned.has(m.partition)) continue;
-        pinned.add(m.partition);
-        commits.position(m);
-      }
-      // A partial batch: the caller stopped; commit just what it handled, now.
-      if (n < records.length || signal.aborted || pending.due()) await commits.commit();
-      if (n < records.length) break;
+      handOver(mine);
+    }
+    // Stopping: the batches still in flight finish (a stopped caller hands back what it
+    // handled), in order, so what they handled is committed.
+    while (going && flights.length > 0) {
+      await flights[0]!.done;
+      going = await settle();
     }
     if (pending.size > 0) await commits.commit();
   } finally {

@@ -104,3 +104,209 @@ Deno.test("finding 3: a record that arrives while the source awaits a commit is 
     await source.close();
   }
 });
+
+/**
+ * A source over a stubbed consumer and stream, for the loop's own logic: the commits it makes,
+ * in order; `join` assigns partition 0 once the loop listens.
+ */
+function stubbed(options: { inFlight: number; maxBatch: number; commitIntervalMs?: number }) {
+  const stream = new FakeStream();
+  // deno-lint-ignore no-explicit-any
+  const proto = Consumer.prototype as any;
+  const saved = { consume: proto.consume, commit: proto.commit, close: proto.close };
+  let consumer: EventEmitter | undefined;
+  const commits: bigint[][] = [];
+  proto.consume = function (this: EventEmitter) {
+    consumer = this;
+    return Promise.resolve(stream);
+  };
+  proto.commit = (o: { offsets: { offset: bigint }[] }) => {
+    commits.push(o.offsets.map((x) => x.offset));
+    return Promise.resolve();
+  };
+  proto.close = () => Promise.resolve();
+  const config = {
+    brokers: ["127.0.0.1:1"],
+    topic: "t",
+    security: "plaintext",
+    client: "platformatic",
+  } as unknown as KafkaConfig;
+  const source = new PlatformaticSource(config, { clientId: "test", log: () => {} }, {
+    groupId: "g",
+    topic: "t",
+    from: "earliest",
+    commitIntervalMs: 0,
+    ...options,
+  }, {} as KafkaAdmin);
+  return {
+    stream,
+    commits,
+    source,
+    async join() {
+      while (consumer === undefined || stream.listenerCount("data") === 0) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      consumer.emit("consumer:group:join", { assignments: [{ topic: "t", partitions: [0] }] });
+    },
+    async restore() {
+      Object.assign(proto, saved);
+      await source.close();
+    },
+  };
+}
+
+/** Batches handed to `onBatch`, each settled by the test when it chooses. */
+function heldBatches() {
+  const batches: { offsets: string[]; settle: (result: number | Error) => void }[] = [];
+  let arrived: () => void = () => {};
+  const onBatch = (records: { offset: string }[]) =>
+    new Promise<number>((resolve, reject) => {
+      batches.push({
+        offsets: records.map((r) => r.offset),
+        settle: (result) => result instanceof Error ? reject(result) : resolve(result),
+      });
+      arrived();
+    });
+  const handedOver = async (n: number) => {
+    while (batches.length < n) await new Promise<void>((r) => arrived = r);
+  };
+  return { batches, onBatch, handedOver };
+}
+
+/** Lets the loop run whatever is ready (settled promises, the commits' microtasks). */
+const turn = () => new Promise((r) => setTimeout(r, 20));
+
+Deno.test("with two batches in flight, a later batch that is handled first is committed only after the earlier one", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 2 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    // The second batch is handed over while the first is still being handled.
+    await held.handedOver(2);
+    held.batches[1]!.settle(2);
+    await turn();
+    const beforeFirst = s.commits.slice();
+    held.batches[0]!.settle(1);
+    await turn();
+    stop.abort();
+    await done;
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"]]);
+    deepStrictEqual(beforeFirst, []);
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+  } finally {
+    await s.restore();
+  }
+});
+
+Deno.test("a failing batch in flight commits nothing past it, though the batch after it was handled", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 2 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    await held.handedOver(2);
+    held.batches[1]!.settle(2);
+    await turn();
+    held.batches[0]!.settle(new Error("the database refused the write"));
+    const failure = await done.then(() => undefined, (error: Error) => error.message);
+    deepStrictEqual(failure, "the database refused the write");
+    deepStrictEqual(s.commits, []);
+  } finally {
+    stop.abort();
+    await s.restore();
+  }
+});
+
+Deno.test("a batch in flight handled in part commits only its handled records, not the batch after it", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 2 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    s.stream.emit("data", message(1));
+    await held.handedOver(1);
+    s.stream.emit("data", message(2));
+    s.stream.emit("data", message(3));
+    await held.handedOver(2);
+    held.batches[1]!.settle(2);
+    // The first batch stopped after one record (a store told to stop mid-write says 0 or part).
+    held.batches[0]!.settle(1);
+    await done;
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0", "1"], ["2", "3"]]);
+    deepStrictEqual(s.commits, [[1n]]);
+  } finally {
+    stop.abort();
+    await s.restore();
+  }
+});
+
+Deno.test("one batch in flight (the default) waits for it before handing over the next", async () => {
+  const s = stubbed({ inFlight: 1, maxBatch: 2 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    await turn();
+    const whileFirst = held.batches.length;
+    held.batches[0]!.settle(1);
+    await held.handedOver(2);
+    held.batches[1]!.settle(2);
+    await turn();
+    stop.abort();
+    await done;
+    deepStrictEqual(whileFirst, 1);
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"]]);
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+  } finally {
+    await s.restore();
+  }
+});
+
+Deno.test("a batch settled while the next one is still in flight is committed within the interval, not when the next one settles", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 2, commitIntervalMs: 300 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    held.batches[0]!.settle(1);
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    await held.handedOver(2);
+    s.stream.emit("data", message(3));
+    s.stream.emit("data", message(4));
+    await held.handedOver(3);
+    // Settled within the interval of the first commit: not due yet when it settles.
+    held.batches[1]!.settle(2);
+    // The third batch never settles here (a database that is down); the second is committed.
+    for (let i = 0; i < 250 && s.commits.length < 2; i++) await turn();
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+    held.batches[2]!.settle(0);
+    stop.abort();
+    await done;
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"], ["3", "4"]]);
+    deepStrictEqual(s.commits, [[1n], [3n], [3n]]);
+  } finally {
+    await s.restore();
+  }
+});
