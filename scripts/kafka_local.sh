@@ -159,14 +159,16 @@ PICKED=" "
 pick_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    # Below the kernel's ephemeral range (32768 and up), where outgoing connections take ports:
+    # a port picked there could be taken by a client's connection before the broker binds it.
+    p=$((20000 + RANDOM % 12768))
     if [[ "$PICKED" != *" $p "* ]] && ! port_in_use "$p"; then
       PICKED="$PICKED$p "
       echo "$p"
       return 0
     fi
   done
-  die "Cannot find a free port between 20000 and 60000"
+  die "Cannot find a free port between 20000 and 32767"
 }
 
 # --- certificates --------------------------------------------------------------------------

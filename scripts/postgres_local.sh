@@ -79,7 +79,7 @@ pick_port() {
       return 0
     fi
   done
-  die "Cannot find a free port between 20000 and 60000"
+  die "Cannot find a free port between 20000 and 32767"
 }
 
 launch() {
