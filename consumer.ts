@@ -22,6 +22,7 @@ import { openKafka } from "./lib/kafka/open.ts";
 import type { InRecord } from "./lib/sink.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { RecordPrinter, SpreadTable } from "./lib/consumer_output.ts";
+import { type Stall, StallWatch } from "./lib/stall_watch.ts";
 
 const HELP = usage(
   "consumer",
@@ -122,6 +123,28 @@ async function main(): Promise<number> {
   const { groupId, maxMessages, timeout } = s;
 
   const metrics = new ConsumerMetrics();
+  const stop = new AbortController();
+  // A consumer that reads nothing while records wait for it ends with a clear error (issue 21).
+  let stalled: Stall | undefined;
+  const watch = new StallWatch({
+    afterMs: s.stallAfter * 1000,
+    waiting: async (partitions) => {
+      // Only partitions with a committed position: without one, where a new group starts
+      // (latest, or a time) is not the lag's start offset.
+      const rows = await kafka.admin.lag(groupId, config.topic);
+      return rows
+        .filter((r) => partitions.includes(r.partition) && r.committed !== "-1")
+        .reduce((n, r) => n + r.lag, 0);
+    },
+    onStall: (stall) => {
+      stalled = stall;
+      log(stallMessage(stall, groupId, config.topic));
+      stop.abort();
+      // The client may be stuck where a stop cannot reach it: the bound holds regardless.
+      const force = setTimeout(() => Deno.exit(EXIT.STALLED), 10_000);
+      Deno.unrefTimer(force);
+    },
+  });
   const kafka = await openKafka(config, { clientId: "crypto-consumer", log });
   await kafka.connect({ onRetry: log });
   await requireTopic(kafka, config);
@@ -130,8 +153,10 @@ async function main(): Promise<number> {
     topic: config.topic,
     from,
     sessionTimeoutMs: s.sessionTimeout * 1000,
-    onAssign: (partitions) =>
-      log(`joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`),
+    onAssign: (partitions) => {
+      watch.assigned(partitions);
+      log(`joined group "${groupId}": partitions [${partitions.join(",")}] of "${config.topic}"`);
+    },
   });
   const telemetry = await startTelemetry(telemetryConfig, {
     registry: metrics.registry,
@@ -141,7 +166,6 @@ async function main(): Promise<number> {
     log,
   });
   const signals = abortOnSignals();
-  const stop = new AbortController();
   signals.signal.addEventListener("abort", () => stop.abort(), { once: true });
   const timer = timeout === undefined ? undefined : setTimeout(() => stop.abort(), timeout * 1000);
   // Lag for telemetry, read with the admin client while metrics are exported.
@@ -156,15 +180,23 @@ async function main(): Promise<number> {
     : undefined;
   const printer = makePrinter(out, metrics, { maxMessages, table });
   const onBatch = async (records: InRecord[]): Promise<number> => {
-    const handled = await printer.handle(records);
-    metrics.recordsConsumed.inc(handled);
-    if (out.broken || printer.full) stop.abort();
-    return handled;
+    watch.busy(true);
+    try {
+      const handled = await printer.handle(records);
+      metrics.recordsConsumed.inc(handled);
+      if (out.broken || printer.full) stop.abort();
+      return handled;
+    } finally {
+      watch.busy(false);
+    }
   };
   let code: number = EXIT.OK;
   try {
+    watch.start();
     await source.consume(onBatch, { signal: stop.signal });
-    if (out.broken) {
+    if (stalled) {
+      code = EXIT.STALLED;
+    } else if (out.broken) {
       log(
         `consumer: the output closed (a broken pipe); committed only the records the reader ` +
           `took, so the next run in group "${groupId}" prints the rest`,
@@ -175,6 +207,7 @@ async function main(): Promise<number> {
     log(`consumer failed: ${error instanceof Error ? error.message : String(error)}`);
     code = EXIT.FAILURE;
   } finally {
+    watch.stop();
     clearTimeout(timer);
     stopLag?.();
     clearInterval(tableTimer);
@@ -190,6 +223,18 @@ async function main(): Promise<number> {
       `group "${groupId}"`,
   );
   return code;
+}
+
+/** The error line of a consumer that reads nothing while records wait for it. */
+export function stallMessage(stall: Stall, groupId: string, topic: string): string {
+  const s = Math.round(stall.idleMs / 1000);
+  const what = stall.partitions === undefined
+    ? `did not join group "${groupId}" within ${s} s (no partition of "${topic}" assigned)`
+    : `got no record for ${s} s although ${stall.waiting} records wait for group ` +
+      `"${groupId}" on partitions [${stall.partitions.join(",")}] of "${topic}"`;
+  return `consumer: ${what}; the Kafka client looks stuck, so the consumer exits (code ` +
+    `${EXIT.STALLED}) to be restarted, and a new start resumes from the group's last commit ` +
+    `(--stall-after sets the bound, 0 turns it off)`;
 }
 
 if (import.meta.main) runMain(main);

@@ -9,6 +9,7 @@ import { brokerConfig, uniqueTopic } from "./helpers/kafka_broker.ts";
 import { withAdmin } from "./helpers/kafka_check.ts";
 import { partitionFor } from "../lib/kafka/murmur2.ts";
 import { type OutRecord } from "../lib/sink.ts";
+import { EXIT } from "../lib/config/defaults.ts";
 import {
   baseEnv,
   bySymbol,
@@ -342,5 +343,46 @@ Deno.test({
     const seen = new Set([...first, ...again]);
     deepStrictEqual(sent.filter((r) => !seen.has(r.value)).length, 0);
     deepStrictEqual((await partitionLag(config, groupId, topic)).map((p) => p.lag), [0, 0, 0]);
+  },
+});
+
+Deno.test({
+  name:
+    "issue 21: a consumer whose group join cannot finish (a member stopped mid-session) exits " +
+    "9 at its --stall-after bound instead of reading nothing for ever",
+  ...KAFKA_TEST,
+  async fn() {
+    const b = await kafka();
+    const config = brokerConfig(b);
+    const topic = uniqueTopic("e2e-stall");
+    const groupId = `g-${topic}`;
+    await produce(config, topic, spreadRecords(50, Date.now() - 60_000, ["BTC-USD"]), 2);
+    const env = kafkaEnv(b, "plaintext", topic);
+    // A member with a 90 s session, then stopped: a join must wait for it to rejoin or for its
+    // session to end, so the newcomer gets no assignment for up to 90 s.
+    const held = new ScriptProcess(
+      "consumer.ts",
+      ["--from", "earliest", "--group", groupId, "--session-timeout", "90"],
+      env,
+    );
+    try {
+      await held.waitFor("the first member printed the backlog", () => {
+        return lines(held.stdout).length >= 50;
+      });
+      held.kill("SIGSTOP");
+      const stuck = await run(
+        "consumer.ts",
+        ["--group", groupId, "--stall-after", "8", "--session-timeout", "6"],
+        env,
+      );
+      // Without the bound it would wait out the stopped member's session and then read nothing
+      // new, until the test's process limit kills it (another exit code).
+      equal(stuck.code, EXIT.STALLED, stuck.stderr);
+      equal(lines(stuck.stdout).length, 0);
+    } finally {
+      held.kill("SIGCONT");
+      held.kill("SIGKILL");
+      await held.finished;
+    }
   },
 });

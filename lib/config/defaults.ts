@@ -17,6 +17,11 @@ export const EXIT = {
    * what the reader took was committed (issue 24, finding 2).
    */
   BROKEN_PIPE: 8,
+  /**
+   * The consumer read nothing for `--stall-after` while records waited for it, or never joined
+   * its group: the client looks stuck (issue 21, the consumer that sometimes read nothing).
+   */
+  STALLED: 9,
 } as const;
 
 /** The Kafka client adapters, by setting value (`--kafka-client`, `KAFKA_CLIENT`). */
@@ -48,6 +53,8 @@ export const DEFAULTS = {
   shutdownTimeoutMs: 10_000,
   /** Consumer group session timeout (`--session-timeout`). */
   sessionTimeoutMs: 6_000,
+  /** A consumer with records waiting and none arriving for this long exits 9 (`--stall-after`). */
+  stallAfterMs: 120_000,
   /** Partitions of a topic the producer creates (`--partitions`). */
   partitions: 6,
 } as const;

@@ -386,6 +386,17 @@ const SETTING_TABLE = [
     choices: ["json", "table"],
   },
   {
+    key: "stallAfter",
+    flag: "stall-after",
+    env: "CONSUMER_STALL_AFTER",
+    type: "seconds",
+    default: seconds(DEFAULTS.stallAfterMs),
+    help: "exit with code 9 when no record arrived for this long although records wait on this " +
+      "consumer's partitions, or when it never joined its group (a stuck client); 0 = off",
+    scripts: C,
+    min: 0,
+  },
+  {
     key: "maxMessages",
     flag: "max-messages",
     type: "int",
