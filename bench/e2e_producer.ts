@@ -102,6 +102,9 @@ clearInterval(sampler);
 clearTimeout(timeout);
 await pipeline.close(60_000);
 await sink.close();
+// The client's admin connection (the sink reads the topic's limits through it) is closed too:
+// left open, it kept the process alive after its result, and `deno task bench` waited for ever.
+await kafka.close();
 await writeTimes(values.out!, received);
 if (values["out-ack"]) await writeTimes(values["out-ack"], acked);
 const c = pipeline.counts;
