@@ -38,6 +38,7 @@ import type { Gap } from "./lib/gap.ts";
 import type { HealthSource } from "./lib/telemetry/health.ts";
 import { RecordingWriter } from "./lib/recording.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { openKafka } from "./lib/kafka/open.ts";
 import { DeadLetterFile } from "./lib/dead_letter.ts";
 import { startTelemetry } from "./lib/telemetry/wiring.ts";
 import { GapLog } from "./lib/telemetry/live.ts";
@@ -82,6 +83,7 @@ async function main(): Promise<number> {
   // Records the broker refuses for good (issue 24, finding 1) go here, never resent.
   const deadLetters = new DeadLetterFile(s.deadLetterFile);
   const connected = await connectSink(kafkaConfig, {
+    kafka: await openKafka(kafkaConfig, { log }),
     log,
     ensureGapsTopic: true,
     deadLetter: (letter) => deadLetters.write(letter),

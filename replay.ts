@@ -22,6 +22,7 @@ import { channelPlans, channelTopicsFor, parseChannels } from "./lib/channels/re
 import { ChannelPipelines } from "./lib/channels/pipelines.ts";
 import { createFrameRouter } from "./lib/channels/router.ts";
 import { connectSink } from "./lib/kafka/connect.ts";
+import { openKafka } from "./lib/kafka/open.ts";
 import { timestampPolicyOf } from "./lib/kafka/topic_check.ts";
 import { DeadLetterFile } from "./lib/dead_letter.ts";
 import type { KafkaClient, KafkaSink } from "./lib/kafka/types.ts";
@@ -175,8 +176,10 @@ async function main(): Promise<number> {
     const oldestRecordMs = timestampPolicyOf(config) === "exchange"
       ? await oldestFrameTime(path)
       : undefined;
+    const log = (line: string) => console.error(line);
     ({ sink, kafka } = await connectSink(config, {
-      log: (line) => console.error(line),
+      kafka: await openKafka(config, { log }),
+      log,
       channelTopics: channelTopicsFor(channels, config),
       oldestRecordMs,
       deadLetter: (letter) => deadLetters.write(letter),

@@ -6,7 +6,8 @@
  *   - a Kafka client library (`@platformatic/kafka`, `kafkajs`) is imported outside `lib/kafka/`,
  *   - or an adapter folder ({@linkcode ADAPTER_FOLDERS}) is imported by a product file other than
  *     the one that picks an adapter (`lib/kafka/open.ts`) or the adapter's own files: the rest of
- *     the product sees only the contract (`lib/kafka/types.ts`).
+ *     the product sees only the contract (`lib/kafka/types.ts`); nor may any other file inside
+ *     `lib/kafka/` import `open.ts`.
  *     Tests and benchmarks are the exception ({@linkcode CLIENT_IMPORT_EXEMPT}): they read the
  *     broker with a client of their own, as an independent check of what our adapters wrote, and
  *     test an adapter directly.
@@ -57,6 +58,10 @@ export function adapterImports(
     for (const imported of imports) {
       const folder = ADAPTER_FOLDERS.find((f) => imported.startsWith(f));
       if (folder !== undefined && !file.startsWith(folder)) found.push({ file, imported });
+      // The boundary never reaches back up to the picker: callers open the client and pass it.
+      if (imported === ADAPTER_PICKER && file.startsWith("lib/kafka/")) {
+        found.push({ file, imported });
+      }
     }
   }
   return found.sort((x, y) => x.file.localeCompare(y.file) || x.imported.localeCompare(y.imported));
@@ -246,8 +251,11 @@ if (import.meta.main) {
     }
     for (const { file, imported } of report.adapterImports) {
       console.error(
-        `Kafka adapter file ${imported} imported by ${file}: only ${ADAPTER_PICKER} picks an ` +
-          `adapter; import the contract (lib/kafka/types.ts) or open a client with openKafka`,
+        imported === ADAPTER_PICKER
+          ? `${ADAPTER_PICKER} imported by ${file}: nothing inside lib/kafka/ imports the ` +
+            `adapter picker; take the opened client from the caller`
+          : `Kafka adapter file ${imported} imported by ${file}: only ${ADAPTER_PICKER} picks an ` +
+            `adapter; import the contract (lib/kafka/types.ts) or open a client with openKafka`,
       );
     }
     console.error(

@@ -9,7 +9,6 @@ import type { KafkaConfig } from "../config/kafka.ts";
 import { ConfigError } from "../config/errors.ts";
 import { type KafkaClient, type KafkaSink, type KafkaSinkOptions } from "./types.ts";
 import { KafkaAuthError, KafkaUnreachableError } from "./errors.ts";
-import { openKafka } from "./open.ts";
 import { NEEDED_OPERATIONS } from "./access.ts";
 import { permissionProblem, topicReadiness, topicSettingFindings } from "./preflight.ts";
 import { refusalMessage, type TopicFinding } from "./topic_check.ts";
@@ -17,6 +16,12 @@ import type { DeadLetterSink } from "./refusals.ts";
 
 /** Options for {@linkcode connectSink}. */
 export interface ConnectSinkOptions {
+  /**
+   * The client to connect, opened by the caller (`openKafka` in `open.ts`: nothing inside
+   * `lib/kafka/` imports the file that picks an adapter); closed here when preparing the topics
+   * fails.
+   */
+  kafka: KafkaClient;
   log: (line: string) => void;
   /** Also make sure the gaps topic exists; default false. */
   ensureGapsTopic?: boolean;
@@ -85,8 +90,7 @@ export async function connectSink(
   config: KafkaConfig,
   options: ConnectSinkOptions,
 ): Promise<ConnectedSink> {
-  const { log } = options;
-  const kafka = await openKafka(config, { log });
+  const { log, kafka } = options;
   await kafka.connect({ onRetry: log, signal: options.signal });
   let partitions: number;
   let findings: TopicFinding[];
