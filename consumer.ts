@@ -123,6 +123,9 @@ async function main(): Promise<number> {
   const { groupId, maxMessages, timeout } = s;
 
   const metrics = new ConsumerMetrics();
+  const kafka = await openKafka(config, { clientId: "crypto-consumer", log });
+  await kafka.connect({ onRetry: log });
+  await requireTopic(kafka, config);
   const stop = new AbortController();
   // A consumer that reads nothing while records wait for it ends with a clear error (issue 21).
   let stalled: Stall | undefined;
@@ -145,9 +148,6 @@ async function main(): Promise<number> {
       Deno.unrefTimer(force);
     },
   });
-  const kafka = await openKafka(config, { clientId: "crypto-consumer", log });
-  await kafka.connect({ onRetry: log });
-  await requireTopic(kafka, config);
   const source = kafka.source({
     groupId,
     topic: config.topic,
