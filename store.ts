@@ -93,6 +93,20 @@ function followLag(kafka: KafkaClient, metrics: StoreMetrics, groups: [string, s
   return () => clearInterval(timer);
 }
 
+/** Reaches the database and creates or checks its tables. */
+async function prepareDatabase(
+  store: HistoryStore,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  await store.connect({ timeoutMs, onRetry: log, signal });
+  const actions = await store.ensureSchema();
+  log(
+    `${store.name} at "${store.address}": ` +
+      Object.entries(actions).map(([k, a]) => `${store.tables[k as "spreads"]} ${a}`).join(", "),
+  );
+}
+
 /** Counts one acknowledged batch into the metrics and the summary's totals. */
 function counter(metrics: StoreMetrics, totals: Totals) {
   return (batch: StoreBatch, ms: number) => {
@@ -140,18 +154,6 @@ async function main(): Promise<number> {
   const gapsGroupId = `${groupId}.gaps`;
 
   const store: HistoryStore = await openStore(storeConfig);
-  try {
-    await store.connect({ timeoutMs: storeConfig.connectTimeoutMs, onRetry: log });
-    const actions = await store.ensureSchema();
-    log(
-      `${store.name} at "${store.address}": ` +
-        Object.entries(actions).map(([k, a]) => `${store.tables[k as "spreads"]} ${a}`).join(", "),
-    );
-  } catch (error) {
-    await store.close().catch(() => {});
-    throw error;
-  }
-
   const metrics = new StoreMetrics();
   const totals: Totals = { records: 0, spreads: 0, gaps: 0, dead: 0, deadByReason: {} };
   const writer = new StoreWriter(store, {
@@ -169,8 +171,17 @@ async function main(): Promise<number> {
   let telemetry: Awaited<ReturnType<typeof startTelemetry>> | undefined;
   let stopLag: (() => void) | undefined;
   try {
-    await kafka.connect({ onRetry: log, signal: stop.signal });
-    await prepareTopics(kafka, kafkaConfig);
+    // The database and Kafka are reached side by side. The database's failure is the one
+    // reported when both fail (exit 7 or 2 naming it), and it stops the Kafka attempts at once.
+    const database = prepareDatabase(store, storeConfig.connectTimeoutMs, stop.signal);
+    const broker = (async () => {
+      await kafka.connect({ onRetry: log, signal: stop.signal });
+      await prepareTopics(kafka, kafkaConfig);
+    })();
+    database.catch(() => stop.abort());
+    const [db, kafkaReady] = await Promise.allSettled([database, broker]);
+    if (db.status === "rejected") throw db.reason;
+    if (kafkaReady.status === "rejected") throw kafkaReady.reason;
     telemetry = await startTelemetry(telemetryConfig, {
       registry: metrics.registry,
       metrics,
@@ -197,6 +208,10 @@ async function main(): Promise<number> {
         // The next batch is read and mapped while the database writes the last one; offsets are
         // still committed in order, each once its rows and all before them are in the table.
         inFlight: STORE_IN_FLIGHT,
+        // Each batch is committed as soon as the database holds it and every batch before it:
+        // batches are large, so that is a few commits a second at most, and nothing waits for
+        // an interval to pass (a backfill is caught up when its last write is acknowledged).
+        commitIntervalMs: 0,
         onAssign: (partitions) =>
           log(`joined group "${group}": partitions [${partitions.join(",")}] of "${topic}"`),
       });

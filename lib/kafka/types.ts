@@ -160,7 +160,8 @@ export interface KafkaSourceOptions {
   sessionTimeoutMs?: number;
   /**
    * Commit handled offsets at most this often, ms (and always on stop and after a partial
-   * batch); default 100. A crash redelivers at most this much (at least once).
+   * batch); 0 commits after every batch handled. Default 100. A crash redelivers at most this
+   * much (at least once).
    */
   commitIntervalMs?: number;
   /** Called with this member's partitions of the topic after each join of the group. */

@@ -23,7 +23,7 @@ const NUMBER_RE = /^(-)?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
  * fraction that does not end in `0`, and not `-0`. A scan without allocation; the producer's
  * spreads are nearly all like this.
  */
-function isPlainFit(text: string, shape: DecimalShape): boolean {
+export function isPlainFit(text: string, shape: DecimalShape): boolean {
   const n = text.length;
   let i = text.charCodeAt(0) === 45 ? 1 : 0;
   const first = text.charCodeAt(i);

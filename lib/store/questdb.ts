@@ -18,6 +18,7 @@ import {
 import type {
   HistoryStore,
   SchemaAction,
+  SpreadRow,
   StoreBatch,
   StoreConnectOptions,
   StoreTables,
@@ -52,27 +53,126 @@ function micros(ms: number): string {
   return ms === 0 ? "0" : `${ms}000`;
 }
 
-/** The line protocol text of a batch, µs timestamps (`precision=u`). */
-export function lineProtocol(batch: StoreBatch, tables: StoreTables): string {
-  // One string grown line by line: V8 joins the pieces once, when the body is encoded.
-  let text = "";
-  const spreads = `${tables.spreads},symbol=`;
-  for (const r of batch.spreads) {
-    text += spreads + escapeTag(r.symbol) + " spread=" + r.spread + "d,kafka_partition=" +
-      r.partition + "i,kafka_offset=" + r.offset + "i " + micros(r.ts) + "\n";
+const encoder = new TextEncoder();
+
+/**
+ * One request's line protocol, written as bytes as it is built: no text to join and encode
+ * afterwards. That text and its encoding cost more than the rest of a write in the store's
+ * profile (bench/store_bench.ts), and a spread row is nearly all ASCII digits.
+ */
+class LineBuffer {
+  bytes: Uint8Array<ArrayBuffer>;
+  length = 0;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(Math.max(size, 256));
   }
+
+  /** Room for `extra` more bytes. */
+  reserve(extra: number): void {
+    if (this.length + extra <= this.bytes.length) return;
+    const next = new Uint8Array(Math.max(this.bytes.length * 2, this.length + extra));
+    next.set(this.bytes.subarray(0, this.length));
+    this.bytes = next;
+  }
+
+  /** Bytes as they are. */
+  raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length);
+    this.bytes.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /**
+   * ASCII text as it is, after `reserve`; false at the first character that is not ASCII or,
+   * with `tag`, one a tag would escape (the caller then writes the line as text).
+   */
+  ascii(text: string, tag = false): boolean {
+    const { bytes } = this;
+    let at = this.length;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      // ` ` 32, `,` 44, `=` 61, `\` 92, and control characters (line breaks among them).
+      if (c > 127 || (tag && (c < 33 || c === 44 || c === 61 || c === 92))) return false;
+      bytes[at++] = c;
+    }
+    this.length = at;
+    return true;
+  }
+
+  /** A non-negative safe integer's digits, after `reserve`. */
+  digits(n: number): void {
+    let width = 1;
+    for (let x = n; x >= 10; x = Math.floor(x / 10)) width++;
+    let at = this.length + width;
+    this.length = at;
+    do {
+      this.bytes[--at] = 48 + n % 10;
+      n = Math.floor(n / 10);
+    } while (n > 0);
+  }
+
+  /** Any text, UTF-8. */
+  text(text: string): void {
+    this.reserve(text.length * 3);
+    this.length += encoder.encodeInto(text, this.bytes.subarray(this.length)).written;
+  }
+
+  /** What was written. */
+  done(): Uint8Array<ArrayBuffer> {
+    return this.bytes.subarray(0, this.length);
+  }
+}
+
+function spreadLine(table: string, r: SpreadRow): string {
+  return `${table},symbol=${escapeTag(r.symbol)} spread=${r.spread}d,kafka_partition=` +
+    `${r.partition}i,kafka_offset=${r.offset}i ${micros(r.ts)}\n`;
+}
+
+/** A spread row's line; as text when a value is not plain ASCII (never for the mapper's rows). */
+function writeSpread(out: LineBuffer, prefix: Uint8Array, table: string, r: SpreadRow): void {
+  const start = out.length;
+  out.reserve(prefix.length + r.symbol.length + r.spread.length + r.offset.length + 64);
+  out.raw(prefix);
+  const plain = out.ascii(r.symbol, true) && out.ascii(" spread=") && out.ascii(r.spread) &&
+    out.ascii("d,kafka_partition=") && Number.isSafeInteger(r.partition) && r.partition >= 0;
+  if (plain) {
+    out.digits(r.partition);
+    if (out.ascii("i,kafka_offset=") && out.ascii(r.offset) && out.ascii("i ")) {
+      if (Number.isSafeInteger(r.ts) && r.ts > 0) {
+        out.digits(r.ts);
+        out.ascii("000\n");
+        return;
+      }
+    }
+  }
+  out.length = start;
+  out.text(spreadLine(table, r));
+}
+
+/** The line protocol of a batch, µs timestamps (`precision=u`), as the request's bytes. */
+export function lineProtocol(batch: StoreBatch, tables: StoreTables): Uint8Array<ArrayBuffer> {
+  const out = new LineBuffer(
+    batch.spreads.length * 96 + (batch.gaps.length + batch.dead.length) * 256,
+  );
+  const prefix = encoder.encode(`${tables.spreads},symbol=`);
+  for (const r of batch.spreads) writeSpread(out, prefix, tables.spreads, r);
   for (const g of batch.gaps) {
-    text += `${tables.gaps},reason=${escapeTag(g.reason)} to_ts=${micros(g.to)}t,` +
-      `seconds=${g.seconds}d,kafka_partition=${g.partition}i,kafka_offset=${g.offset}i ` +
-      `${micros(g.ts)}\n`;
+    out.text(
+      `${tables.gaps},reason=${escapeTag(g.reason)} to_ts=${micros(g.to)}t,` +
+        `seconds=${g.seconds}d,kafka_partition=${g.partition}i,kafka_offset=${g.offset}i ` +
+        `${micros(g.ts)}\n`,
+    );
   }
   for (const d of batch.dead) {
     const value = d.value === null ? "" : `,value="${escapeString(d.value)}"`;
-    text += `${tables.dead},topic=${escapeTag(d.topic)},code=${escapeTag(d.code)} ` +
-      `kafka_partition=${d.partition}i,kafka_offset=${d.offset}i,` +
-      `reason="${escapeString(d.reason)}"${value} ${micros(d.ts)}\n`;
+    out.text(
+      `${tables.dead},topic=${escapeTag(d.topic)},code=${escapeTag(d.code)} ` +
+        `kafka_partition=${d.partition}i,kafka_offset=${d.offset}i,` +
+        `reason="${escapeString(d.reason)}"${value} ${micros(d.ts)}\n`,
+    );
   }
-  return text;
+  return out.done();
 }
 
 /** The `CREATE TABLE` statement of a shape. */
@@ -245,7 +345,7 @@ export class QuestDbStore implements HistoryStore {
 
   async write(batch: StoreBatch): Promise<void> {
     const body = lineProtocol(batch, this.tables);
-    if (body === "") return;
+    if (body.length === 0) return;
     const response = await this.#fetch(`${this.#base}/write?precision=u`, {
       method: "POST",
       headers: this.#headers({ "content-type": "text/plain; charset=utf-8" }),

@@ -5,7 +5,7 @@
  */
 import type { InRecord } from "../sink.ts";
 import { deadLetter, MAX_TIME_MS, type Refusal } from "./dead_letters.ts";
-import { fitDecimal, SECONDS_DECIMAL, SPREAD_DECIMAL } from "./decimal_column.ts";
+import { fitDecimal, isPlainFit, SECONDS_DECIMAL, SPREAD_DECIMAL } from "./decimal_column.ts";
 import type { GapRow, SpreadRow, StoreBatch } from "./types.ts";
 
 /** A symbol the store keeps: a pair such as `BTC-USD`, at most 64 characters of `A-Z a-z 0-9 . _ : / -`. */
@@ -15,10 +15,6 @@ export const SYMBOL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
 export const REASON_RE = /^[a-z][a-z0-9_-]{0,63}$/;
 
 const ISO_MS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-
-/** The producer's own spread record, exactly as it writes it: read without a JSON parser. */
-const CANONICAL_SPREAD_RE =
-  /^\{"timestamp":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)","symbol":"([A-Za-z0-9._:/-]{1,64})","spread":(-?\d+(?:\.\d+)?(?:e[+-]\d+)?)\}$/;
 
 /** A JSON number as its source text, so `0.1` stays `0.1`, `1e-40` stays `1e-40`. */
 class NumberText {
@@ -59,21 +55,23 @@ function describe(v: unknown): string {
 const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /**
- * Epoch ms of text already shaped as {@linkcode ISO_MS_RE} when that time exists (not
- * 2023-02-30, not 24:00 or a leap second) in 1970 … 9999, read digit by digit: the store's hot
- * path, where `Date.parse` and a `toISOString()` round trip per record cost more than the rest of
- * the mapping (bench/store_bench.ts).
+ * Epoch ms of the 24 characters of `v` from `at` when they are shaped as {@linkcode ISO_MS_RE}
+ * (checked by the caller) and that time exists (not 2023-02-30, not 24:00 or a leap second) in
+ * 1970 … 9999, read digit by digit: the store's hot path, where `Date.parse` and a
+ * `toISOString()` round trip per record cost more than the rest of the mapping
+ * (bench/store_bench.ts).
  */
-function isoShapedTime(v: string): number | undefined {
+function isoShapedTime(v: string, at = 0): number | undefined {
   // Each field's digits, as numbers: "0" is 48, so `10 * a + b - 528` reads two digits.
-  const year = 1000 * v.charCodeAt(0) + 100 * v.charCodeAt(1) + 10 * v.charCodeAt(2) +
-    v.charCodeAt(3) - 53_328;
-  const month = 10 * v.charCodeAt(5) + v.charCodeAt(6) - 528;
-  const day = 10 * v.charCodeAt(8) + v.charCodeAt(9) - 528;
-  const hour = 10 * v.charCodeAt(11) + v.charCodeAt(12) - 528;
-  const minute = 10 * v.charCodeAt(14) + v.charCodeAt(15) - 528;
-  const second = 10 * v.charCodeAt(17) + v.charCodeAt(18) - 528;
-  const milli = 100 * v.charCodeAt(20) + 10 * v.charCodeAt(21) + v.charCodeAt(22) - 5_328;
+  const year = 1000 * v.charCodeAt(at) + 100 * v.charCodeAt(at + 1) +
+    10 * v.charCodeAt(at + 2) + v.charCodeAt(at + 3) - 53_328;
+  const month = 10 * v.charCodeAt(at + 5) + v.charCodeAt(at + 6) - 528;
+  const day = 10 * v.charCodeAt(at + 8) + v.charCodeAt(at + 9) - 528;
+  const hour = 10 * v.charCodeAt(at + 11) + v.charCodeAt(at + 12) - 528;
+  const minute = 10 * v.charCodeAt(at + 14) + v.charCodeAt(at + 15) - 528;
+  const second = 10 * v.charCodeAt(at + 17) + v.charCodeAt(at + 18) - 528;
+  const milli = 100 * v.charCodeAt(at + 20) + 10 * v.charCodeAt(at + 21) +
+    v.charCodeAt(at + 22) - 5_328;
   if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59) {
     return undefined;
   }
@@ -81,6 +79,50 @@ function isoShapedTime(v: string): number | undefined {
   if (day > (month === 2 && leap ? 29 : MONTH_DAYS[month - 1]!) || second > 59) return undefined;
   const ms = Date.UTC(year, month - 1, day, hour, minute, second, milli);
   return ms <= MAX_TIME_MS ? ms : undefined;
+}
+
+/** The ISO time shape, `d` a digit: `dddd-dd-ddTdd:dd:dd.dddZ`. */
+const ISO_SHAPE = "dddd-dd-ddTdd:dd:dd.dddZ";
+
+/** True when the 24 characters of `v` from `at` have the shape of {@linkcode ISO_SHAPE}. */
+function isIsoShaped(v: string, at: number): boolean {
+  for (let i = 0; i < 24; i++) {
+    const c = v.charCodeAt(at + i);
+    const want = ISO_SHAPE.charCodeAt(i);
+    if (want === 100 ? c < 48 || c > 57 : c !== want) return false;
+  }
+  return true;
+}
+
+/** True for a character of {@linkcode SYMBOL_RE}'s class; `first`: a letter or digit only. */
+function isSymbolChar(c: number, first: boolean): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) ||
+    (!first && (c === 46 || c === 95 || c === 58 || c === 47 || c === 45));
+}
+
+const SPREAD_HEAD = '{"timestamp":"';
+const SPREAD_SYMBOL = '","symbol":"';
+const SPREAD_NUMBER = '","spread":';
+
+/**
+ * The producer's own spread record, exactly as it writes it
+ * (`{"timestamp":"…","symbol":"…","spread":…}` with a plain decimal that fits the column), as a
+ * row, read in one scan without a parser; undefined for anything else, which the general reading
+ * then maps or refuses. Gives what the general reading gives (tests/store/rows_test.ts).
+ */
+function quickSpread(r: InRecord, v: string): SpreadRow | undefined {
+  const n = v.length;
+  if (!v.startsWith(SPREAD_HEAD) || v.charCodeAt(n - 1) !== 125) return undefined;
+  const time = SPREAD_HEAD.length;
+  if (!isIsoShaped(v, time) || !v.startsWith(SPREAD_SYMBOL, time + 24)) return undefined;
+  const symbolAt = time + 24 + SPREAD_SYMBOL.length;
+  let i = symbolAt;
+  while (i < n && i - symbolAt < 64 && isSymbolChar(v.charCodeAt(i), i === symbolAt)) i++;
+  if (i === symbolAt || !v.startsWith(SPREAD_NUMBER, i)) return undefined;
+  const ts = isoShapedTime(v, time);
+  const spread = v.slice(i + SPREAD_NUMBER.length, n - 1);
+  if (ts === undefined || !isPlainFit(spread, SPREAD_DECIMAL)) return undefined;
+  return { partition: r.partition, offset: r.offset, ts, symbol: v.slice(symbolAt, i), spread };
 }
 
 /** Epoch ms of an ISO 8601 UTC time with milliseconds that exists (not 2023-02-30), 1970 … 9999. */
@@ -128,12 +170,11 @@ function spreadRow(r: InRecord, ts: number, symbol: string, number: string): Spr
 
 /** A spread record as a row, or why it is refused. */
 export function mapSpread(r: InRecord): SpreadRow | Refusal {
-  const fast = r.value === null ? null : CANONICAL_SPREAD_RE.exec(r.value);
-  if (fast) {
-    // The expression has already checked the time's shape.
-    const ts = isoShapedTime(fast[1]!);
-    if (ts !== undefined && SYMBOL_RE.test(fast[2]!)) return spreadRow(r, ts, fast[2]!, fast[3]!);
-  }
+  return (r.value === null ? undefined : quickSpread(r, r.value)) ?? mapSpreadGeneral(r);
+}
+
+/** {@linkcode mapSpread} without its quick reading of the producer's own records. */
+export function mapSpreadGeneral(r: InRecord): SpreadRow | Refusal {
   const parsed = parseObject(r.value);
   if (!("value" in parsed)) return parsed;
   const o = parsed.value;

@@ -1,6 +1,6 @@
 import { deepStrictEqual as deepEqual, equal } from "../helpers/assert.ts";
 import { canonicalDecimal, fitDecimal, SPREAD_DECIMAL } from "../../lib/store/decimal_column.ts";
-import { isoTime, mapGap, mapSpread, toBatch } from "../../lib/store/rows.ts";
+import { isoTime, mapGap, mapSpread, mapSpreadGeneral, toBatch } from "../../lib/store/rows.ts";
 import { escapeString, escapeTag, lineProtocol } from "../../lib/store/questdb.ts";
 import { createTableSql as pgCreate } from "../../lib/store/postgres.ts";
 import { createTableSql as qdbCreate } from "../../lib/store/questdb.ts";
@@ -143,7 +143,7 @@ Deno.test("toBatch puts rows and dead letters of one topic's batch apart, the de
 Deno.test("line protocol escapes tags and strings so no value can start another field or line", () => {
   equal(escapeTag("a,b c=d\\e\nf"), "a\\,b\\ c\\=d\\\\e\\nf");
   equal(escapeString('say "hi"\\\nbye'), 'say \\"hi\\"\\\\\\\nbye');
-  const text = lineProtocol({
+  const text = new TextDecoder().decode(lineProtocol({
     spreads: [{ partition: 1, offset: "5", ts: 1690409119847, symbol: "BTC-USD", spread: "-0.5" }],
     gaps: [{ partition: 0, offset: "0", ts: 1000, to: 3500, reason: "reconnect", seconds: "2.5" }],
     dead: [{
@@ -155,13 +155,59 @@ Deno.test("line protocol escapes tags and strings so no value can start another 
       reason: 'the value is not JSON: "x"',
       value: 'x"\n',
     }],
-  }, tablesFor("spreads"));
+  }, tablesFor("spreads")));
   equal(
     text,
     "spreads,symbol=BTC-USD spread=-0.5d,kafka_partition=1i,kafka_offset=5i 1690409119847000\n" +
       "spreads_gaps,reason=reconnect to_ts=3500000t,seconds=2.5d,kafka_partition=0i,kafka_offset=0i 1000000\n" +
       'spreads_dead_letters,topic=t,code=not_json kafka_partition=0i,kafka_offset=9i,reason="the value is ' +
       'not JSON: \\"x\\"",value="x\\"\\\n" 0\n',
+  );
+});
+
+Deno.test("line protocol bytes are the UTF-8 of each row's line, also for rows the quick path does not take", () => {
+  const rows = [
+    { partition: 0, offset: "0", ts: 1690409119847, symbol: "BTC-USD", spread: "0.01" },
+    {
+      partition: 5,
+      offset: "9223372036854775807",
+      ts: 253402300799999,
+      symbol: "X",
+      spread: "-338.9",
+    },
+    // Written as text: a symbol a tag escapes, one that is not ASCII, time 0, odd numbers.
+    { partition: 3, offset: "12", ts: 1000, symbol: "a,b c=d\\e\nf", spread: "1" },
+    { partition: 3, offset: "13", ts: 1001, symbol: "ÉTH-€", spread: "2" },
+    { partition: 1, offset: "14", ts: 0, symbol: "SOL-USD", spread: "3" },
+    { partition: -1, offset: "15", ts: 1.5, symbol: "SOL-USD", spread: "4" },
+  ];
+  const lines = [
+    "s,symbol=BTC-USD spread=0.01d,kafka_partition=0i,kafka_offset=0i 1690409119847000\n",
+    "s,symbol=X spread=-338.9d,kafka_partition=5i,kafka_offset=9223372036854775807i " +
+    "253402300799999000\n",
+    "s,symbol=a\\,b\\ c\\=d\\\\e\\nf spread=1d,kafka_partition=3i,kafka_offset=12i 1000000\n",
+    "s,symbol=ÉTH-€ spread=2d,kafka_partition=3i,kafka_offset=13i 1001000\n",
+    "s,symbol=SOL-USD spread=3d,kafka_partition=1i,kafka_offset=14i 0\n",
+    "s,symbol=SOL-USD spread=4d,kafka_partition=-1i,kafka_offset=15i 1.5000\n",
+  ];
+  const tables = { spreads: "s", gaps: "s_gaps", dead: "s_dead" };
+  for (const [i, row] of rows.entries()) {
+    deepEqual(
+      lineProtocol({ spreads: [row], gaps: [], dead: [] }, tables),
+      new TextEncoder().encode(lines[i]!),
+    );
+  }
+  // A batch larger than the first guess of its size grows its buffer and keeps every byte.
+  const many = Array.from(
+    { length: 3000 },
+    (_, i) => ({ ...rows[i % 4]!, symbol: "S".repeat(i % 200 + 1) }),
+  );
+  const expected = many.map((r) =>
+    new TextDecoder().decode(lineProtocol({ spreads: [r], gaps: [], dead: [] }, tables))
+  ).join("");
+  equal(
+    new TextDecoder().decode(lineProtocol({ spreads: many, gaps: [], dead: [] }, tables)),
+    expected,
   );
 });
 
@@ -316,4 +362,59 @@ Deno.test("fitDecimal's quick path for plain text gives what the general reading
   deepEqual(refused, []);
   deepEqual(fitDecimal("-0", SPREAD_DECIMAL), { text: "0" });
   deepEqual(fitDecimal("0.50", SPREAD_DECIMAL), { text: "0.5" });
+});
+
+Deno.test("mapSpread's quick reading of the producer's records gives what the general reading gives", () => {
+  const canonical = [
+    '{"timestamp":"2023-07-26T22:05:19.847Z","symbol":"CHZ-USD","spread":0.0002}',
+    '{"timestamp":"2024-02-29T23:59:59.999Z","symbol":"BTC-USD","spread":-338.9}',
+    `{"timestamp":"9999-12-31T23:59:59.999Z","symbol":"${"A".repeat(64)}","spread":0}`,
+    '{"timestamp":"1970-01-01T00:00:00.000Z","symbol":"a.b_c:d/e-f","spread":12}',
+  ];
+  const values = new Set<string>(canonical);
+  // Every one-character change, deletion and insertion of a few characters: each must be
+  // mapped or refused exactly as the general reading does.
+  const alphabet = [
+    '"',
+    "{",
+    "}",
+    ",",
+    ":",
+    "0",
+    "9",
+    "-",
+    ".",
+    "e",
+    "Z",
+    "T",
+    " ",
+    "\\",
+    "A",
+    "é",
+  ];
+  for (const v of canonical) {
+    for (let i = 0; i <= v.length; i++) {
+      values.add(v.slice(0, i) + v.slice(i + 1));
+      for (const c of alphabet) {
+        values.add(v.slice(0, i) + c + v.slice(i + 1));
+        values.add(v.slice(0, i) + c + v.slice(i));
+      }
+    }
+  }
+  values.add(canonical[0]!.replace("CHZ-USD", "X".repeat(65)));
+  values.add(canonical[0]!.replace("0.0002", "2e-4"));
+  values.add(canonical[0]!.replace("0.0002", "0.00020"));
+  values.add(canonical[0]!.replace("0.0002", "1e-40"));
+  values.add(canonical[0]!.replace("2023-07-26", "2023-02-30"));
+  values.add(canonical[0]!.replace("22:05:19", "24:00:00"));
+  values.add(canonical[0]!.replace("}", ',"spread":1}'));
+  let quick = 0;
+  for (const value of values) {
+    const r = record(value);
+    const got = mapSpread(r);
+    deepEqual(got, mapSpreadGeneral(r), value);
+    if (!("code" in got)) quick++;
+  }
+  // Both kinds occur: rows (canonical and mutations that stay valid) and refusals.
+  equal(quick > canonical.length && quick < values.size, true);
 });

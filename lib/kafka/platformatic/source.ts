@@ -404,9 +404,10 @@ async function pump(
   stream.on("error", onError);
   stream.on("close", poke);
   signal.addEventListener("abort", poke, { once: true });
+  // An interval of 0 commits as each batch settles: nothing waits for the ticker then.
   const ticker = setInterval(() => {
     if (pending.due()) poke();
-  }, pending.intervalMs);
+  }, pending.intervalMs || 100);
   try {
     let going = true;
     while (going && !signal.aborted && failure === undefined && !stream.destroyed) {
