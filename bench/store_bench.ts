@@ -3,6 +3,16 @@
  * capture × 20) into QuestDB and into PostgreSQL, against `deno task consume --from earliest` into
  * a pipe counted and thrown away, over the same backlog, alternating. Target: store/consume ≥ 0.8,
  * so that the database is not the bottleneck. Peak RSS of each process is sampled from /proc.
+ *
+ * Two CPU layouts, each measured in full:
+ * - shared: every process and server anywhere on the machine's cores. On a 2-core machine the
+ *   store's run then also pays for the database's own CPU (QuestDB ~1-1.5 CPU-s over this
+ *   backlog), which the consumer's run does not: it measures whether pipeline and database fit
+ *   on one small machine together.
+ * - servers apart: Kafka, the databases and this observer pinned to the last core (`taskset`),
+ *   the measured process to the others, as when the database runs on its own machine (Aiven, a
+ *   QuestDB server). Both processes get the same CPU, and a database that cannot keep up with
+ *   the pipeline still shows: the store then falls behind consume.
  * Starts its own Kafka broker, QuestDB and PostgreSQL (scripts/*_local.sh, removed at the end),
  * writes bench/store.md, and replaces the store section of BENCHMARKS.md (bench/run.ts includes
  * bench/store.md when it rewrites the file).
@@ -106,24 +116,36 @@ interface Run {
   peakMb: number;
 }
 
+/** `taskset`'s CPU list for the measured processes, or none (any core). */
+let measuredCpus: string | undefined;
+
+/** Deno with `args`, on the measured processes' cores when the servers are kept apart. */
+function denoCommand(args: string[], options: Deno.CommandOptions): Deno.Command {
+  return measuredCpus
+    ? new Deno.Command("taskset", {
+      ...options,
+      args: ["-c", measuredCpus, Deno.execPath(), ...args],
+    })
+    : new Deno.Command(Deno.execPath(), { ...options, args });
+}
+
 async function consumeRun(brokers: string, topic: string, n: number): Promise<Run> {
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      `${REPO}consumer.ts`,
-      "--from",
-      "earliest",
-      "--group",
-      `bench-consume-${crypto.randomUUID().slice(0, 8)}`,
-      "--max-messages",
-      String(n),
-      "--timeout",
-      "600",
-    ],
+  const child = denoCommand([
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    `${REPO}consumer.ts`,
+    "--from",
+    "earliest",
+    "--group",
+    `bench-consume-${crypto.randomUUID().slice(0, 8)}`,
+    "--max-messages",
+    String(n),
+    "--timeout",
+    "600",
+  ], {
     env: { KAFKA_BROKERS: brokers, KAFKA_TOPIC: topic, NO_COLOR: "1" },
     clearEnv: true,
     stdout: "null",
@@ -149,22 +171,21 @@ async function storeRun(
   const group = `bench-store-${crypto.randomUUID().slice(0, 8)}`;
   const kafka = await openKafka(benchKafkaConfig(brokers, topic), { log: () => {} });
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      `${REPO}store.ts`,
-      "--from",
-      "earliest",
-      "--group",
-      group,
-      "--table",
-      table,
-    ],
+  const child = denoCommand([
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    `${REPO}store.ts`,
+    "--from",
+    "earliest",
+    "--group",
+    group,
+    "--table",
+    table,
+  ], {
     env: { KAFKA_BROKERS: brokers, KAFKA_TOPIC: topic, NO_COLOR: "1", ...env },
     clearEnv: true,
     stdout: "null",
@@ -199,6 +220,35 @@ async function storeRun(
   const status = await child.status;
   if (status.code !== 0) throw new Error(`store.ts exited ${status.code}:\n${await err}`);
   return { seconds, perSecond: n / seconds, peakMb };
+}
+
+/** Pins `pid` and all its threads to `cpus` (a `taskset -c` list); false when it could not. */
+async function pin(pid: number, cpus: string): Promise<boolean> {
+  const out = await new Deno.Command("taskset", {
+    args: ["-a", "-c", "-p", cpus, String(pid)],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  return out?.success ?? false;
+}
+
+/** The servers' processes: the broker, QuestDB, and PostgreSQL's postmaster with its children. */
+async function serverPids(kafkaDir: string, questDir: string, pgDir: string): Promise<number[]> {
+  const read = (path: string) =>
+    Deno.readTextFile(path).then((t) => Number(t.split("\n")[0]), () => Number.NaN);
+  const postmaster = await read(`${pgDir}/data/postmaster.pid`);
+  const children = await new Deno.Command("pgrep", { args: ["-P", String(postmaster)] }).output()
+    .then(
+      (o) => new TextDecoder().decode(o.stdout).split("\n").filter(Boolean).map(Number),
+      () => [],
+    );
+  const pids = [
+    await read(`${kafkaDir}/kafka.pid`),
+    await read(`${questDir}/questdb.pid`),
+    postmaster,
+    ...children,
+  ];
+  return pids.filter((p) => Number.isInteger(p) && p > 0);
 }
 
 /** The machine's load average over 1, 5 and 15 minutes (the machine may be shared). */
@@ -251,45 +301,79 @@ try {
     const r = await sql.unsafe(`SELECT count(*)::int AS n FROM ${table}`);
     return r[0]!.n as number;
   };
-  const consume: Run[] = [];
-  const quest: Run[] = [];
-  const pg: Run[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    consume.push(await consumeRun(brokers, topic, n));
-    log(
-      `consume: ${consume.at(-1)!.perSecond.toFixed(0)}/s, ${consume.at(-1)!.peakMb.toFixed(0)} MB`,
-    );
-    quest.push(
-      await storeRun(
-        brokers,
-        topic,
-        n,
-        { STORE_DB: "questdb", QUESTDB_URL: questdbUrl },
-        questCount,
-      ),
-    );
-    log(
-      `store questdb: ${quest.at(-1)!.perSecond.toFixed(0)}/s, ${
-        quest.at(-1)!.peakMb.toFixed(0)
-      } MB`,
-    );
-    pg.push(
-      await storeRun(
-        brokers,
-        topic,
-        n,
-        { STORE_DB: "postgres", POSTGRES_URL: postgresUrl },
-        pgCount,
-      ),
-    );
-    log(`store postgres: ${pg.at(-1)!.perSecond.toFixed(0)}/s, ${pg.at(-1)!.peakMb.toFixed(0)} MB`);
+  /** One CPU layout's runs. */
+  interface Measured {
+    layout: string;
+    consume: Run[];
+    quest: Run[];
+    pg: Run[];
+  }
+  const cores = navigator.hardwareConcurrency;
+  const layouts: { name: string; cpus?: string }[] = [{ name: "shared" }];
+  if (cores >= 2) {
+    layouts.push({ name: "servers apart", cpus: cores === 2 ? "0" : `0-${cores - 2}` });
+  }
+  const measured: Measured[] = [];
+  for (const layout of layouts) {
+    if (layout.cpus) {
+      const last = String(cores - 1);
+      const pinned = await Promise.all(
+        [...await serverPids(kafkaDir, questDir, pgDir), Deno.pid].map((pid) => pin(pid, last)),
+      );
+      if (pinned.includes(false)) {
+        log("taskset could not pin the servers: the layout with the servers apart is left out");
+        break;
+      }
+      measuredCpus = layout.cpus;
+      log(`servers and this observer on core ${last}, measured processes on ${layout.cpus}`);
+    }
+    const m: Measured = { layout: layout.name, consume: [], quest: [], pg: [] };
+    measured.push(m);
+    for (let i = 0; i < RUNS; i++) {
+      m.consume.push(await consumeRun(brokers, topic, n));
+      log(`${m.layout}: consume ${m.consume.at(-1)!.perSecond.toFixed(0)}/s`);
+      m.quest.push(
+        await storeRun(
+          brokers,
+          topic,
+          n,
+          { STORE_DB: "questdb", QUESTDB_URL: questdbUrl },
+          questCount,
+        ),
+      );
+      log(`${m.layout}: store questdb ${m.quest.at(-1)!.perSecond.toFixed(0)}/s`);
+      m.pg.push(
+        await storeRun(
+          brokers,
+          topic,
+          n,
+          { STORE_DB: "postgres", POSTGRES_URL: postgresUrl },
+          pgCount,
+        ),
+      );
+      log(`${m.layout}: store postgres ${m.pg.at(-1)!.perSecond.toFixed(0)}/s`);
+    }
   }
   await sql.end();
-  const ratio = (runs: Run[]) =>
-    median(runs.map((r) => r.perSecond)) / median(consume.map((r) => r.perSecond));
-  const met = (runs: Run[]) => ratio(runs) >= 0.8 ? "met" : "**missed**";
-  const peak = (runs: Run[]) => `${Math.round(Math.max(...runs.map((r) => r.peakMb)))} MB`;
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
+  const peak = (runs: Run[]) => `${Math.round(Math.max(...runs.map((r) => r.peakMb)))} MB`;
+  const rows: string[] = [];
+  for (const m of measured) {
+    const base = median(m.consume.map((r) => r.perSecond));
+    const ratio = (runs: Run[]) => median(runs.map((r) => r.perSecond)) / base;
+    const met = (runs: Run[]) => ratio(runs) >= 0.8 ? "met" : "**missed**";
+    rows.push(
+      `| ${m.layout} | \`deno task consume\` > pipe | ${fmt(m.consume)} | 1 | | ${
+        peak(m.consume)
+      } |`,
+      `| ${m.layout} | \`deno task store\` → QuestDB | ${fmt(m.quest)} | ${
+        ratio(m.quest).toFixed(2)
+      } | ${met(m.quest)} | ${peak(m.quest)} |`,
+      `| ${m.layout} | \`deno task store\` → PostgreSQL | ${fmt(m.pg)} | ${
+        ratio(m.pg).toFixed(2)
+      } | ${met(m.pg)} | ${peak(m.pg)} |`,
+    );
+  }
   const section = [
     START,
     "## Store: Kafka backlog → QuestDB / PostgreSQL vs `deno task consume`",
@@ -301,21 +385,18 @@ try {
     "in the table) or the last line printed (consume, into a pipe thrown away), so both include " +
     "starting and joining the group. Peak RSS sampled from /proc every 100 ms. Target: store/consume ≥ 0.8. " +
     `QuestDB 9.2.2 (ILP over HTTP, 40,000 records per request), PostgreSQL 15 (unnest + ON ` +
-    `CONFLICT, 10,000 per transaction), two batches in flight, local, on the same 2-core ` +
-    `machine; load average (1, 5, 15 min) ${loadAtStart} at the start, ${loadAverage()} at ` +
-    `the end. ` +
-    `\`deno run -A bench/store_bench.ts --runs ${RUNS}\`, ${minutes} min, ` +
-    `${new Date().toISOString().slice(0, 10)}.`,
+    `CONFLICT, 10,000 per transaction), two batches in flight, local, on the same ${cores}-core ` +
+    `machine. Two CPU layouts: *shared*, every process anywhere (the store's run also pays for ` +
+    `the database's CPU, the consumer's does not); *servers apart*, Kafka, both databases and ` +
+    `the observer on the last core, the measured process on the others (\`taskset\`), as with ` +
+    `a database on its own machine: both processes get the same CPU, and a database that cannot ` +
+    `keep up still shows as a lower ratio. Load average (1, 5, 15 min) ${loadAtStart} at the ` +
+    `start, ${loadAverage()} at the end. \`deno run -A bench/store_bench.ts --runs ${RUNS}\`, ` +
+    `${minutes} min, ${new Date().toISOString().slice(0, 10)}.`,
     "",
-    "| process | records/s | ratio to consume | target | peak RSS |",
-    "|---|---|---|---|---|",
-    `| \`deno task consume\` > pipe | ${fmt(consume)} | 1 | | ${peak(consume)} |`,
-    `| \`deno task store\` → QuestDB | ${fmt(quest)} | ${ratio(quest).toFixed(2)} | ${
-      met(quest)
-    } | ${peak(quest)} |`,
-    `| \`deno task store\` → PostgreSQL | ${fmt(pg)} | ${ratio(pg).toFixed(2)} | ${met(pg)} | ${
-      peak(pg)
-    } |`,
+    "| CPU layout | process | records/s | ratio to consume | target | peak RSS |",
+    "|---|---|---|---|---|---|",
+    ...rows,
     "",
     END,
   ].join("\n");

@@ -249,20 +249,50 @@ class Commits {
     this.pending = new PendingCommits(options.commitIntervalMs ?? 100);
   }
 
-  /** Notes that `message` was handled. */
-  handled(message: StringMessage): void {
-    this.pending.handled(message.partition, message.offset);
-    this.#epochs.set(message.partition, message.leaderEpoch);
+  /** Notes that record `i` of `batch` was handled. */
+  handled(batch: Coordinates, i: number): void {
+    this.pending.handled(batch.partitions[i]!, batch.offsets[i]!);
+    this.#epochs.set(batch.partitions[i]!, batch.epochs[i]!);
   }
 
-  /** Notes that `message` is the next record of its partition to read (not handled). */
-  position(message: StringMessage): void {
-    this.pending.handled(message.partition, message.offset - 1n);
-    this.#epochs.set(message.partition, message.leaderEpoch);
+  /** Notes that record `i` of `batch` is the next record of its partition to read (not handled). */
+  position(batch: Coordinates, i: number): void {
+    this.pending.handled(batch.partitions[i]!, batch.offsets[i]! - 1n);
+    this.#epochs.set(batch.partitions[i]!, batch.epochs[i]!);
   }
 
-  /** Commits what is pending; a failure is logged, not thrown. */
+  /** Commits in order: each after the one before it has answered. */
+  #chain: Promise<void> = Promise.resolve();
+  /** A commit is queued on the chain and has not yet taken what is pending. */
+  #queued = false;
+
+  /**
+   * Queues a commit of what is pending then, and returns at once. The loop goes on handing
+   * batches over meanwhile: a commit's answer can wait behind a fetch on the broker's
+   * connection (150-350 ms in the store's profile), and awaiting it held the next batch back.
+   */
+  commitSoon(): void {
+    if (this.#queued) return;
+    this.#queued = true;
+    this.#chain = this.#chain.then(() => {
+      this.#queued = false;
+      return this.#commit();
+    });
+  }
+
+  /** Commits what is pending, after the commits queued before; resolves once it answered. */
   async commit(): Promise<void> {
+    this.#chain = this.#chain.then(() => this.#commit());
+    await this.#chain;
+  }
+
+  /** Resolves once the commits queued so far have answered (never rejects). */
+  idle(): Promise<void> {
+    return this.#chain;
+  }
+
+  /** Commits what is pending now; a failure is logged, not thrown. */
+  async #commit(): Promise<void> {
     const offsets = this.pending.take().map(([partition, offset]) => ({
       topic: this.#topic,
       partition,
@@ -292,9 +322,39 @@ interface PumpOptions {
   inFlight: number;
 }
 
+/**
+ * The Kafka coordinates of a batch's records, in order: what committing needs, kept in typed
+ * arrays instead of the records. A batch in flight then holds no message objects, which would
+ * otherwise live through garbage collections until its writer is done (with the history store's
+ * large batches, copying them cost the store more time than mapping its rows).
+ */
+interface Coordinates {
+  length: number;
+  partitions: Int32Array;
+  offsets: BigInt64Array;
+  epochs: Int32Array;
+}
+
+function coordinatesOf(messages: readonly StringMessage[]): Coordinates {
+  const { length } = messages;
+  const batch: Coordinates = {
+    length,
+    partitions: new Int32Array(length),
+    offsets: new BigInt64Array(length),
+    epochs: new Int32Array(length),
+  };
+  for (let i = 0; i < length; i++) {
+    const m = messages[i]!;
+    batch.partitions[i] = m.partition;
+    batch.offsets[i] = m.offset;
+    batch.epochs[i] = m.leaderEpoch;
+  }
+  return batch;
+}
+
 /** One batch handed to `onBatch`, until it resolves or rejects. */
 interface Flight {
-  mine: StringMessage[];
+  mine: Coordinates;
   /** Resolves (never rejects) once `onBatch` has resolved or rejected. */
   done: Promise<void>;
   settled: boolean;
@@ -336,7 +396,10 @@ async function pump(
   // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
   // over a large backlog those loops multiplied until the heap ran out.
   let buffered: StringMessage[] = [];
+  /** When the last record arrived (epoch ms). */
+  let lastDataAt = 0;
   const onData = (m: StringMessage) => {
+    lastDataAt = Date.now();
     buffered.push(m);
     if (buffered.length >= maxBatch && !stream.isPaused()) stream.pause();
     // The loop waits for a first record, or for a full batch while batches are in flight.
@@ -346,7 +409,7 @@ async function pump(
   const flights: Flight[] = [];
   const handOver = (mine: StringMessage[]) => {
     const records = mine.map(toInRecord);
-    const flight = { mine, settled: false } as Flight;
+    const flight = { mine: coordinatesOf(mine), settled: false } as Flight;
     flight.done = new Promise<void | number>((resolve) => resolve(onBatch(records))).then(
       (handled) => {
         flight.handled = handled;
@@ -380,16 +443,16 @@ async function pump(
     const n = typeof handled === "number"
       ? Math.max(0, Math.min(handled, mine.length))
       : mine.length;
-    for (let i = 0; i < n; i++) commits.handled(mine[i]!);
+    for (let i = 0; i < n; i++) commits.handled(mine, i);
     // A partial batch: each partition left off at its first record not handled. Committing
     // that position too keeps a group with no commit yet from starting at "latest" next
     // time (`consume | head` would otherwise skip the backlog).
     const pinned = new Set<number>();
     for (let i = n; i < mine.length; i++) {
-      const m = mine[i]!;
-      if (pinned.has(m.partition)) continue;
-      pinned.add(m.partition);
-      commits.position(m);
+      const partition = mine.partitions[i]!;
+      if (pinned.has(partition)) continue;
+      pinned.add(partition);
+      commits.position(mine, i);
     }
     if (n < mine.length) {
       // The caller stopped: what it handled of this batch is committed now, nothing after it.
@@ -397,17 +460,26 @@ async function pump(
       await commits.commit();
       return false;
     }
-    if (signal.aborted || pending.due()) await commits.commit();
+    if (signal.aborted) await commits.commit();
+    else if (pending.due()) commits.commitSoon();
     return true;
   };
   stream.on("data", onData);
   stream.on("error", onError);
   stream.on("close", poke);
   signal.addEventListener("abort", poke, { once: true });
+  /**
+   * Records waiting while a slot is free and nothing more has arrived for this long: they are
+   * handed over without waiting for a full batch (the end of a backlog, or a quiet stream),
+   * instead of after the batches in flight.
+   */
+  const LINGER_MS = 50;
+  const lingering = () =>
+    flights.length < inFlight && buffered.length > 0 && Date.now() - lastDataAt >= LINGER_MS;
   // An interval of 0 commits as each batch settles: nothing waits for the ticker then.
   const ticker = setInterval(() => {
-    if (pending.due()) poke();
-  }, pending.intervalMs || 100);
+    if (pending.due() || lingering()) poke();
+  }, Math.min(pending.intervalMs || 100, inFlight > 1 ? LINGER_MS : 100));
   try {
     let going = true;
     while (going && !signal.aborted && failure === undefined && !stream.destroyed) {
@@ -415,11 +487,15 @@ async function pump(
       while (going && flights[0]?.settled) going = await settle();
       if (!going) break;
       // Batches in flight: wait for the oldest to settle, or for a full batch to hand over
-      // while a slot is free (a small one would waste a database round trip).
-      if (flights.length >= inFlight || (flights.length > 0 && buffered.length < maxBatch)) {
+      // while a slot is free (a small one would waste a database round trip), unless the
+      // records have stopped coming.
+      if (
+        flights.length >= inFlight ||
+        (flights.length > 0 && buffered.length < maxBatch && !lingering())
+      ) {
         // Batches settled earlier are committed even while a later one takes long (a database
         // that is down): a crash then redelivers no more than the interval's worth.
-        if (pending.due()) await commits.commit();
+        if (pending.due()) commits.commitSoon();
         if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
       }
@@ -427,7 +503,7 @@ async function pump(
       buffered = [];
       if (stream.isPaused()) stream.resume();
       if (batch.length === 0) {
-        if (pending.due()) await commits.commit();
+        if (pending.due()) commits.commitSoon();
         if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
       }
@@ -445,8 +521,11 @@ async function pump(
       await flights[0]!.done;
       going = await settle();
     }
-    if (pending.size > 0) await commits.commit();
+    // What is pending, after every commit queued before it.
+    await commits.commit();
   } finally {
+    // Commits queued before a failure hold only what was handled: they finish first.
+    await commits.idle();
     clearInterval(ticker);
     signal.removeEventListener("abort", poke);
     stream.off("data", onData);

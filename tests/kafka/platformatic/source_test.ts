@@ -109,7 +109,11 @@ Deno.test("finding 3: a record that arrives while the source awaits a commit is 
  * A source over a stubbed consumer and stream, for the loop's own logic: the commits it makes,
  * in order; `join` assigns partition 0 once the loop listens.
  */
-function stubbed(options: { inFlight: number; maxBatch: number; commitIntervalMs?: number }) {
+function stubbed(
+  options: { inFlight: number; maxBatch: number; commitIntervalMs?: number },
+  /** Answers each commit; default at once. */
+  answer: () => Promise<void> = () => Promise.resolve(),
+) {
   const stream = new FakeStream();
   // deno-lint-ignore no-explicit-any
   const proto = Consumer.prototype as any;
@@ -122,7 +126,7 @@ function stubbed(options: { inFlight: number; maxBatch: number; commitIntervalMs
   };
   proto.commit = (o: { offsets: { offset: bigint }[] }) => {
     commits.push(o.offsets.map((x) => x.offset));
-    return Promise.resolve();
+    return answer();
   };
   proto.close = () => Promise.resolve();
   const config = {
@@ -307,6 +311,76 @@ Deno.test("a batch settled while the next one is still in flight is committed wi
     deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"], ["3", "4"]]);
     deepStrictEqual(s.commits, [[1n], [3n], [3n]]);
   } finally {
+    await s.restore();
+  }
+});
+
+Deno.test("records that stop arriving are handed over while a batch is in flight, not held for a full batch", async () => {
+  const s = stubbed({ inFlight: 2, maxBatch: 100 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    // The end of a backlog: two more records, then nothing, and the first batch still in flight.
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    const timer = setTimeout(() => held.batches[0]!.settle(1), 2_000);
+    await held.handedOver(2);
+    clearTimeout(timer);
+    const settledFirst = s.commits.length > 0;
+    held.batches[0]!.settle(1);
+    held.batches[1]!.settle(2);
+    await turn();
+    stop.abort();
+    await done;
+    deepStrictEqual(settledFirst, false);
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["0"], ["1", "2"]]);
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+  } finally {
+    await s.restore();
+  }
+});
+
+Deno.test("a commit slow to answer does not hold the next batch back, and the next commit waits for it", async () => {
+  const answers: (() => void)[] = [];
+  const s = stubbed(
+    { inFlight: 1, maxBatch: 2 },
+    () => new Promise<void>((resolve) => answers.push(resolve)),
+  );
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    s.stream.emit("data", message(0));
+    await held.handedOver(1);
+    held.batches[0]!.settle(1);
+    while (s.commits.length < 1) await turn();
+    // The first commit has not answered (it waits behind a fetch on the broker's connection).
+    s.stream.emit("data", message(1));
+    s.stream.emit("data", message(2));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const handedWhileWaiting = await Promise.race([
+      held.handedOver(2).then(() => true),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), 5_000)),
+    ]);
+    clearTimeout(timer);
+    deepStrictEqual(handedWhileWaiting, true);
+    held.batches[1]!.settle(2);
+    await turn();
+    const beforeAnswer = s.commits.length;
+    answers[0]!();
+    while (s.commits.length < 2) await turn();
+    answers[1]!();
+    stop.abort();
+    await done;
+    deepStrictEqual(beforeAnswer, 1);
+    deepStrictEqual(s.commits, [[1n], [3n]]);
+  } finally {
+    for (const answer of answers) answer();
     await s.restore();
   }
 });
