@@ -335,8 +335,15 @@ interface Coordinates {
   epochs: Int32Array;
 }
 
-function coordinatesOf(messages: readonly StringMessage[]): Coordinates {
-  const { length } = messages;
+/** Records as they arrived: each one's offset and leader epoch beside it, by index. */
+interface Arrived {
+  records: InRecord[];
+  offsets: bigint[];
+  epochs: number[];
+}
+
+function coordinatesOf(arrived: Arrived): Coordinates {
+  const { length } = arrived.records;
   const batch: Coordinates = {
     length,
     partitions: new Int32Array(length),
@@ -344,12 +351,23 @@ function coordinatesOf(messages: readonly StringMessage[]): Coordinates {
     epochs: new Int32Array(length),
   };
   for (let i = 0; i < length; i++) {
-    const m = messages[i]!;
-    batch.partitions[i] = m.partition;
-    batch.offsets[i] = m.offset;
-    batch.epochs[i] = m.leaderEpoch;
+    batch.partitions[i] = arrived.records[i]!.partition;
+    batch.offsets[i] = arrived.offsets[i]!;
+    batch.epochs[i] = arrived.epochs[i]!;
   }
   return batch;
+}
+
+/** The records of `arrived` in `partitions`, with their offsets and epochs. */
+function mineOf(arrived: Arrived, partitions: ReadonlySet<number>): Arrived {
+  const mine: Arrived = { records: [], offsets: [], epochs: [] };
+  arrived.records.forEach((r, i) => {
+    if (!partitions.has(r.partition)) return;
+    mine.records.push(r);
+    mine.offsets.push(arrived.offsets[i]!);
+    mine.epochs.push(arrived.epochs[i]!);
+  });
+  return mine;
 }
 
 /** One batch handed to `onBatch`, until it resolves or rejects. */
@@ -395,20 +413,25 @@ async function pump(
   // Flowing mode with pause/resume for backpressure, as the library expects: reading with
   // read() in paused mode starts a new fetch loop on every call that finds the buffer low, and
   // over a large backlog those loops multiplied until the heap ran out.
-  let buffered: StringMessage[] = [];
+  let buffered: Arrived = { records: [], offsets: [], epochs: [] };
   /** When the last record arrived (epoch ms). */
   let lastDataAt = 0;
   const onData = (m: StringMessage) => {
     lastDataAt = Date.now();
-    buffered.push(m);
-    if (buffered.length >= maxBatch && !stream.isPaused()) stream.pause();
+    // Made a record at once: the message is garbage before the next collection, instead of
+    // living, with its headers map, until its batch is handed over.
+    buffered.records.push(toInRecord(m));
+    buffered.offsets.push(m.offset);
+    buffered.epochs.push(m.leaderEpoch);
+    const n = buffered.records.length;
+    if (n >= maxBatch && !stream.isPaused()) stream.pause();
     // The loop waits for a first record, or for a full batch while batches are in flight.
-    if (buffered.length === 1 || buffered.length === maxBatch) poke();
+    if (n === 1 || n === maxBatch) poke();
   };
   /** Batches handed over and not yet settled, oldest first. */
   const flights: Flight[] = [];
-  const handOver = (mine: StringMessage[]) => {
-    const records = mine.map(toInRecord);
+  const handOver = (mine: Arrived) => {
+    const records = mine.records;
     const flight = { mine: coordinatesOf(mine), settled: false } as Flight;
     flight.done = new Promise<void | number>((resolve) => resolve(onBatch(records))).then(
       (handled) => {
@@ -475,7 +498,8 @@ async function pump(
    */
   const LINGER_MS = 50;
   const lingering = () =>
-    flights.length < inFlight && buffered.length > 0 && Date.now() - lastDataAt >= LINGER_MS;
+    flights.length < inFlight && buffered.records.length > 0 &&
+    Date.now() - lastDataAt >= LINGER_MS;
   // An interval of 0 commits as each batch settles: nothing waits for the ticker then.
   const ticker = setInterval(() => {
     if (pending.due() || lingering()) poke();
@@ -491,7 +515,7 @@ async function pump(
       // records have stopped coming.
       if (
         flights.length >= inFlight ||
-        (flights.length > 0 && buffered.length < maxBatch && !lingering())
+        (flights.length > 0 && buffered.records.length < maxBatch && !lingering())
       ) {
         // Batches settled earlier are committed even while a later one takes long (a database
         // that is down): a crash then redelivers no more than the interval's worth.
@@ -500,9 +524,9 @@ async function pump(
         continue;
       }
       const batch = buffered;
-      buffered = [];
+      buffered = { records: [], offsets: [], epochs: [] };
       if (stream.isPaused()) stream.resume();
-      if (batch.length === 0) {
+      if (batch.records.length === 0) {
         if (pending.due()) commits.commitSoon();
         if (!poked) await new Promise<void>((resolve) => wake = resolve);
         continue;
@@ -511,8 +535,10 @@ async function pump(
         pending.keep(assignment.partitions);
         assignment.revoked = false;
       }
-      const mine = batch.filter((m) => assignment.partitions.has(m.partition));
-      if (mine.length === 0) continue;
+      const mine = batch.records.every((r) => assignment.partitions.has(r.partition))
+        ? batch
+        : mineOf(batch, assignment.partitions);
+      if (mine.records.length === 0) continue;
       handOver(mine);
     }
     // Stopping: the batches still in flight finish (a stopped caller hands back what it

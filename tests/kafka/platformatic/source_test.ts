@@ -384,3 +384,26 @@ Deno.test("a commit slow to answer does not hold the next batch back, and the ne
     await s.restore();
   }
 });
+
+Deno.test("records of a partition this member does not hold are dropped uncommitted, and the rest are handled and committed at their own offsets", async () => {
+  const s = stubbed({ inFlight: 1, maxBatch: 10 });
+  const held = heldBatches();
+  const stop = new AbortController();
+  try {
+    const done = s.source.consume(held.onBatch, { signal: stop.signal });
+    await s.join();
+    // Partition 1 was never assigned here (a fetch made before a rebalance can still hold it).
+    s.stream.emit("data", { ...message(5), leaderEpoch: 3 });
+    s.stream.emit("data", { ...message(7), partition: 1 });
+    s.stream.emit("data", { ...message(6), leaderEpoch: 4 });
+    await held.handedOver(1);
+    held.batches[0]!.settle(2);
+    await turn();
+    stop.abort();
+    await done;
+    deepStrictEqual(held.batches.map((b) => b.offsets), [["5", "6"]]);
+    deepStrictEqual(s.commits, [[7n]]);
+  } finally {
+    await s.restore();
+  }
+});
