@@ -250,15 +250,17 @@ class Commits {
   }
 
   /** Notes that record `i` of `batch` was handled. */
-  handled(batch: Coordinates, i: number): void {
-    this.pending.handled(batch.partitions[i]!, batch.offsets[i]!);
-    this.#epochs.set(batch.partitions[i]!, batch.epochs[i]!);
+  handled(batch: Arrived, i: number): void {
+    const { partition } = batch.records[i]!;
+    this.pending.handled(partition, batch.offsets[i]!);
+    this.#epochs.set(partition, batch.epochs[i]!);
   }
 
   /** Notes that record `i` of `batch` is the next record of its partition to read (not handled). */
-  position(batch: Coordinates, i: number): void {
-    this.pending.handled(batch.partitions[i]!, batch.offsets[i]! - 1n);
-    this.#epochs.set(batch.partitions[i]!, batch.epochs[i]!);
+  position(batch: Arrived, i: number): void {
+    const { partition } = batch.records[i]!;
+    this.pending.handled(partition, batch.offsets[i]! - 1n);
+    this.#epochs.set(partition, batch.epochs[i]!);
   }
 
   /** Commits in order: each after the one before it has answered. */
@@ -323,39 +325,15 @@ interface PumpOptions {
 }
 
 /**
- * The Kafka coordinates of a batch's records, in order: what committing needs, kept in typed
- * arrays instead of the records. A batch in flight then holds no message objects, which would
- * otherwise live through garbage collections until its writer is done (with the history store's
- * large batches, copying them cost the store more time than mapping its rows).
+ * Records as they arrived, each one's offset and leader epoch beside it, by index: what
+ * committing needs, without the messages. Those would otherwise live through garbage collections
+ * until their batch is handled (with the history store's large batches, copying them cost the
+ * store more time than mapping its rows).
  */
-interface Coordinates {
-  length: number;
-  partitions: Int32Array;
-  offsets: BigInt64Array;
-  epochs: Int32Array;
-}
-
-/** Records as they arrived: each one's offset and leader epoch beside it, by index. */
 interface Arrived {
   records: InRecord[];
   offsets: bigint[];
   epochs: number[];
-}
-
-function coordinatesOf(arrived: Arrived): Coordinates {
-  const { length } = arrived.records;
-  const batch: Coordinates = {
-    length,
-    partitions: new Int32Array(length),
-    offsets: new BigInt64Array(length),
-    epochs: new Int32Array(length),
-  };
-  for (let i = 0; i < length; i++) {
-    batch.partitions[i] = arrived.records[i]!.partition;
-    batch.offsets[i] = arrived.offsets[i]!;
-    batch.epochs[i] = arrived.epochs[i]!;
-  }
-  return batch;
 }
 
 /** The records of `arrived` in `partitions`, with their offsets and epochs. */
@@ -372,7 +350,7 @@ function mineOf(arrived: Arrived, partitions: ReadonlySet<number>): Arrived {
 
 /** One batch handed to `onBatch`, until it resolves or rejects. */
 interface Flight {
-  mine: Coordinates;
+  mine: Arrived;
   /** Resolves (never rejects) once `onBatch` has resolved or rejected. */
   done: Promise<void>;
   settled: boolean;
@@ -431,9 +409,8 @@ async function pump(
   /** Batches handed over and not yet settled, oldest first. */
   const flights: Flight[] = [];
   const handOver = (mine: Arrived) => {
-    const records = mine.records;
-    const flight = { mine: coordinatesOf(mine), settled: false } as Flight;
-    flight.done = new Promise<void | number>((resolve) => resolve(onBatch(records))).then(
+    const flight = { mine, settled: false } as Flight;
+    flight.done = new Promise<void | number>((resolve) => resolve(onBatch(mine.records))).then(
       (handled) => {
         flight.handled = handled;
       },
@@ -458,26 +435,25 @@ async function pump(
   const settle = async (): Promise<boolean> => {
     const flight = flights.shift()!;
     const { mine } = flight;
+    const { length } = mine.records;
     if (flight.failed) {
       await dropFlights();
       throw flight.failed.error;
     }
     const handled = flight.handled;
-    const n = typeof handled === "number"
-      ? Math.max(0, Math.min(handled, mine.length))
-      : mine.length;
+    const n = typeof handled === "number" ? Math.max(0, Math.min(handled, length)) : length;
     for (let i = 0; i < n; i++) commits.handled(mine, i);
     // A partial batch: each partition left off at its first record not handled. Committing
     // that position too keeps a group with no commit yet from starting at "latest" next
     // time (`consume | head` would otherwise skip the backlog).
     const pinned = new Set<number>();
-    for (let i = n; i < mine.length; i++) {
-      const partition = mine.partitions[i]!;
+    for (let i = n; i < length; i++) {
+      const { partition } = mine.records[i]!;
       if (pinned.has(partition)) continue;
       pinned.add(partition);
       commits.position(mine, i);
     }
-    if (n < mine.length) {
+    if (n < length) {
       // The caller stopped: what it handled of this batch is committed now, nothing after it.
       await dropFlights();
       await commits.commit();
