@@ -301,12 +301,28 @@ try {
     const r = await sql.unsafe(`SELECT count(*)::int AS n FROM ${table}`);
     return r[0]!.n as number;
   };
-  /** One CPU layout's runs. */
+  /** The databases, in the order each round stores into them. */
+  const databases: {
+    name: string;
+    env: Record<string, string>;
+    count: (table: string) => Promise<number>;
+  }[] = [
+    {
+      name: "QuestDB",
+      env: { STORE_DB: "questdb", QUESTDB_URL: questdbUrl },
+      count: questCount,
+    },
+    {
+      name: "PostgreSQL",
+      env: { STORE_DB: "postgres", POSTGRES_URL: postgresUrl },
+      count: pgCount,
+    },
+  ];
+  /** One CPU layout's runs: consume's, and each database's in the order of `databases`. */
   interface Measured {
     layout: string;
     consume: Run[];
-    quest: Run[];
-    pg: Run[];
+    stores: Run[][];
   }
   const cores = navigator.hardwareConcurrency;
   const layouts: { name: string; cpus?: string }[] = [{ name: "shared" }];
@@ -327,31 +343,16 @@ try {
       measuredCpus = layout.cpus;
       log(`servers and this observer on core ${last}, measured processes on ${layout.cpus}`);
     }
-    const m: Measured = { layout: layout.name, consume: [], quest: [], pg: [] };
+    const m: Measured = { layout: layout.name, consume: [], stores: databases.map(() => []) };
     measured.push(m);
     for (let i = 0; i < RUNS; i++) {
       m.consume.push(await consumeRun(brokers, topic, n));
       log(`${m.layout}: consume ${m.consume.at(-1)!.perSecond.toFixed(0)}/s`);
-      m.quest.push(
-        await storeRun(
-          brokers,
-          topic,
-          n,
-          { STORE_DB: "questdb", QUESTDB_URL: questdbUrl },
-          questCount,
-        ),
-      );
-      log(`${m.layout}: store questdb ${m.quest.at(-1)!.perSecond.toFixed(0)}/s`);
-      m.pg.push(
-        await storeRun(
-          brokers,
-          topic,
-          n,
-          { STORE_DB: "postgres", POSTGRES_URL: postgresUrl },
-          pgCount,
-        ),
-      );
-      log(`${m.layout}: store postgres ${m.pg.at(-1)!.perSecond.toFixed(0)}/s`);
+      for (const [d, db] of databases.entries()) {
+        const run = await storeRun(brokers, topic, n, db.env, db.count);
+        m.stores[d]!.push(run);
+        log(`${m.layout}: store ${db.name.toLowerCase()} ${run.perSecond.toFixed(0)}/s`);
+      }
     }
   }
   await sql.end();
@@ -366,12 +367,12 @@ try {
       `| ${m.layout} | \`deno task consume\` > pipe | ${fmt(m.consume)} | 1 | | ${
         peak(m.consume)
       } |`,
-      `| ${m.layout} | \`deno task store\` → QuestDB | ${fmt(m.quest)} | ${
-        ratio(m.quest).toFixed(2)
-      } | ${met(m.quest)} | ${peak(m.quest)} |`,
-      `| ${m.layout} | \`deno task store\` → PostgreSQL | ${fmt(m.pg)} | ${
-        ratio(m.pg).toFixed(2)
-      } | ${met(m.pg)} | ${peak(m.pg)} |`,
+      ...databases.map((db, d) => {
+        const runs = m.stores[d]!;
+        return `| ${m.layout} | \`deno task store\` → ${db.name} | ${fmt(runs)} | ${
+          ratio(runs).toFixed(2)
+        } | ${met(runs)} | ${peak(runs)} |`;
+      }),
     );
   }
   const section = [
